@@ -1,0 +1,23 @@
+"""Engine construction. Called from lifecycle hooks and commands, never at import time."""
+
+from __future__ import annotations
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+
+def async_url(url: str) -> str:
+    """Accept plain postgresql:// URLs (as other tools write them) and use the asyncpg driver."""
+    parsed = make_url(url)
+    if parsed.drivername in ("postgres", "postgresql", "postgresql+asyncpg"):
+        parsed = parsed.set(drivername="postgresql+asyncpg")
+    else:
+        raise ValueError(f"database URL must be postgresql://..., got {parsed.drivername}://")
+    return parsed.render_as_string(hide_password=False)
+
+
+def create_engine(url: str, *, pool_size: int = 5, max_overflow: int = 5, **kwargs) -> AsyncEngine:
+    """One engine per process, used from one event loop. Size the pool to the concurrent actors."""
+    if "poolclass" not in kwargs:
+        kwargs.update(pool_size=pool_size, max_overflow=max_overflow, pool_pre_ping=True)
+    return create_async_engine(async_url(url), **kwargs)

@@ -1,0 +1,192 @@
+"""SQLAlchemy Core tables for queries. The schema itself is defined by the migrations."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Date,
+    DateTime,
+    Integer,
+    MetaData,
+    Numeric,
+    Table,
+    Text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+
+metadata = MetaData()
+
+TS = DateTime(timezone=True)
+
+members = Table(
+    "members",
+    metadata,
+    Column("member_id", Text, primary_key=True),
+    Column("tier", Text, nullable=False),
+    Column("tier_floor", Text),
+    Column("available_points", BigInteger, nullable=False),
+    Column("pending_points", BigInteger, nullable=False),
+    Column("qualifying_points", BigInteger, nullable=False),
+    Column("lifetime_points", BigInteger, nullable=False),
+    Column("birthday", Date),
+    Column("locale", Text),
+    Column("signed_up_at", TS),
+    Column("first_purchase_at", TS),
+    Column("check_in_last_on", Date),
+    Column("check_in_streak", Integer, nullable=False),
+    Column("review_day", Date),
+    Column("reviews_on_day", Integer, nullable=False),
+    Column("enrolled_at", TS, nullable=False),
+    Column("updated_at", TS, nullable=False),
+    Column("erased_at", TS),
+)
+
+ledger_entries = Table(
+    "ledger_entries",
+    metadata,
+    Column("entry_id", BigInteger, primary_key=True),
+    Column("member_id", Text, nullable=False),
+    Column("kind", Text, nullable=False),
+    Column("points", BigInteger, nullable=False),
+    Column("pending_points", BigInteger, nullable=False),
+    Column("qualifying_points", BigInteger, nullable=False),
+    Column("source", Text),
+    Column("event_id", Text),
+    Column("event_type", Text),
+    Column("rules", JSONB, nullable=False),
+    Column("occurred_at", TS, nullable=False),
+    Column("created_at", TS, nullable=False),
+)
+
+lots = Table(
+    "lots",
+    metadata,
+    Column("lot_id", BigInteger, primary_key=True),
+    Column("member_id", Text, nullable=False),
+    Column("entry_id", BigInteger, nullable=False),
+    Column("points", BigInteger, nullable=False),
+    Column("remaining", BigInteger, nullable=False),
+    Column("earned_at", TS, nullable=False),
+    Column("expires_at", TS, nullable=False),
+    Column("pending_until", TS),
+)
+
+lot_takes = Table(
+    "lot_takes",
+    metadata,
+    Column("entry_id", BigInteger, primary_key=True),
+    Column("lot_id", BigInteger, primary_key=True),
+    Column("points", BigInteger, nullable=False),
+)
+
+processed_events = Table(
+    "processed_events",
+    metadata,
+    Column("source", Text, primary_key=True),
+    Column("event_id", Text, primary_key=True),
+    Column("payload_hash", Text, nullable=False),
+    Column("member_id", Text, nullable=False),
+    Column("event_type", Text, nullable=False),
+    Column("status", Text, nullable=False),
+    Column("result", JSONB, nullable=False),
+    Column("occurred_at", TS, nullable=False),
+    Column("processed_at", TS, nullable=False),
+)
+
+orders = Table(
+    "orders",
+    metadata,
+    Column("member_id", Text, primary_key=True),
+    Column("order_id", Text, primary_key=True),
+    Column("amount", Numeric(14, 2)),
+    Column("currency", Text),
+    Column("points_earned", BigInteger, nullable=False),
+    Column("points_reversed", BigInteger, nullable=False),
+    Column("refunded_amount", Numeric(14, 2), nullable=False),
+    Column("lot_id", BigInteger),
+    Column("purchased_at", TS),
+)
+
+refunds = Table(
+    "refunds",
+    metadata,
+    Column("member_id", Text, primary_key=True),
+    Column("order_id", Text, primary_key=True),
+    Column("refund_id", Text, primary_key=True),
+    Column("amount", Numeric(14, 2), nullable=False),
+    Column("source", Text, nullable=False),
+    Column("event_id", Text, nullable=False),
+    Column("occurred_at", TS, nullable=False),
+    Column("status", Text, nullable=False),
+    Column("points_reversed", BigInteger, nullable=False),
+)
+
+reviews = Table(
+    "reviews",
+    metadata,
+    Column("member_id", Text, primary_key=True),
+    Column("order_id", Text, primary_key=True),
+    Column("sku", Text, primary_key=True),
+    Column("review_id", Text, nullable=False),
+    Column("source", Text, nullable=False),
+    Column("event_id", Text, nullable=False),
+)
+
+referrals = Table(
+    "referrals",
+    metadata,
+    Column("referee_member_id", Text, primary_key=True),
+    Column("referrer_member_id", Text, nullable=False),
+    Column("source", Text, nullable=False),
+    Column("event_id", Text, nullable=False),
+    Column("created_at", TS, nullable=False),
+)
+
+rejected_events = Table(
+    "rejected_events",
+    metadata,
+    Column("rejected_id", BigInteger, primary_key=True),
+    Column("raw_hash", Text, nullable=False),
+    Column("source", Text),
+    Column("event_id", Text),
+    Column("member_id", Text),
+    Column("event_type", Text),
+    Column("reason", Text, nullable=False),
+    Column("raw", Text, nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("status", Text, nullable=False),
+    Column("first_seen_at", TS, nullable=False),
+    Column("last_seen_at", TS, nullable=False),
+)
+
+tier_changes = Table(
+    "tier_changes",
+    metadata,
+    Column("change_id", BigInteger, primary_key=True),
+    Column("member_id", Text, nullable=False),
+    Column("from_tier", Text, nullable=False),
+    Column("to_tier", Text, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("source", Text),
+    Column("event_id", Text),
+    Column("changed_at", TS, nullable=False),
+)
+
+notifications = Table(
+    "notifications",
+    metadata,
+    Column("notification_id", BigInteger, primary_key=True),
+    Column("member_id", Text, nullable=False),
+    Column("kind", Text, nullable=False),
+    Column("params", JSONB, nullable=False),
+    Column("dedupe_key", Text),
+    Column("status", Text, nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("last_error", Text),
+    Column("source", Text),
+    Column("event_id", Text),
+    Column("created_at", TS, nullable=False),
+    Column("deliver_after", TS),
+    Column("sent_at", TS),
+)

@@ -1,0 +1,23 @@
+"""Actor declarations. Each module lists its actors as ActorSpecs; worker.broker declares them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable
+
+
+@dataclass(frozen=True)
+class ActorSpec:
+    fn: Callable[..., Awaitable[Any]]
+    queue_name: str
+    options: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.fn.__name__
+
+
+def all_specs() -> list[ActorSpec]:
+    from worker.actors import events
+
+    return [*events.ACTORS]

@@ -1,0 +1,50 @@
+"""Event actors: decode, hand to the intake service, log the outcome. Nothing else."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+
+from worker import runtime
+from worker.actors import ActorSpec
+from worker.services import intake
+
+log = structlog.get_logger(__name__)
+
+QUEUE = "events"
+
+# Invalid input never raises (it is recorded as rejected), so retries only ever cover
+# infrastructure faults: a PostgreSQL restart or failover is ridden out with backoff.
+RETRIES = {"max_retries": 20, "min_backoff": 500, "max_backoff": 60_000}
+
+
+async def process_event(event: Any) -> None:
+    rt = runtime.current()
+    outcome = await intake.process(rt.engine, rt.program, event, now=rt.clock(), strict=rt.settings.strict_checks)
+    log.info("event_processed", status=outcome.status, type=outcome.event_type, points=outcome.points,
+             reason=outcome.reason, note=outcome.note)
+
+
+async def process_batch(events: Any) -> None:
+    rt = runtime.current()
+    if not isinstance(events, list):
+        await intake.record_rejected(rt.engine, events, "batch: must be a JSON array of events")
+        log.warning("batch_rejected", reason="not a list")
+        return
+    if len(events) > intake.BATCH_EVENTS_MAX:
+        reason = f"batch: {len(events)} events is over the limit of {intake.BATCH_EVENTS_MAX}"
+        await intake.record_rejected(rt.engine, events, reason)
+        log.warning("batch_rejected", reason=reason)
+        return
+    outcomes = await intake.process_batch(rt.engine, rt.program, events, now=rt.clock(), strict=rt.settings.strict_checks)
+    counts: dict[str, int] = {}
+    for outcome in outcomes:
+        counts[outcome.status] = counts.get(outcome.status, 0) + 1
+    log.info("batch_processed", events=len(events), **counts)
+
+
+ACTORS = (
+    ActorSpec(process_event, QUEUE, {**RETRIES, "time_limit": 60_000}),
+    ActorSpec(process_batch, QUEUE, {**RETRIES, "time_limit": 300_000}),
+)

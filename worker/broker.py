@@ -1,0 +1,52 @@
+"""Broker construction and actor declaration: the composition root of the worker."""
+
+from __future__ import annotations
+
+import dramatiq
+from dramatiq.brokers.redis import RedisBroker
+from dramatiq.brokers.stub import StubBroker
+from dramatiq.middleware import AsyncIO, CurrentMessage, default_middleware
+
+from worker.actors import all_specs
+from worker.config import Settings
+from worker.domain.program import Program
+from worker.runtime import LogContextMiddleware, RuntimeMiddleware, on_event_loop
+
+# A dead worker's unacked messages go back on the queue once its heartbeat is this old.
+# Lower recovers faster after a crash; it must stay well above the longest pause a live
+# worker can have between broker calls.
+HEARTBEAT_TIMEOUT_MS = 30_000
+
+
+def build_broker(settings: Settings, *, stub: bool = False, program: Program | None = None) -> dramatiq.Broker:
+    middleware = [m() for m in default_middleware] + [
+        AsyncIO(),
+        CurrentMessage(),
+        LogContextMiddleware(),
+        RuntimeMiddleware(settings, program),
+    ]
+    if stub:
+        broker: dramatiq.Broker = StubBroker(middleware=middleware)
+    else:
+        broker = RedisBroker(
+            url=settings.redis_url,
+            namespace=settings.namespace,
+            middleware=middleware,
+            heartbeat_timeout=HEARTBEAT_TIMEOUT_MS,
+        )
+    dramatiq.set_broker(broker)
+    declare_actors(broker)
+    return broker
+
+
+def declare_actors(broker: dramatiq.Broker) -> dict[str, dramatiq.Actor]:
+    return {
+        spec.name: dramatiq.actor(
+            on_event_loop(spec.fn), broker=broker, actor_name=spec.name, queue_name=spec.queue_name, **spec.options
+        )
+        for spec in all_specs()
+    }
+
+
+def actor(broker: dramatiq.Broker, name: str) -> dramatiq.Actor:
+    return broker.get_actor(name)

@@ -1,0 +1,21 @@
+"""`loyalty`: the command line. Parses arguments and prints; the work is in the services."""
+
+from __future__ import annotations
+
+import typer
+
+from worker.cli import core, demo, members
+
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+    help="Loyalty engine: points ledger, tiers and rewards.",
+)
+core.register(app)
+members.register(app)
+demo.register(app)
+
+
+def main() -> None:
+    app()

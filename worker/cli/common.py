@@ -1,0 +1,57 @@
+"""Helpers shared by the commands: settings, engine lifetime, JSON output."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from contextlib import asynccontextmanager
+from typing import Any, AsyncIterator, Awaitable, Callable, TypeVar
+
+import typer
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from db.engine import create_engine
+from worker.config import Settings
+from worker.domain.errors import ProgramError
+from worker.domain.program import Program, load_program
+
+T = TypeVar("T")
+
+
+def settings() -> Settings:
+    return Settings.from_env()
+
+
+def program(s: Settings) -> Program:
+    try:
+        return load_program(s.program_file)
+    except ProgramError as error:
+        fail(str(error))
+
+
+def fail(message: str, code: int = 2):
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+@asynccontextmanager
+async def engine_for(s: Settings) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(s.database_url, pool_size=2, max_overflow=0)
+    try:
+        yield engine
+    finally:
+        await engine.dispose()
+
+
+def run(fn: Callable[[AsyncEngine], Awaitable[T]], s: Settings | None = None) -> T:
+    async def go() -> T:
+        async with engine_for(s or settings()) as engine:
+            return await fn(engine)
+
+    return asyncio.run(go())
+
+
+def emit_json(value: Any) -> None:
+    json.dump(value, sys.stdout, ensure_ascii=False, indent=2, default=str)
+    sys.stdout.write("\n")

@@ -1,0 +1,117 @@
+"""db upgrade, publish, worker, drain, audit, rejected."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from worker.cli.common import emit_json, fail, program, run, settings
+from worker.services.intake import BATCH_EVENTS_MAX
+
+
+def register(app: typer.Typer) -> None:
+    db_app = typer.Typer(help="Schema management.")
+    app.add_typer(db_app, name="db")
+    db_app.command("upgrade", help="Create or migrate the schema; safe to run twice.")(db_upgrade)
+    app.command(help="Validate JSON Lines from FILE (or - for stdin) and enqueue the valid events.")(publish)
+    app.command(help="Run the dramatiq worker processes.")(worker)
+    app.command(help="Process messages until the loyalty queues are empty, then exit.")(drain)
+    app.command(help="Recompute every balance from entries and lots; exit 1 on any difference.")(audit)
+    rejected_app = typer.Typer(help="Events that were rejected, with their reasons.")
+    app.add_typer(rejected_app, name="rejected")
+    rejected_app.command("list")(rejected_list)
+
+
+def db_upgrade() -> None:
+    from db import migrate
+
+    s = settings()
+    revision = asyncio.run(migrate.upgrade(s.database_url))
+    typer.echo(f"schema at revision {revision}")
+
+
+def publish(
+    file: str = typer.Argument("-", help="JSON Lines file, or - for standard input."),
+    batch: int = typer.Option(0, help=f"Send events in batch messages of up to this many (max {BATCH_EVENTS_MAX})."),
+) -> None:
+    from worker.broker import build_broker
+    from worker.runtime import utc_now
+    from worker.services.publish import publish_lines
+
+    if batch < 0 or batch > BATCH_EVENTS_MAX:
+        fail(f"--batch must be between 0 and {BATCH_EVENTS_MAX}")
+    s = settings()
+    prog = program(s)
+    broker = build_broker(s)
+    send_one, send_many = broker.get_actor("process_event"), broker.get_actor("process_batch")
+    stream = sys.stdin if file == "-" else None
+    try:
+        handle = stream or Path(file).open(encoding="utf-8", errors="replace")
+    except OSError as error:
+        fail(f"{file}: {error.strerror}")
+    with handle:
+        report = publish_lines(handle, prog, utc_now(), send_one.send, send_many.send, batch)
+    for number, reason in report.invalid:
+        typer.echo(f"line {number}: {reason}", err=True)
+    typer.echo(f"published {report.accepted} events in {report.messages} messages; {len(report.invalid)} invalid lines")
+    if report.invalid:
+        raise typer.Exit(1)
+
+
+def worker(
+    processes: int = typer.Option(2, help="Worker processes."),
+    threads: int = typer.Option(8, help="Worker threads per process."),
+) -> None:
+    args = [sys.executable, "-m", "dramatiq", "worker.main", "--processes", str(processes), "--threads", str(threads)]
+    os.execv(sys.executable, args)
+
+
+def drain(
+    timeout: float = typer.Option(600, help="Give up after this many seconds."),
+    threads: int = typer.Option(8, help="Worker threads."),
+) -> None:
+    from worker import logs
+    from worker.broker import build_broker
+    from worker.drain import DrainTimeout, drain as drain_queues
+
+    logs.configure()
+    broker = build_broker(settings())
+    try:
+        drain_queues(broker, timeout_s=timeout, threads=threads)
+    except DrainTimeout as error:
+        fail(f"timed out after {timeout:g}s with messages left: {error.left}", code=1)
+    typer.echo("queues drained")
+
+
+def audit(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
+    from worker.services.audit import audit_all
+
+    report = run(audit_all)
+    if as_json:
+        emit_json({"members_checked": report.members_checked, "clean": report.clean,
+                   "differences": [d.__dict__ for d in report.differences]})
+    else:
+        for difference in report.differences:
+            typer.echo(str(difference))
+        typer.echo(f"{report.members_checked} members checked, {len(report.differences)} differences")
+    if not report.clean:
+        raise typer.Exit(1)
+
+
+def rejected_list(
+    limit: int = typer.Option(100, help="At most this many rows."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    from worker.services.rejected import list_rejected
+
+    rows = run(lambda engine: list_rejected(engine, limit=limit))
+    if as_json:
+        emit_json(rows)
+        return
+    for r in rows:
+        typer.echo(f"#{r['rejected_id']} {r['source'] or '-'}/{r['event_id'] or '-'}: {r['reason']}")

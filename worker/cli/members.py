@@ -1,0 +1,68 @@
+"""member show / history, notifications list."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+from worker.cli.common import emit_json, fail, program, run, settings
+
+
+def register(app: typer.Typer) -> None:
+    member_app = typer.Typer(help="Look up members.")
+    app.add_typer(member_app, name="member")
+    member_app.command("show")(member_show)
+    member_app.command("history")(member_history)
+    notifications_app = typer.Typer(help="The notification outbox.")
+    app.add_typer(notifications_app, name="notifications")
+    notifications_app.command("list")(notifications_list)
+
+
+def member_show(member_id: str, as_json: bool = typer.Option(False, "--json")) -> None:
+    from worker.services.members import member_view
+
+    s = settings()
+    prog = program(s)
+    view = run(lambda engine: member_view(engine, prog, member_id), s)
+    if view is None:
+        fail(f"no member {member_id!r}", code=1)
+    if as_json:
+        emit_json(view)
+        return
+    for key, value in view.items():
+        typer.echo(f"{key:>20}: {value}")
+
+
+def member_history(
+    member_id: str,
+    limit: int = typer.Option(100, help="The latest N entries."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    from worker.services.members import history
+
+    entries = run(lambda engine: history(engine, member_id, limit))
+    if as_json:
+        emit_json(entries)
+        return
+    for e in entries:
+        rules = ", ".join(f"{r.get('rule')} {r.get('points', '')}".strip() for r in e["rules"] if "rule" in r)
+        typer.echo(f"{e['occurred_at']}  {e['kind']:<8} {e['points']:>+7}  {e['event']['type'] or '':<10} {rules}")
+
+
+def notifications_list(
+    member: Optional[str] = typer.Option(None, "--member", help="Only this member."),
+    status: Optional[str] = typer.Option(None, "--status", help="pending, sent, failed, ..."),
+    limit: int = typer.Option(100),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    from worker.services.members import notification_list
+
+    s = settings()
+    prog = program(s)
+    rows = run(lambda engine: notification_list(engine, prog, member, status, limit), s)
+    if as_json:
+        emit_json(rows)
+        return
+    for r in rows:
+        typer.echo(f"#{r['notification_id']} {r['member_id']} {r['kind']:<14} {r['status']:<8} {r['text']}")

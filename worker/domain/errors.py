@@ -1,0 +1,26 @@
+"""Expected failures, as typed exceptions. Infrastructure errors are not here: they retry."""
+
+from __future__ import annotations
+
+
+class LoyaltyError(Exception):
+    """Base class for the errors this project raises on purpose."""
+
+
+class ProgramError(LoyaltyError):
+    """The program file is missing, unreadable or invalid; the message names the bad key."""
+
+
+class InvalidEvent(LoyaltyError):
+    """An event breaks the contract or the program; never retried, recorded as rejected.
+
+    `reason` starts with the dotted path of the offending field, e.g. ``payload.amount: ...``.
+    """
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+class InvariantViolation(LoyaltyError):
+    """The ledger disagrees with itself; a bug, never an input problem."""

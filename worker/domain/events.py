@@ -1,0 +1,279 @@
+"""The event contract: what POS, web shop, app and mini-program systems send.
+
+Validated on `publish` and again in the worker. Every error names the field it is about,
+as a dotted path (``payload.amount: ...``), so a producer can fix its side without reading
+this code. The JSON Schema in ``docs/event.schema.json`` is generated from these models.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    TypeAdapter,
+    ValidationError,
+)
+
+from worker.domain.errors import InvalidEvent
+
+# A raw event larger than this is refused before parsing: no legitimate event comes close,
+# and parsing megabytes of JSON would stall a worker.
+EVENT_BYTES_MAX = 64 * 1024
+ITEMS_MAX = 500
+# Events dated further ahead than this are clock errors on the producer's side.
+FUTURE_SKEW_MAX = timedelta(hours=24)
+
+Identifier = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@#/+-]*$"),
+]
+Source = Annotated[str, StringConstraints(pattern=r"^[a-z0-9_-]{1,32}$")]
+Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
+Locale = Literal["en", "zh-Hans", "zh-Hant"]
+
+
+def _decimal_string(value: Any) -> Any:
+    if isinstance(value, bool) or not isinstance(value, str):
+        raise ValueError('must be a decimal string such as "350.00"')
+    return value
+
+
+def _money_checks(value: Decimal) -> Decimal:
+    if not value.is_finite():
+        raise ValueError("must be a finite number")
+    if value <= 0:
+        raise ValueError("must be greater than 0")
+    if value.as_tuple().exponent < -2:  # type: ignore[operator]
+        raise ValueError("must have at most 2 decimal places")
+    if value >= Decimal("1e12"):
+        raise ValueError("must be less than 1000000000000")
+    return value
+
+
+Money = Annotated[Decimal, BeforeValidator(_decimal_string), AfterValidator(_money_checks)]
+
+
+def _require_offset(value: datetime) -> datetime:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError("must include a UTC offset, e.g. 2026-11-22T10:15:00+08:00")
+    return value
+
+
+def _iso_string(value: Any) -> Any:
+    if not isinstance(value, str):
+        raise ValueError("must be an ISO 8601 string with a UTC offset")
+    return value
+
+
+Timestamp = Annotated[datetime, BeforeValidator(_iso_string), AfterValidator(_require_offset)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=False)
+
+
+class Item(_Strict):
+    sku: Identifier
+    category: Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[^\x00-\x1f\x7f]+$")]
+    # The line total: unit price times quantity, as charged.
+    amount: Money
+    quantity: Annotated[int, Field(ge=1, le=100_000, strict=True)]
+
+
+class PurchasePayload(_Strict):
+    order_id: Identifier
+    amount: Money
+    currency: Currency
+    items: Annotated[tuple[Item, ...], Field(max_length=ITEMS_MAX)] = ()
+
+
+class RefundPayload(_Strict):
+    order_id: Identifier
+    refund_id: Identifier
+    amount: Money
+
+
+class ReviewPayload(_Strict):
+    review_id: Identifier
+    order_id: Identifier
+    sku: Identifier
+    has_media: Annotated[bool, Field(strict=True)] = False
+
+
+class ReferralPayload(_Strict):
+    referee_member_id: Identifier
+
+
+class CheckInPayload(_Strict):
+    pass
+
+
+class SignupPayload(_Strict):
+    birthday: date | None = None
+    locale: Locale | None = None
+
+
+class _Envelope(_Strict):
+    event_id: Identifier
+    source: Source
+    member_id: Identifier
+    occurred_at: Timestamp
+
+
+class PurchaseEvent(_Envelope):
+    type: Literal["purchase"]
+    payload: PurchasePayload
+
+
+class RefundEvent(_Envelope):
+    type: Literal["refund"]
+    payload: RefundPayload
+
+
+class ReviewEvent(_Envelope):
+    type: Literal["review"]
+    payload: ReviewPayload
+
+
+class ReferralEvent(_Envelope):
+    type: Literal["referral"]
+    payload: ReferralPayload
+
+
+class CheckInEvent(_Envelope):
+    type: Literal["check_in"]
+    payload: CheckInPayload = CheckInPayload()
+
+
+class SignupEvent(_Envelope):
+    type: Literal["signup"]
+    payload: SignupPayload = SignupPayload()
+
+
+EARNING_EVENTS = (PurchaseEvent, RefundEvent, ReviewEvent, ReferralEvent, CheckInEvent, SignupEvent)
+
+Event = Annotated[
+    Union[PurchaseEvent, RefundEvent, ReviewEvent, ReferralEvent, CheckInEvent, SignupEvent],
+    Field(discriminator="type"),
+]
+EVENT_TYPES: tuple[str, ...] = tuple(cls.model_fields["type"].annotation.__args__[0] for cls in EARNING_EVENTS)
+
+_adapter: TypeAdapter = TypeAdapter(Event)
+
+
+def _field_path(loc: tuple) -> str:
+    parts = [str(p) for p in loc]
+    # The discriminated union puts the type tag first ("purchase.payload.amount"): drop it.
+    if parts and parts[0] in EVENT_TYPES:
+        parts = parts[1:]
+    return ".".join(parts)
+
+
+def _reason(error: ValidationError) -> str:
+    problems = []
+    for item in error.errors():
+        path = _field_path(item["loc"])
+        kind = item["type"]
+        if kind == "union_tag_invalid":
+            message = f"must be one of {', '.join(EVENT_TYPES)}"
+            path = "type"
+        elif kind == "union_tag_not_found":
+            message, path = "is required", "type"
+        elif kind == "missing":
+            message = "is required"
+        elif kind == "extra_forbidden":
+            message = "is not a known field"
+        elif kind == "string_pattern_mismatch" and path.endswith(("_id", "sku")):
+            message = "must be 1-128 characters: letters, digits and . _ : @ # / + - (starting with a letter or digit)"
+        elif kind == "string_pattern_mismatch" and path == "source":
+            message = "must be 1-32 characters of a-z, 0-9, _ and -"
+        elif kind == "string_pattern_mismatch" and path.endswith("currency"):
+            message = "must be a three-letter ISO 4217 code such as CNY"
+        else:
+            message = item["msg"].removeprefix("Value error, ")
+        problems.append(f"{path}: {message}" if path else message)
+    return "; ".join(problems)
+
+
+def parse_event(data: Any) -> Any:
+    """Validate one decoded JSON value against the contract; raise InvalidEvent naming the field."""
+    if not isinstance(data, dict):
+        raise InvalidEvent(f"event: must be a JSON object, got {type(data).__name__}")
+    try:
+        return _adapter.validate_python(data)
+    except ValidationError as error:
+        raise InvalidEvent(_reason(error)) from None
+
+
+def decode_event(raw: str | bytes) -> Any:
+    """Parse one JSON text (one line of JSON Lines) into a validated event."""
+    if len(raw) > EVENT_BYTES_MAX:
+        raise InvalidEvent(f"event: {len(raw)} bytes is over the limit of {EVENT_BYTES_MAX} bytes")
+    try:
+        data = json.loads(raw, parse_float=_refuse_float_literal, parse_constant=_refuse_constant)
+    except _FloatLiteral:
+        # Re-parse leniently so the error can name the field holding the float.
+        data = json.loads(raw, parse_constant=_refuse_constant)
+    except _ConstantLiteral as error:
+        raise InvalidEvent(f"event: {error.args[0]} is not valid JSON") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise InvalidEvent(f"event: not valid JSON: {error}") from None
+    return parse_event(data)
+
+
+class _FloatLiteral(Exception):
+    pass
+
+
+class _ConstantLiteral(Exception):
+    pass
+
+
+def _refuse_float_literal(text: str) -> float:
+    raise _FloatLiteral(text)
+
+
+def _refuse_constant(text: str) -> float:
+    raise _ConstantLiteral(text)
+
+
+def check_against_program(event: Any, program: Any, now: datetime) -> None:
+    """Checks that need the program or the clock, not just the contract."""
+    if event.occurred_at - now > FUTURE_SKEW_MAX:
+        raise InvalidEvent(
+            f"occurred_at: {event.occurred_at.isoformat()} is more than "
+            f"{int(FUTURE_SKEW_MAX.total_seconds() // 3600)} hours in the future"
+        )
+    if isinstance(event, PurchaseEvent):
+        payload = event.payload
+        if payload.currency not in program.purchase.currencies:
+            raise InvalidEvent(
+                f"payload.currency: {payload.currency} is not accepted by this program "
+                f"(accepted: {', '.join(program.purchase.currencies)})"
+            )
+        if payload.amount > program.purchase.amount_max:
+            raise InvalidEvent(f"payload.amount: {payload.amount} is over the program's limit of {program.purchase.amount_max}")
+    if isinstance(event, RefundEvent) and event.payload.amount > program.purchase.amount_max:
+        raise InvalidEvent(f"payload.amount: {event.payload.amount} is over the program's limit of {program.purchase.amount_max}")
+    if isinstance(event, ReferralEvent) and event.payload.referee_member_id == event.member_id:
+        raise InvalidEvent("payload.referee_member_id: a member cannot refer themselves")
+
+
+def payload_hash(event: Any) -> str:
+    """A digest of the validated event, so a replay can be told from a reused id."""
+    canonical = json.dumps(event.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def event_json_schema() -> dict:
+    return _adapter.json_schema()

@@ -1,0 +1,210 @@
+"""The loyalty program: every number the earning rules use, with the built-in default.
+
+A program file (TOML) replaces any of these values; unknown keys are errors, so a
+typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+from typing import Annotated
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from worker.domain.errors import ProgramError
+
+Multiplier = Annotated[Decimal, Field(gt=0, le=100)]
+Points = Annotated[int, Field(ge=0, le=1_000_000)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Tier(_Section):
+    name: Annotated[str, Field(min_length=1, max_length=32)]
+    threshold: Annotated[int, Field(ge=0)]
+    multiplier: Multiplier
+
+
+class PurchaseRules(_Section):
+    currencies: tuple[str, ...] = ("CNY",)
+    first_purchase_bonus: Points = 100
+    # Larger single orders are data errors (a misplaced decimal point), not sales.
+    amount_max: Annotated[Decimal, Field(gt=0)] = Decimal("1000000.00")
+
+
+class MemberDay(_Section):
+    enabled: bool = True
+    day_of_month: Annotated[int, Field(ge=1, le=31)] = 8
+    multiplier: Multiplier = Decimal("2")
+
+
+class Birthday(_Section):
+    multiplier: Multiplier = Decimal("3")
+    gift_points: Points = 200
+
+
+class Signup(_Section):
+    points: Points = 50
+
+
+class CheckIn(_Section):
+    points: Points = 10
+    streak_days: Annotated[int, Field(ge=2, le=366)] = 7
+    streak_bonus: Points = 50
+
+
+class Review(_Section):
+    points: Points = 20
+    media_bonus: Points = 30
+    daily_limit: Annotated[int, Field(ge=0, le=1000)] = 3
+
+
+class Referral(_Section):
+    referrer_points: Points = 200
+    referee_points: Points = 100
+
+
+class Nudge(_Section):
+    window_points: Annotated[int, Field(ge=0)] = 500
+
+
+class Expiry(_Section):
+    days: Annotated[int, Field(ge=1, le=36_500)] = 365
+
+
+class Pending(_Section):
+    days: Annotated[int, Field(ge=0, le=365)] = 0
+
+
+class Multipliers(_Section):
+    """Extra multipliers for purchase lines, by item category or SKU (SKU wins)."""
+
+    categories: dict[str, Multiplier] = Field(default_factory=dict)
+    skus: dict[str, Multiplier] = Field(default_factory=dict)
+
+
+class Campaign(_Section):
+    """A time-boxed purchase multiplier, e.g. double points on ecommerce for three days."""
+
+    name: Annotated[str, Field(min_length=1, max_length=64)]
+    multiplier: Multiplier
+    starts_on: date
+    ends_on: date
+    sources: tuple[str, ...] | None = None
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Campaign:
+        if self.ends_on < self.starts_on:
+            raise ValueError("ends_on is before starts_on")
+        return self
+
+
+DEFAULT_TIERS = (
+    Tier(name="Regular", threshold=0, multiplier=Decimal("1.0")),
+    Tier(name="Silver", threshold=1000, multiplier=Decimal("1.2")),
+    Tier(name="Gold", threshold=5000, multiplier=Decimal("1.5")),
+    Tier(name="Diamond", threshold=15000, multiplier=Decimal("2.0")),
+)
+
+
+class Program(_Section):
+    name: str = "default"
+    timezone: str = "Asia/Shanghai"
+    default_locale: str = "en"
+    # Money value of one point, for liability reports.
+    point_value: Annotated[Decimal, Field(ge=0)] = Decimal("0.01")
+    tiers: tuple[Tier, ...] = DEFAULT_TIERS
+    purchase: PurchaseRules = PurchaseRules()
+    member_day: MemberDay = MemberDay()
+    birthday: Birthday = Birthday()
+    signup: Signup = Signup()
+    check_in: CheckIn = CheckIn()
+    review: Review = Review()
+    referral: Referral = Referral()
+    nudge: Nudge = Nudge()
+    expiry: Expiry = Expiry()
+    pending: Pending = Pending()
+    multipliers: Multipliers = Multipliers()
+    campaigns: tuple[Campaign, ...] = ()
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}") from None
+        return value
+
+    @field_validator("tiers")
+    @classmethod
+    def _tiers_ascending(cls, tiers: tuple[Tier, ...]) -> tuple[Tier, ...]:
+        if not tiers:
+            raise ValueError("at least one tier is required")
+        if tiers[0].threshold != 0:
+            raise ValueError("the first tier must have threshold 0")
+        for lower, higher in zip(tiers, tiers[1:]):
+            if higher.threshold <= lower.threshold:
+                raise ValueError(f"tier {higher.name!r} must have a higher threshold than {lower.name!r}")
+        names = [t.name for t in tiers]
+        if len(set(names)) != len(names):
+            raise ValueError("tier names must be unique")
+        return tiers
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    def tier(self, name: str) -> Tier:
+        for tier in self.tiers:
+            if tier.name == name:
+                return tier
+        raise KeyError(name)
+
+    def tier_rank(self, name: str) -> int:
+        for rank, tier in enumerate(self.tiers):
+            if tier.name == name:
+                return rank
+        raise KeyError(name)
+
+
+DEFAULT_PROGRAM = Program()
+
+
+def describe_validation_error(error: ValidationError, prefix: str = "") -> str:
+    """One line per problem, each starting with the dotted path of the bad key."""
+    lines = []
+    for item in error.errors():
+        path = ".".join(str(part) for part in item["loc"])
+        message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden":
+            message = "unknown key"
+        lines.append(f"{prefix}{path}: {message}" if path else f"{prefix}{message}")
+    return "; ".join(lines)
+
+
+def parse_program(data: dict, origin: str = "program") -> Program:
+    try:
+        return Program.model_validate(data)
+    except ValidationError as error:
+        raise ProgramError(f"{origin}: {describe_validation_error(error)}") from None
+
+
+def load_program(path: str | Path | None) -> Program:
+    """The program from a TOML file, or the built-in default when no path is given."""
+    if path is None or str(path) == "":
+        return DEFAULT_PROGRAM
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ProgramError(f"{path}: no such program file") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ProgramError(f"{path}: not valid TOML: {error}") from None
+    return parse_program(data, origin=str(path))

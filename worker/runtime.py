@@ -1,0 +1,111 @@
+"""Per-process resources (engine, program, clock), created when a worker boots.
+
+Nothing here runs at import time: the RuntimeMiddleware builds the runtime in
+`after_worker_boot` and disposes of it in `before_worker_shutdown`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import functools
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Awaitable, Callable
+
+import dramatiq
+import structlog
+from dramatiq.asyncio import get_event_loop_thread
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from db.engine import create_engine
+from worker.config import Settings
+from worker.domain.program import Program, load_program
+
+log = structlog.get_logger(__name__)
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    program: Program
+    engine: AsyncEngine
+    clock: Callable[[], datetime] = field(default=utc_now)
+
+
+_current: Runtime | None = None
+
+
+def current() -> Runtime:
+    if _current is None:
+        raise RuntimeError("no worker runtime: the RuntimeMiddleware has not booted in this process")
+    return _current
+
+
+def install(runtime: Runtime | None) -> None:
+    global _current
+    _current = runtime
+
+
+class RuntimeMiddleware(dramatiq.Middleware):
+    """Builds the process's engine as the worker boots (before its threads take messages),
+    sized to its worker threads. Listed after AsyncIO, whose event loop it needs at shutdown."""
+
+    def __init__(self, settings: Settings, program: Program | None = None):
+        self.settings = settings
+        self.program = program
+
+    def before_worker_boot(self, broker, worker) -> None:
+        program = self.program or load_program(self.settings.program_file)
+        engine = create_engine(self.settings.database_url, pool_size=worker.worker_threads, max_overflow=2)
+        install(Runtime(self.settings, program, engine))
+        log.info("worker_runtime_ready", program=program.name, threads=worker.worker_threads)
+
+    def before_worker_shutdown(self, broker, worker) -> None:
+        runtime, loop_thread = _current, get_event_loop_thread()
+        if runtime is not None and loop_thread is not None:
+            loop_thread.run_coroutine(runtime.engine.dispose())
+        install(None)
+
+
+class LogContextMiddleware(dramatiq.Middleware):
+    """Binds message_id, actor, event_id and member_id to every log line of a message."""
+
+    def before_process_message(self, broker, message) -> None:
+        structlog.contextvars.clear_contextvars()
+        fields: dict[str, Any] = {"message_id": message.message_id, "actor": message.actor_name}
+        first = message.args[0] if message.args else None
+        if isinstance(first, dict):
+            for key in ("event_id", "member_id"):
+                if isinstance(first.get(key), str):
+                    fields[key] = first[key][:128]
+        structlog.contextvars.bind_contextvars(**fields)
+
+    def after_process_message(self, broker, message, *, result=None, exception=None) -> None:
+        structlog.contextvars.clear_contextvars()
+
+    after_skip_message = after_process_message
+
+
+async def _in_context(context: contextvars.Context, awaitable: Awaitable) -> Any:
+    for var, value in context.items():
+        var.set(value)
+    return await awaitable
+
+
+def on_event_loop(fn: Callable[..., Awaitable]) -> Callable[..., Any]:
+    """Run an async actor on the process's event loop, carrying the worker thread's context
+    (log bindings, current message) into the task, which dramatiq's own bridge does not."""
+
+    @functools.wraps(fn)
+    def run(*args, **kwargs):
+        loop_thread = get_event_loop_thread()
+        if loop_thread is None:
+            return asyncio.run(fn(*args, **kwargs))
+        return loop_thread.run_coroutine(_in_context(contextvars.copy_context(), fn(*args, **kwargs)))
+
+    return run

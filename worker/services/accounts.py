@@ -1,0 +1,333 @@
+"""A member's account inside one ledger transaction: lock, change in memory, write back.
+
+Every write helper here appends ledger entries and moves lots; nothing updates or deletes an
+entry. The balance row is written once, at the end, and checked against the deltas applied.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import BigInteger, bindparam, text
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from worker.domain import tiers
+from worker.domain.errors import InvariantViolation
+from worker.domain.lots import Lot, take_earliest_expiring
+from worker.domain.program import Program
+from worker.domain.rules import Award, MemberState
+
+_LOCK_MEMBER = text(
+    """
+    INSERT INTO members AS m (member_id, tier) VALUES (:member_id, :tier)
+    ON CONFLICT (member_id) DO UPDATE SET updated_at = now()
+    RETURNING m.*
+    """
+)
+
+_WRITE_EARN = text(
+    """
+    WITH entry AS (
+        INSERT INTO ledger_entries
+            (member_id, kind, points, pending_points, qualifying_points, source, event_id, event_type, rules, occurred_at)
+        VALUES (:member_id, 'earn', :available, :pending, :points, :source, :event_id, :event_type, :rules, :occurred_at)
+        RETURNING entry_id
+    )
+    INSERT INTO lots (member_id, entry_id, points, remaining, earned_at, expires_at, pending_until)
+    SELECT :member_id, entry_id, :points, :points, :occurred_at, :expires_at, :pending_until FROM entry
+    RETURNING lot_id, entry_id
+    """
+).bindparams(bindparam("rules", type_=JSONB))
+
+_OPEN_LOTS = text(
+    """
+    SELECT lot_id, remaining, expires_at, pending_until FROM lots
+    WHERE member_id = :member_id AND remaining > 0
+    ORDER BY expires_at, lot_id
+    """
+)
+
+_WRITE_ENTRY = text(
+    """
+    INSERT INTO ledger_entries
+        (member_id, kind, points, pending_points, qualifying_points, source, event_id, event_type, rules, occurred_at)
+    VALUES (:member_id, :kind, :points, :pending, :qualifying, :source, :event_id, :event_type, :rules, :occurred_at)
+    RETURNING entry_id
+    """
+).bindparams(bindparam("rules", type_=JSONB))
+
+_TAKE_FROM_LOTS = text(
+    """
+    WITH taken AS (
+        UPDATE lots SET remaining = lots.remaining - t.points
+        FROM unnest(:lot_ids, :points) AS t(lot_id, points)
+        WHERE lots.lot_id = t.lot_id
+        RETURNING lots.lot_id, t.points
+    )
+    INSERT INTO lot_takes (entry_id, lot_id, points) SELECT :entry_id, lot_id, points FROM taken
+    """
+).bindparams(bindparam("lot_ids", type_=ARRAY(BigInteger)), bindparam("points", type_=ARRAY(BigInteger)))
+
+_WRITE_MEMBER = text(
+    """
+    UPDATE members SET
+        tier = :tier, available_points = :available_points, pending_points = :pending_points,
+        qualifying_points = :qualifying_points, lifetime_points = :lifetime_points,
+        birthday = :birthday, locale = :locale, signed_up_at = :signed_up_at,
+        first_purchase_at = :first_purchase_at, check_in_last_on = :check_in_last_on,
+        check_in_streak = :check_in_streak, review_day = :review_day, reviews_on_day = :reviews_on_day,
+        updated_at = now()
+    WHERE member_id = :member_id
+    """
+)
+
+_WRITE_NOTIFICATIONS = text(
+    """
+    INSERT INTO notifications (member_id, kind, params, dedupe_key, source, event_id)
+    VALUES (:member_id, :kind, :params, :dedupe_key, :source, :event_id)
+    ON CONFLICT (dedupe_key) DO NOTHING
+    """
+).bindparams(bindparam("params", type_=JSONB))
+
+_WRITE_TIER_CHANGE = text(
+    """
+    INSERT INTO tier_changes (member_id, from_tier, to_tier, reason, source, event_id)
+    VALUES (:member_id, :from_tier, :to_tier, :reason, :source, :event_id)
+    """
+)
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where a ledger change comes from: an event, or a scheduler job run."""
+
+    source: str
+    event_id: str
+    event_type: str
+    occurred_at: datetime
+
+
+@dataclass
+class Account:
+    """One member, locked for the length of the transaction."""
+
+    member_id: str
+    tier: str
+    tier_floor: str | None
+    available: int
+    pending: int
+    qualifying: int
+    lifetime: int
+    profile: dict[str, Any]
+    state: MemberState
+    opened: dict[str, int] = field(default_factory=dict)
+    notifications: list[dict] = field(default_factory=list)
+
+    @property
+    def points_changed(self) -> int:
+        return self.available - self.opened["available"]
+
+
+async def lock_member(conn: AsyncConnection, program: Program, member_id: str) -> Account:
+    """Enroll the member if new, and hold their row lock until the transaction ends."""
+    row = (await conn.execute(_LOCK_MEMBER, {"member_id": member_id, "tier": program.tiers[0].name})).mappings().one()
+    state = MemberState(
+        tier=row["tier"],
+        qualifying_points=row["qualifying_points"],
+        birthday=row["birthday"],
+        has_purchased=row["first_purchase_at"] is not None,
+        signed_up=row["signed_up_at"] is not None,
+        check_in_last_on=row["check_in_last_on"],
+        check_in_streak=row["check_in_streak"],
+        review_day=row["review_day"],
+        reviews_on_day=row["reviews_on_day"],
+    )
+    account = Account(
+        member_id=member_id,
+        tier=row["tier"],
+        tier_floor=row["tier_floor"],
+        available=row["available_points"],
+        pending=row["pending_points"],
+        qualifying=row["qualifying_points"],
+        lifetime=row["lifetime_points"],
+        profile={k: row[k] for k in ("birthday", "locale", "signed_up_at", "first_purchase_at")},
+        state=state,
+    )
+    account.opened = {"available": account.available, "pending": account.pending, "qualifying": account.qualifying}
+    return account
+
+
+async def earn(
+    conn: AsyncConnection,
+    program: Program,
+    account: Account,
+    origin: Origin,
+    awards: tuple[Award, ...],
+    *,
+    pending: bool = False,
+) -> int | None:
+    """Book awards as one earn entry and one lot; returns the lot id (None when 0 points)."""
+    points = sum(a.points for a in awards)
+    if points <= 0:
+        return None
+    pending_until = origin.occurred_at + timedelta(days=program.pending.days) if pending else None
+    row = (
+        await conn.execute(
+            _WRITE_EARN,
+            {
+                "member_id": account.member_id,
+                "available": 0 if pending else points,
+                "pending": points if pending else 0,
+                "points": points,
+                "source": origin.source,
+                "event_id": origin.event_id,
+                "event_type": origin.event_type,
+                "rules": [a.as_json() for a in awards],
+                "occurred_at": origin.occurred_at,
+                "expires_at": origin.occurred_at + timedelta(days=program.expiry.days),
+                "pending_until": pending_until,
+            },
+        )
+    ).one()
+    if pending:
+        account.pending += points
+    else:
+        account.available += points
+    account.qualifying += points
+    account.lifetime += points
+    account.state = replace(account.state, qualifying_points=account.qualifying)
+    return row.lot_id
+
+
+async def open_lots(conn: AsyncConnection, member_id: str) -> list[dict]:
+    return [dict(r) for r in (await conn.execute(_OPEN_LOTS, {"member_id": member_id})).mappings()]
+
+
+async def reverse(
+    conn: AsyncConnection,
+    account: Account,
+    origin: Origin,
+    points: int,
+    *,
+    own_lot_id: int | None,
+    rules: list[dict],
+) -> dict:
+    """Take back `points` of earned points: from the order's own lot first (pending or not),
+    then from available lots earliest-expiring first. Qualifying points drop by the full amount;
+    what was already spent cannot be taken back and is reported as `unrecovered`.
+    """
+    lots = await open_lots(conn, account.member_id)
+    candidates = [
+        Lot(r["lot_id"], r["remaining"], r["expires_at"])
+        for r in lots
+        if r["pending_until"] is None or r["lot_id"] == own_lot_id
+    ]
+    takes = take_earliest_expiring(candidates, points, first=own_lot_id)
+    pending_ids = {r["lot_id"] for r in lots if r["pending_until"] is not None}
+    from_pending = sum(t for lot_id, t in takes if lot_id in pending_ids)
+    from_available = sum(t for lot_id, t in takes if lot_id not in pending_ids)
+    unrecovered = points - from_pending - from_available
+    detail = {"points_due": points, "from_available": from_available, "from_pending": from_pending, "unrecovered": unrecovered}
+    entry_id = (
+        await conn.execute(
+            _WRITE_ENTRY,
+            {
+                "member_id": account.member_id,
+                "kind": "reverse",
+                "points": -from_available,
+                "pending": -from_pending,
+                "qualifying": -points,
+                "source": origin.source,
+                "event_id": origin.event_id,
+                "event_type": origin.event_type,
+                "rules": [*rules, detail],
+                "occurred_at": origin.occurred_at,
+            },
+        )
+    ).scalar_one()
+    await take_from_lots(conn, entry_id, takes)
+    account.available -= from_available
+    account.pending -= from_pending
+    account.qualifying -= points
+    account.state = replace(account.state, qualifying_points=account.qualifying)
+    return detail
+
+
+async def take_from_lots(conn: AsyncConnection, entry_id: int, takes: list[tuple[int, int]]) -> None:
+    if takes:
+        await conn.execute(
+            _TAKE_FROM_LOTS,
+            {"entry_id": entry_id, "lot_ids": [t[0] for t in takes], "points": [t[1] for t in takes]},
+        )
+
+
+def notify(account: Account, kind: str, origin: Origin | None, dedupe_key: str | None = None, **params: Any) -> None:
+    account.notifications.append(
+        {
+            "member_id": account.member_id,
+            "kind": kind,
+            "params": params,
+            "dedupe_key": dedupe_key,
+            "source": origin.source if origin else None,
+            "event_id": origin.event_id if origin else None,
+        }
+    )
+
+
+async def close(conn: AsyncConnection, program: Program, account: Account, origin: Origin | None) -> None:
+    """Upgrade the tier, queue nudges, write the balance row and the outbox rows."""
+    new_tier = tiers.upgraded_tier(program, account.tier, account.qualifying, account.tier_floor)
+    if new_tier != account.tier:
+        await conn.execute(
+            _WRITE_TIER_CHANGE,
+            {
+                "member_id": account.member_id,
+                "from_tier": account.tier,
+                "to_tier": new_tier,
+                "reason": "upgrade",
+                "source": origin.source if origin else None,
+                "event_id": origin.event_id if origin else None,
+            },
+        )
+        notify(account, "tier_upgraded", origin, from_tier=account.tier, to_tier=new_tier)
+        account.tier = new_tier
+    nudge = tiers.nudge(program, account.tier, account.opened["qualifying"], account.qualifying)
+    if nudge is not None:
+        notify(
+            account,
+            "tier_nudge",
+            origin,
+            dedupe_key=f"tier_nudge:{account.member_id}:{nudge.tier}",
+            tier=nudge.tier,
+            points_away=nudge.points_away,
+        )
+    if account.available < 0 or account.pending < 0:
+        raise InvariantViolation(
+            f"member {account.member_id}: balance would go negative "
+            f"(available {account.available}, pending {account.pending})"
+        )
+    state = account.state
+    await conn.execute(
+        _WRITE_MEMBER,
+        {
+            "member_id": account.member_id,
+            "tier": account.tier,
+            "available_points": account.available,
+            "pending_points": account.pending,
+            "qualifying_points": account.qualifying,
+            "lifetime_points": account.lifetime,
+            "birthday": account.profile["birthday"],
+            "locale": account.profile["locale"],
+            "signed_up_at": account.profile["signed_up_at"],
+            "first_purchase_at": account.profile["first_purchase_at"],
+            "check_in_last_on": state.check_in_last_on,
+            "check_in_streak": state.check_in_streak,
+            "review_day": state.review_day,
+            "reviews_on_day": state.reviews_on_day,
+        },
+    )
+    if account.notifications:
+        await conn.execute(_WRITE_NOTIFICATIONS, account.notifications)

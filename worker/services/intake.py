@@ -1,0 +1,173 @@
+"""From a raw queued event to a final outcome: applied, duplicate, deferred or rejected.
+
+Nothing is lost: input that fails validation is stored in rejected_events with the reason
+and the raw text; everything else is applied in one transaction per member.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Iterable
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from worker.domain.errors import InvalidEvent
+from worker.domain.events import EVENT_BYTES_MAX, check_against_program, decode_event, parse_event
+from worker.domain.program import Program
+from worker import metrics
+from worker.services import audit
+from worker.services.ledger import Result, apply_event, follow_ups
+
+# A batch message is one POS end-of-day upload or one backfill page; larger ones are split
+# by the producer (`loyalty publish --batch`).
+BATCH_EVENTS_MAX = 1000
+
+_RECORD_REJECTED = text(
+    """
+    INSERT INTO rejected_events AS r (raw_hash, source, event_id, member_id, event_type, reason, raw)
+    VALUES (:raw_hash, :source, :event_id, :member_id, :event_type, :reason, :raw)
+    ON CONFLICT (raw_hash) DO UPDATE SET
+        attempts = r.attempts + 1, last_seen_at = now(), reason = EXCLUDED.reason, status = 'open'
+    RETURNING rejected_id
+    """
+)
+_SAFE_TEXT = re.compile(r"^[\x20-\x7e]{1,128}$")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: str  # applied | duplicate | deferred | rejected
+    member_id: str | None = None
+    event_type: str | None = None
+    source: str | None = None
+    points: int = 0
+    reason: str | None = None
+    note: str | None = None
+
+
+def raw_text(raw: Any) -> str:
+    if isinstance(raw, bytes):
+        return raw.decode("utf-8", errors="replace")
+    if isinstance(raw, str):
+        return raw
+    return json.dumps(raw, ensure_ascii=True, separators=(",", ":"), default=str)
+
+
+def _label(raw: Any, key: str) -> str | None:
+    """A field of an invalid event, kept for listing only when it is plain printable text."""
+    value = raw.get(key) if isinstance(raw, dict) else None
+    return value if isinstance(value, str) and _SAFE_TEXT.match(value) else None
+
+
+async def record_rejected(engine: AsyncEngine, raw: Any, reason: str) -> int:
+    body = raw_text(raw)
+    async with engine.begin() as conn:
+        return (
+            await conn.execute(
+                _RECORD_REJECTED,
+                {
+                    "raw_hash": hashlib.sha256(body.encode()).hexdigest(),
+                    "source": _label(raw, "source"),
+                    "event_id": _label(raw, "event_id"),
+                    "member_id": _label(raw, "member_id"),
+                    "event_type": _label(raw, "type"),
+                    "reason": reason,
+                    # PostgreSQL text cannot hold NUL; the JSON encoding above escapes it.
+                    "raw": body.replace("\x00", "\\u0000"),
+                },
+            )
+        ).scalar_one()
+
+
+def validate(raw: Any, program: Program, now: datetime) -> Any:
+    """The validated event, or InvalidEvent with a reason naming the field."""
+    if isinstance(raw, (str, bytes)):
+        event = decode_event(raw)
+    else:
+        size = len(raw_text(raw))
+        if size > EVENT_BYTES_MAX:
+            raise InvalidEvent(f"event: {size} bytes is over the limit of {EVENT_BYTES_MAX} bytes")
+        event = parse_event(raw)
+    check_against_program(event, program, now)
+    return event
+
+
+def _outcome(event: Any, result: Result) -> Outcome:
+    return Outcome(result.status, event.member_id, event.type, event.source, result.points, note=result.note)
+
+
+async def _apply_one(engine: AsyncEngine, program: Program, event: Any, strict: bool) -> Result:
+    async with engine.begin() as conn:
+        result = await apply_event(conn, program, event)
+        if strict and result.status in ("applied", "deferred"):
+            await audit.assert_member_consistent(conn, event.member_id)
+    return result
+
+
+async def process(engine: AsyncEngine, program: Program, raw: Any, *, now: datetime, strict: bool = False) -> Outcome:
+    """Apply one raw event; every path ends in exactly one recorded outcome."""
+    outcome = await _process(engine, program, raw, now=now, strict=strict)
+    metrics.count_outcome(outcome.event_type, outcome.source, outcome.status)
+    return outcome
+
+
+async def _process(engine: AsyncEngine, program: Program, raw: Any, *, now: datetime, strict: bool) -> Outcome:
+    try:
+        event = validate(raw, program, now)
+    except InvalidEvent as error:
+        await record_rejected(engine, raw, error.reason)
+        return Outcome("rejected", _label(raw, "member_id"), _label(raw, "type"), _label(raw, "source"), reason=error.reason)
+    result = await _apply_one(engine, program, event, strict)
+    if result.status == "conflict":
+        reason = f"event_id: {event.event_id!r} from source {event.source!r} was already used with a different payload"
+        await record_rejected(engine, raw, reason)
+        return Outcome("rejected", event.member_id, event.type, event.source, reason=reason)
+    for effect in follow_ups(event):
+        await _apply_one(engine, program, effect, strict)
+    return _outcome(event, result)
+
+
+async def process_batch(
+    engine: AsyncEngine, program: Program, raws: Iterable[Any], *, now: datetime, strict: bool = False
+) -> list[Outcome]:
+    """Apply up to BATCH_EVENTS_MAX events: one transaction per member, in the order given."""
+    raws = list(raws)
+    if len(raws) > BATCH_EVENTS_MAX:
+        raise InvalidEvent(f"batch: {len(raws)} events is over the limit of {BATCH_EVENTS_MAX}")
+    outcomes: list[Outcome | None] = [None] * len(raws)
+    by_member: dict[str, list[tuple[int, Any]]] = {}
+    for index, raw in enumerate(raws):
+        try:
+            event = validate(raw, program, now)
+        except InvalidEvent as error:
+            await record_rejected(engine, raw, error.reason)
+            outcomes[index] = Outcome(
+                "rejected", _label(raw, "member_id"), _label(raw, "type"), _label(raw, "source"), reason=error.reason
+            )
+            continue
+        by_member.setdefault(event.member_id, []).append((index, event))
+    effects = []
+    for member_id, events in by_member.items():
+        async with engine.begin() as conn:
+            results = [(index, event, await apply_event(conn, program, event)) for index, event in events]
+            if strict:
+                await audit.assert_member_consistent(conn, member_id)
+        for index, event, result in results:
+            if result.status == "conflict":
+                reason = f"event_id: {event.event_id!r} from source {event.source!r} was already used with a different payload"
+                await record_rejected(engine, raws[index], reason)
+                outcomes[index] = Outcome("rejected", event.member_id, event.type, event.source, reason=reason)
+            else:
+                outcomes[index] = _outcome(event, result)
+                effects.extend(follow_ups(event))
+    for effect in effects:
+        await _apply_one(engine, program, effect, strict)
+    final = [o for o in outcomes if o is not None]
+    for outcome in final:
+        metrics.count_outcome(outcome.event_type, outcome.source, outcome.status)
+    return final

@@ -1,0 +1,360 @@
+"""Apply one validated event to one member's ledger, exactly once, in the caller's transaction.
+
+The caller owns the transaction (`async with engine.begin()`); everything here either all
+commits with it or all rolls back, including the idempotency claim and the outbox rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import bindparam, text
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from worker.domain import rules
+from worker.domain.events import (
+    CheckInEvent,
+    PurchaseEvent,
+    ReferralEvent,
+    RefundEvent,
+    ReviewEvent,
+    SignupEvent,
+    payload_hash,
+)
+from worker.domain.lots import refund_reversal
+from worker.domain.program import Program
+from worker.services import accounts
+from worker.services.accounts import Account, Origin
+
+REFEREE_SUFFIX = "#referee"
+
+_CLAIM = text(
+    """
+    INSERT INTO processed_events (source, event_id, payload_hash, member_id, event_type, status, occurred_at)
+    VALUES (:source, :event_id, :payload_hash, :member_id, :event_type, 'applied', :occurred_at)
+    ON CONFLICT (source, event_id) DO NOTHING
+    RETURNING 1
+    """
+)
+_CLAIMED_HASH = text("SELECT payload_hash FROM processed_events WHERE source = :source AND event_id = :event_id")
+_RECORD_RESULT = text(
+    "UPDATE processed_events SET status = :status, result = :result WHERE source = :source AND event_id = :event_id"
+).bindparams(bindparam("result", type_=JSONB))
+
+_ORDER = text(
+    """
+    SELECT amount, points_earned, points_reversed, refunded_amount, lot_id
+    FROM orders WHERE member_id = :member_id AND order_id = :order_id
+    """
+)
+_UPSERT_ORDER = text(
+    """
+    INSERT INTO orders AS o (member_id, order_id, amount, currency, points_earned, lot_id, purchased_at)
+    VALUES (:member_id, :order_id, :amount, :currency, :points_earned, :lot_id, :purchased_at)
+    ON CONFLICT (member_id, order_id) DO UPDATE SET
+        amount = EXCLUDED.amount, currency = EXCLUDED.currency, points_earned = EXCLUDED.points_earned,
+        lot_id = EXCLUDED.lot_id, purchased_at = EXCLUDED.purchased_at
+    """
+)
+_WAITING_ORDER = text(
+    """
+    INSERT INTO orders (member_id, order_id) VALUES (:member_id, :order_id)
+    ON CONFLICT (member_id, order_id) DO NOTHING
+    """
+)
+_ORDER_REFUNDED = text(
+    """
+    UPDATE orders SET refunded_amount = :refunded_amount, points_reversed = :points_reversed
+    WHERE member_id = :member_id AND order_id = :order_id
+    """
+)
+_INSERT_REFUND = text(
+    """
+    INSERT INTO refunds (member_id, order_id, refund_id, amount, source, event_id, occurred_at, status)
+    VALUES (:member_id, :order_id, :refund_id, :amount, :source, :event_id, :occurred_at, :status)
+    ON CONFLICT DO NOTHING
+    RETURNING 1
+    """
+)
+_WAITING_REFUNDS = text(
+    """
+    SELECT refund_id, amount, source, event_id, occurred_at FROM refunds
+    WHERE member_id = :member_id AND order_id = :order_id AND status = 'waiting'
+    ORDER BY occurred_at, refund_id
+    """
+)
+_REFUND_APPLIED = text(
+    """
+    UPDATE refunds SET status = 'applied', points_reversed = :points_reversed
+    WHERE member_id = :member_id AND order_id = :order_id AND refund_id = :refund_id
+    """
+)
+_CLAIM_REVIEW = text(
+    """
+    INSERT INTO reviews (member_id, order_id, sku, review_id, source, event_id)
+    VALUES (:member_id, :order_id, :sku, :review_id, :source, :event_id)
+    ON CONFLICT DO NOTHING
+    RETURNING 1
+    """
+)
+_CLAIM_REFERRAL = text(
+    """
+    INSERT INTO referrals (referee_member_id, referrer_member_id, source, event_id)
+    VALUES (:referee, :referrer, :source, :event_id)
+    ON CONFLICT DO NOTHING
+    RETURNING 1
+    """
+)
+_REFERRAL_OF = text("SELECT referrer_member_id, source, event_id FROM referrals WHERE referee_member_id = :referee")
+
+
+@dataclass(frozen=True)
+class RefereeBonus:
+    """The referee's half of a referral: its own single-member transaction."""
+
+    member_id: str
+    referrer_member_id: str
+    source: str
+    event_id: str  # the referral's event id
+    occurred_at: datetime
+    type: str = "referral_referee"
+
+
+@dataclass(frozen=True)
+class Result:
+    status: str  # applied | duplicate | deferred | conflict
+    member_id: str
+    points: int = 0
+    note: str | None = None
+    detail: dict = field(default_factory=dict)
+
+    def as_json(self) -> dict:
+        out: dict[str, Any] = {"points": self.points}
+        if self.note:
+            out["note"] = self.note
+        out.update(self.detail)
+        return out
+
+
+def follow_ups(event: Any) -> list[RefereeBonus]:
+    """Single-member effects an event causes beyond its own member, derived from the event alone
+    so that a redelivered message recreates them (they are idempotent on their own keys)."""
+    if isinstance(event, ReferralEvent):
+        return [
+            RefereeBonus(
+                member_id=event.payload.referee_member_id,
+                referrer_member_id=event.member_id,
+                source=event.source,
+                event_id=event.event_id,
+                occurred_at=event.occurred_at,
+            )
+        ]
+    return []
+
+
+async def apply_event(conn: AsyncConnection, program: Program, event: Any) -> Result:
+    """Claim the event's key, lock its member, apply the rules, write entries, lots and outbox."""
+    key_id = event.event_id + REFEREE_SUFFIX if isinstance(event, RefereeBonus) else event.event_id
+    digest = _digest(event)
+    claimed = (
+        await conn.execute(
+            _CLAIM,
+            {
+                "source": event.source,
+                "event_id": key_id,
+                "payload_hash": digest,
+                "member_id": event.member_id,
+                "event_type": event.type,
+                "occurred_at": event.occurred_at,
+            },
+        )
+    ).first()
+    if claimed is None:
+        stored = (await conn.execute(_CLAIMED_HASH, {"source": event.source, "event_id": key_id})).scalar_one()
+        return Result("duplicate" if stored == digest else "conflict", event.member_id)
+
+    account = await accounts.lock_member(conn, program, event.member_id)
+    origin = Origin(event.source, event.event_id, event.type, event.occurred_at)
+    handler = _HANDLERS[type(event)]
+    result: Result = await handler(conn, program, account, origin, event)
+    await accounts.close(conn, program, account, origin)
+    if result.status != "applied" or result.note or result.detail or result.points:
+        await conn.execute(
+            _RECORD_RESULT,
+            {"status": result.status, "result": result.as_json(), "source": event.source, "event_id": key_id},
+        )
+    return result
+
+
+def _digest(event: Any) -> str:
+    if isinstance(event, RefereeBonus):
+        return f"referee:{event.referrer_member_id}"
+    return payload_hash(event)
+
+
+def _local_date(program: Program, origin: Origin):
+    return rules.local_date(program, origin.occurred_at)
+
+
+async def _book(conn, program, account: Account, origin: Origin, outcome: rules.Outcome, *, pending=False) -> Result:
+    """Write an outcome's awards and state, with a points_earned notification."""
+    account.state = outcome.state
+    lot_id = await accounts.earn(conn, program, account, origin, outcome.awards, pending=pending)
+    if lot_id is not None:
+        accounts.notify(
+            account,
+            "points_earned",
+            origin,
+            points=outcome.points,
+            pending=pending,
+            available_points=account.available,
+            rules=[a.rule for a in outcome.awards],
+        )
+    return Result("applied", account.member_id, outcome.points, note=outcome.note, detail={"lot_id": lot_id} if lot_id else {})
+
+
+async def _purchase(conn, program: Program, account: Account, origin: Origin, event: PurchaseEvent) -> Result:
+    payload = event.payload
+    order_key = {"member_id": account.member_id, "order_id": payload.order_id}
+    order = (await conn.execute(_ORDER, order_key)).mappings().first()
+    if order is not None and order["amount"] is not None:
+        return Result("applied", account.member_id, note="purchase.order_already_earned")
+    outcome = rules.purchase(
+        program,
+        account.state,
+        amount=payload.amount,
+        items=payload.items,
+        on=_local_date(program, origin),
+        source=event.source,
+    )
+    if account.profile["first_purchase_at"] is None:
+        account.profile["first_purchase_at"] = origin.occurred_at
+    result = await _book(conn, program, account, origin, outcome, pending=program.pending.days > 0)
+    # Reversals are for what the order itself earned; the one-off first-purchase bonus stays.
+    order_points = sum(a.points for a in outcome.awards if a.rule == "purchase")
+    lot_id = result.detail.get("lot_id")
+    await conn.execute(
+        _UPSERT_ORDER,
+        {
+            **order_key,
+            "amount": payload.amount,
+            "currency": payload.currency,
+            "points_earned": order_points,
+            "lot_id": lot_id,
+            "purchased_at": origin.occurred_at,
+        },
+    )
+    if order is not None:  # refunds arrived before the purchase: apply them now, in order
+        waiting = (await conn.execute(_WAITING_REFUNDS, order_key)).mappings().all()
+        state = {"amount": payload.amount, "points_earned": order_points, "points_reversed": 0,
+                 "refunded_amount": 0, "lot_id": lot_id}
+        for refund in waiting:
+            refund_origin = Origin(refund["source"], refund["event_id"], "refund", refund["occurred_at"])
+            state = await _apply_refund(conn, account, refund_origin, order_key, state, refund["refund_id"], refund["amount"])
+    return result
+
+
+async def _apply_refund(conn, account: Account, origin: Origin, order_key: dict, order: dict, refund_id: str, amount) -> dict:
+    due = refund_reversal(
+        order["points_earned"], order["amount"], order["refunded_amount"], amount, order["points_reversed"]
+    )
+    if due > 0:
+        rule = {"rule": "refund", "order_id": order_key["order_id"], "refund_id": refund_id, "amount": str(amount),
+                "order_amount": str(order["amount"]), "order_points": order["points_earned"]}
+        await accounts.reverse(conn, account, origin, due, own_lot_id=order["lot_id"], rules=[rule])
+    order = {**order, "refunded_amount": min(order["refunded_amount"] + amount, order["amount"]),
+             "points_reversed": order["points_reversed"] + due}
+    await conn.execute(_ORDER_REFUNDED, {**order_key, "refunded_amount": order["refunded_amount"],
+                                         "points_reversed": order["points_reversed"]})
+    await conn.execute(_REFUND_APPLIED, {**order_key, "refund_id": refund_id, "points_reversed": due})
+    return order
+
+
+async def _refund(conn, program: Program, account: Account, origin: Origin, event: RefundEvent) -> Result:
+    payload = event.payload
+    order_key = {"member_id": account.member_id, "order_id": payload.order_id}
+    order = (await conn.execute(_ORDER, order_key)).mappings().first()
+    seen = order is not None and order["amount"] is not None
+    fresh = (
+        await conn.execute(
+            _INSERT_REFUND,
+            {**order_key, "refund_id": payload.refund_id, "amount": payload.amount, "source": origin.source,
+             "event_id": origin.event_id, "occurred_at": origin.occurred_at,
+             "status": "applied" if seen else "waiting"},
+        )
+    ).first()
+    if fresh is None:
+        return Result("applied", account.member_id, note="refund.refund_id_already_applied")
+    if not seen:
+        # The purchase has not arrived yet: the refund waits and is applied with it.
+        await conn.execute(_WAITING_ORDER, order_key)
+        return Result("deferred", account.member_id, note="refund.waiting_for_purchase")
+    before = account.opened["qualifying"]
+    await _apply_refund(conn, account, origin, order_key, dict(order), payload.refund_id, payload.amount)
+    return Result("applied", account.member_id, points=account.qualifying - before)
+
+
+async def _signup(conn, program: Program, account: Account, origin: Origin, event: SignupEvent) -> Result:
+    profile = event.payload
+    if profile.birthday is not None:
+        account.profile["birthday"] = profile.birthday
+        account.state = replace(account.state, birthday=profile.birthday)
+    if profile.locale is not None:
+        account.profile["locale"] = profile.locale
+    if account.profile["signed_up_at"] is None:
+        account.profile["signed_up_at"] = origin.occurred_at
+    return await _book(conn, program, account, origin, rules.signup(program, account.state))
+
+
+async def _check_in(conn, program: Program, account: Account, origin: Origin, event: CheckInEvent) -> Result:
+    return await _book(conn, program, account, origin, rules.check_in(program, account.state, _local_date(program, origin)))
+
+
+async def _review(conn, program: Program, account: Account, origin: Origin, event: ReviewEvent) -> Result:
+    payload = event.payload
+    outcome = rules.review(program, account.state, on=_local_date(program, origin), has_media=payload.has_media)
+    if outcome.awards:
+        first_for_item = (
+            await conn.execute(
+                _CLAIM_REVIEW,
+                {"member_id": account.member_id, "order_id": payload.order_id, "sku": payload.sku,
+                 "review_id": payload.review_id, "source": origin.source, "event_id": origin.event_id},
+            )
+        ).first()
+        if first_for_item is None:
+            return Result("applied", account.member_id, note="review.item_already_rewarded")
+    return await _book(conn, program, account, origin, outcome)
+
+
+async def _referral(conn, program: Program, account: Account, origin: Origin, event: ReferralEvent) -> Result:
+    referee = event.payload.referee_member_id
+    won = (
+        await conn.execute(
+            _CLAIM_REFERRAL,
+            {"referee": referee, "referrer": account.member_id, "source": origin.source, "event_id": origin.event_id},
+        )
+    ).first()
+    if won is None:
+        return Result("applied", account.member_id, note="referral.referee_already_referred")
+    return await _book(conn, program, account, origin, rules.referrer(program, account.state, referee))
+
+
+async def _referee_bonus(conn, program: Program, account: Account, origin: Origin, bonus: RefereeBonus) -> Result:
+    referral = (await conn.execute(_REFERRAL_OF, {"referee": account.member_id})).first()
+    if referral is None or (referral.source, referral.event_id) != (bonus.source, bonus.event_id):
+        return Result("applied", account.member_id, note="referral.referee_already_referred")
+    return await _book(conn, program, account, origin, rules.referee(program, account.state, bonus.referrer_member_id))
+
+
+_HANDLERS = {
+    PurchaseEvent: _purchase,
+    RefundEvent: _refund,
+    SignupEvent: _signup,
+    CheckInEvent: _check_in,
+    ReviewEvent: _review,
+    ReferralEvent: _referral,
+    RefereeBonus: _referee_bonus,
+}

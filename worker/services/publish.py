@@ -1,0 +1,61 @@
+"""Validate JSON Lines and hand the valid events to a sender; report each invalid line."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Callable, Iterable
+
+from worker.domain.errors import InvalidEvent
+from worker.domain.program import Program
+from worker.services.intake import BATCH_EVENTS_MAX, validate
+
+
+@dataclass
+class PublishReport:
+    accepted: int = 0
+    messages: int = 0
+    invalid: list[tuple[int, str]] = field(default_factory=list)
+
+
+def publish_lines(
+    lines: Iterable[str],
+    program: Program,
+    now: datetime,
+    send: Callable[[dict], None],
+    send_batch: Callable[[list[dict]], None] | None = None,
+    batch_size: int = 0,
+) -> PublishReport:
+    """Send each valid line (or batches of them); blank lines are skipped."""
+    if batch_size > BATCH_EVENTS_MAX:
+        raise ValueError(f"batch size must be at most {BATCH_EVENTS_MAX}")
+    report = PublishReport()
+    pending: list[dict] = []
+
+    def flush() -> None:
+        if pending:
+            send_batch(list(pending))  # type: ignore[misc]
+            report.messages += 1
+            pending.clear()
+
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            validate(line, program, now)
+        except InvalidEvent as error:
+            report.invalid.append((number, error.reason))
+            continue
+        event = json.loads(line)
+        report.accepted += 1
+        if batch_size > 1 and send_batch is not None:
+            pending.append(event)
+            if len(pending) >= batch_size:
+                flush()
+        else:
+            send(event)
+            report.messages += 1
+    if send_batch is not None:
+        flush()
+    return report
