@@ -54,20 +54,21 @@ async def ensure_database(url: str) -> bool:
     return True
 
 
-def head_revision() -> str:
-    return ScriptDirectory.from_config(_config()).get_current_head()
+def heads() -> list[str]:
+    """Feature migrations branch from the core revision; `upgrade` applies every head."""
+    return sorted(ScriptDirectory.from_config(_config()).get_heads())
 
 
-async def current_revision(url: str) -> str | None:
+async def current_revision(url: str) -> str:
     engine = create_engine(url, poolclass=pool.NullPool)
     try:
         async with engine.connect() as conn:
-            return await conn.run_sync(lambda sync: MigrationContext.configure(sync).get_current_revision())
+            return await conn.run_sync(lambda sync: ",".join(MigrationContext.configure(sync).get_current_heads()))
     finally:
         await engine.dispose()
 
 
-async def upgrade(url: str, revision: str = "head") -> str:
+async def upgrade(url: str, revision: str = "heads") -> str:
     """Bring the schema to `revision` in one transaction; returns the revision now in place."""
     await ensure_database(url)
     engine = create_engine(url, poolclass=pool.NullPool)
@@ -83,4 +84,4 @@ async def upgrade(url: str, revision: str = "head") -> str:
             await conn.run_sync(run)
     finally:
         await engine.dispose()
-    return head_revision() if revision == "head" else revision
+    return ", ".join(heads()) if revision == "heads" else revision

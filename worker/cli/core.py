@@ -32,7 +32,7 @@ def db_upgrade() -> None:
 
     s = settings()
     revision = asyncio.run(migrate.upgrade(s.database_url))
-    typer.echo(f"schema at revision {revision}")
+    typer.echo(f"schema at revision(s) {revision}")
 
 
 def publish(
