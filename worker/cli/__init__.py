@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from worker.cli import core, demo, members
+from worker.cli import contract, core, demo, members
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -15,6 +15,7 @@ app = typer.Typer(
 core.register(app)
 members.register(app)
 demo.register(app)
+contract.register(app)
 
 
 def main() -> None:

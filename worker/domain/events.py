@@ -22,6 +22,7 @@ from pydantic import (
     StringConstraints,
     TypeAdapter,
     ValidationError,
+    WithJsonSchema,
 )
 
 from worker.domain.errors import InvalidEvent
@@ -60,7 +61,18 @@ def _money_checks(value: Decimal) -> Decimal:
     return value
 
 
-Money = Annotated[Decimal, BeforeValidator(_decimal_string), AfterValidator(_money_checks)]
+Money = Annotated[
+    Decimal,
+    BeforeValidator(_decimal_string),
+    AfterValidator(_money_checks),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": r"^[0-9]{1,12}(\.[0-9]{1,2})?$",
+            "description": "A positive decimal string with at most 2 decimal places, e.g. \"350.00\".",
+        }
+    ),
+]
 
 
 def _require_offset(value: datetime) -> datetime:
@@ -193,14 +205,21 @@ def _reason(error: ValidationError) -> str:
             message = "is required"
         elif kind == "extra_forbidden":
             message = "is not a known field"
-        elif kind == "string_pattern_mismatch" and path.endswith(("_id", "sku")):
+        elif kind in ("string_pattern_mismatch", "string_too_long", "string_too_short") and path.endswith(("_id", "sku")):
             message = "must be 1-128 characters: letters, digits and . _ : @ # / + - (starting with a letter or digit)"
         elif kind == "string_pattern_mismatch" and path == "source":
             message = "must be 1-32 characters of a-z, 0-9, _ and -"
         elif kind == "string_pattern_mismatch" and path.endswith("currency"):
             message = "must be a three-letter ISO 4217 code such as CNY"
+        elif kind.startswith("date_") and path.endswith("birthday"):
+            message = "must be a calendar date as YYYY-MM-DD, e.g. 1990-05-20"
+        elif kind in ("decimal_parsing", "decimal_type"):
+            message = 'must be a decimal string such as "350.00"'
         else:
             message = item["msg"].removeprefix("Value error, ")
+            # pydantic says "Input should be ..."; every other message here says "must be ...".
+            if message.startswith("Input should be "):
+                message = "must be " + message.removeprefix("Input should be ")
         problems.append(f"{path}: {message}" if path else message)
     return "; ".join(problems)
 
@@ -276,4 +295,10 @@ def payload_hash(event: Any) -> str:
 
 
 def event_json_schema() -> dict:
-    return _adapter.json_schema()
+    schema = _adapter.json_schema()
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "Loyalty event",
+        "description": "One event as producers send it; see docs/events.md. Money amounts are decimal strings.",
+        **schema,
+    }
