@@ -1,0 +1,106 @@
+"""The command line as operators and producers use it: real processes, real services."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+LOYALTY = str(Path(sys.executable).parent / "loyalty")
+
+
+def loyalty(env: dict, *args: str, stdin: str | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([LOYALTY, *args], env=env, input=stdin, capture_output=True, text=True, timeout=timeout)
+
+
+def line(**event) -> str:
+    base = {"source": "pos", "occurred_at": "2026-11-03T10:00:00+08:00", "payload": {}}
+    return json.dumps({**base, **event})
+
+
+@pytest.fixture
+def clean(db, env):
+    """An empty schema and an empty queue namespace."""
+    from tests.conftest import REDIS_URL
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL)
+    for key in client.scan_iter(f"{env['LOYALTY_NAMESPACE']}:*"):
+        client.delete(key)
+    return env
+
+
+def test_publish_drain_show_history_notifications_audit(clean, tmp_path):
+    env = clean
+    events = tmp_path / "events.jsonl"
+    events.write_text("\n".join([
+        line(event_id="s-1", type="signup", member_id="M1", source="app", payload={"locale": "en"}),
+        line(event_id="p-1", type="purchase", member_id="M1",
+             payload={"order_id": "o-1", "amount": "4500.00", "currency": "CNY"}),
+        '{"event_id": "broken"',
+        line(event_id="p-2", type="purchase", member_id="M1", payload={"order_id": "o-2", "amount": "1.999", "currency": "CNY"}),
+        "",
+        line(event_id="c-1", type="check_in", member_id="M1", source="mini_program"),
+        line(event_id="p-1", type="purchase", member_id="M1",
+             payload={"order_id": "o-1", "amount": "4500.00", "currency": "CNY"}),  # resent: a duplicate
+    ]) + "\n")
+
+    assert loyalty(env, "db", "upgrade").returncode == 0
+    published = loyalty(env, "publish", str(events))
+    drained = loyalty(env, "drain", "--timeout", "60", "--threads", "1")  # one thread: queue order
+    show = loyalty(env, "member", "show", "M1", "--json")
+    history = loyalty(env, "member", "history", "M1", "--json")
+    notes = loyalty(env, "notifications", "list", "--member", "M1", "--json")
+    audit = loyalty(env, "audit", "--json")
+
+    assert published.returncode == 1
+    assert published.stderr.splitlines() == [
+        "line 3: event: not valid JSON: Expecting ',' delimiter: line 1 column 22 (char 21)",
+        "line 4: payload.amount: must have at most 2 decimal places",
+    ]
+    assert published.stdout.strip() == "published 4 events in 4 messages; 2 invalid lines"
+    assert drained.returncode == 0, drained.stderr
+    view = json.loads(show.stdout)
+    assert {k: view[k] for k in ("member_id", "tier", "available_points", "pending_points", "qualifying_points",
+                                 "lifetime_points", "next_tier", "points_to_next_tier", "locale")} == {
+        "member_id": "M1", "tier": "Silver", "available_points": 4660, "pending_points": 0,
+        "qualifying_points": 4660, "lifetime_points": 4660, "next_tier": "Gold", "points_to_next_tier": 340,
+        "locale": "en"}
+    entries = json.loads(history.stdout)
+    assert sorted((e["kind"], e["points"], e["event"]["type"]) for e in entries) == [
+        ("earn", 10, "check_in"), ("earn", 50, "signup"), ("earn", 4600, "purchase")]
+    assert sorted((n["kind"], n["text"]) for n in json.loads(notes.stdout)) == [
+        ("points_earned", "You earned 10 points. Available balance: 4660."),
+        ("points_earned", "You earned 4600 points. Available balance: 4650."),
+        ("points_earned", "You earned 50 points. Available balance: 50."),
+        ("tier_nudge", "You're only 350 points away from Gold."),
+        ("tier_upgraded", "Congratulations! You are now a Silver member."),
+    ]
+    assert json.loads(audit.stdout) == {"members_checked": 1, "clean": True, "differences": []}
+
+
+def test_demo_runs_without_servers_and_tells_the_story():
+    demo = subprocess.run([LOYALTY, "demo"], capture_output=True, text=True, timeout=300,
+                          env={k: v for k, v in os.environ.items() if not k.startswith("LOYALTY_")})
+
+    assert demo.returncode == 0, demo.stderr
+    out = demo.stdout
+    assert "Events: 21 processed - 19 applied, 1 duplicate, 0 deferred, 1 rejected" in out
+    assert "M1001    Gold          5008       5008  9992 points to Diamond" in out
+    assert "You're only 400 points away from Gold." in out
+    assert "pos/pos-00032: payload.amount: must have at most 2 decimal places" in out
+    assert "Audit: balances match entries and lots." in out
+
+
+def test_program_check_names_the_bad_key(tmp_path, env):
+    bad = tmp_path / "program.toml"
+    bad.write_text("[check_in]\npoints = 10\nstreak = 7\n")
+
+    result = loyalty(env, "program", "check", str(bad))
+
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"error: {bad}: check_in.streak: unknown key"
