@@ -59,6 +59,9 @@ _UPSERT_ORDER = text(
         lot_id = EXCLUDED.lot_id, purchased_at = EXCLUDED.purchased_at
     """
 )
+_DEFERRED_APPLIED = text(
+    "UPDATE processed_events SET status = 'applied' WHERE source = :source AND event_id = :event_id AND status = 'deferred'"
+)
 _WAITING_ORDER = text(
     """
     INSERT INTO orders (member_id, order_id) VALUES (:member_id, :order_id)
@@ -254,6 +257,7 @@ async def _purchase(conn, program: Program, account: Account, origin: Origin, ev
         for refund in waiting:
             refund_origin = Origin(refund["source"], refund["event_id"], "refund", refund["occurred_at"])
             state = await _apply_refund(conn, account, refund_origin, order_key, state, refund["refund_id"], refund["amount"])
+            await conn.execute(_DEFERRED_APPLIED, {"source": refund["source"], "event_id": refund["event_id"]})
     return result
 
 
