@@ -72,8 +72,8 @@ async def notification_list(
 ) -> list[dict[str, Any]]:
     limit = min(limit, LIST_LIMIT_MAX)
     query = (
-        select(notifications, members.c.locale)
-        .join(members, members.c.member_id == notifications.c.member_id)
+        select(notifications, members.c.locale.label("member_locale"))
+        .outerjoin(members, members.c.member_id == notifications.c.member_id)
         .order_by(notifications.c.notification_id)
         .limit(limit)
     )
@@ -89,10 +89,18 @@ async def notification_list(
             "member_id": r["member_id"],
             "kind": r["kind"],
             "status": r["status"],
-            "text": render(r["kind"], r["params"], r["locale"] or program.default_locale),
+            # The text as delivered, or as it would be rendered now for rows not yet sent.
+            "text": r["text"] or render(r["kind"], r["params"], r["member_locale"], program.default_locale),
+            "locale": r["locale"],
             "params": r["params"],
             "event": {"source": r["source"], "event_id": r["event_id"]},
             "created_at": _iso(r["created_at"]),
+            "delivery_id": r["delivery_id"],
+            "channel": r["channel"],
+            "attempts": r["attempts"],
+            "last_error": r["last_error"],
+            "next_attempt_at": _iso(r["next_attempt_at"]),
+            "sent_at": _iso(r["sent_at"]),
         }
         for r in rows
     ]
