@@ -119,7 +119,8 @@ class WebhookChannel:
         except httpx.TimeoutException:
             raise DeliveryError(f"timeout: no answer from the webhook within {self.timeout_s:g} s") from None
         except httpx.HTTPError as error:
-            raise DeliveryError(f"webhook unreachable: {type(error).__name__}: {error}") from None
+            reason = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+            raise DeliveryError(f"webhook unreachable: {reason}") from None
         if not 200 <= response.status_code < 300:
             detail = response.text[:ERROR_BODY_CHARS_MAX].strip()
             raise DeliveryError(f"webhook answered HTTP {response.status_code}" + (f": {detail}" if detail else ""))
