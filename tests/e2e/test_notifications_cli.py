@@ -73,7 +73,7 @@ async def test_command_line_errors_are_clear(db, env, tmp_path):
     assert (not_failed.returncode, not_failed.stderr.strip()) == (1, "error: notification 2 is not failed or dead (or does not exist)")
     assert status.stderr.strip() == "error: --status must be one of pending, sending, sent, failed, dead, suppressed"
     assert (no_url.returncode, no_url.stderr.strip()) == (
-        2, "error: notifications.channel is 'webhook' but LOYALTY_WEBHOOK_URL is not set"
+        2, "error: notifications.channel is 'webhook' but neither LOYALTY_WEBHOOK_URL nor notifications.webhook_url is set"
     )
     assert templates.returncode == 2
     assert templates.stderr.strip() == f"error: {bad_templates / 'notifications.en.toml'}: no such template file"

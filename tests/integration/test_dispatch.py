@@ -258,3 +258,22 @@ async def test_row_left_sending_by_a_dead_dispatcher_is_claimed_again_after_its_
     after = await once(db, DEFAULT_PROGRAM, LogChannel(), NOW + timedelta(seconds=60))
     row = (await outbox(db))[nid]
     assert (before.claimed, after.sent, row["status"], row["attempts"]) == (0, 1, "sent", 2)
+
+
+async def test_dispatch_actor_delivers_through_a_worker(db, settings):
+    from dataclasses import replace
+
+    from worker.broker import build_broker
+    from worker.drain import drain
+
+    nid = await queue(db, "M1", "birthday", "zh-Hant", points=200)
+    program = webhook_program()
+    with Receiver() as receiver:
+        broker = build_broker(replace(settings, webhook_url=receiver.url, webhook_secret=SECRET), stub=True, program=program)
+        broker.get_actor("dispatch_notifications").send()
+        await asyncio.to_thread(drain, broker, timeout_s=30, threads=1)
+
+    [request] = receiver.requests
+    assert json.loads(request.body)["text"] == "生日快樂！我們已為您贈送 200 點積分。"
+    row = (await outbox(db))[nid]
+    assert (row["status"], row["channel"]) == ("sent", "webhook")

@@ -87,7 +87,9 @@ def notifications_retry(
     typer.echo(f"queued {len(ids)} notifications again" + (f": {', '.join(map(str, ids))}" if ids else ""))
 
 
-def check_templates(directory: Optional[str] = typer.Argument(None, help="Template directory (default: LOYALTY_TEMPLATES_DIR or built-in).")) -> None:
+def check_templates(
+    directory: Optional[str] = typer.Argument(None, help="Template directory (default: LOYALTY_TEMPLATES_DIR or built-in)."),
+) -> None:
     from worker.domain.messages import LOCALES
 
     s = settings()

@@ -126,6 +126,9 @@ class Notifications(_Section):
 
     # "log" writes a structured log line; "webhook" POSTs JSON to LOYALTY_WEBHOOK_URL.
     channel: Literal["log", "webhook"] = "log"
+    # Where the webhook channel POSTs; LOYALTY_WEBHOOK_URL overrides it. The signing secret
+    # is never in this file: it comes from LOYALTY_WEBHOOK_SECRET only.
+    webhook_url: Annotated[str, Field(pattern=r"^https?://")] | None = None
     # A receiver slower than this is counted as a failed attempt and retried later.
     webhook_timeout_ms: Annotated[int, Field(ge=100, le=60_000)] = 5_000
     # Attempts before a notification is marked dead (kept for ops; `notifications retry`).

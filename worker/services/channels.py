@@ -138,10 +138,13 @@ async def open_channel(settings: Settings, program: Program) -> AsyncIterator[Ch
     if config.channel == "log":
         yield LogChannel()
         return
-    if not settings.webhook_url:
-        raise ChannelConfigError("notifications.channel is 'webhook' but LOYALTY_WEBHOOK_URL is not set")
+    url = settings.webhook_url or config.webhook_url
+    if not url:
+        raise ChannelConfigError(
+            "notifications.channel is 'webhook' but neither LOYALTY_WEBHOOK_URL nor notifications.webhook_url is set"
+        )
     if not settings.webhook_secret:
         raise ChannelConfigError("notifications.channel is 'webhook' but LOYALTY_WEBHOOK_SECRET is not set")
     limits = httpx.Limits(max_connections=WEBHOOK_CONNECTIONS_MAX, max_keepalive_connections=WEBHOOK_CONNECTIONS_MAX)
     async with httpx.AsyncClient(limits=limits, follow_redirects=False) as client:
-        yield WebhookChannel(client, settings.webhook_url, settings.webhook_secret, config.webhook_timeout_ms / 1000)
+        yield WebhookChannel(client, url, settings.webhook_secret, config.webhook_timeout_ms / 1000)

@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from db.tables import ledger_entries, members, notifications
 from worker.domain import tiers
-from worker.domain.messages import render
+from worker.domain.messages import RenderError, render
 from worker.domain.program import Program
 
 # Listings are paged: nobody reads more than this at once, and it bounds the query.
@@ -67,6 +67,13 @@ async def history(engine: AsyncEngine, member_id: str, limit: int = 100) -> list
     ]
 
 
+def _preview(program: Program, row) -> str:
+    try:
+        return render(row["kind"], row["params"], row["member_locale"], program.default_locale)
+    except RenderError as error:
+        return f"(cannot render: {error})"
+
+
 async def notification_list(
     engine: AsyncEngine, program: Program, member_id: str | None = None, status: str | None = None, limit: int = 100
 ) -> list[dict[str, Any]]:
@@ -90,7 +97,7 @@ async def notification_list(
             "kind": r["kind"],
             "status": r["status"],
             # The text as delivered, or as it would be rendered now for rows not yet sent.
-            "text": r["text"] or render(r["kind"], r["params"], r["member_locale"], program.default_locale),
+            "text": r["text"] or _preview(program, r),
             "locale": r["locale"],
             "params": r["params"],
             "event": {"source": r["source"], "event_id": r["event_id"]},
