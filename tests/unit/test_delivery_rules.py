@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from datetime import UTC, datetime, time
+from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from worker.domain import delivery, signing
 from worker.domain.errors import ProgramError
@@ -96,3 +98,27 @@ def test_signature_is_hmac_sha256_over_timestamp_dot_body():
     assert not signing.verify("other", "1764000000", body, signature, now_s=1764000010)
     assert not signing.verify("s3cret", "1764000000", body + b" ", signature, now_s=1764000010)
     assert not signing.verify("s3cret", "1764000000", body, signature, now_s=1764000000 + 301)
+
+_times = st.times().map(lambda t: t.replace(second=0, microsecond=0))
+_instants = st.datetimes(min_value=datetime(2020, 1, 1), max_value=datetime(2035, 1, 1), timezones=st.just(UTC))
+
+
+@given(start=_times, end=_times, now=_instants, zone=st.sampled_from(["Asia/Shanghai", "Asia/Taipei", "UTC"]))
+def test_a_held_row_waits_only_until_the_next_end_of_quiet_hours(start, end, now, zone):
+    if start == end:
+        return
+    tz = ZoneInfo(zone)
+    until = delivery.quiet_until(QuietHours(start=start, end=end), tz, now, "birthday")
+    local_now = now.astimezone(tz).time().replace(tzinfo=None)
+    inside = start <= local_now < end if start < end else (local_now >= start or local_now < end)
+    assert (until is not None) == inside
+    if until is not None:
+        assert now < until <= now + timedelta(days=1)
+        assert until.astimezone(tz).time() == end
+
+
+@given(kind=st.sampled_from(["points_earned", "tier_upgraded", "redemption_confirmed", "redemption_rejected"]),
+       sent_today=st.integers(min_value=0, max_value=10_000), cap=st.integers(min_value=0, max_value=100))
+def test_transactional_kinds_are_never_capped(kind, sent_today, cap):
+    policy = Notifications(daily_promotional_cap=cap)
+    assert delivery.decide(policy, SHANGHAI, kind, datetime(2026, 11, 24, 4, tzinfo=UTC), sent_today).action == "send"
