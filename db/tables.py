@@ -13,7 +13,7 @@ from sqlalchemy import (
     Table,
     Text,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import JSONB, UUID
 
 metadata = MetaData()
 
@@ -189,4 +189,13 @@ notifications = Table(
     Column("created_at", TS, nullable=False),
     Column("deliver_after", TS),
     Column("sent_at", TS),
+    # Delivery (migration 0003_notify).
+    Column("delivery_id", UUID(as_uuid=False)),
+    Column("channel", Text),
+    Column("locale", Text),
+    Column("text", Text),
+    Column("next_attempt_at", TS),
+    Column("lease_until", TS),
+    Column("released_at", TS),
+    Column("last_attempt_at", TS),
 )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Mapping
 
 DEFAULT_DATABASE_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/loyalty"
@@ -19,6 +19,11 @@ class Settings:
     namespace: str = "loyalty"
     # Run the full balance-versus-entries check inside every ledger transaction (tests, audits).
     strict_checks: bool = False
+    # Notification delivery: where the webhook channel POSTs, the key it signs with (never
+    # logged or printed), and a directory of operator-edited templates.
+    webhook_url: str | None = None
+    webhook_secret: str | None = field(default=None, repr=False)
+    templates_dir: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -29,4 +34,7 @@ class Settings:
             program_file=env.get("LOYALTY_PROGRAM_FILE") or None,
             namespace=env.get("LOYALTY_NAMESPACE") or "loyalty",
             strict_checks=env.get("LOYALTY_STRICT_CHECKS", "") in ("1", "true", "yes"),
+            webhook_url=env.get("LOYALTY_WEBHOOK_URL") or None,
+            webhook_secret=env.get("LOYALTY_WEBHOOK_SECRET") or None,
+            templates_dir=env.get("LOYALTY_TEMPLATES_DIR") or None,
         )

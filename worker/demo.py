@@ -83,6 +83,12 @@ async def _collect(url: str, program: Program) -> DemoResult:
 
     engine = create_engine(url, pool_size=2)
     try:
+        # Deliver the outbox through the log channel, as a worker's scheduled dispatcher would.
+        from worker.runtime import utc_now
+        from worker.services.channels import LogChannel
+        from worker.services.dispatch import dispatch
+
+        await dispatch(engine, program, LogChannel(), clock=utc_now, budget_s=60)
         views = [await members.member_view(engine, program, m) for m in (ALICE, BOB, CAROL)]
         return DemoResult(
             members=[v for v in views if v],
@@ -141,7 +147,7 @@ def format_summary(result: DemoResult) -> str:
         lines.append(f"  {e['occurred_at'][:10]}  {e['kind']:<7} {e['points']:>+6}  {e['event']['type']:<8} {why}")
     lines += ["", "Notifications (outbox):"]
     for n in result.notifications:
-        lines.append(f"  {n['member_id']}  {n['kind']:<13} {n['text']}")
+        lines.append(f"  {n['member_id']}  {n['kind']:<13} {n['status']:<5} {n['text']}")
     lines += ["", "Rejected events:"]
     for r in result.rejected:
         lines.append(f"  {r['source']}/{r['event_id']}: {r['reason']}")

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from db.engine import create_engine
 from worker.config import Settings
+from worker.domain import messages
 from worker.domain.program import Program, load_program
 
 log = structlog.get_logger(__name__)
@@ -61,6 +62,7 @@ class RuntimeMiddleware(dramatiq.Middleware):
 
     def before_worker_boot(self, broker, worker) -> None:
         program = self.program or load_program(self.settings.program_file)
+        messages.install_catalog(messages.load_catalog(self.settings.templates_dir))
         engine = create_engine(self.settings.database_url, pool_size=worker.worker_threads, max_overflow=2)
         install(Runtime(self.settings, program, engine))
         log.info("worker_runtime_ready", program=program.name, threads=worker.worker_threads)

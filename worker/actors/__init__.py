@@ -18,6 +18,6 @@ class ActorSpec:
 
 
 def all_specs() -> list[ActorSpec]:
-    from worker.actors import events
+    from worker.actors import events, notifications
 
-    return [*events.ACTORS]
+    return [*events.ACTORS, *notifications.ACTORS]

@@ -6,6 +6,7 @@ from typing import Optional
 
 import typer
 
+from worker.cli import notifications
 from worker.cli.common import emit_json, fail, program, run, settings
 
 
@@ -17,6 +18,7 @@ def register(app: typer.Typer) -> None:
     notifications_app = typer.Typer(help="The notification outbox.")
     app.add_typer(notifications_app, name="notifications")
     notifications_app.command("list")(notifications_list)
+    notifications.register(notifications_app)
 
 
 def member_show(member_id: str, as_json: bool = typer.Option(False, "--json")) -> None:
@@ -52,12 +54,15 @@ def member_history(
 
 def notifications_list(
     member: Optional[str] = typer.Option(None, "--member", help="Only this member."),
-    status: Optional[str] = typer.Option(None, "--status", help="pending, sent, failed, ..."),
+    status: Optional[str] = typer.Option(None, "--status", help="pending, sending, sent, failed, dead or suppressed."),
     limit: int = typer.Option(100),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
+    from worker.domain.delivery import STATUSES
     from worker.services.members import notification_list
 
+    if status is not None and status not in STATUSES:
+        fail(f"--status must be one of {', '.join(STATUSES)}")
     s = settings()
     prog = program(s)
     rows = run(lambda engine: notification_list(engine, prog, member, status, limit), s)
@@ -65,4 +70,5 @@ def notifications_list(
         emit_json(rows)
         return
     for r in rows:
-        typer.echo(f"#{r['notification_id']} {r['member_id']} {r['kind']:<14} {r['status']:<8} {r['text']}")
+        error = f"  [{r['last_error']}]" if r.get("last_error") and r["status"] != "sent" else ""
+        typer.echo(f"#{r['notification_id']} {r['member_id']} {r['kind']:<14} {r['status']:<8} {r['text']}{error}")

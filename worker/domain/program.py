@@ -7,10 +7,10 @@ typo never silently falls back to a default.
 from __future__ import annotations
 
 import tomllib
-from datetime import date
+from datetime import date, time
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -105,6 +105,40 @@ class Campaign(_Section):
         return self
 
 
+class QuietHours(_Section):
+    """Program-local hours when notifications are held; they go out when the hours end.
+    `start` after `end` spans midnight (22:00-08:00). `scope` "promotional" holds only
+    promotional kinds; "all" holds every kind."""
+
+    start: time
+    end: time
+    scope: Literal["all", "promotional"] = "all"
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> QuietHours:
+        if self.start == self.end:
+            raise ValueError("start and end must differ")
+        return self
+
+
+class Notifications(_Section):
+    """How notifications are delivered, and how many a member may get."""
+
+    # "log" writes a structured log line; "webhook" POSTs JSON to LOYALTY_WEBHOOK_URL.
+    channel: Literal["log", "webhook"] = "log"
+    # Where the webhook channel POSTs; LOYALTY_WEBHOOK_URL overrides it. The signing secret
+    # is never in this file: it comes from LOYALTY_WEBHOOK_SECRET only.
+    webhook_url: Annotated[str, Field(pattern=r"^https?://")] | None = None
+    # A receiver slower than this is counted as a failed attempt and retried later.
+    webhook_timeout_ms: Annotated[int, Field(ge=100, le=60_000)] = 5_000
+    # Attempts before a notification is marked dead (kept for ops; `notifications retry`).
+    max_attempts: Annotated[int, Field(ge=1, le=50)] = 8
+    quiet_hours: QuietHours | None = None
+    # Promotional messages (tier_nudge, member_day, points_expiring, birthday) a member
+    # gets per program-local day; the rest are suppressed. None: no cap.
+    daily_promotional_cap: Annotated[int, Field(ge=0, le=100)] | None = 3
+
+
 DEFAULT_TIERS = (
     Tier(name="Regular", threshold=0, multiplier=Decimal("1.0")),
     Tier(name="Silver", threshold=1000, multiplier=Decimal("1.2")),
@@ -132,6 +166,7 @@ class Program(_Section):
     pending: Pending = Pending()
     multipliers: Multipliers = Multipliers()
     campaigns: tuple[Campaign, ...] = ()
+    notifications: Notifications = Notifications()
 
     @field_validator("timezone")
     @classmethod

@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from db.tables import ledger_entries, members, notifications
 from worker.domain import tiers
-from worker.domain.messages import render
+from worker.domain.messages import RenderError, render
 from worker.domain.program import Program
 
 # Listings are paged: nobody reads more than this at once, and it bounds the query.
@@ -67,13 +67,20 @@ async def history(engine: AsyncEngine, member_id: str, limit: int = 100) -> list
     ]
 
 
+def _preview(program: Program, row) -> str:
+    try:
+        return render(row["kind"], row["params"], row["member_locale"], program.default_locale)
+    except RenderError as error:
+        return f"(cannot render: {error})"
+
+
 async def notification_list(
     engine: AsyncEngine, program: Program, member_id: str | None = None, status: str | None = None, limit: int = 100
 ) -> list[dict[str, Any]]:
     limit = min(limit, LIST_LIMIT_MAX)
     query = (
-        select(notifications, members.c.locale)
-        .join(members, members.c.member_id == notifications.c.member_id)
+        select(notifications, members.c.locale.label("member_locale"))
+        .outerjoin(members, members.c.member_id == notifications.c.member_id)
         .order_by(notifications.c.notification_id)
         .limit(limit)
     )
@@ -89,10 +96,18 @@ async def notification_list(
             "member_id": r["member_id"],
             "kind": r["kind"],
             "status": r["status"],
-            "text": render(r["kind"], r["params"], r["locale"] or program.default_locale),
+            # The text as delivered, or as it would be rendered now for rows not yet sent.
+            "text": r["text"] or _preview(program, r),
+            "locale": r["locale"],
             "params": r["params"],
             "event": {"source": r["source"], "event_id": r["event_id"]},
             "created_at": _iso(r["created_at"]),
+            "delivery_id": r["delivery_id"],
+            "channel": r["channel"],
+            "attempts": r["attempts"],
+            "last_error": r["last_error"],
+            "next_attempt_at": _iso(r["next_attempt_at"]),
+            "sent_at": _iso(r["sent_at"]),
         }
         for r in rows
     ]
