@@ -40,6 +40,7 @@ members = Table(
     Column("enrolled_at", TS, nullable=False),
     Column("updated_at", TS, nullable=False),
     Column("erased_at", TS),
+    Column("qualifying_baseline", BigInteger, nullable=False, server_default="0"),
 )
 
 ledger_entries = Table(
@@ -70,6 +71,7 @@ lots = Table(
     Column("earned_at", TS, nullable=False),
     Column("expires_at", TS, nullable=False),
     Column("pending_until", TS),
+    Column("warned_at", TS),
 )
 
 lot_takes = Table(

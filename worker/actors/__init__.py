@@ -18,6 +18,6 @@ class ActorSpec:
 
 
 def all_specs() -> list[ActorSpec]:
-    from worker.actors import events, notifications
+    from worker.actors import calendar, events, notifications
 
-    return [*events.ACTORS, *notifications.ACTORS]
+    return [*events.ACTORS, *notifications.ACTORS, *calendar.ACTORS]

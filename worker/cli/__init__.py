@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from worker.cli import contract, core, demo, members
+from worker.cli import contract, core, demo, members, scheduler
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -16,6 +16,7 @@ core.register(app)
 members.register(app)
 demo.register(app)
 contract.register(app)
+scheduler.register(app)
 
 
 def main() -> None:

@@ -76,6 +76,8 @@ class Nudge(_Section):
 
 class Expiry(_Section):
     days: Annotated[int, Field(ge=1, le=36_500)] = 365
+    # Members hear about points expiring within this many days (expiry-warnings job).
+    warning_days: Annotated[int, Field(ge=1, le=365)] = 30
 
 
 class Pending(_Section):
@@ -139,6 +141,40 @@ class Notifications(_Section):
     daily_promotional_cap: Annotated[int, Field(ge=0, le=100)] | None = 3
 
 
+Crontab = Annotated[str, Field(pattern=r"^\S+ \S+ \S+ \S+ \S+$")]
+
+
+class Job(_Section):
+    """One calendar job: a five-field crontab in the program's time zone."""
+
+    enabled: bool = True
+    cron: Crontab
+
+
+class TierReview(Job):
+    enabled: bool = False
+    cron: Crontab = "0 2 1 1 *"  # yearly, 1 January 02:00
+    # Qualifying points earned in this many days must reach the tier's threshold to keep it.
+    window_days: Annotated[int, Field(ge=1, le=3660)] = 365
+    # A member upgraded within this many days keeps the tier until the next review.
+    grace_days: Annotated[int, Field(ge=0, le=3660)] = 0
+
+
+class Schedule(_Section):
+    expire_points: Job = Job(cron="5 0 * * *")
+    expiry_warnings: Job = Job(cron="0 10 * * *")
+    release_pending: Job = Job(cron="0 * * * *")
+    birthday: Job = Job(cron="10 0 * * *")
+    member_day: Job = Job(cron="0 9 * * *")
+    tier_review: TierReview = TierReview()
+    # Members per job chunk (one message, one transaction for the set-based jobs).
+    chunk_members: Annotated[int, Field(ge=10, le=10_000)] = 1000
+    # A firing missed by up to this long (scheduler down, machine asleep) runs once on start.
+    misfire_grace_s: Annotated[int, Field(ge=1, le=7 * 86400)] = 6 * 3600
+    # Members counted as active for member-day messages: seen within this many days.
+    active_days: Annotated[int, Field(ge=1, le=3660)] = 180
+
+
 DEFAULT_TIERS = (
     Tier(name="Regular", threshold=0, multiplier=Decimal("1.0")),
     Tier(name="Silver", threshold=1000, multiplier=Decimal("1.2")),
@@ -167,6 +203,7 @@ class Program(_Section):
     multipliers: Multipliers = Multipliers()
     campaigns: tuple[Campaign, ...] = ()
     notifications: Notifications = Notifications()
+    schedule: Schedule = Schedule()
 
     @field_validator("timezone")
     @classmethod

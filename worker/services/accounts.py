@@ -125,6 +125,8 @@ class Account:
     state: MemberState
     opened: dict[str, int] = field(default_factory=dict)
     notifications: list[dict] = field(default_factory=list)
+    # Qualifying points below this do not count towards tiers (moved by a tier review).
+    baseline: int = 0
 
     @property
     def points_changed(self) -> int:
@@ -155,6 +157,7 @@ async def lock_member(conn: AsyncConnection, program: Program, member_id: str) -
         lifetime=row["lifetime_points"],
         profile={k: row[k] for k in ("birthday", "locale", "signed_up_at", "first_purchase_at")},
         state=state,
+        baseline=row["qualifying_baseline"],
     )
     account.opened = {"available": account.available, "pending": account.pending, "qualifying": account.qualifying}
     return account
@@ -279,7 +282,7 @@ def notify(account: Account, kind: str, origin: Origin | None, dedupe_key: str |
 
 async def close(conn: AsyncConnection, program: Program, account: Account, origin: Origin | None) -> None:
     """Upgrade the tier, queue nudges, write the balance row and the outbox rows."""
-    new_tier = tiers.upgraded_tier(program, account.tier, account.qualifying, account.tier_floor)
+    new_tier = tiers.upgraded_tier(program, account.tier, account.qualifying - account.baseline, account.tier_floor)
     if new_tier != account.tier:
         await conn.execute(
             _WRITE_TIER_CHANGE,
@@ -294,7 +297,9 @@ async def close(conn: AsyncConnection, program: Program, account: Account, origi
         )
         notify(account, "tier_upgraded", origin, from_tier=account.tier, to_tier=new_tier)
         account.tier = new_tier
-    nudge = tiers.nudge(program, account.tier, account.opened["qualifying"], account.qualifying)
+    nudge = tiers.nudge(
+        program, account.tier, account.opened["qualifying"] - account.baseline, account.qualifying - account.baseline
+    )
     if nudge is not None:
         notify(
             account,

@@ -127,6 +127,21 @@ class RefereeBonus:
 
 
 @dataclass(frozen=True)
+class BirthdayGift:
+    """The birthday job's gift to one member: once per member per year (its event id says so)."""
+
+    member_id: str
+    year: int
+    occurred_at: datetime
+    source: str = "scheduler"
+    type: str = "birthday_gift"
+
+    @property
+    def event_id(self) -> str:
+        return f"birthday:{self.year}:{self.member_id}"
+
+
+@dataclass(frozen=True)
 class Result:
     status: str  # applied | duplicate | deferred | conflict
     member_id: str
@@ -195,6 +210,8 @@ async def apply_event(conn: AsyncConnection, program: Program, event: Any) -> Re
 def _digest(event: Any) -> str:
     if isinstance(event, RefereeBonus):
         return f"referee:{event.referrer_member_id}"
+    if isinstance(event, BirthdayGift):
+        return event.event_id
     return payload_hash(event)
 
 
@@ -353,6 +370,16 @@ async def _referee_bonus(conn, program: Program, account: Account, origin: Origi
     return await _book(conn, program, account, origin, rules.referee(program, account.state, bonus.referrer_member_id))
 
 
+async def _birthday_gift(conn, program: Program, account: Account, origin: Origin, gift: BirthdayGift) -> Result:
+    points = program.birthday.gift_points
+    if points <= 0:
+        return Result("applied", account.member_id, note="birthday.no_gift")
+    awards = (rules.Award("birthday_gift", points, {"year": gift.year}),)
+    await accounts.earn(conn, program, account, origin, awards)
+    accounts.notify(account, "birthday", origin, dedupe_key=f"birthday:{account.member_id}:{gift.year}", points=points)
+    return Result("applied", account.member_id, points)
+
+
 _HANDLERS = {
     PurchaseEvent: _purchase,
     RefundEvent: _refund,
@@ -361,4 +388,5 @@ _HANDLERS = {
     ReviewEvent: _review,
     ReferralEvent: _referral,
     RefereeBonus: _referee_bonus,
+    BirthdayGift: _birthday_gift,
 }

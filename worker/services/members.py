@@ -25,7 +25,7 @@ async def member_view(engine: AsyncEngine, program: Program, member_id: str) -> 
         row = (await conn.execute(select(members).where(members.c.member_id == member_id))).mappings().first()
     if row is None:
         return None
-    upcoming, away = tiers.points_to_next(program, row["tier"], row["qualifying_points"])
+    upcoming, away = tiers.points_to_next(program, row["tier"], row["qualifying_points"] - row["qualifying_baseline"])
     return {
         "member_id": row["member_id"],
         "tier": row["tier"],

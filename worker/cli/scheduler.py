@@ -1,0 +1,96 @@
+"""scheduler: run the calendar, list its jobs, fire one by hand."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Optional
+
+import typer
+
+from worker.cli.common import emit_json, fail, program, settings
+
+
+def register(app: typer.Typer) -> None:
+    scheduler_app = typer.Typer(help="Calendar jobs: expiry, warnings, pending release, birthdays, member days, tier review.")
+    app.add_typer(scheduler_app, name="scheduler")
+    scheduler_app.callback(invoke_without_command=True)(scheduler_main)
+    scheduler_app.command("jobs", help="List the jobs, whether enabled, and their next run times.")(scheduler_jobs)
+    scheduler_app.command("run", help="Enqueue one firing of JOB now (or for --now); `loyalty drain` processes it.")(
+        scheduler_run
+    )
+
+
+def scheduler_main(ctx: typer.Context) -> None:
+    """Run the schedule (the default when no sub-command is given)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    import redis
+
+    from scheduler.runner import Scheduler, redis_claim
+    from worker import logs
+    from worker.broker import build_broker
+    from worker.runtime import utc_now
+
+    logs.configure()
+    s = settings()
+    prog = program(s)
+    broker = build_broker(s)
+    plan = broker.get_actor("plan_job")
+    dispatch = broker.get_actor("dispatch_notifications") if "dispatch_notifications" in broker.get_declared_actors() else None
+    try:
+        runner = Scheduler(prog, plan.send, redis_claim(redis.Redis.from_url(s.redis_url), s.namespace), utc_now,
+                           send_dispatch=dispatch.send if dispatch else None)
+    except ValueError as error:
+        fail(str(error))
+    runner.run()
+
+
+def _parse_now(now: Optional[str]) -> datetime:
+    from worker.runtime import utc_now
+
+    if now is None:
+        return utc_now()
+    try:
+        at = datetime.fromisoformat(now)
+    except ValueError:
+        fail(f"--now: {now!r} is not an ISO 8601 time, e.g. 2026-01-02T00:05:00+08:00")
+    if at.tzinfo is None:
+        fail(f"--now: {now!r} needs a UTC offset, e.g. 2026-01-02T00:05:00+08:00")
+    return at
+
+
+def scheduler_jobs(as_json: bool = typer.Option(False, "--json")) -> None:
+    from scheduler.schedule import job_specs, next_fire_time
+    from worker.runtime import utc_now
+
+    prog = program(settings())
+    try:
+        specs = job_specs(prog)
+    except ValueError as error:
+        fail(str(error))
+    now = utc_now().astimezone(prog.zone)
+    rows = [
+        {"job": s.name, "enabled": s.enabled, "cron": s.cron,
+         "next_run_at": next_fire_time(s.trigger, now).isoformat() if s.enabled else None}
+        for s in specs
+    ]
+    if as_json:
+        emit_json(rows)
+        return
+    for r in rows:
+        typer.echo(f"{r['job']:<16} {'on ' if r['enabled'] else 'off'}  {r['cron']:<14} {r['next_run_at'] or '-'}")
+
+
+def scheduler_run(
+    job: str = typer.Argument(..., help="expire-points, expiry-warnings, release-pending, birthday, member-day, tier-review"),
+    now: Optional[str] = typer.Option(None, "--now", help="The firing time (ISO 8601 with offset); default: now."),
+) -> None:
+    from worker.broker import build_broker
+    from worker.domain.calendar import JOB_KEYS
+
+    if job not in JOB_KEYS:
+        fail(f"unknown job {job!r}; jobs: {', '.join(JOB_KEYS)}")
+    at = _parse_now(now)
+    broker = build_broker(settings())
+    broker.get_actor("plan_job").send(job, at.isoformat())
+    typer.echo(f"enqueued {job} for {at.isoformat()}")
