@@ -1,0 +1,125 @@
+"""Calendar decisions and the scheduler's firing logic, on plain data and fakes."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta, timezone
+
+import pytest
+
+from scheduler.runner import Scheduler
+from scheduler.schedule import job_specs, last_fire_time
+from worker.domain.calendar import birthdays_on, chunk_ranges, firing_key, job_config, reviewed_tier
+from worker.domain.program import DEFAULT_PROGRAM as P
+
+CST = timezone(timedelta(hours=8))
+
+
+@pytest.mark.parametrize(
+    ("on", "expected"),
+    [
+        (date(2027, 2, 28), [(2, 28), (2, 29)]),  # common year: 29 February birthdays too
+        (date(2028, 2, 28), [(2, 28)]),
+        (date(2028, 2, 29), [(2, 29)]),
+        (date(2026, 11, 24), [(11, 24)]),
+    ],
+)
+def test_birthdays_on(on, expected):
+    assert birthdays_on(on) == expected
+
+
+def test_chunk_ranges_are_contiguous_and_open_at_the_end():
+    assert chunk_ranges(["M10", "M20"]) == [("", "M10"), ("M10", "M20"), ("M20", None)]
+    assert chunk_ranges([]) == [("", None)]
+
+
+def test_firing_key_and_unknown_job():
+    assert firing_key("birthday", datetime(2026, 1, 2, tzinfo=CST)) == "birthday@2026-01-02T00:00:00+08:00"
+    with pytest.raises(KeyError, match="unknown job 'expire'"):
+        job_config(P, "expire")
+
+
+def _review(grace_days=0):
+    review = P.schedule.tier_review.model_copy(update={"enabled": True, "grace_days": grace_days})
+    return P.model_copy(update={"schedule": P.schedule.model_copy(update={"tier_review": review})})
+
+
+NOW = datetime(2027, 1, 1, 2, tzinfo=CST)
+
+
+@pytest.mark.parametrize(
+    ("tier", "window_points", "floor", "expected"),
+    [
+        ("Gold", 4999, None, "Silver"),  # short of Gold's 5000: one tier down, not to Regular
+        ("Gold", 0, None, "Silver"),
+        ("Gold", 5000, None, None),  # kept
+        ("Diamond", 100, "Diamond", None),  # the floor holds
+        ("Diamond", 100, "Gold", "Gold"),
+        ("Regular", 0, None, None),
+    ],
+)
+def test_reviewed_tier(tier, window_points, floor, expected):
+    assert reviewed_tier(_review(), tier, window_points, floor=floor, upgraded_at=None, now=NOW) == expected
+
+
+def test_grace_period_after_an_upgrade():
+    program = _review(grace_days=30)
+
+    assert reviewed_tier(program, "Gold", 0, floor=None, upgraded_at=NOW - timedelta(days=29), now=NOW) is None
+    assert reviewed_tier(program, "Gold", 0, floor=None, upgraded_at=NOW - timedelta(days=31), now=NOW) == "Silver"
+
+
+def test_last_fire_time_in_the_program_zone():
+    expire = next(s for s in job_specs(P) if s.name == "expire-points")  # 00:05 Asia/Shanghai
+
+    fired = last_fire_time(expire.trigger, datetime(2026, 1, 2, 3, 0, tzinfo=CST), timedelta(days=1))
+    none = last_fire_time(expire.trigger, datetime(2026, 1, 2, 0, 4, tzinfo=CST), timedelta(hours=2))
+
+    assert fired == datetime(2026, 1, 2, 0, 5, tzinfo=CST)
+    assert none is None
+
+
+def test_bad_crontab_names_the_key():
+    program = P.model_copy(update={"schedule": P.schedule.model_copy(update={
+        "birthday": P.schedule.birthday.model_copy(update={"cron": "99 * * * *"})})})
+
+    with pytest.raises(ValueError, match=r"^schedule\.birthday\.cron: "):
+        job_specs(program)
+
+
+class Announcements:
+    """What Redis SET NX gives several schedulers: the first claim of a key wins."""
+
+    def __init__(self):
+        self.keys: set[tuple[str, datetime]] = set()
+
+    def claim(self, job: str, at: datetime) -> bool:
+        if (job, at) in self.keys:
+            return False
+        self.keys.add((job, at))
+        return True
+
+
+def test_two_schedulers_send_each_firing_once_and_catch_up_once_after_downtime():
+    shared, sent = Announcements(), []
+    clock = lambda: datetime(2026, 1, 2, 3, 0, tzinfo=CST)  # noqa: E731 - restarted at 03:00
+    a = Scheduler(P, lambda job, when: sent.append((job, when)), shared.claim, clock)
+    b = Scheduler(P, lambda job, when: sent.append((job, when)), shared.claim, clock)
+
+    a.catch_up()
+    b.catch_up()
+    a.catch_up()
+
+    # Within the 6 h grace: expire-points (00:05), birthday (00:10), release-pending (03:00).
+    assert sorted(sent) == [
+        ("birthday", "2026-01-02T00:10:00+08:00"),
+        ("expire-points", "2026-01-02T00:05:00+08:00"),
+        ("release-pending", "2026-01-02T03:00:00+08:00"),
+    ]
+
+
+def test_disabled_jobs_are_not_scheduled():
+    scheduler = Scheduler(P, lambda *a: None, lambda *a: True, lambda: NOW)
+
+    assert "tier-review" not in [s.name for s in scheduler.specs]
+    assert sorted(j.id for j in scheduler.build().get_jobs()) == [
+        "birthday", "expire-points", "expiry-warnings", "member-day", "release-pending"]
