@@ -68,6 +68,13 @@ def worker(
     threads: int = typer.Option(8, help="Worker threads per process."),
 ) -> None:
     args = [sys.executable, "-m", "dramatiq", "worker.main", "--processes", str(processes), "--threads", str(threads)]
+    if os.environ.get("LOYALTY_METRICS_PORT", "") != "0":
+        import tempfile
+
+        # Per-run directory for prometheus_client's multiprocess files, shared by this run's
+        # worker processes and its /metrics process only (never by another worker on the host).
+        metrics_dir = tempfile.mkdtemp(prefix="loyalty-metrics-")
+        os.environ.update(PROMETHEUS_MULTIPROC_DIR=metrics_dir, dramatiq_prom_db=metrics_dir)
     os.execv(sys.executable, args)
 
 
