@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from worker.cli import core, demo, members
+from worker.cli import ops
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -15,6 +16,7 @@ app = typer.Typer(
 core.register(app)
 members.register(app)
 demo.register(app)
+ops.register(app)
 
 
 def main() -> None:
