@@ -18,13 +18,21 @@ from worker.runtime import LogContextMiddleware, RuntimeMiddleware, on_event_loo
 HEARTBEAT_TIMEOUT_MS = 30_000
 
 
-def build_broker(settings: Settings, *, stub: bool = False, program: Program | None = None) -> dramatiq.Broker:
+def build_broker(
+    settings: Settings, *, stub: bool = False, program: Program | None = None, metrics: bool = False
+) -> dramatiq.Broker:
+    """metrics=True (worker processes under the dramatiq CLI only) adds the Prometheus
+    middleware and its /metrics fork process; it needs PROMETHEUS_MULTIPROC_DIR set."""
     middleware = [m() for m in default_middleware] + [
         AsyncIO(),
         CurrentMessage(),
         LogContextMiddleware(),
         RuntimeMiddleware(settings, program),
     ]
+    if metrics and not stub:
+        from worker.metrics_server import WorkerMetrics
+
+        middleware.append(WorkerMetrics())
     if stub:
         broker: dramatiq.Broker = StubBroker(middleware=middleware)
     else:

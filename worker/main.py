@@ -1,8 +1,12 @@
 """Entry module for the dramatiq CLI (`loyalty worker` runs `dramatiq worker.main`)."""
 
+import os
+
 from worker import logs
 from worker.broker import build_broker
 from worker.config import Settings
 
 logs.configure()
-broker = build_broker(Settings.from_env())
+# `loyalty worker` sets the multiprocess directory (shared by all worker processes) unless
+# metrics are turned off with LOYALTY_METRICS_PORT=0.
+broker = build_broker(Settings.from_env(), metrics=bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR")))

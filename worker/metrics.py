@@ -1,18 +1,110 @@
-"""Prometheus metrics. Labels are low-cardinality by design: never a member id."""
+"""Prometheus metrics. Labels are low-cardinality by design: never a member id.
+
+Worker processes started by `loyalty worker` write these into prometheus_client's
+multiprocess directory (PROMETHEUS_MULTIPROC_DIR, set before this module is imported);
+`worker.metrics_server` serves them together with dramatiq's queue metrics and gauges read
+from PostgreSQL and Redis at scrape time. Other processes (the scheduler) may call
+`serve_in_process(port)` instead.
+"""
 
 from __future__ import annotations
 
-from prometheus_client import Counter
+import time
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Iterable, Iterator
+
+from prometheus_client import Counter, Histogram
 
 EVENTS_PROCESSED = Counter(
     "loyalty_events_processed_total",
     "Events that reached a final outcome, by type, source and outcome.",
     ["type", "source", "outcome"],
 )
+LEDGER_POINTS = Counter(
+    "loyalty_ledger_points_total",
+    "Points moved by committed ledger entries, by entry kind (earn = issued, reverse, redeem, expire, ...).",
+    ["kind"],
+)
+LEDGER_ENTRIES = Counter(
+    "loyalty_ledger_entries_total",
+    "Committed ledger entries, by kind.",
+    ["kind"],
+)
+TIER_CHANGES = Counter(
+    "loyalty_tier_changes_total",
+    "Committed tier changes, by the tier left and the tier reached.",
+    ["from_tier", "to_tier"],
+)
+NOTIFICATION_DELIVERIES = Counter(
+    "loyalty_notification_deliveries_total",
+    "Outbox delivery attempts, by notification kind and outcome (sent, failed).",
+    ["kind", "outcome"],
+)
+SCHEDULER_JOB_RUNS = Counter(
+    "loyalty_scheduler_job_runs_total",
+    "Scheduler job runs, by job and outcome (ok, error).",
+    ["job", "outcome"],
+)
+SCHEDULER_JOB_DURATION = Histogram(
+    "loyalty_scheduler_job_duration_seconds",
+    "Wall time of scheduler job runs.",
+    ["job"],
+    buckets=(0.01, 0.05, 0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600),
+)
+# From the event's occurred_at to the commit that applied it. Backfills and POS uploads at
+# the end of the day land in the upper buckets; live events in the lower ones.
+EVENT_LAG = Histogram(
+    "loyalty_event_lag_seconds",
+    "End-to-end lag of applied events: occurred_at to commit.",
+    ["type"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 21600, 86400, 604800),
+)
 
 
 def count_outcome(event_type: str | None, source: str | None, outcome: str) -> None:
     EVENTS_PROCESSED.labels(event_type or "unknown", source or "unknown", outcome).inc()
+
+
+def count_ledger(movements: Iterable[tuple[str, int, int]]) -> None:
+    """(kind, points, entries) rows of one committed transaction."""
+    for kind, points, entries in movements:
+        LEDGER_POINTS.labels(kind).inc(abs(points))
+        LEDGER_ENTRIES.labels(kind).inc(entries)
+
+
+def count_tier_changes(changes: Iterable[tuple[str, str]]) -> None:
+    for from_tier, to_tier in changes:
+        TIER_CHANGES.labels(from_tier, to_tier).inc()
+
+
+def count_delivery(kind: str, outcome: str) -> None:
+    NOTIFICATION_DELIVERIES.labels(kind, outcome).inc()
+
+
+def observe_lag(event_type: str, occurred_at: datetime, committed_at: datetime | None = None) -> None:
+    committed_at = committed_at or datetime.now(UTC)
+    EVENT_LAG.labels(event_type).observe(max(0.0, (committed_at - occurred_at).total_seconds()))
+
+
+@contextmanager
+def scheduler_job(job: str) -> Iterator[None]:
+    """Count and time one scheduler job run: `with metrics.scheduler_job("expiry"): ...`."""
+    started = time.perf_counter()
+    outcome = "error"
+    try:
+        yield
+        outcome = "ok"
+    finally:
+        SCHEDULER_JOB_DURATION.labels(job).observe(time.perf_counter() - started)
+        SCHEDULER_JOB_RUNS.labels(job, outcome).inc()
+
+
+def serve_in_process(port: int, host: str = "0.0.0.0") -> None:
+    """Expose this process's metrics (for processes outside the dramatiq worker)."""
+    from prometheus_client import start_http_server
+
+    start_http_server(port, addr=host)
 
 
 def outcome_totals() -> dict[str, int]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from worker.cli import contract, core, demo, members, scheduler
+from worker.cli import contract, core, demo, members, ops, scheduler
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -17,6 +17,7 @@ members.register(app)
 demo.register(app)
 contract.register(app)
 scheduler.register(app)
+ops.register(app)
 
 
 def main() -> None:

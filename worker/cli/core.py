@@ -25,6 +25,9 @@ def register(app: typer.Typer) -> None:
     rejected_app = typer.Typer(help="Events that were rejected, with their reasons.")
     app.add_typer(rejected_app, name="rejected")
     rejected_app.command("list")(rejected_list)
+    rejected_app.command("replay", help="Validate a rejected event again with the current program and process it.")(
+        rejected_replay
+    )
 
 
 def db_upgrade() -> None:
@@ -68,6 +71,13 @@ def worker(
     threads: int = typer.Option(8, help="Worker threads per process."),
 ) -> None:
     args = [sys.executable, "-m", "dramatiq", "worker.main", "--processes", str(processes), "--threads", str(threads)]
+    if os.environ.get("LOYALTY_METRICS_PORT", "") != "0":
+        import tempfile
+
+        # Per-run directory for prometheus_client's multiprocess files, shared by this run's
+        # worker processes and its /metrics process only (never by another worker on the host).
+        metrics_dir = tempfile.mkdtemp(prefix="loyalty-metrics-")
+        os.environ.update(PROMETHEUS_MULTIPROC_DIR=metrics_dir, dramatiq_prom_db=metrics_dir)
     os.execv(sys.executable, args)
 
 
@@ -115,3 +125,18 @@ def rejected_list(
         return
     for r in rows:
         typer.echo(f"#{r['rejected_id']} {r['source'] or '-'}/{r['event_id'] or '-'}: {r['reason']}")
+
+
+def rejected_replay(rejected_id: int = typer.Argument(..., help="Id from `rejected list`.")) -> None:
+    from worker.runtime import utc_now
+    from worker.services.rejected import NotReplayable, replay_rejected
+
+    s = settings()
+    prog = program(s)
+    try:
+        result = run(lambda engine: replay_rejected(engine, prog, rejected_id, now=utc_now()), s)
+    except NotReplayable as error:
+        fail(str(error), code=1)
+    if result["status"] == "rejected":
+        fail(f"#{rejected_id} rejected again: {result['reason']}", code=1)
+    typer.echo(f"#{rejected_id} {result['status']}, {result['points']} points")

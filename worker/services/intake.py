@@ -36,6 +36,17 @@ _RECORD_REJECTED = text(
     RETURNING rejected_id
     """
 )
+# What this transaction wrote for the member (the row lock makes it the only writer), read
+# before commit so the counters can be bumped after it.
+_MOVEMENTS = text(
+    """
+    SELECT kind, sum(points + pending_points)::bigint, count(*) FROM ledger_entries
+    WHERE member_id = :member_id AND xmin = pg_current_xact_id()::xid GROUP BY kind
+    """
+)
+_TIER_MOVES = text(
+    "SELECT from_tier, to_tier FROM tier_changes WHERE member_id = :member_id AND xmin = pg_current_xact_id()::xid"
+)
 _SAFE_TEXT = re.compile(r"^[\x20-\x7e]{1,128}$")
 
 
@@ -101,11 +112,36 @@ def _outcome(event: Any, result: Result) -> Outcome:
     return Outcome(result.status, event.member_id, event.type, event.source, result.points, note=result.note)
 
 
+@dataclass
+class _Written:
+    """Ledger entries and tier changes of one transaction, counted once it has committed."""
+
+    movements: list[tuple[str, int, int]]
+    tier_changes: list[tuple[str, str]]
+
+    def count(self) -> None:
+        metrics.count_ledger(self.movements)
+        metrics.count_tier_changes(self.tier_changes)
+
+
+async def _written(conn, member_id: str) -> _Written:
+    params = {"member_id": member_id}
+    movements = [tuple(row) for row in (await conn.execute(_MOVEMENTS, params)).all()]
+    changes = [tuple(row) for row in (await conn.execute(_TIER_MOVES, params)).all()]
+    return _Written(movements, changes)  # type: ignore[arg-type]
+
+
 async def _apply_one(engine: AsyncEngine, program: Program, event: Any, strict: bool) -> Result:
+    written = None
     async with engine.begin() as conn:
         result = await apply_event(conn, program, event)
-        if strict and result.status in ("applied", "deferred"):
-            await audit.assert_member_consistent(conn, event.member_id)
+        if result.status in ("applied", "deferred"):
+            if strict:
+                await audit.assert_member_consistent(conn, event.member_id)
+            written = await _written(conn, event.member_id)
+    if written is not None:
+        written.count()
+        metrics.observe_lag(event.type, event.occurred_at)
     return result
 
 
@@ -157,6 +193,11 @@ async def process_batch(
             results = [(index, event, await apply_event(conn, program, event)) for index, event in events]
             if strict:
                 await audit.assert_member_consistent(conn, member_id)
+            written = await _written(conn, member_id)
+        written.count()
+        for _, event, result in results:
+            if result.status in ("applied", "deferred"):
+                metrics.observe_lag(event.type, event.occurred_at)
         for index, event, result in results:
             if result.status == "conflict":
                 reason = f"event_id: {event.event_id!r} from source {event.source!r} was already used with a different payload"

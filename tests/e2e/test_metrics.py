@@ -1,0 +1,96 @@
+"""A real `loyalty worker` with its /metrics endpoint, after processing known events."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.factories import purchase, refund
+from worker.broker import build_broker
+from worker.config import Settings
+
+LOYALTY = str(Path(sys.executable).with_name("loyalty"))
+DEADLINE_S = 60
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def scrape(port: int) -> dict[tuple, float]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        body = response.read().decode()
+    samples = {}
+    for family in text_string_to_metric_families(body):
+        for s in family.samples:
+            samples[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return samples
+
+
+def value(samples, name, **labels) -> float:
+    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+@pytest.fixture
+def worker_with_metrics(env, db):
+    port = free_port()
+    proc = subprocess.Popen([LOYALTY, "worker", "--processes", "1", "--threads", "2"],
+                            env={**env, "LOYALTY_METRICS_PORT": str(port), "LOYALTY_METRICS_HOST": "127.0.0.1"},
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    yield port
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def test_metrics_count_known_events(worker_with_metrics, env):
+    port = worker_with_metrics
+    broker = build_broker(Settings.from_env(env))
+    send = broker.get_actor("process_event").send
+    first = purchase("MET-A", "350.75", order_id="oA", event_id="met-1")
+    send(first)
+    send(dict(first))                                                   # duplicate
+    send(purchase("MET-B", "1000.00", order_id="oB", event_id="met-2"))  # Regular -> Silver
+    send(purchase("MET-C", "12.345", event_id="met-3"))                 # rejected: 3 decimals
+    send(refund("MET-A", "oA", "100.00", event_id="met-4"))
+
+    deadline = time.monotonic() + DEADLINE_S
+    samples: dict = {}
+    while time.monotonic() < deadline:
+        try:
+            samples = scrape(port)
+        except OSError:
+            samples = {}
+        if value(samples, "dramatiq_messages_total", queue_name="events", actor_name="process_event") == 5:
+            break
+        time.sleep(0.2)
+
+    events = "loyalty_events_processed_total"
+    assert value(samples, events, type="purchase", source="pos", outcome="applied") == 2
+    assert value(samples, events, type="purchase", source="pos", outcome="duplicate") == 1
+    assert value(samples, events, type="purchase", source="pos", outcome="rejected") == 1
+    assert value(samples, events, type="refund", source="pos", outcome="applied") == 1
+    assert value(samples, "loyalty_ledger_points_total", kind="earn") == 450 + 1100
+    assert value(samples, "loyalty_ledger_points_total", kind="reverse") == 99  # floor(350 * 100 / 350.75)
+    assert value(samples, "loyalty_ledger_entries_total", kind="earn") == 2
+    assert value(samples, "loyalty_tier_changes_total", from_tier="Regular", to_tier="Silver") == 1
+    assert value(samples, "loyalty_event_lag_seconds_count", type="purchase") == 2
+    assert value(samples, "loyalty_event_lag_seconds_count", type="refund") == 1
+    assert value(samples, "loyalty_queue_messages", queue="events", state="dead") == 0
+    assert value(samples, "loyalty_rejected_events_open") == 1
+    assert value(samples, "loyalty_state_up") == 1
+    assert not any("member" in dict(labels) for _, labels in samples)
