@@ -16,6 +16,7 @@ def register(app: typer.Typer) -> None:
     dlq_app.command("list", help="List dead-lettered messages.")(dlq_list)
     dlq_app.command("replay", help="Move dead-lettered messages back to their queue (--all, or one ID).")(dlq_replay)
     app.command(help="Queue depths (ready, in flight, delayed, dead), rejected, outbox backlog, lag.")(stats)
+    app.command(help="Serve the operations dashboard (password from LOYALTY_DASHBOARD_PASSWORD).")(dashboard)
     app.command(help="Points liability, breakage, redemption rate, tiers and earn by source, for a date range.")(report)
 
 
@@ -113,3 +114,19 @@ def report(
     if html:
         Path(html).write_text(html_report(result, utc_now().strftime("%Y-%m-%d %H:%M UTC")), encoding="utf-8")
         typer.echo(f"wrote {html}", err=as_json)
+
+
+def dashboard(
+    host: str = typer.Option("127.0.0.1", help="Address to bind; localhost unless told otherwise."),
+    port: int = typer.Option(8089, help="Port to listen on."),
+) -> None:
+    import os
+
+    from worker import logs
+    from worker.web.dashboard import serve
+
+    password = os.environ.get("LOYALTY_DASHBOARD_PASSWORD", "")
+    if not password:
+        fail("set LOYALTY_DASHBOARD_PASSWORD: the dashboard does not start without a password")
+    logs.configure()
+    serve(settings(), password, host, port)
