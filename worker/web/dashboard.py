@@ -75,7 +75,9 @@ def _seconds(value: float | None) -> str:
         return f"{value:.1f} s"
     if value < 7200:
         return f"{value / 60:.1f} min"
-    return f"{value / 3600:.1f} h"
+    if value < 172_800:
+        return f"{value / 3600:.1f} h"
+    return f"{value / 86_400:.1f} d"
 
 
 def overview(data: dict[str, Any], namespace: str) -> bytes:

@@ -13,7 +13,7 @@ body { font-family: -apple-system, "Segoe UI", Roboto, sans-serif; margin: 2rem 
        color: #1f2937; padding: 0 1rem; }
 h1 { font-size: 1.5rem; margin-bottom: .2rem; } h2 { font-size: 1.1rem; margin: 0 0 .6rem; }
 .sub { color: #6b7280; margin-top: 0; }
-.cards { display: grid; grid-template-columns: repeat(auto-fit, minmax(170px, 1fr)); gap: .8rem; margin: 1.2rem 0; }
+.cards { display: grid; grid-template-columns: repeat(auto-fit, minmax(140px, 1fr)); gap: .8rem; margin: 1.2rem 0; }
 .card { border: 1px solid #e5e7eb; border-radius: 8px; padding: .8rem 1rem; }
 .card .k { color: #6b7280; font-size: .8rem; text-transform: uppercase; letter-spacing: .03em; }
 .card .v { font-size: 1.4rem; font-weight: 600; margin-top: .2rem; }

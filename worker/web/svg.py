@@ -36,10 +36,11 @@ def columns(items: Sequence[tuple[str, float]], *, width: int = 560, height: int
         return '<p class="empty">no data</p>'
     top = max((v for _, v in items), default=0) or 1
     plot_h = height - 36
+    label_room = 14  # above the tallest column, for its value
     step = width / len(items)
     parts = [f'<line x1="0" y1="{plot_h + 2}" x2="{width}" y2="{plot_h + 2}" stroke="#999"/>']
     for i, (label, value) in enumerate(items):
-        h = plot_h * value / top
+        h = (plot_h - label_room) * value / top
         x = i * step
         parts.append(f'<rect x="{x + 2:.1f}" y="{plot_h + 2 - h:.1f}" width="{max(1.0, step - 4):.1f}" '
                      f'height="{h:.1f}" fill="{PALETTE[0]}"><title>{escape(label)}: {value:,.0f}</title></rect>')
