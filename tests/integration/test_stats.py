@@ -1,0 +1,52 @@
+"""Operational state read from PostgreSQL and the broker's Redis keys."""
+
+from __future__ import annotations
+
+import redis
+from sqlalchemy import text
+
+from tests.conftest import NOW, REDIS_URL
+from tests.factories import purchase
+from worker.domain.program import DEFAULT_PROGRAM
+from worker.services import intake, stats
+
+
+async def test_database_stats_count_rejected_outbox_throughput_and_lag(db):
+    for raw in (purchase("S1", "100.00"), purchase("S2", "2000.00"), purchase("S3", "1.005")):
+        await intake.process(db, DEFAULT_PROGRAM, raw, now=NOW)
+
+    data = await stats.database_stats(db, minutes=5)
+
+    assert data["rejected_open"] == 1
+    assert data["outbox"] == {"pending": 3}  # two points_earned, one tier_upgraded (S2 to Silver)
+    assert [row["events"] for row in data["throughput"]][-1] == 2 and len(data["throughput"]) == 5
+    assert data["lag"]["events"] == 2 and data["lag"]["max_seconds"] > 0
+    assert data["scheduler_runs"] is None
+
+
+async def test_scheduler_runs_are_shown_when_the_table_exists(db):
+    async with db.begin() as conn:
+        await conn.execute(text("CREATE TABLE scheduler_firings (firing_id serial PRIMARY KEY, job text)"))
+        await conn.execute(text("INSERT INTO scheduler_firings (job) VALUES ('expiry'), ('nudge')"))
+    try:
+        data = await stats.database_stats(db)
+    finally:
+        async with db.begin() as conn:
+            await conn.execute(text("DROP TABLE scheduler_firings"))
+
+    assert data["scheduler_runs"] == [{"firing_id": 2, "job": "nudge"}, {"firing_id": 1, "job": "expiry"}]
+
+
+def test_queue_depths_read_the_broker_keys(redis_namespace):
+    client = redis.Redis.from_url(REDIS_URL)
+    ns = f"{redis_namespace}-depths"
+    client.rpush(f"{ns}:events", "a", "b")
+    client.hset(f"{ns}:events.msgs", mapping={"a": "1", "b": "2", "c": "3"})
+    client.hset(f"{ns}:events.DQ.msgs", mapping={"d": "4"})
+    client.zadd(f"{ns}:events.XQ", {"e": 1, "f": 2})
+    try:
+        depths = stats.queue_depths(client, ns, ["events"])
+    finally:
+        client.delete(f"{ns}:events", f"{ns}:events.msgs", f"{ns}:events.DQ.msgs", f"{ns}:events.XQ")
+
+    assert depths == {"events": {"ready": 2, "in_flight": 1, "delayed": 1, "dead": 2}}
