@@ -24,17 +24,23 @@ async def test_database_stats_count_rejected_outbox_throughput_and_lag(db):
     assert data["scheduler_runs"] is None
 
 
-async def test_scheduler_runs_are_shown_when_the_table_exists(db):
+async def test_scheduler_runs_are_shown_newest_first_when_the_table_exists(db):
+    # The scheduler's table (its own migration), reduced to the columns read here.
     async with db.begin() as conn:
-        await conn.execute(text("CREATE TABLE scheduler_firings (firing_id serial PRIMARY KEY, job text)"))
-        await conn.execute(text("INSERT INTO scheduler_firings (job) VALUES ('expiry'), ('nudge')"))
+        await conn.execute(text("CREATE TABLE scheduler_firings (job text, scheduled_for timestamptz, planned_at timestamptz)"))
+        await conn.execute(text(
+            "INSERT INTO scheduler_firings VALUES ('nudge', '2026-11-24T00:00Z', '2026-11-24T00:00:01Z'),"
+            " ('expiry', '2026-11-24T01:00Z', '2026-11-24T01:00:01Z')"
+        ))
     try:
         data = await stats.database_stats(db)
     finally:
         async with db.begin() as conn:
             await conn.execute(text("DROP TABLE scheduler_firings"))
 
-    assert data["scheduler_runs"] == [{"firing_id": 2, "job": "nudge"}, {"firing_id": 1, "job": "expiry"}]
+    assert [(r["job"], r["planned_at"]) for r in data["scheduler_runs"]] == [
+        ("expiry", "2026-11-24T01:00:01+00:00"), ("nudge", "2026-11-24T00:00:01+00:00")
+    ]
 
 
 def test_queue_depths_read_the_broker_keys(redis_namespace):
