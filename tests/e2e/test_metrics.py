@@ -43,18 +43,20 @@ def value(samples, name, **labels) -> float:
 
 
 @pytest.fixture
-def worker_with_metrics(env, db):
+def worker_with_metrics(env, db, tmp_path):
     port = free_port()
-    proc = subprocess.Popen([LOYALTY, "worker", "--processes", "1", "--threads", "2"],
-                            env={**env, "LOYALTY_METRICS_PORT": str(port), "LOYALTY_METRICS_HOST": "127.0.0.1"},
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    with open(tmp_path / "worker.log", "w") as output:  # a file: a full pipe would block the worker
+        proc = subprocess.Popen([LOYALTY, "worker", "--processes", "1", "--threads", "2"],
+                                env={**env, "LOYALTY_METRICS_PORT": str(port), "LOYALTY_METRICS_HOST": "127.0.0.1"},
+                                stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
     yield port
-    os.killpg(proc.pid, signal.SIGTERM)
+    proc.send_signal(signal.SIGTERM)  # to the main process only, which stops its children
     try:
         proc.wait(timeout=30)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
+        raise AssertionError("the worker did not stop within 30 s of SIGTERM")
 
 
 def test_metrics_count_known_events(worker_with_metrics, env):

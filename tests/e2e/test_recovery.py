@@ -55,7 +55,6 @@ async def test_poisoned_message_is_dead_lettered_and_replayed_after_the_fix(env,
     # Then it is applied once, and the dead-letter queue is empty.
     assert replayed.stdout.splitlines()[-1] == "1 messages replayed"
     assert await scalar(db, "SELECT available_points FROM members WHERE member_id = 'DLQ-1'") == 300
-    assert json.loads(loyalty(env, "dlq", "list", "--json").stdout) == []
     after = json.loads(loyalty(env, "stats", "--json").stdout)
     assert after["queues"]["events"]["dead"] == 0
 

@@ -16,6 +16,8 @@ def register(app: typer.Typer) -> None:
     dlq_app.command("list", help="List dead-lettered messages.")(dlq_list)
     dlq_app.command("replay", help="Move dead-lettered messages back to their queue (--all, or one ID).")(dlq_replay)
     app.command(help="Queue depths (ready, in flight, delayed, dead), rejected, outbox backlog, lag.")(stats)
+    app.command(help="Serve the operations dashboard (password from LOYALTY_DASHBOARD_PASSWORD).")(dashboard)
+    app.command(help="Points liability, breakage, redemption rate, tiers and earn by source, for a date range.")(report)
 
 
 def _redis(s):
@@ -73,3 +75,58 @@ def stats(as_json: bool = typer.Option(False, "--json", help="Machine-readable o
     lag = data["lag"]
     if lag["events"]:
         typer.echo(f"lag over {lag['window_minutes']} min: {lag['events']} events, avg {lag['avg_seconds']:.1f}s, max {lag['max_seconds']:.1f}s")
+
+
+def _date(value: Optional[str], name: str):
+    from datetime import date
+
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        fail(f"{name}: {value!r} is not a date (YYYY-MM-DD)")
+
+
+def report(
+    date_from: Optional[str] = typer.Option(None, "--from", help="First day (YYYY-MM-DD, program time zone)."),
+    date_to: Optional[str] = typer.Option(None, "--to", help="Last day, included."),
+    html: Optional[str] = typer.Option(None, "--html", help="Also write a self-contained HTML page here."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    from pathlib import Path
+
+    from worker.cli.common import program
+    from worker.runtime import utc_now
+    from worker.services.report import build_report
+    from worker.web.report_html import html_report, text_report
+
+    start, end = _date(date_from, "--from"), _date(date_to, "--to")
+    if start and end and end < start:
+        fail("--to is before --from")
+    s = settings()
+    prog = program(s)
+    result = run(lambda engine: build_report(engine, prog, start, end), s)
+    if as_json:
+        emit_json(result.as_json())
+    else:
+        typer.echo(text_report(result))
+    if html:
+        Path(html).write_text(html_report(result, utc_now().strftime("%Y-%m-%d %H:%M UTC")), encoding="utf-8")
+        typer.echo(f"wrote {html}", err=as_json)
+
+
+def dashboard(
+    host: str = typer.Option("127.0.0.1", help="Address to bind; localhost unless told otherwise."),
+    port: int = typer.Option(8089, help="Port to listen on."),
+) -> None:
+    import os
+
+    from worker import logs
+    from worker.web.dashboard import serve
+
+    password = os.environ.get("LOYALTY_DASHBOARD_PASSWORD", "")
+    if not password:
+        fail("set LOYALTY_DASHBOARD_PASSWORD: the dashboard does not start without a password")
+    logs.configure()
+    serve(settings(), password, host, port)

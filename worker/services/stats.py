@@ -87,13 +87,23 @@ async def database_stats(engine: AsyncEngine, *, minutes: int = RECENT_WINDOW_MI
     }
 
 
+# Newest first by the first of these columns the scheduler's table has.
+_SCHEDULER_ORDER = ("planned_at", "scheduled_for")
+
+
 async def _scheduler_runs(conn) -> list[dict[str, Any]] | None:
     """The scheduler's recent firings, or None when this deployment has no scheduler table."""
-    exists = (await conn.execute(text("SELECT to_regclass('scheduler_firings') IS NOT NULL"))).scalar_one()
-    if not exists:
+    columns = (
+        await conn.execute(text(
+            "SELECT column_name FROM information_schema.columns "
+            "WHERE table_schema = current_schema() AND table_name = 'scheduler_firings' ORDER BY ordinal_position"
+        ))
+    ).scalars().all()
+    if not columns:
         return None
+    order = next((c for c in _SCHEDULER_ORDER if c in columns), columns[0])
     rows = (
-        await conn.execute(text(f"SELECT * FROM scheduler_firings ORDER BY 1 DESC LIMIT {SCHEDULER_RUNS_SHOWN}"))
+        await conn.execute(text(f'SELECT * FROM scheduler_firings ORDER BY "{order}" DESC LIMIT {SCHEDULER_RUNS_SHOWN}'))
     ).mappings().all()
     return [{k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in row.items()} for row in rows]
 

@@ -1,0 +1,58 @@
+"""Operational state read from PostgreSQL and the broker's Redis keys."""
+
+from __future__ import annotations
+
+import redis
+from sqlalchemy import text
+
+from tests.conftest import NOW, REDIS_URL
+from tests.factories import purchase
+from worker.domain.program import DEFAULT_PROGRAM
+from worker.services import intake, stats
+
+
+async def test_database_stats_count_rejected_outbox_throughput_and_lag(db):
+    for raw in (purchase("S1", "100.00"), purchase("S2", "2000.00"), purchase("S3", "1.005")):
+        await intake.process(db, DEFAULT_PROGRAM, raw, now=NOW)
+
+    data = await stats.database_stats(db, minutes=5)
+
+    assert data["rejected_open"] == 1
+    assert data["outbox"] == {"pending": 3}  # two points_earned, one tier_upgraded (S2 to Silver)
+    assert [row["events"] for row in data["throughput"]][-1] == 2 and len(data["throughput"]) == 5
+    assert data["lag"]["events"] == 2 and data["lag"]["max_seconds"] > 0
+    assert data["scheduler_runs"] is None
+
+
+async def test_scheduler_runs_are_shown_newest_first_when_the_table_exists(db):
+    # The scheduler's table (its own migration), reduced to the columns read here.
+    async with db.begin() as conn:
+        await conn.execute(text("CREATE TABLE scheduler_firings (job text, scheduled_for timestamptz, planned_at timestamptz)"))
+        await conn.execute(text(
+            "INSERT INTO scheduler_firings VALUES ('nudge', '2026-11-24T00:00Z', '2026-11-24T00:00:01Z'),"
+            " ('expiry', '2026-11-24T01:00Z', '2026-11-24T01:00:01Z')"
+        ))
+    try:
+        data = await stats.database_stats(db)
+    finally:
+        async with db.begin() as conn:
+            await conn.execute(text("DROP TABLE scheduler_firings"))
+
+    assert [(r["job"], r["planned_at"]) for r in data["scheduler_runs"]] == [
+        ("expiry", "2026-11-24T01:00:01+00:00"), ("nudge", "2026-11-24T00:00:01+00:00")
+    ]
+
+
+def test_queue_depths_read_the_broker_keys(redis_namespace):
+    client = redis.Redis.from_url(REDIS_URL)
+    ns = f"{redis_namespace}-depths"
+    client.rpush(f"{ns}:events", "a", "b")
+    client.hset(f"{ns}:events.msgs", mapping={"a": "1", "b": "2", "c": "3"})
+    client.hset(f"{ns}:events.DQ.msgs", mapping={"d": "4"})
+    client.zadd(f"{ns}:events.XQ", {"e": 1, "f": 2})
+    try:
+        depths = stats.queue_depths(client, ns, ["events"])
+    finally:
+        client.delete(f"{ns}:events", f"{ns}:events.msgs", f"{ns}:events.DQ.msgs", f"{ns}:events.XQ")
+
+    assert depths == {"events": {"ready": 2, "in_flight": 1, "delayed": 1, "dead": 2}}
