@@ -44,6 +44,7 @@ class StateCollector:
         import redis
 
         from db.engine import create_engine
+        from worker.actors import queue_names
         from worker.services import stats
 
         queues = GaugeMetricFamily("loyalty_queue_messages", "Messages in the broker by queue and state.",
@@ -61,7 +62,7 @@ class StateCollector:
 
         try:
             client = redis.Redis.from_url(self.settings.redis_url, socket_timeout=STATE_TIMEOUT_S)
-            for queue, states in stats.queue_depths(client, self.settings.namespace).items():
+            for queue, states in stats.queue_depths(client, self.settings.namespace, queue_names()).items():
                 for state, n in states.items():
                     queues.add_metric([queue, state], n)
             db = asyncio.run(read())

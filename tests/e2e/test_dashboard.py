@@ -66,5 +66,5 @@ def test_pages_need_the_password(dashboard):
 
     assert status == 200 and dead_status == 200
     assert "<h2>Queues</h2>" in page and "<td>events</td>" in page
-    assert "no scheduler_firings table in this database" in page
+    assert "<h2>Last scheduler runs</h2>" in page
     assert "<h1>Dead letters</h1>" in dead

@@ -17,6 +17,11 @@ class ActorSpec:
         return self.fn.__name__
 
 
+def queue_names() -> list[str]:
+    """Every queue the actors use: what dashboards, stats and dead-letter tools look at."""
+    return sorted({spec.queue_name for spec in all_specs()})
+
+
 def all_specs() -> list[ActorSpec]:
     from worker.actors import calendar, events, notifications
 

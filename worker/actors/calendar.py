@@ -9,7 +9,7 @@ from datetime import datetime
 import dramatiq
 import structlog
 
-from worker import runtime
+from worker import metrics, runtime
 from worker.actors import ActorSpec
 from worker.services import jobs
 from worker.services.jobs.common import Range
@@ -39,9 +39,16 @@ async def plan_job(job: str, scheduled_for: str) -> None:
         log.info("job_firing_planned", job=job, scheduled_for=scheduled_for, chunks=len(plan.ranges), note=plan.note)
 
 
+# The ledger entry kind each job writes, for the points metrics.
+_ENTRY_KIND = {"expire-points": "expire", "release-pending": "release", "birthday": "earn"}
+
+
 async def run_job_chunk(job: str, scheduled_for: str, after: str, upto: str | None) -> None:
     rt = runtime.current()
-    result = await jobs.run_chunk(rt.engine, rt.program, job, datetime.fromisoformat(scheduled_for), after, upto)
+    with metrics.scheduler_job(job):
+        result = await jobs.run_chunk(rt.engine, rt.program, job, datetime.fromisoformat(scheduled_for), after, upto)
+    if result is not None and job in _ENTRY_KIND and result.points:
+        metrics.count_ledger([(_ENTRY_KIND[job], result.points, result.members)])
     if result is None:
         log.info("job_chunk_already_done", job=job, scheduled_for=scheduled_for, after=after)
     else:

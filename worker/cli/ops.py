@@ -28,7 +28,7 @@ def _redis(s):
 
 def dlq_list(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
     from worker.services import dlq
-    from worker.services.stats import queue_names
+    from worker.actors import queue_names
 
     s = settings()
     rows = dlq.list_dead(_redis(s), s.namespace, queue_names())
@@ -46,7 +46,7 @@ def dlq_replay(
 ) -> None:
     from worker.broker import build_broker
     from worker.services import dlq
-    from worker.services.stats import queue_names
+    from worker.actors import queue_names
 
     if bool(message) == all_:
         fail("give one message ID or --all")
@@ -61,10 +61,11 @@ def dlq_replay(
 
 
 def stats(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
+    from worker.actors import queue_names
     from worker.services import stats as stats_service
 
     s = settings()
-    data = run(lambda engine: stats_service.collect(engine, _redis(s), s.namespace), s)
+    data = run(lambda engine: stats_service.collect(engine, _redis(s), s.namespace, queue_names()), s)
     if as_json:
         emit_json(data)
         return

@@ -27,6 +27,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.types import Text
 
+from worker import metrics
 from worker.domain import delivery as rules
 from worker.domain import messages
 from worker.domain.messages import Catalog, RenderError
@@ -250,6 +251,8 @@ async def record(
     if updates:
         async with engine.begin() as conn:
             await conn.execute(_RECORD, updates)
+        for item, update in zip(deliveries, updates):
+            metrics.count_delivery(item.kind, update["status"])
     return report
 
 

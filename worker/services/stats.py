@@ -19,16 +19,10 @@ RECENT_WINDOW_MINUTES = 15
 SCHEDULER_RUNS_SHOWN = 10
 
 
-def queue_names() -> list[str]:
-    from worker.actors import all_specs
-
-    return sorted({spec.queue_name for spec in all_specs()})
-
-
-def queue_depths(client: redis.Redis, namespace: str, queues: list[str] | None = None) -> dict[str, dict[str, int]]:
+def queue_depths(client: redis.Redis, namespace: str, queues: list[str]) -> dict[str, dict[str, int]]:
     """Per queue: ready (waiting), in_flight (fetched, not acked), delayed (retries, ETAs), dead."""
     out = {}
-    for queue in queues or queue_names():
+    for queue in queues:
         key = f"{namespace}:{queue}"
         pipe = client.pipeline(transaction=False)
         pipe.llen(key).hlen(f"{key}.msgs").hlen(f"{key}.DQ.msgs").zcard(f"{key}.XQ")
@@ -108,5 +102,5 @@ async def _scheduler_runs(conn) -> list[dict[str, Any]] | None:
     return [{k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in row.items()} for row in rows]
 
 
-async def collect(engine: AsyncEngine, client: redis.Redis, namespace: str) -> dict[str, Any]:
-    return {"queues": queue_depths(client, namespace), **await database_stats(engine)}
+async def collect(engine: AsyncEngine, client: redis.Redis, namespace: str, queues: list[str]) -> dict[str, Any]:
+    return {"queues": queue_depths(client, namespace, queues), **await database_stats(engine)}

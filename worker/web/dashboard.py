@@ -20,6 +20,7 @@ from sqlalchemy.pool import NullPool
 
 from db.engine import create_engine
 from worker.config import Settings
+from worker.actors import queue_names
 from worker.services import dlq, stats
 from worker.web import svg
 
@@ -137,7 +138,7 @@ class Dashboard:
     async def _collect(self) -> dict[str, Any]:
         engine = create_engine(self.settings.database_url, poolclass=NullPool)
         try:
-            return await stats.collect(engine, self.redis, self.settings.namespace)
+            return await stats.collect(engine, self.redis, self.settings.namespace, queue_names())
         finally:
             await engine.dispose()
 
@@ -150,7 +151,7 @@ class Dashboard:
         if path == "/":
             body, kind = overview(asyncio.run(self._collect()), self.settings.namespace), "text/html; charset=utf-8"
         elif path == "/dead":
-            body = dead_page(dlq.list_dead(self.redis, self.settings.namespace, stats.queue_names()))
+            body = dead_page(dlq.list_dead(self.redis, self.settings.namespace, queue_names()))
             kind = "text/html; charset=utf-8"
         elif path == "/stats.json":
             body, kind = json.dumps(asyncio.run(self._collect()), default=str).encode(), "application/json"
