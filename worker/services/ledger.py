@@ -28,6 +28,7 @@ from worker.domain.lots import refund_reversal
 from worker.domain.program import Program
 from worker.services import accounts
 from worker.services.accounts import Account, Origin
+from worker.services import mall
 
 REFEREE_SUFFIX = "#referee"
 
@@ -361,4 +362,6 @@ _HANDLERS = {
     ReviewEvent: _review,
     ReferralEvent: _referral,
     RefereeBonus: _referee_bonus,
+    mall.RedemptionEvent: mall.redeem,
+    mall.RedemptionCancelEvent: mall.cancel,
 }
