@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from worker.cli import contract, core, demo, members
+from worker.cli import mall
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -16,6 +17,7 @@ core.register(app)
 members.register(app)
 demo.register(app)
 contract.register(app)
+mall.register(app)
 
 
 def main() -> None:
