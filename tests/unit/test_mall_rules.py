@@ -118,3 +118,33 @@ def test_duplicate_reward_ids_are_refused():
     with pytest.raises(ProgramError) as error:
         parse_catalog({"reward": [base, base]}, P)
     assert str(error.value) == "rewards: reward.1.reward_id: 'mug' appears more than once"
+
+
+@pytest.mark.parametrize(
+    "payload, reason",
+    [
+        ({"reward_id": "mug", "quantity": 21}, "payload.quantity: must be less than or equal to 20"),
+        ({"reward_id": "mug", "quantity": "2"}, "payload.quantity: must be a valid integer"),
+        ({"quantity": 1}, "payload.reward_id: is required"),
+    ],
+)
+def test_redemption_contract_names_the_field(payload, reason):
+    from worker.domain.errors import InvalidEvent
+    from worker.domain.events import REDEMPTION_QUANTITY_MAX, parse_event
+
+    assert REDEMPTION_QUANTITY_MAX == 20
+    raw = {"event_id": "x-1", "type": "redemption", "source": "app", "member_id": "M1",
+           "occurred_at": "2026-11-10T10:00:00+08:00", "payload": payload}
+    with pytest.raises(InvalidEvent) as error:
+        parse_event(raw)
+    assert error.value.reason == reason
+
+
+def test_redemption_defaults_to_one_and_cancel_names_its_redemption():
+    from worker.domain.events import RedemptionCancelEvent, RedemptionEvent, parse_event
+
+    envelope = {"event_id": "x-1", "source": "app", "member_id": "M1", "occurred_at": "2026-11-10T10:00:00+08:00"}
+    redeem = parse_event({**envelope, "type": "redemption", "payload": {"reward_id": "mug"}})
+    undo = parse_event({**envelope, "type": "redemption_cancel", "payload": {"redemption_event_id": "x-0"}})
+    assert (type(redeem), redeem.payload.quantity) == (RedemptionEvent, 1)
+    assert (type(undo), undo.payload.redemption_event_id) == (RedemptionCancelEvent, "x-0")
