@@ -291,11 +291,15 @@ async def test_redeem_now_runs_the_same_service_and_is_idempotent_on_its_event_i
     first = await mall.redeem_now(db, P, "M1", "mug", 1, now=now, event_id="till-7")
     again = await mall.redeem_now(db, P, "M1", "mug", 1, now=now, event_id="till-7")
     too_many = await mall.redeem_now(db, P, "M1", "mug", 2, now=now)
+    reused = await mall.redeem_now(db, P, "M1", "mug", 2, now=now, event_id="till-7")
 
     assert {k: first[k] for k in ("status", "duplicate", "points", "available_points", "reason")} == {
         "status": "confirmed", "duplicate": False, "points": 500, "available_points": 500, "reason": None}
     assert (again["status"], again["duplicate"], again["available_points"]) == ("confirmed", True, 500)
     assert (too_many["status"], too_many["reason"]) == ("rejected", "out_of_stock")
+    assert (reused["status"], reused["reason"]) == (
+        "conflict", "event_id: 'till-7' from source 'api' was already used with a different payload")
+    assert await rows(db, "SELECT stock, redeemed FROM rewards") == [(2, 1)]
     await assert_clean(db)
 
 
