@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from worker.cli import contract, core, demo, members, ops, scheduler
+from worker.cli import contract, core, demo, mall, members, ops, scheduler
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -18,6 +18,7 @@ demo.register(app)
 contract.register(app)
 scheduler.register(app)
 ops.register(app)
+mall.register(app)
 
 
 def main() -> None:

@@ -174,11 +174,41 @@ class SignupEvent(_Envelope):
 
 EARNING_EVENTS = (PurchaseEvent, RefundEvent, ReviewEvent, ReferralEvent, CheckInEvent, SignupEvent)
 
+# Points mall (docs/mall.md). One redemption event buys at most this many units: a basket
+# of more is several events, and the cap bounds what one typo can spend.
+REDEMPTION_QUANTITY_MAX = 20
+
+
+class RedemptionPayload(_Strict):
+    reward_id: Identifier
+    quantity: Annotated[int, Field(ge=1, le=REDEMPTION_QUANTITY_MAX, strict=True)] = 1
+
+
+class RedemptionCancelPayload(_Strict):
+    # The event_id of the member's redemption event to cancel.
+    redemption_event_id: Identifier
+
+
+class RedemptionEvent(_Envelope):
+    type: Literal["redemption"]
+    payload: RedemptionPayload
+
+
+class RedemptionCancelEvent(_Envelope):
+    type: Literal["redemption_cancel"]
+    payload: RedemptionCancelPayload
+
+
+MALL_EVENTS = (RedemptionEvent, RedemptionCancelEvent)
+
 Event = Annotated[
-    Union[PurchaseEvent, RefundEvent, ReviewEvent, ReferralEvent, CheckInEvent, SignupEvent],
+    Union[PurchaseEvent, RefundEvent, ReviewEvent, ReferralEvent, CheckInEvent, SignupEvent,
+          RedemptionEvent, RedemptionCancelEvent],
     Field(discriminator="type"),
 ]
-EVENT_TYPES: tuple[str, ...] = tuple(cls.model_fields["type"].annotation.__args__[0] for cls in EARNING_EVENTS)
+EVENT_TYPES: tuple[str, ...] = tuple(
+    cls.model_fields["type"].annotation.__args__[0] for cls in (*EARNING_EVENTS, *MALL_EVENTS)
+)
 
 _adapter: TypeAdapter = TypeAdapter(Event)
 

@@ -28,6 +28,7 @@ from worker.domain.lots import refund_reversal
 from worker.domain.program import Program
 from worker.services import accounts
 from worker.services.accounts import Account, Origin
+from worker.services import mall
 
 REFEREE_SUFFIX = "#referee"
 
@@ -389,4 +390,6 @@ _HANDLERS = {
     ReferralEvent: _referral,
     RefereeBonus: _referee_bonus,
     BirthdayGift: _birthday_gift,
+    mall.RedemptionEvent: mall.redeem,
+    mall.RedemptionCancelEvent: mall.cancel,
 }

@@ -1,0 +1,80 @@
+"""rewards load / list, redeem: the points mall from the command line."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+from worker.cli.common import emit_json, fail, program, run, settings
+
+
+def register(app: typer.Typer) -> None:
+    rewards_app = typer.Typer(help="The points mall's reward catalog.")
+    app.add_typer(rewards_app, name="rewards")
+    rewards_app.command("load", help="Validate a rewards TOML file and upsert its rewards; safe to run twice.")(
+        rewards_load
+    )
+    rewards_app.command("list", help="The catalog with stock left.")(rewards_list)
+    app.command(help="Redeem a reward for a member now; exit 1 with the reason when rejected.")(redeem)
+
+
+def rewards_load(file: str = typer.Argument(..., help="The rewards TOML file.")) -> None:
+    from worker.domain.errors import ProgramError
+    from worker.domain.mall import load_catalog
+    from worker.services.mall import load_rewards
+
+    s = settings()
+    prog = program(s)
+    try:
+        catalog = load_catalog(file, prog)
+        counts = run(lambda engine: load_rewards(engine, catalog), s)
+    except ProgramError as error:
+        fail(str(error))
+    typer.echo(
+        f"loaded {counts['rewards']} rewards: {counts['inserted']} new, {counts['updated']} changed, "
+        f"{counts['unchanged']} unchanged"
+    )
+
+
+def rewards_list(as_json: bool = typer.Option(False, "--json")) -> None:
+    from worker.services.mall import list_rewards
+
+    rows = run(list_rewards)
+    if as_json:
+        emit_json(rows)
+        return
+    for r in rows:
+        stock = "unlimited" if r["stock_left"] is None else f"{r['stock_left']} left"
+        typer.echo(f"{r['reward_id']:<24} {r['cost_points']:>8} pts  {r['min_tier']:<10} {stock:<12} {r['name']}")
+
+
+def redeem(
+    member_id: str,
+    reward_id: str,
+    quantity: int = typer.Option(1, "--quantity", help="Units to redeem."),
+    event_id: Optional[str] = typer.Option(None, "--event-id", help="Idempotency key; a fresh one when omitted."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    from worker.domain.errors import InvalidEvent
+    from worker.runtime import utc_now
+    from worker.services.mall import redeem_now
+
+    s = settings()
+    prog = program(s)
+    try:
+        outcome = run(
+            lambda engine: redeem_now(engine, prog, member_id, reward_id, quantity, now=utc_now(), event_id=event_id), s
+        )
+    except InvalidEvent as error:
+        fail(error.reason)
+    if as_json:
+        emit_json(outcome)
+    elif outcome["status"] == "confirmed":
+        typer.echo(
+            f"redeemed {outcome['quantity']} x {outcome['reward_name']} for {outcome['points']} points; "
+            f"available {outcome['available_points']}"
+        )
+    if outcome["status"] != "confirmed":
+        typer.echo(f"rejected: {outcome['reason']}", err=True)
+        raise typer.Exit(1)

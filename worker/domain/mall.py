@@ -1,0 +1,211 @@
+"""The points mall: the reward catalog file and who may redeem what, when. Pure; no I/O.
+
+The catalog is a TOML file of ``[[reward]]`` tables that an operator edits; every error
+names the bad key (``reward.2.cost_points: ...``). `check_redemption` decides one
+redemption from plain values: the caller supplies the member's tier and points, how many
+of the reward the member already has in the limit's period, and the stock left.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from datetime import datetime, time, timedelta
+from pathlib import Path
+from typing import Annotated, Literal
+from zoneinfo import ZoneInfo
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
+
+from worker.domain.errors import ProgramError
+from worker.domain.program import Program, describe_validation_error
+
+# A catalog is edited by hand; a file with more rewards than this is a generated mistake.
+CATALOG_REWARDS_MAX = 10_000
+# The longest early-access window: a pre-sale more than 30 days ahead is a separate reward.
+EARLY_ACCESS_HOURS_MAX = 30 * 24
+
+# Rejection reasons, as stored in redemptions.reason and sent in redemption_rejected.
+NOT_ENOUGH_POINTS = "not_enough_points"
+TIER_TOO_LOW = "tier_too_low"
+OUT_OF_STOCK = "out_of_stock"
+LIMIT_REACHED = "limit_reached"
+NOT_AVAILABLE = "not_available"
+UNKNOWN_REWARD = "unknown_reward"
+REASONS = (NOT_ENOUGH_POINTS, TIER_TOO_LOW, OUT_OF_STOCK, LIMIT_REACHED, NOT_AVAILABLE, UNKNOWN_REWARD)
+
+Period = Literal["day", "month", "ever"]
+RewardId = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@#/+-]*$"),
+]
+
+
+def _require_offset(value: datetime) -> datetime:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError("must include a UTC offset, e.g. 2026-12-01T00:00:00+08:00")
+    return value
+
+
+Instant = Annotated[datetime, AfterValidator(_require_offset)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Limit(_Section):
+    """At most `count` units per member per program-local day, month, or ever."""
+
+    count: Annotated[int, Field(ge=1, le=1_000_000, strict=True)]
+    period: Period
+
+
+class EarlyAccess(_Section):
+    """Members of `tier` or higher may redeem `hours` before `available_from`."""
+
+    tier: Annotated[str, Field(min_length=1)]
+    hours: Annotated[int, Field(ge=1, le=EARLY_ACCESS_HOURS_MAX, strict=True)]
+
+
+class Reward(_Section):
+    reward_id: RewardId
+    name: Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$")]
+    cost_points: Annotated[int, Field(ge=1, le=100_000_000, strict=True)]
+    min_tier: Annotated[str, Field(min_length=1)]
+    stock: Annotated[int, Field(ge=0, strict=True)] | None = None  # None: unlimited
+    limit: Limit | None = None
+    available_from: Instant | None = None
+    available_until: Instant | None = None
+    early_access: EarlyAccess | None = None
+
+    @model_validator(mode="after")
+    def _window(self) -> Reward:
+        if self.available_from and self.available_until and self.available_until <= self.available_from:
+            raise ValueError("available_until must be after available_from")
+        if self.early_access is not None and self.available_from is None:
+            raise ValueError("early_access needs available_from (the time everyone else may start)")
+        return self
+
+
+class Catalog(_Section):
+    reward: Annotated[tuple[Reward, ...], Field(max_length=CATALOG_REWARDS_MAX)] = ()
+
+
+def parse_catalog(data: dict, program: Program, origin: str = "rewards") -> Catalog:
+    """Validate a decoded rewards file against the model and the program's tiers."""
+    try:
+        catalog = Catalog.model_validate(data)
+    except ValidationError as error:
+        raise ProgramError(f"{origin}: {describe_validation_error(error)}") from None
+    tier_names = [t.name for t in program.tiers]
+    seen: set[str] = set()
+    problems = []
+    for index, reward in enumerate(catalog.reward):
+        if reward.reward_id in seen:
+            problems.append(f"reward.{index}.reward_id: {reward.reward_id!r} appears more than once")
+        seen.add(reward.reward_id)
+        if reward.min_tier not in tier_names:
+            problems.append(f"reward.{index}.min_tier: unknown tier {reward.min_tier!r} (tiers: {', '.join(tier_names)})")
+        if reward.early_access is not None and reward.early_access.tier not in tier_names:
+            problems.append(
+                f"reward.{index}.early_access.tier: unknown tier {reward.early_access.tier!r} (tiers: {', '.join(tier_names)})"
+            )
+    if problems:
+        raise ProgramError(f"{origin}: {'; '.join(problems)}")
+    return catalog
+
+
+def load_catalog(path: str | Path, program: Program) -> Catalog:
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ProgramError(f"{path}: no such rewards file") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ProgramError(f"{path}: not valid TOML: {error}") from None
+    return parse_catalog(data, program, origin=str(path))
+
+
+@dataclass(frozen=True)
+class RewardTerms:
+    """What the eligibility rules need of one reward, as stored."""
+
+    reward_id: str
+    name: str
+    cost_points: int
+    min_tier: str
+    stock_left: int | None = None  # None: unlimited
+    limit_count: int | None = None
+    limit_period: str | None = None
+    available_from: datetime | None = None
+    available_until: datetime | None = None
+    early_access_tier: str | None = None
+    early_access_hours: int | None = None
+
+
+def _rank(program: Program, tier: str) -> int | None:
+    try:
+        return program.tier_rank(tier)
+    except KeyError:
+        return None
+
+
+def period_bounds(zone: ZoneInfo, period: str, at: datetime) -> tuple[datetime | None, datetime | None]:
+    """The program-local day or month holding `at`, as [start, end); (None, None) for ever."""
+    if period == "ever":
+        return None, None
+    local = at.astimezone(zone)
+    if period == "day":
+        start_day = local.date()
+        end_day = start_day + timedelta(days=1)
+    elif period == "month":
+        start_day = local.date().replace(day=1)
+        end_day = (start_day + timedelta(days=32)).replace(day=1)
+    else:
+        raise ValueError(f"unknown limit period {period!r}")
+    return datetime.combine(start_day, time(0), zone), datetime.combine(end_day, time(0), zone)
+
+
+def opens_at(program: Program, reward: RewardTerms, tier: str) -> datetime | None:
+    """When this member's tier may start redeeming: early for the early-access tiers."""
+    if reward.available_from is None:
+        return None
+    if reward.early_access_tier is not None and reward.early_access_hours is not None:
+        member_rank, early_rank = _rank(program, tier), _rank(program, reward.early_access_tier)
+        if member_rank is not None and early_rank is not None and member_rank >= early_rank:
+            return reward.available_from - timedelta(hours=reward.early_access_hours)
+    return reward.available_from
+
+
+def check_redemption(
+    program: Program,
+    reward: RewardTerms | None,
+    *,
+    tier: str,
+    spendable_points: int,
+    quantity: int,
+    at: datetime,
+    already_in_period: int,
+) -> str | None:
+    """None when the member may redeem `quantity` of `reward` at `at`, else the reason.
+
+    Checked in this order: unknown_reward, not_available (window, early access), tier_too_low,
+    limit_reached, out_of_stock, not_enough_points. `already_in_period` is how many units the
+    member holds of this reward in the limit's period (confirmed, not cancelled).
+    """
+    if reward is None:
+        return UNKNOWN_REWARD
+    start = opens_at(program, reward, tier)
+    if (start is not None and at < start) or (reward.available_until is not None and at >= reward.available_until):
+        return NOT_AVAILABLE
+    member_rank, needed_rank = _rank(program, tier), _rank(program, reward.min_tier)
+    if member_rank is None or needed_rank is None or member_rank < needed_rank:
+        return TIER_TOO_LOW
+    if reward.limit_count is not None and already_in_period + quantity > reward.limit_count:
+        return LIMIT_REACHED
+    if reward.stock_left is not None and reward.stock_left < quantity:
+        return OUT_OF_STOCK
+    if spendable_points < reward.cost_points * quantity:
+        return NOT_ENOUGH_POINTS
+    return None

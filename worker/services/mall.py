@@ -1,0 +1,397 @@
+"""The points mall: catalog loading, redemption and cancellation in the ledger transaction.
+
+`redeem` and `cancel` are ledger handlers (registered in `ledger._HANDLERS`): they run with
+the member's row locked, inside the transaction that claims the event id, so a redelivered
+event changes nothing. A business rejection (not enough points, out of stock, ...) is a
+processed outcome: a `rejected` redemption row and a notification, no ledger entry.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import bindparam, text
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from worker.domain import mall
+from worker.domain.errors import ProgramError
+from worker.domain.events import RedemptionCancelEvent, RedemptionEvent
+from worker.domain.lots import Lot, take_earliest_expiring
+from worker.domain.program import Program
+from worker.services import accounts
+from worker.services.accounts import Account, Origin
+
+# The source recorded for redemptions made through `redeem_now` without one of their own.
+SYNC_SOURCE = "api"
+
+_UPSERT_REWARD = text(
+    """
+    INSERT INTO rewards AS r (reward_id, name, cost_points, min_tier, stock, limit_count, limit_period,
+                              available_from, available_until, early_access_tier, early_access_hours)
+    VALUES (:reward_id, :name, :cost_points, :min_tier, :stock, :limit_count, :limit_period,
+            :available_from, :available_until, :early_access_tier, :early_access_hours)
+    ON CONFLICT (reward_id) DO UPDATE SET
+        name = EXCLUDED.name, cost_points = EXCLUDED.cost_points, min_tier = EXCLUDED.min_tier,
+        stock = EXCLUDED.stock, limit_count = EXCLUDED.limit_count, limit_period = EXCLUDED.limit_period,
+        available_from = EXCLUDED.available_from, available_until = EXCLUDED.available_until,
+        early_access_tier = EXCLUDED.early_access_tier, early_access_hours = EXCLUDED.early_access_hours,
+        loaded_at = now()
+    WHERE (r.name, r.cost_points, r.min_tier, r.stock, r.limit_count, r.limit_period, r.available_from,
+           r.available_until, r.early_access_tier, r.early_access_hours)
+          IS DISTINCT FROM
+          (EXCLUDED.name, EXCLUDED.cost_points, EXCLUDED.min_tier, EXCLUDED.stock, EXCLUDED.limit_count,
+           EXCLUDED.limit_period, EXCLUDED.available_from, EXCLUDED.available_until,
+           EXCLUDED.early_access_tier, EXCLUDED.early_access_hours)
+    RETURNING (xmax = 0) AS inserted
+    """
+)
+_REDEEMED_OF = text("SELECT reward_id, redeemed FROM rewards WHERE reward_id = ANY(:ids) FOR UPDATE")
+_LIST_REWARDS = text("SELECT * FROM rewards ORDER BY reward_id")
+_REWARD = text("SELECT * FROM rewards WHERE reward_id = :reward_id")
+# The guard against overselling: the row lock serialises concurrent redemptions of one
+# reward, and the WHERE is re-checked on the committed row, so stock never goes below zero.
+_TAKE_STOCK = text(
+    """
+    UPDATE rewards SET redeemed = redeemed + :quantity
+    WHERE reward_id = :reward_id AND (stock IS NULL OR stock - redeemed >= :quantity)
+    RETURNING 1
+    """
+)
+_RETURN_STOCK = text("UPDATE rewards SET redeemed = redeemed - :quantity WHERE reward_id = :reward_id")
+_HELD_IN_PERIOD = text(
+    """
+    SELECT coalesce(sum(quantity), 0) FROM redemptions
+    WHERE member_id = :member_id AND reward_id = :reward_id AND status = 'confirmed'
+      AND (CAST(:start AS timestamptz) IS NULL OR occurred_at >= :start)
+      AND (CAST(:end AS timestamptz) IS NULL OR occurred_at < :end)
+    """
+)
+_SPENDABLE_LOTS = text(
+    """
+    SELECT lot_id, remaining, expires_at FROM lots
+    WHERE member_id = :member_id AND remaining > 0 AND pending_until IS NULL AND expires_at > :at
+    ORDER BY expires_at, lot_id
+    """
+)
+_WRITE_ENTRY = text(
+    """
+    INSERT INTO ledger_entries (member_id, kind, points, source, event_id, event_type, rules, occurred_at)
+    VALUES (:member_id, :kind, :points, :source, :event_id, :event_type, :rules, :occurred_at)
+    RETURNING entry_id
+    """
+).bindparams(bindparam("rules", type_=JSONB))
+_RECORD = text(
+    """
+    INSERT INTO redemptions (source, event_id, member_id, reward_id, quantity, points, status, reason, entry_id, occurred_at)
+    VALUES (:source, :event_id, :member_id, :reward_id, :quantity, :points, :status, :reason, :entry_id, :occurred_at)
+    """
+)
+_FIND_REDEMPTION = text(
+    """
+    SELECT r.*, w.name AS reward_name FROM redemptions r LEFT JOIN rewards w USING (reward_id)
+    WHERE r.member_id = :member_id AND r.event_id = :event_id
+    ORDER BY (r.source = :source) DESC, r.source
+    LIMIT 1
+    """
+)
+_TAKES_OF = text(
+    """
+    SELECT t.lot_id, t.points, l.expires_at FROM lot_takes t JOIN lots l USING (lot_id)
+    WHERE t.entry_id = :entry_id ORDER BY l.expires_at, t.lot_id
+    """
+)
+_MARK_CANCELLED = text(
+    """
+    UPDATE redemptions SET status = 'cancelled', cancel_source = :cancel_source, cancel_event_id = :cancel_event_id,
+        points_restored = :points_restored, cancelled_at = :cancelled_at
+    WHERE source = :source AND event_id = :event_id AND status = 'confirmed'
+    """
+)
+_REDEMPTION_OUTCOME = text(
+    """
+    SELECT r.*, w.name AS reward_name FROM redemptions r LEFT JOIN rewards w USING (reward_id)
+    WHERE r.source = :source AND r.event_id = :event_id
+    """
+)
+# Stock bookkeeping: each reward's redeemed count equals the confirmed units.
+_STOCK_AUDIT = text(
+    """
+    SELECT w.reward_id, w.redeemed, coalesce(sum(r.quantity) FILTER (WHERE r.status = 'confirmed'), 0) AS confirmed
+    FROM rewards w LEFT JOIN redemptions r USING (reward_id)
+    GROUP BY w.reward_id, w.redeemed
+    HAVING w.redeemed <> coalesce(sum(r.quantity) FILTER (WHERE r.status = 'confirmed'), 0)
+    ORDER BY w.reward_id
+    """
+)
+
+
+# ---------------------------------------------------------------- catalog
+
+
+async def load_rewards(engine: AsyncEngine, catalog: mall.Catalog) -> dict[str, int]:
+    """Upsert every reward in the file (others are left as they are); safe to run twice.
+
+    Refuses the whole file when a reward's stock would be below what is already redeemed.
+    """
+    counts = {"rewards": len(catalog.reward), "inserted": 0, "updated": 0, "unchanged": 0}
+    async with engine.begin() as conn:
+        ids = [r.reward_id for r in catalog.reward]
+        redeemed = {row.reward_id: row.redeemed for row in await conn.execute(_REDEEMED_OF, {"ids": ids})}
+        for index, reward in enumerate(catalog.reward):
+            taken = redeemed.get(reward.reward_id, 0)
+            if reward.stock is not None and reward.stock < taken:
+                raise ProgramError(
+                    f"reward.{index}.stock: {reward.stock} is below the {taken} already redeemed of {reward.reward_id!r}"
+                )
+        for reward in catalog.reward:
+            row = (await conn.execute(_UPSERT_REWARD, _reward_params(reward))).first()
+            if row is None:
+                counts["unchanged"] += 1
+            elif row.inserted:
+                counts["inserted"] += 1
+            else:
+                counts["updated"] += 1
+    return counts
+
+
+def _reward_params(reward: mall.Reward) -> dict[str, Any]:
+    return {
+        "reward_id": reward.reward_id,
+        "name": reward.name,
+        "cost_points": reward.cost_points,
+        "min_tier": reward.min_tier,
+        "stock": reward.stock,
+        "limit_count": reward.limit.count if reward.limit else None,
+        "limit_period": reward.limit.period if reward.limit else None,
+        "available_from": reward.available_from,
+        "available_until": reward.available_until,
+        "early_access_tier": reward.early_access.tier if reward.early_access else None,
+        "early_access_hours": reward.early_access.hours if reward.early_access else None,
+    }
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+async def list_rewards(engine: AsyncEngine) -> list[dict[str, Any]]:
+    async with engine.connect() as conn:
+        rows = (await conn.execute(_LIST_REWARDS)).mappings().all()
+    return [
+        {
+            "reward_id": r["reward_id"],
+            "name": r["name"],
+            "cost_points": r["cost_points"],
+            "min_tier": r["min_tier"],
+            "stock": r["stock"],
+            "redeemed": r["redeemed"],
+            "stock_left": None if r["stock"] is None else r["stock"] - r["redeemed"],
+            "limit": {"count": r["limit_count"], "period": r["limit_period"]} if r["limit_count"] else None,
+            "available_from": _iso(r["available_from"]),
+            "available_until": _iso(r["available_until"]),
+            "early_access": {"tier": r["early_access_tier"], "hours": r["early_access_hours"]}
+            if r["early_access_tier"] else None,
+        }
+        for r in rows
+    ]
+
+
+def _terms(row) -> mall.RewardTerms:
+    return mall.RewardTerms(
+        reward_id=row["reward_id"],
+        name=row["name"],
+        cost_points=row["cost_points"],
+        min_tier=row["min_tier"],
+        stock_left=None if row["stock"] is None else row["stock"] - row["redeemed"],
+        limit_count=row["limit_count"],
+        limit_period=row["limit_period"],
+        available_from=row["available_from"],
+        available_until=row["available_until"],
+        early_access_tier=row["early_access_tier"],
+        early_access_hours=row["early_access_hours"],
+    )
+
+
+# ---------------------------------------------------------------- ledger handlers
+
+
+def _result(*args, **kwargs):
+    from worker.services.ledger import Result  # ledger imports this module for its handlers
+
+    return Result(*args, **kwargs)
+
+
+async def redeem(conn: AsyncConnection, program: Program, account: Account, origin: Origin, event: RedemptionEvent):
+    """One redemption, under the member's lock: check, take stock, spend lots earliest-expiring first."""
+    payload = event.payload
+    quantity = payload.quantity
+    row = (await conn.execute(_REWARD, {"reward_id": payload.reward_id})).mappings().first()
+    terms = _terms(row) if row is not None else None
+    at = origin.occurred_at
+    lots = [
+        Lot(r.lot_id, r.remaining, r.expires_at)
+        for r in await conn.execute(_SPENDABLE_LOTS, {"member_id": account.member_id, "at": at})
+    ]
+    # Lots past their expiry that the expiry job has not swept yet cannot be spent.
+    spendable = min(account.available, sum(lot.remaining for lot in lots))
+    held = 0
+    if terms is not None and terms.limit_period is not None:
+        start, end = mall.period_bounds(program.zone, terms.limit_period, at)
+        held = (
+            await conn.execute(
+                _HELD_IN_PERIOD,
+                {"member_id": account.member_id, "reward_id": terms.reward_id, "start": start, "end": end},
+            )
+        ).scalar_one()
+    reason = mall.check_redemption(
+        program, terms, tier=account.tier, spendable_points=spendable, quantity=quantity, at=at, already_in_period=held
+    )
+    if reason is None:
+        took = (await conn.execute(_TAKE_STOCK, {"reward_id": payload.reward_id, "quantity": quantity})).first()
+        if took is None:
+            reason = mall.OUT_OF_STOCK
+    record = {
+        "source": origin.source,
+        "event_id": origin.event_id,
+        "member_id": account.member_id,
+        "reward_id": payload.reward_id,
+        "quantity": quantity,
+        "occurred_at": at,
+    }
+    reward_name = terms.name if terms is not None else payload.reward_id
+    if reason is not None:
+        await conn.execute(_RECORD, {**record, "points": 0, "status": "rejected", "reason": reason, "entry_id": None})
+        accounts.notify(account, "redemption_rejected", origin, reward_name=reward_name, reason=reason)
+        return _result(
+            "applied", account.member_id, note=f"redemption.{reason}",
+            detail={"redemption": "rejected", "reason": reason, "reward_id": payload.reward_id},
+        )
+
+    points = terms.cost_points * quantity
+    takes = take_earliest_expiring(lots, points)
+    rule = {"rule": "redemption", "reward_id": terms.reward_id, "quantity": quantity, "cost_points": terms.cost_points}
+    entry_id = (
+        await conn.execute(
+            _WRITE_ENTRY,
+            {"member_id": account.member_id, "kind": "redeem", "points": -points, "source": origin.source,
+             "event_id": origin.event_id, "event_type": origin.event_type, "rules": [rule], "occurred_at": at},
+        )
+    ).scalar_one()
+    await accounts.take_from_lots(conn, entry_id, takes)
+    account.available -= points
+    await conn.execute(_RECORD, {**record, "points": points, "status": "confirmed", "reason": None, "entry_id": entry_id})
+    accounts.notify(
+        account, "redemption_confirmed", origin,
+        reward_name=reward_name, quantity=quantity, points=points, available_points=account.available,
+    )
+    return _result(
+        "applied", account.member_id, points=-points,
+        detail={"redemption": "confirmed", "reward_id": terms.reward_id, "entry_id": entry_id},
+    )
+
+
+async def cancel(conn: AsyncConnection, program: Program, account: Account, origin: Origin, event: RedemptionCancelEvent):
+    """Give the points back to the lots they came from (an expired lot gets nothing) and the stock back."""
+    target = event.payload.redemption_event_id
+    found = (
+        await conn.execute(_FIND_REDEMPTION, {"member_id": account.member_id, "event_id": target, "source": origin.source})
+    ).mappings().first()
+    if found is None:
+        return _result("applied", account.member_id, note="redemption_cancel.unknown_redemption")
+    if found["status"] != "confirmed":
+        return _result("applied", account.member_id, note=f"redemption_cancel.redemption_{found['status']}")
+
+    at = origin.occurred_at
+    taken = (await conn.execute(_TAKES_OF, {"entry_id": found["entry_id"]})).all()
+    back = [(t.lot_id, t.points) for t in taken if t.expires_at > at]
+    restored = sum(points for _, points in back)
+    detail = {"rule": "redemption_cancel", "redemption_source": found["source"], "redemption_event_id": target,
+              "points_spent": found["points"], "points_restored": restored, "points_expired": found["points"] - restored}
+    entry_id = (
+        await conn.execute(
+            _WRITE_ENTRY,
+            {"member_id": account.member_id, "kind": "restore", "points": restored, "source": origin.source,
+             "event_id": origin.event_id, "event_type": origin.event_type, "rules": [detail], "occurred_at": at},
+        )
+    ).scalar_one()
+    # A negative take puts points back into the lot; lot_takes keeps both directions.
+    await accounts.take_from_lots(conn, entry_id, [(lot_id, -points) for lot_id, points in back])
+    account.available += restored
+    await conn.execute(_RETURN_STOCK, {"reward_id": found["reward_id"], "quantity": found["quantity"]})
+    await conn.execute(
+        _MARK_CANCELLED,
+        {"cancel_source": origin.source, "cancel_event_id": origin.event_id, "points_restored": restored,
+         "cancelled_at": at, "source": found["source"], "event_id": target},
+    )
+    accounts.notify(
+        account, "redemption_cancelled", origin, reward_name=found["reward_name"] or found["reward_id"], points=restored
+    )
+    return _result("applied", account.member_id, points=restored, detail={"redemption": "cancelled", **detail})
+
+
+# ---------------------------------------------------------------- synchronous API
+
+
+async def redeem_now(
+    engine: AsyncEngine,
+    program: Program,
+    member_id: str,
+    reward_id: str,
+    quantity: int = 1,
+    *,
+    now: datetime,
+    event_id: str | None = None,
+    source: str = SYNC_SOURCE,
+) -> dict[str, Any]:
+    """Redeem at once, through the same ledger path as a queued event, in one transaction.
+
+    `event_id` is the idempotency key (a fresh one when not given): calling again with the
+    same id returns the first outcome. Raises InvalidEvent when the request breaks the contract.
+    """
+    from worker.services import audit
+    from worker.services.intake import validate
+    from worker.services.ledger import apply_event
+
+    raw = {
+        "event_id": event_id or f"redeem-{uuid.uuid4().hex}",
+        "type": "redemption",
+        "source": source,
+        "member_id": member_id,
+        "occurred_at": now.isoformat(),
+        "payload": {"reward_id": reward_id, "quantity": quantity},
+    }
+    event = validate(raw, program, now)
+    async with engine.begin() as conn:
+        result = await apply_event(conn, program, event)
+        if result.status == "applied":
+            await audit.assert_member_consistent(conn, member_id)
+        row = (await conn.execute(_REDEMPTION_OUTCOME, {"source": source, "event_id": event.event_id})).mappings().first()
+        balance = (
+            await conn.execute(text("SELECT available_points FROM members WHERE member_id = :m"), {"m": member_id})
+        ).scalar()
+    if result.status == "conflict" or row is None:
+        return {"status": "conflict", "event_id": event.event_id, "member_id": member_id,
+                "reason": f"event_id: {event.event_id!r} from source {source!r} was already used with a different payload"}
+    return {
+        "status": row["status"],
+        "duplicate": result.status == "duplicate",
+        "event_id": row["event_id"],
+        "source": row["source"],
+        "member_id": row["member_id"],
+        "reward_id": row["reward_id"],
+        "reward_name": row["reward_name"],
+        "quantity": row["quantity"],
+        "points": row["points"],
+        "reason": row["reason"],
+        "available_points": balance,
+    }
+
+
+async def stock_differences(engine: AsyncEngine) -> list[str]:
+    """Rewards whose redeemed count disagrees with their confirmed redemptions (empty: clean)."""
+    async with engine.connect() as conn:
+        rows = (await conn.execute(_STOCK_AUDIT)).all()
+    return [f"{r.reward_id}: redeemed is {r.redeemed} but confirmed redemptions say {r.confirmed}" for r in rows]
