@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Callable
@@ -86,12 +87,13 @@ def postgres_bin() -> Path | None:
 
 
 class PrivatePostgres:
-    """initdb + pg_ctl in a temp dir; as root, run as the postgres system user."""
+    """initdb + pg_ctl in a temp dir of its own; as root, run as the postgres system user
+    (pytest's temp dirs are private to root, so the server gets a directory under /tmp)."""
 
-    def __init__(self, directory: Path):
+    def __init__(self):
         self.bin = postgres_bin()
-        self.directory = directory
-        self.data = directory / "data"
+        self.directory = Path(tempfile.mkdtemp(prefix="loyalty-pg-"))
+        self.data = self.directory / "data"
         self.port = free_port()
         self.user = "postgres" if os.geteuid() == 0 else None
 
@@ -106,7 +108,6 @@ class PrivatePostgres:
         return subprocess.run(command, check=check, capture_output=True, timeout=120)
 
     def init(self) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
         if self.user:
             entry = pwd.getpwnam(self.user)
             os.chown(self.directory, entry.pw_uid, entry.pw_gid)
@@ -119,6 +120,10 @@ class PrivatePostgres:
 
     def stop(self, mode: str = "fast") -> None:
         self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", mode, "-w", "stop", check=False)
+
+    def remove(self) -> None:
+        self.stop("immediate")
+        shutil.rmtree(self.directory, ignore_errors=True)
 
 
 class WorkerProcess:
