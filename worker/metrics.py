@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from prometheus_client import Counter
 
 EVENTS_PROCESSED = Counter(
@@ -11,8 +13,17 @@ EVENTS_PROCESSED = Counter(
 )
 
 
+# Label values from rejected input are whatever a producer sent: only contract-shaped ones
+# become labels, anything else is counted as "invalid" so garbage cannot add time series.
+_SOURCE_LABEL = re.compile(r"^[a-z0-9_-]{1,32}$")
+
+
 def count_outcome(event_type: str | None, source: str | None, outcome: str) -> None:
-    EVENTS_PROCESSED.labels(event_type or "unknown", source or "unknown", outcome).inc()
+    from worker.domain.events import EVENT_TYPES
+
+    type_label = event_type if event_type in EVENT_TYPES else ("unknown" if event_type is None else "invalid")
+    source_label = source if source and _SOURCE_LABEL.match(source) else ("unknown" if source is None else "invalid")
+    EVENTS_PROCESSED.labels(type_label, source_label, outcome).inc()
 
 
 def outcome_totals() -> dict[str, int]:
