@@ -54,7 +54,10 @@ async def test_passwords_in_urls_work_and_never_appear_in_any_output(db, fault_e
         failed_publish = loyalty(["publish", "-"], wrong, stdin=json.dumps(purchase("SECRET-2", "1.00")) + "\n")
         unreachable = {**env, "LOYALTY_DATABASE_URL": f"postgresql://app:{DB_PASSWORD}@127.0.0.1:{free_port()}/x"}
         failed_audit = loyalty(["audit"], unreachable)
-        assert failed_publish.returncode != 0 and failed_audit.returncode != 0
+        assert (failed_publish.returncode, failed_publish.stderr) == (
+            3, "error: AuthenticationError: invalid username-password pair or user is disabled.\n")
+        assert failed_audit.returncode == 3
+        assert failed_audit.stderr.startswith("error: ConnectionRefusedError: [Errno 111] Connect call failed")
         outputs += [failed_publish.stdout, failed_publish.stderr, failed_audit.stdout, failed_audit.stderr]
     finally:
         worker.stop()
