@@ -6,13 +6,33 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 
+# The TLS modes asyncpg accepts as its ``ssl`` argument (the libpq sslmode names).
+SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+
+
 def async_url(url: str) -> str:
-    """Accept plain postgresql:// URLs (as other tools write them) and use the asyncpg driver."""
+    """Accept plain postgresql:// URLs (as other tools write them) and use the asyncpg driver.
+
+    libpq's ``sslmode=require`` (and the other sslmode values) becomes asyncpg's ``ssl=require``:
+    asyncpg takes the mode as its ``ssl`` argument and refuses an ``sslmode`` keyword.
+    """
     parsed = make_url(url)
     if parsed.drivername in ("postgres", "postgresql", "postgresql+asyncpg"):
         parsed = parsed.set(drivername="postgresql+asyncpg")
     else:
         raise ValueError(f"database URL must be postgresql://..., got {parsed.drivername}://")
+    query = dict(parsed.query)
+    if "sslmode" in query:
+        mode = query.pop("sslmode")
+        query.setdefault("ssl", mode)
+    if "ssl" in query:
+        mode = query["ssl"]
+        if mode == "true":
+            mode = "require"
+        if mode not in SSL_MODES:
+            raise ValueError(f"database URL: ssl must be one of {', '.join(SSL_MODES)}, got {mode!r}")
+        query["ssl"] = mode
+    parsed = parsed.set(query=query)
     return parsed.render_as_string(hide_password=False)
 
 

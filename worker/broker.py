@@ -8,14 +8,16 @@ from dramatiq.brokers.stub import StubBroker
 from dramatiq.middleware import AsyncIO, CurrentMessage, default_middleware
 
 from worker.actors import all_specs
-from worker.config import Settings
+from worker.durability import RedisDurabilityCheck
+from worker.config import DEFAULT_HEARTBEAT_TIMEOUT_MS, Settings
 from worker.domain.program import Program
 from worker.runtime import LogContextMiddleware, RuntimeMiddleware, on_event_loop
 
 # A dead worker's unacked messages go back on the queue once its heartbeat is this old.
 # Lower recovers faster after a crash; it must stay well above the longest pause a live
-# worker can have between broker calls.
-HEARTBEAT_TIMEOUT_MS = 30_000
+# worker can have between broker calls. Settings.heartbeat_timeout_ms (env
+# LOYALTY_HEARTBEAT_TIMEOUT_MS) overrides it.
+HEARTBEAT_TIMEOUT_MS = DEFAULT_HEARTBEAT_TIMEOUT_MS
 
 
 def build_broker(
@@ -36,11 +38,13 @@ def build_broker(
     if stub:
         broker: dramatiq.Broker = StubBroker(middleware=middleware)
     else:
+        middleware.append(RedisDurabilityCheck())
         broker = RedisBroker(
             url=settings.redis_url,
             namespace=settings.namespace,
             middleware=middleware,
-            heartbeat_timeout=HEARTBEAT_TIMEOUT_MS,
+            heartbeat_timeout=settings.heartbeat_timeout_ms,
+            maintenance_chance=settings.maintenance_chance,
         )
     dramatiq.set_broker(broker)
     declare_actors(broker)

@@ -8,6 +8,15 @@ from typing import Mapping
 
 DEFAULT_DATABASE_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/loyalty"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+# A dead worker's unacked messages go back on the queue once its last heartbeat is this old.
+# Every broker call of a live worker is a heartbeat (an idle one polls at least every second),
+# so the value must only stay well above the longest stall of a whole worker process.
+DEFAULT_HEARTBEAT_TIMEOUT_MS = 30_000
+# Out of a million broker calls, how many also run the requeue of dead workers' messages.
+# dramatiq's default (1000) means an idle queue can wait a quarter of an hour for it; at
+# 100_000 an idle worker polling once a second requeues within ~30 s after the timeout.
+DEFAULT_MAINTENANCE_CHANCE = 100_000
+MAINTENANCE_SCALE = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -24,6 +33,8 @@ class Settings:
     webhook_url: str | None = None
     webhook_secret: str | None = field(default=None, repr=False)
     templates_dir: str | None = None
+    heartbeat_timeout_ms: int = DEFAULT_HEARTBEAT_TIMEOUT_MS
+    maintenance_chance: int = DEFAULT_MAINTENANCE_CHANCE
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -37,4 +48,34 @@ class Settings:
             webhook_url=env.get("LOYALTY_WEBHOOK_URL") or None,
             webhook_secret=env.get("LOYALTY_WEBHOOK_SECRET") or None,
             templates_dir=env.get("LOYALTY_TEMPLATES_DIR") or None,
+            heartbeat_timeout_ms=_int_setting(env, "LOYALTY_HEARTBEAT_TIMEOUT_MS", DEFAULT_HEARTBEAT_TIMEOUT_MS, 1_000, 3_600_000),
+            maintenance_chance=_int_setting(env, "LOYALTY_MAINTENANCE_CHANCE", DEFAULT_MAINTENANCE_CHANCE, 1, MAINTENANCE_SCALE),
         )
+
+
+def _int_setting(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    raw = env.get(name) or ""
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be an integer, got {raw!r}") from None
+    if not low <= value <= high:
+        raise ValueError(f"{name} must be between {low} and {high}, got {value}")
+    return value
+
+
+def redact_url(url: str) -> str:
+    """The URL with any password replaced by ***, for log lines and error messages."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    port = f":{parts.port}" if parts.port else ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}{port}"))

@@ -9,6 +9,7 @@ from PostgreSQL and Redis at scrape time. Other processes (the scheduler) may ca
 
 from __future__ import annotations
 
+import re
 import time
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -62,8 +63,17 @@ EVENT_LAG = Histogram(
 )
 
 
+# Label values from rejected input are whatever a producer sent: only contract-shaped ones
+# become labels, anything else is counted as "invalid" so garbage cannot add time series.
+_SOURCE_LABEL = re.compile(r"^[a-z0-9_-]{1,32}$")
+
+
 def count_outcome(event_type: str | None, source: str | None, outcome: str) -> None:
-    EVENTS_PROCESSED.labels(event_type or "unknown", source or "unknown", outcome).inc()
+    from worker.domain.events import EVENT_TYPES
+
+    type_label = event_type if event_type in EVENT_TYPES else ("unknown" if event_type is None else "invalid")
+    source_label = source if source and _SOURCE_LABEL.match(source) else ("unknown" if source is None else "invalid")
+    EVENTS_PROCESSED.labels(type_label, source_label, outcome).inc()
 
 
 def count_ledger(movements: Iterable[tuple[str, int, int]]) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import structlog
 
+from tests.e2e.test_cli import clean  # noqa: F401 - fixture: empty schema and queues
 from tests.factories import purchase
 from worker.runtime import LogContextMiddleware
 
@@ -32,7 +33,8 @@ def test_context_is_bound_for_the_message_and_cleared_after():
     assert structlog.contextvars.get_contextvars() == {}
 
 
-def test_drain_writes_json_lines_with_message_context(env, db):
+def test_drain_writes_json_lines_with_message_context(clean):
+    env = clean
     events = [purchase("LOG-1", "120.00", event_id="log-e1"), purchase("LOG-2", "80.00", event_id="log-e2")]
     published = subprocess.run(
         [LOYALTY, "publish", "-"], input="\n".join(json.dumps(e) for e in events),

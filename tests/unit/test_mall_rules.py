@@ -96,9 +96,9 @@ def test_example_catalog_loads():
 @pytest.mark.parametrize(
     "reward, message",
     [
-        ({"cost_points": 0}, "rewards: reward.0.cost_points: Input should be greater than or equal to 1"),
+        ({"cost_points": 0}, "rewards: reward.0.cost_points: must be greater than or equal to 1"),
         ({"colour": "red"}, "rewards: reward.0.colour: unknown key"),
-        ({"limit": {"count": 1, "period": "week"}}, "rewards: reward.0.limit.period: Input should be 'day', 'month' or 'ever'"),
+        ({"limit": {"count": 1, "period": "week"}}, "rewards: reward.0.limit.period: must be 'day', 'month' or 'ever'"),
         ({"min_tier": "Platinum"}, "rewards: reward.0.min_tier: unknown tier 'Platinum' (tiers: Regular, Silver, Gold, Diamond)"),
         ({"early_access": {"tier": "Diamond", "hours": 24}},
          "rewards: reward.0: early_access needs available_from (the time everyone else may start)"),

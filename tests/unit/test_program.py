@@ -57,8 +57,8 @@ def test_a_partial_file_changes_only_what_it_names(tmp_path):
     ("text", "expected"),
     [
         ("[signup]\npoint = 80\n", "signup.point: unknown key"),
-        ("[signup]\npoints = -1\n", "signup.points: Input should be greater than or equal to 0"),
-        ("[check_in]\nstreak_days = 1\n", "check_in.streak_days: Input should be greater than or equal to 2"),
+        ("[signup]\npoints = -1\n", "signup.points: must be greater than or equal to 0"),
+        ("[check_in]\nstreak_days = 1\n", "check_in.streak_days: must be greater than or equal to 2"),
         ('timezone = "Mars/Olympus"\n', "timezone: unknown time zone 'Mars/Olympus'"),
         ('[[tiers]]\nname = "Silver"\nthreshold = 1000\nmultiplier = "1.2"\n',
          "tiers: the first tier must have threshold 0"),
@@ -66,7 +66,7 @@ def test_a_partial_file_changes_only_what_it_names(tmp_path):
          "tiers: tier 'B' must have a higher threshold than 'A'"),
         ('[[campaigns]]\nname = "x"\nmultiplier = "2"\nstarts_on = 2026-12-03\nends_on = 2026-12-01\n',
          "campaigns.0: ends_on is before starts_on"),
-        ('[member_day]\nmultiplier = "0"\n', "member_day.multiplier: Input should be greater than 0"),
+        ('[member_day]\nmultiplier = "0"\n', "member_day.multiplier: must be greater than 0"),
     ],
 )
 def test_errors_name_the_bad_key(tmp_path, text, expected):

@@ -19,15 +19,28 @@ QUEUE = "events"
 RETRIES = {"max_retries": 20, "min_backoff": 500, "max_backoff": 60_000}
 
 
-async def process_event(event: Any) -> None:
+async def process_event(*args: Any, **kwargs: Any) -> None:
     rt = runtime.current()
+    if len(args) != 1 or kwargs:
+        # A hand-made message with the wrong shape: recorded like any bad input, never retried.
+        reason = f"message: process_event takes exactly one event argument, got {len(args)} and {len(kwargs)} keyword"
+        await intake.record_rejected(rt.engine, {"args": list(args), "kwargs": kwargs}, reason)
+        log.warning("message_rejected", reason=reason)
+        return
+    event = args[0]
     outcome = await intake.process(rt.engine, rt.program, event, now=rt.clock(), strict=rt.settings.strict_checks)
     log.info("event_processed", status=outcome.status, type=outcome.event_type, points=outcome.points,
              reason=outcome.reason, note=outcome.note)
 
 
-async def process_batch(events: Any) -> None:
+async def process_batch(*args: Any, **kwargs: Any) -> None:
     rt = runtime.current()
+    if len(args) != 1 or kwargs:
+        reason = f"message: process_batch takes exactly one list of events, got {len(args)} and {len(kwargs)} keyword"
+        await intake.record_rejected(rt.engine, {"args": list(args), "kwargs": kwargs}, reason)
+        log.warning("batch_rejected", reason=reason)
+        return
+    events = args[0]
     if not isinstance(events, list):
         await intake.record_rejected(rt.engine, events, "batch: must be a JSON array of events")
         log.warning("batch_rejected", reason="not a list")

@@ -22,4 +22,14 @@ mall.register(app)
 
 
 def main() -> None:
-    app()
+    # An unreachable or refusing server is an operating condition, not a bug: one line naming
+    # the error, no traceback (tracebacks of connection code can show connection arguments).
+    import redis
+    from sqlalchemy.exc import DBAPIError
+
+    try:
+        app()
+    except (OSError, redis.exceptions.RedisError, DBAPIError) as error:
+        cause = error.orig if isinstance(error, DBAPIError) and error.orig is not None else error
+        typer.echo(f"error: {type(cause).__name__}: {str(cause).splitlines()[0] if str(cause) else ''}", err=True)
+        raise SystemExit(3) from None

@@ -15,6 +15,7 @@ def register(app: typer.Typer) -> None:
     app.add_typer(member_app, name="member")
     member_app.command("show")(member_show)
     member_app.command("history")(member_history)
+    member_app.command("erase", help="Erase the member's personal data; ledger amounts stay.")(member_erase)
     notifications_app = typer.Typer(help="The notification outbox.")
     app.add_typer(notifications_app, name="notifications")
     notifications_app.command("list")(notifications_list)
@@ -72,3 +73,18 @@ def notifications_list(
     for r in rows:
         error = f"  [{r['last_error']}]" if r.get("last_error") and r["status"] != "sent" else ""
         typer.echo(f"#{r['notification_id']} {r['member_id']} {r['kind']:<14} {r['status']:<8} {r['text']}{error}")
+
+
+def member_erase(member_id: str, as_json: bool = typer.Option(False, "--json")) -> None:
+    from worker.runtime import utc_now
+    from worker.services.erasure import erase_member
+
+    done = run(lambda engine: erase_member(engine, member_id, utc_now()))
+    if done is None:
+        fail(f"no member {member_id!r}", code=1)
+    if as_json:
+        emit_json(done.__dict__)
+        return
+    state = "was already erased" if done.already_erased else "erased"
+    typer.echo(f"member {member_id} {state} at {done.erased_at.isoformat()}; "
+               f"{done.identities_removed} identities removed, {done.rejected_redacted} rejected events redacted")

@@ -257,6 +257,8 @@ def describe_validation_error(error: ValidationError, prefix: str = "") -> str:
         message = item["msg"].removeprefix("Value error, ")
         if item["type"] == "extra_forbidden":
             message = "unknown key"
+        elif message.startswith("Input should be "):
+            message = "must be " + message.removeprefix("Input should be ")
         lines.append(f"{prefix}{path}: {message}" if path else f"{prefix}{message}")
     return "; ".join(lines)
 

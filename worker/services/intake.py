@@ -47,6 +47,8 @@ _MOVEMENTS = text(
 _TIER_MOVES = text(
     "SELECT from_tier, to_tier FROM tier_changes WHERE member_id = :member_id AND xmin = pg_current_xact_id()::xid"
 )
+# How much of a rejected message's raw text is kept: a whole valid event always fits.
+RAW_STORED_MAX = EVENT_BYTES_MAX
 _SAFE_TEXT = re.compile(r"^[\x20-\x7e]{1,128}$")
 
 
@@ -69,6 +71,14 @@ def raw_text(raw: Any) -> str:
     return json.dumps(raw, ensure_ascii=True, separators=(",", ":"), default=str)
 
 
+def _stored_raw(body: str) -> str:
+    """The raw text as kept in rejected_events: cut at RAW_STORED_MAX characters, since a
+    hostile producer can send megabytes and the reason already says what was wrong."""
+    if len(body) <= RAW_STORED_MAX:
+        return body
+    return f"{body[:RAW_STORED_MAX]}...[{len(body) - RAW_STORED_MAX} more characters not kept]"
+
+
 def _label(raw: Any, key: str) -> str | None:
     """A field of an invalid event, kept for listing only when it is plain printable text."""
     value = raw.get(key) if isinstance(raw, dict) else None
@@ -89,7 +99,7 @@ async def record_rejected(engine: AsyncEngine, raw: Any, reason: str) -> int:
                     "event_type": _label(raw, "type"),
                     "reason": reason,
                     # PostgreSQL text cannot hold NUL; the JSON encoding above escapes it.
-                    "raw": body.replace("\x00", "\\u0000"),
+                    "raw": _stored_raw(body.replace("\x00", "\\u0000")),
                 },
             )
         ).scalar_one()

@@ -251,7 +251,9 @@ async def _purchase(conn, program: Program, account: Account, origin: Origin, ev
         on=_local_date(program, origin),
         source=event.source,
     )
-    if account.profile["first_purchase_at"] is None:
+    # The earliest purchase by occurrence, whatever order the events arrive in.
+    first = account.profile["first_purchase_at"]
+    if first is None or origin.occurred_at < first:
         account.profile["first_purchase_at"] = origin.occurred_at
     result = await _book(conn, program, account, origin, outcome, pending=program.pending.days > 0)
     # Reversals are for what the order itself earned; the one-off first-purchase bonus stays.

@@ -40,7 +40,7 @@ def publish_lines(
             pending.clear()
 
     for number, line in enumerate(lines, start=1):
-        line = line.rstrip("\r\n")
+        line = line.rstrip("\r\n")  # the line's content only: sizes in errors match the worker's
         if not line.strip():
             continue
         try:
