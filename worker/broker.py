@@ -12,6 +12,7 @@ from worker.durability import RedisDurabilityCheck
 from worker.config import DEFAULT_HEARTBEAT_TIMEOUT_MS, Settings
 from worker.domain.program import Program
 from worker.runtime import LogContextMiddleware, RuntimeMiddleware, on_event_loop
+from worker.wire import TolerantJSONEncoder
 
 # A dead worker's unacked messages go back on the queue once its heartbeat is this old.
 # Lower recovers faster after a crash; it must stay well above the longest pause a live
@@ -47,7 +48,8 @@ def build_broker(
             maintenance_chance=settings.maintenance_chance,
         )
     dramatiq.set_broker(broker)
-    declare_actors(broker)
+    actors = declare_actors(broker)
+    dramatiq.set_encoder(TolerantJSONEncoder(frozenset(actors)))
     return broker
 
 

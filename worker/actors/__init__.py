@@ -23,6 +23,6 @@ def queue_names() -> list[str]:
 
 
 def all_specs() -> list[ActorSpec]:
-    from worker.actors import calendar, events, notifications
+    from worker.actors import calendar, events, guard, notifications
 
-    return [*events.ACTORS, *notifications.ACTORS, *calendar.ACTORS]
+    return [*events.ACTORS, *notifications.ACTORS, *calendar.ACTORS, *guard.ACTORS]
