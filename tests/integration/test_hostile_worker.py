@@ -20,7 +20,7 @@ from worker.broker import build_broker
 from worker.domain.events import EVENT_BYTES_MAX
 from worker.drain import drain
 from worker.services.audit import audit_all
-from worker.services.intake import BATCH_EVENTS_MAX
+from worker.services.intake import BATCH_BYTES_MAX, BATCH_EVENTS_MAX, raw_text
 
 
 @pytest.fixture
@@ -116,16 +116,28 @@ async def test_sql_in_an_id_is_stored_as_text_and_harms_nothing(broker, settings
     assert await rows(db, "SELECT count(*) FROM members") == [(1,)]
 
 
+def big_event(event_id: str) -> dict:
+    """A legitimate event near the size limit: 500 line items."""
+    items = [{"sku": f"SKU-{i:06d}-XXXXXXXXXXXXXXXXXXXX", "category": "grocery-and-household-goods",
+              "amount": "0.02", "quantity": 1} for i in range(500)]
+    return good(event_id, amount="10.00", p_items=items)
+
+
 async def test_batches_that_are_not_lists_or_too_long_are_rejected_whole(broker, settings, db):
     ns = settings.namespace
     send_raw(ns, "process_batch", [good("ok-single")])  # an object where a list belongs
     send_raw(ns, "process_batch", [[good(f"big-{i}", amount="1.00") for i in range(BATCH_EVENTS_MAX + 1)]])
+    heavy = [big_event(f"heavy-{i}") for i in range(110)]
+    send_raw(ns, "process_batch", [heavy])
     send_raw(ns, "process_batch", [[good("ok-in-batch", amount="2.00")]])
 
     drain(broker, timeout_s=60, threads=1)
 
+    size = len(json.dumps(heavy, separators=(",", ":")))
+    assert size > BATCH_BYTES_MAX
     assert sorted(r.reason for r in await rows(db, "SELECT reason FROM rejected_events")) == [
         "batch: 1001 events is over the limit of 1000",
+        f"batch: {size} bytes is over the limit of {BATCH_BYTES_MAX} bytes",
         "batch: must be a JSON array of events",
     ]
     assert await rows(db, "SELECT event_id, points FROM ledger_entries") == [("ok-in-batch", 102)]
@@ -159,3 +171,19 @@ async def test_unknown_actor_and_undecodable_messages_do_not_stop_the_worker(bro
         "message: not valid JSON (UnicodeDecodeError)",
     ]
     assert client.hlen(f"{ns}:events.msgs") == 0
+
+
+def test_publish_splits_batches_by_size_as_well_as_count():
+    from datetime import UTC, datetime
+
+    from worker.domain.program import DEFAULT_PROGRAM
+    from worker.services.publish import publish_lines
+
+    lines = [json.dumps(big_event(f"heavy-{i}")) for i in range(110)]
+    sent: list[list[dict]] = []
+    report = publish_lines(lines, DEFAULT_PROGRAM, datetime(2026, 11, 24, tzinfo=UTC), lambda e: None, sent.append, 1000)
+
+    assert (report.accepted, report.messages) == (110, len(sent))
+    assert [len(b) for b in sent] == [len(sent[0])] * (len(sent) - 1) + [110 - len(sent[0]) * (len(sent) - 1)]
+    assert len(sent) == 2
+    assert all(len(raw_text(b)) <= BATCH_BYTES_MAX for b in sent)

@@ -41,12 +41,8 @@ async def process_batch(*args: Any, **kwargs: Any) -> None:
         log.warning("batch_rejected", reason=reason)
         return
     events = args[0]
-    if not isinstance(events, list):
-        await intake.record_rejected(rt.engine, events, "batch: must be a JSON array of events")
-        log.warning("batch_rejected", reason="not a list")
-        return
-    if len(events) > intake.BATCH_EVENTS_MAX:
-        reason = f"batch: {len(events)} events is over the limit of {intake.BATCH_EVENTS_MAX}"
+    reason = intake.batch_problem(events)
+    if reason is not None:
         await intake.record_rejected(rt.engine, events, reason)
         log.warning("batch_rejected", reason=reason)
         return

@@ -26,6 +26,22 @@ from worker.services.ledger import Result, apply_event, follow_ups
 # A batch message is one POS end-of-day upload or one backfill page; larger ones are split
 # by the producer (`loyalty publish --batch`).
 BATCH_EVENTS_MAX = 1000
+# A batch message's encoded size limit: 1,000 ordinary events take well under 1 MB, and a
+# worker holds the whole message in memory while it applies it.
+BATCH_BYTES_MAX = 4 * 1024 * 1024
+
+
+def batch_problem(raws: Any) -> str | None:
+    """Why a batch message is refused whole, or None."""
+    if not isinstance(raws, list):
+        return "batch: must be a JSON array of events"
+    if len(raws) > BATCH_EVENTS_MAX:
+        return f"batch: {len(raws)} events is over the limit of {BATCH_EVENTS_MAX}"
+    size = len(raw_text(raws))
+    if size > BATCH_BYTES_MAX:
+        return f"batch: {size} bytes is over the limit of {BATCH_BYTES_MAX} bytes"
+    return None
+
 
 _RECORD_REJECTED = text(
     """

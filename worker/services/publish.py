@@ -9,7 +9,7 @@ from typing import Callable, Iterable
 
 from worker.domain.errors import InvalidEvent
 from worker.domain.program import Program
-from worker.services.intake import BATCH_EVENTS_MAX, validate
+from worker.services.intake import BATCH_BYTES_MAX, BATCH_EVENTS_MAX, raw_text, validate
 
 
 @dataclass
@@ -32,8 +32,11 @@ def publish_lines(
         raise ValueError(f"batch size must be at most {BATCH_EVENTS_MAX}")
     report = PublishReport()
     pending: list[dict] = []
+    pending_bytes = 0
 
     def flush() -> None:
+        nonlocal pending_bytes
+        pending_bytes = 0
         if pending:
             send_batch(list(pending))  # type: ignore[misc]
             report.messages += 1
@@ -51,7 +54,12 @@ def publish_lines(
         event = json.loads(line)
         report.accepted += 1
         if batch_size > 1 and send_batch is not None:
+            # Measured as the worker measures it; every event is at most EVENT_BYTES_MAX.
+            size = len(raw_text(event)) + 1
+            if pending_bytes + size > BATCH_BYTES_MAX:
+                flush()
             pending.append(event)
+            pending_bytes += size
             if len(pending) >= batch_size:
                 flush()
         else:
