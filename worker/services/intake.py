@@ -152,19 +152,24 @@ async def process_batch(
             continue
         by_member.setdefault(event.member_id, []).append((index, event))
     effects = []
-    for member_id, events in by_member.items():
-        async with engine.begin() as conn:
-            results = [(index, event, await apply_event(conn, program, event)) for index, event in events]
-            if strict:
-                await audit.assert_member_consistent(conn, member_id)
-        for index, event, result in results:
-            if result.status == "conflict":
-                reason = f"event_id: {event.event_id!r} from source {event.source!r} was already used with a different payload"
-                await record_rejected(engine, raws[index], reason)
-                outcomes[index] = Outcome("rejected", event.member_id, event.type, event.source, reason=reason)
-            else:
-                outcomes[index] = _outcome(event, result)
-                effects.extend(follow_ups(event))
+    conflicts = []
+    # One connection for the whole batch (no checkout per member), one transaction per member.
+    async with engine.connect() as conn:
+        for member_id, events in by_member.items():
+            async with conn.begin():
+                results = [(index, event, await apply_event(conn, program, event)) for index, event in events]
+                if strict:
+                    await audit.assert_member_consistent(conn, member_id)
+            for index, event, result in results:
+                if result.status == "conflict":
+                    conflicts.append((index, event))
+                else:
+                    outcomes[index] = _outcome(event, result)
+                    effects.extend(follow_ups(event))
+    for index, event in conflicts:
+        reason = f"event_id: {event.event_id!r} from source {event.source!r} was already used with a different payload"
+        await record_rejected(engine, raws[index], reason)
+        outcomes[index] = Outcome("rejected", event.member_id, event.type, event.source, reason=reason)
     for effect in effects:
         await _apply_one(engine, program, effect, strict)
     final = [o for o in outcomes if o is not None]
