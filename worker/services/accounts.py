@@ -134,6 +134,11 @@ class Account:
 async def lock_member(conn: AsyncConnection, program: Program, member_id: str) -> Account:
     """Enroll the member if new, and hold their row lock until the transaction ends."""
     row = (await conn.execute(_LOCK_MEMBER, {"member_id": member_id, "tier": program.tiers[0].name})).mappings().one()
+    return account_from_row(member_id, row)
+
+
+def account_from_row(member_id: str, row: Any) -> Account:
+    """An Account from a locked members row (a mapping of its columns)."""
     state = MemberState(
         tier=row["tier"],
         qualifying_points=row["qualifying_points"],
