@@ -26,6 +26,11 @@ from worker.services.ledger import Result, apply_event, follow_ups
 # A batch message is one POS end-of-day upload or one backfill page; larger ones are split
 # by the producer (`loyalty publish --batch`).
 BATCH_EVENTS_MAX = 1000
+# Members whose shares of a batch commit in one transaction: each member's share is still
+# all-or-nothing, and a BEGIN/COMMIT (with its WAL flush) is paid per group, not per member.
+# Small enough to keep locks short; members are locked in sorted order so that concurrent
+# batches cannot deadlock on each other.
+BATCH_MEMBERS_PER_TRANSACTION = 50
 
 _RECORD_REJECTED = text(
     """
@@ -135,7 +140,8 @@ async def _process(engine: AsyncEngine, program: Program, raw: Any, *, now: date
 async def process_batch(
     engine: AsyncEngine, program: Program, raws: Iterable[Any], *, now: datetime, strict: bool = False
 ) -> list[Outcome]:
-    """Apply up to BATCH_EVENTS_MAX events: one transaction per member, in the order given."""
+    """Apply up to BATCH_EVENTS_MAX events, each member's in the order given; members commit in
+    transactions of up to BATCH_MEMBERS_PER_TRANSACTION, each member's share all-or-nothing."""
     raws = list(raws)
     if len(raws) > BATCH_EVENTS_MAX:
         raise InvalidEvent(f"batch: {len(raws)} events is over the limit of {BATCH_EVENTS_MAX}")
@@ -153,13 +159,17 @@ async def process_batch(
         by_member.setdefault(event.member_id, []).append((index, event))
     effects = []
     conflicts = []
-    # One connection for the whole batch (no checkout per member), one transaction per member.
+    # One connection for the whole batch (no checkout per member), one transaction per group.
+    member_ids = sorted(by_member)
     async with engine.connect() as conn:
-        for member_id, events in by_member.items():
+        for start in range(0, len(member_ids), BATCH_MEMBERS_PER_TRANSACTION):
+            results = []
             async with conn.begin():
-                results = [(index, event, await apply_event(conn, program, event)) for index, event in events]
-                if strict:
-                    await audit.assert_member_consistent(conn, member_id)
+                for member_id in member_ids[start:start + BATCH_MEMBERS_PER_TRANSACTION]:
+                    for index, event in by_member[member_id]:
+                        results.append((index, event, await apply_event(conn, program, event)))
+                    if strict:
+                        await audit.assert_member_consistent(conn, member_id)
             for index, event, result in results:
                 if result.status == "conflict":
                     conflicts.append((index, event))
