@@ -56,7 +56,7 @@ class Sizes:
     pg_ceiling_s: float
 
 
-FULL = Sizes(members=50_000, one_event=30_000, batch_events=100_000, noop=40_000, latency_s=15,
+FULL = Sizes(members=50_000, one_event=20_000, batch_events=40_000, noop=30_000, latency_s=15,
              latency_rate=1000, pg_ceiling_s=8)
 QUICK = Sizes(members=5_000, one_event=5_000, batch_events=20_000, noop=10_000, latency_s=5,
               latency_rate=1000, pg_ceiling_s=3)
