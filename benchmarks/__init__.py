@@ -1,0 +1,1 @@
+"""Benchmark harness: the real worker pipeline against PostgreSQL and Redis (`./dev bench`)."""

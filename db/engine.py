@@ -36,8 +36,14 @@ def async_url(url: str) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
-def create_engine(url: str, *, pool_size: int = 5, max_overflow: int = 5, **kwargs) -> AsyncEngine:
-    """One engine per process, used from one event loop. Size the pool to the concurrent actors."""
+def create_engine(
+    url: str, *, pool_size: int = 5, max_overflow: int = 5, pre_ping: bool = True, **kwargs
+) -> AsyncEngine:
+    """One engine per process, used from one event loop. Size the pool to the concurrent actors.
+
+    `pre_ping` tests each connection on checkout (one extra round trip per transaction); hot
+    paths whose callers retry on connection errors turn it off.
+    """
     if "poolclass" not in kwargs:
-        kwargs.update(pool_size=pool_size, max_overflow=max_overflow, pool_pre_ping=True)
+        kwargs.update(pool_size=pool_size, max_overflow=max_overflow, pool_pre_ping=pre_ping)
     return create_async_engine(async_url(url), **kwargs)

@@ -63,7 +63,11 @@ class RuntimeMiddleware(dramatiq.Middleware):
     def before_worker_boot(self, broker, worker) -> None:
         program = self.program or load_program(self.settings.program_file)
         messages.install_catalog(messages.load_catalog(self.settings.templates_dir))
-        engine = create_engine(self.settings.database_url, pool_size=worker.worker_threads, max_overflow=2)
+        # No pre-ping: it costs a round trip per transaction. A connection broken by a database
+        # restart fails its message, the pool discards it, and the actor's retries ride it out.
+        engine = create_engine(
+            self.settings.database_url, pool_size=worker.worker_threads, max_overflow=2, pre_ping=False
+        )
         install(Runtime(self.settings, program, engine))
         log.info("worker_runtime_ready", program=program.name, threads=worker.worker_threads)
 

@@ -92,6 +92,21 @@ _WRITE_NOTIFICATIONS = text(
     """
 ).bindparams(bindparam("params", type_=JSONB))
 
+# The balance row and the outbox rows in one round trip (notification ids keep list order).
+_WRITE_MEMBER_AND_NOTIFICATIONS = text(
+    """
+    WITH outbox AS (
+        INSERT INTO notifications (member_id, kind, params, dedupe_key, source, event_id)
+        SELECT n.note ->> 'member_id', n.note ->> 'kind', n.note -> 'params', n.note ->> 'dedupe_key',
+               n.note ->> 'source', n.note ->> 'event_id'
+        FROM jsonb_array_elements(:notifications) WITH ORDINALITY AS n(note, position)
+        ORDER BY n.position
+        ON CONFLICT (dedupe_key) DO NOTHING
+    )
+    """
+    + _WRITE_MEMBER.text
+).bindparams(bindparam("notifications", type_=JSONB))
+
 _WRITE_TIER_CHANGE = text(
     """
     INSERT INTO tier_changes (member_id, from_tier, to_tier, reason, source, event_id)
@@ -136,6 +151,11 @@ class Account:
 async def lock_member(conn: AsyncConnection, program: Program, member_id: str) -> Account:
     """Enroll the member if new, and hold their row lock until the transaction ends."""
     row = (await conn.execute(_LOCK_MEMBER, {"member_id": member_id, "tier": program.tiers[0].name})).mappings().one()
+    return account_from_row(member_id, row)
+
+
+def account_from_row(member_id: str, row: Any) -> Account:
+    """An Account from a locked members row (a mapping of its columns)."""
     state = MemberState(
         tier=row["tier"],
         qualifying_points=row["qualifying_points"],
@@ -315,24 +335,23 @@ async def close(conn: AsyncConnection, program: Program, account: Account, origi
             f"(available {account.available}, pending {account.pending})"
         )
     state = account.state
-    await conn.execute(
-        _WRITE_MEMBER,
-        {
-            "member_id": account.member_id,
-            "tier": account.tier,
-            "available_points": account.available,
-            "pending_points": account.pending,
-            "qualifying_points": account.qualifying,
-            "lifetime_points": account.lifetime,
-            "birthday": account.profile["birthday"],
-            "locale": account.profile["locale"],
-            "signed_up_at": account.profile["signed_up_at"],
-            "first_purchase_at": account.profile["first_purchase_at"],
-            "check_in_last_on": state.check_in_last_on,
-            "check_in_streak": state.check_in_streak,
-            "review_day": state.review_day,
-            "reviews_on_day": state.reviews_on_day,
-        },
-    )
+    member = {
+        "member_id": account.member_id,
+        "tier": account.tier,
+        "available_points": account.available,
+        "pending_points": account.pending,
+        "qualifying_points": account.qualifying,
+        "lifetime_points": account.lifetime,
+        "birthday": account.profile["birthday"],
+        "locale": account.profile["locale"],
+        "signed_up_at": account.profile["signed_up_at"],
+        "first_purchase_at": account.profile["first_purchase_at"],
+        "check_in_last_on": state.check_in_last_on,
+        "check_in_streak": state.check_in_streak,
+        "review_day": state.review_day,
+        "reviews_on_day": state.reviews_on_day,
+    }
     if account.notifications:
-        await conn.execute(_WRITE_NOTIFICATIONS, account.notifications)
+        await conn.execute(_WRITE_MEMBER_AND_NOTIFICATIONS, {**member, "notifications": account.notifications})
+    else:
+        await conn.execute(_WRITE_MEMBER, member)

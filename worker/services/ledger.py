@@ -40,6 +40,22 @@ _CLAIM = text(
     RETURNING 1
     """
 )
+# The claim and the member lock in one round trip: the member row is locked (and enrolled if
+# new) only when the claim wins, so a duplicate returns no row and locks nothing.
+_CLAIM_AND_LOCK = text(
+    """
+    WITH claim AS (
+        INSERT INTO processed_events (source, event_id, payload_hash, member_id, event_type, status, occurred_at)
+        VALUES (:source, :event_id, :payload_hash, :member_id, :event_type, 'applied', :occurred_at)
+        ON CONFLICT (source, event_id) DO NOTHING
+        RETURNING 1
+    )
+    INSERT INTO members AS m (member_id, tier)
+    SELECT :member_id, :tier WHERE EXISTS (SELECT 1 FROM claim)
+    ON CONFLICT (member_id) DO UPDATE SET updated_at = now()
+    RETURNING m.*
+    """
+)
 _CLAIMED_HASH = text("SELECT payload_hash FROM processed_events WHERE source = :source AND event_id = :event_id")
 _RECORD_RESULT = text(
     "UPDATE processed_events SET status = :status, result = :result WHERE source = :source AND event_id = :event_id"
@@ -178,9 +194,9 @@ async def apply_event(conn: AsyncConnection, program: Program, event: Any) -> Re
     """Claim the event's key, lock its member, apply the rules, write entries, lots and outbox."""
     key_id = event.event_id + REFEREE_SUFFIX if isinstance(event, RefereeBonus) else event.event_id
     digest = _digest(event)
-    claimed = (
+    member_row = (
         await conn.execute(
-            _CLAIM,
+            _CLAIM_AND_LOCK,
             {
                 "source": event.source,
                 "event_id": key_id,
@@ -188,14 +204,15 @@ async def apply_event(conn: AsyncConnection, program: Program, event: Any) -> Re
                 "member_id": event.member_id,
                 "event_type": event.type,
                 "occurred_at": event.occurred_at,
+                "tier": program.tiers[0].name,
             },
         )
-    ).first()
-    if claimed is None:
+    ).mappings().first()
+    if member_row is None:
         stored = (await conn.execute(_CLAIMED_HASH, {"source": event.source, "event_id": key_id})).scalar_one()
         return Result("duplicate" if stored == digest else "conflict", event.member_id)
 
-    account = await accounts.lock_member(conn, program, event.member_id)
+    account = accounts.account_from_row(event.member_id, member_row)
     origin = Origin(event.source, event.event_id, event.type, event.occurred_at)
     handler = _HANDLERS[type(event)]
     result: Result = await handler(conn, program, account, origin, event)

@@ -1,0 +1,446 @@
+"""`python -m benchmarks [--quick]`: throughput, latency, ceilings, memory, then a correctness check.
+
+Creates its own database (loyalty_bench_<id>) and Redis namespace, drives real `loyalty worker`
+processes, prints a table and writes benchmarks/results/latest.json. Everything it creates is
+removed at the end (pass --keep to keep the database for inspection).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import signal
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import asyncpg
+import redis
+from sqlalchemy.engine import make_url
+
+from benchmarks import ceiling
+from benchmarks.workload import Workload
+from db import migrate
+from db.engine import async_url
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = Path(__file__).resolve().parent / "results"
+ADMIN_URL = os.environ.get("LOYALTY_BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+REDIS_URL = os.environ.get("LOYALTY_BENCH_REDIS_URL", "redis://127.0.0.1:6379/15")
+SEED = 20261124
+PROCESSES, THREADS = 2, 8
+BATCH_SIZE = 1000
+# Messages per Redis pipeline while loading: large enough to be quick, small enough to keep
+# each round trip short for other clients of a shared Redis.
+PIPELINE_MESSAGES = 2000
+# A phase that has not drained after this long is reported as failed rather than waited on.
+DRAIN_TIMEOUT_S = 240
+
+
+@dataclass(frozen=True)
+class Sizes:
+    members: int
+    one_event: int
+    batch_events: int
+    noop: int
+    latency_s: float
+    latency_rate: int
+    pg_ceiling_s: float
+
+
+FULL = Sizes(members=50_000, one_event=20_000, batch_events=40_000, noop=30_000, latency_s=15,
+             latency_rate=1000, pg_ceiling_s=8)
+QUICK = Sizes(members=5_000, one_event=5_000, batch_events=20_000, noop=10_000, latency_s=5,
+              latency_rate=1000, pg_ceiling_s=3)
+
+
+def log(message: str) -> None:
+    print(f"[{datetime.now(UTC):%H:%M:%S}] {message}", file=sys.stderr, flush=True)
+
+
+# --- Redis: the broker's wire format (docs/wire-format.md) ----------------------------------
+
+
+class Queue:
+    def __init__(self, client: redis.Redis, namespace: str, queue: str):
+        self.client, self.namespace, self.queue = client, namespace, queue
+        self.list_key = f"{namespace}:{queue}"
+        self.msgs_key = f"{namespace}:{queue}.msgs"
+        self.staging_key = f"{namespace}:{queue}.bench-staging"
+
+    def _message(self, actor: str, args: list) -> tuple[str, bytes]:
+        rid = str(uuid.uuid4())
+        body = {"queue_name": self.queue, "actor_name": actor, "args": args, "kwargs": {},
+                "options": {"redis_message_id": rid}, "message_id": rid,
+                "message_timestamp": int(time.time() * 1000)}
+        return rid, json.dumps(body, separators=(",", ":")).encode()
+
+    def push(self, actor: str, arg_lists: list[list], *, staged: bool) -> None:
+        """Write messages; staged ones stay invisible to workers until release()."""
+        target = self.staging_key if staged else self.list_key
+        for start in range(0, len(arg_lists), PIPELINE_MESSAGES):
+            pipe = self.client.pipeline(transaction=not staged)
+            ids = []
+            for args in arg_lists[start:start + PIPELINE_MESSAGES]:
+                rid, body = self._message(actor, args)
+                pipe.hset(self.msgs_key, rid, body)
+                ids.append(rid)
+            pipe.rpush(target, *ids)
+            pipe.execute()
+
+    def release(self) -> None:
+        """Make every staged message visible at once (the queue is empty before)."""
+        self.client.rename(self.staging_key, self.list_key)
+
+    def outstanding(self) -> int:
+        """Messages written and not yet acknowledged (acks delete them from the hash),
+        including retries waiting on the delay queue."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hlen(self.msgs_key)
+        pipe.hlen(f"{self.namespace}:{self.queue}.DQ.msgs")
+        return sum(pipe.execute())
+
+    def wait_drained(self, timeout_s: float = DRAIN_TIMEOUT_S, poll_s: float = 0.02) -> float:
+        deadline = time.perf_counter() + timeout_s
+        while self.outstanding():
+            if time.perf_counter() > deadline:
+                raise TimeoutError(f"{self.queue}: {self.outstanding()} messages left after {timeout_s:g}s")
+            time.sleep(poll_s)
+        return time.perf_counter()
+
+
+# --- worker processes -------------------------------------------------------------------------
+
+
+class Workers:
+    def __init__(self, argv: list[str], env: dict[str, str], name: str):
+        self.name = name
+        self.log_path = RESULTS / f"{name}.log"
+        self.log_file = self.log_path.open("wb")
+        self.proc = subprocess.Popen(argv, env=env, cwd=ROOT, stdout=self.log_file, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+
+    def descendants(self) -> list[int]:
+        found, todo = [], [self.proc.pid]
+        while todo:
+            pid = todo.pop()
+            try:
+                children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+            except OSError:
+                continue
+            found.extend(int(c) for c in children)
+            todo.extend(int(c) for c in children)
+        return found
+
+    def peak_rss_mb(self) -> list[float]:
+        """VmHWM (peak resident set) of every worker child process, in MB."""
+        peaks = []
+        for pid in self.descendants():
+            try:
+                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                    if line.startswith("VmHWM:"):
+                        peaks.append(int(line.split()[1]) / 1024)
+            except OSError:
+                continue
+        return peaks
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self.log_file.close()
+
+    def check_alive(self) -> None:
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"{self.name} exited with {self.proc.returncode}; see {self.log_path}")
+
+
+def worker_env(database_url: str, namespace: str) -> dict[str, str]:
+    return {**os.environ, "LOYALTY_DATABASE_URL": database_url, "LOYALTY_REDIS_URL": REDIS_URL,
+            "LOYALTY_NAMESPACE": namespace, "LOYALTY_LOG_LEVEL": "WARNING", "LOYALTY_LOG_FORMAT": "json",
+            "LOYALTY_STRICT_CHECKS": "0", "PYTHONPATH": str(ROOT)}
+
+
+def loyalty_command() -> list[str]:
+    return [str(Path(sys.executable).parent / "loyalty")]
+
+
+# --- PostgreSQL helpers -------------------------------------------------------------------------
+
+
+def pg_dsn(url: str) -> str:
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+async def _admin(sql: str) -> None:
+    conn = await asyncpg.connect(pg_dsn(ADMIN_URL))
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+async def _fetch(url: str, sql: str, *args) -> list:
+    conn = await asyncpg.connect(pg_dsn(url))
+    try:
+        return await conn.fetch(sql, *args)
+    finally:
+        await conn.close()
+
+
+def fetch(url: str, sql: str, *args) -> list:
+    return asyncio.run(_fetch(url, sql, *args))
+
+
+def counted(url: str) -> int:
+    rows = fetch(url, """SELECT (SELECT count(*) FROM processed_events WHERE event_id NOT LIKE '%#referee')
+                              + (SELECT count(*) FROM rejected_events) AS n""")
+    return rows[0]["n"]
+
+
+# --- phases -------------------------------------------------------------------------------------
+
+
+def drain_phase(queue: Queue, workers: Workers, actor: str, arg_lists: list[list], events: int) -> dict:
+    queue.push(actor, arg_lists, staged=True)
+    started = time.perf_counter()
+    queue.release()
+    finished = queue.wait_drained()
+    workers.check_alive()
+    elapsed = finished - started
+    return {"events": events, "messages": len(arg_lists), "seconds": round(elapsed, 3),
+            "events_per_s": round(events / elapsed, 1)}
+
+
+def noop_ceiling(namespace: str, messages: int) -> dict:
+    client = redis.Redis.from_url(REDIS_URL)
+    queue = Queue(client, namespace, "noop")
+    env = worker_env("", namespace)
+    workers = Workers([sys.executable, "-m", "dramatiq", "benchmarks.noop", "--processes", str(PROCESSES),
+                       "--threads", str(THREADS)], env, "noop-workers")
+    try:
+        queue.push("noop", [[]] * 200, staged=False)  # warm-up: both processes up and consuming
+        queue.wait_drained(timeout_s=60)
+        result = drain_phase(queue, workers, "noop", [[]] * messages, messages)
+    finally:
+        workers.stop()
+    return result
+
+
+def latency_phase(queue: Queue, workload: Workload, url: str, rate: int, seconds: float) -> dict:
+    """Offer `rate` events/s for `seconds`, one message each; latency = enqueue → processed_at."""
+    tick_s = 0.01
+    per_tick = max(1, round(rate * tick_s))
+    enqueued: dict[str, float] = {}
+    started = time.perf_counter()
+    ticks = int(seconds / tick_s)
+    for tick in range(ticks):
+        target = started + tick * tick_s
+        delay = target - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+        events = workload.take(per_tick)
+        now = time.time()
+        queue.push("process_event", [[e] for e in events], staged=False)
+        for e in events:
+            enqueued[e["event_id"]] = now
+    offered_s = time.perf_counter() - started
+    queue.wait_drained()
+    rows = fetch(url, "SELECT event_id, extract(epoch FROM processed_at)::float8 AS at FROM processed_events "
+                      "WHERE event_id = ANY($1::text[])", list(enqueued))
+    latencies = sorted((r["at"] - enqueued[r["event_id"]]) * 1000 for r in rows)
+
+    def pct(p: float) -> float:
+        return round(latencies[min(len(latencies) - 1, int(p / 100 * len(latencies)))], 1) if latencies else float("nan")
+
+    return {"offered_per_s": round(len(enqueued) / offered_s, 1), "events": len(enqueued), "measured": len(latencies),
+            "p50_ms": pct(50), "p95_ms": pct(95), "p99_ms": pct(99), "max_ms": round(latencies[-1], 1) if latencies else None,
+            "ids": list(enqueued)}
+
+
+def run_expiry(database_url: str) -> dict | None:
+    try:
+        from benchmarks import expiry  # written separately; optional
+    except ImportError:
+        return None
+    return expiry.run(database_url)
+
+
+def correctness(url: str, env: dict[str, str], generated: set[str]) -> dict:
+    audit = subprocess.run([*loyalty_command(), "audit", "--json"], env=env, cwd=ROOT, capture_output=True, text=True)
+    report = json.loads(audit.stdout) if audit.stdout.strip().startswith("{") else {}
+    processed = [r["event_id"] for r in fetch(url, "SELECT event_id FROM processed_events WHERE event_id NOT LIKE '%#referee'")]
+    rejected = [r["event_id"] for r in fetch(url, "SELECT event_id FROM rejected_events")]
+    seen = processed + rejected
+    doubled = fetch(url, """SELECT count(*) AS n FROM (SELECT 1 FROM ledger_entries WHERE kind = 'earn'
+                           GROUP BY member_id, source, event_id HAVING count(*) > 1) d""")[0]["n"]
+    return {
+        "audit_clean": audit.returncode == 0 and bool(report.get("clean")),
+        "members_checked": report.get("members_checked"),
+        "generated": len(generated),
+        "processed": len(processed),
+        "rejected": len(rejected),
+        "missing": len(generated - set(seen)),
+        "counted_twice": len(seen) - len(set(seen)),
+        "earned_twice": doubled,
+        "ok": audit.returncode == 0 and set(seen) == generated and len(seen) == len(set(seen)) and doubled == 0,
+    }
+
+
+# --- report -------------------------------------------------------------------------------------
+
+
+def machine() -> dict:
+    info = {"cores": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()}
+    try:
+        kb = int(next(l for l in Path("/proc/meminfo").read_text().splitlines() if l.startswith("MemTotal")).split()[1])
+        info["ram_gb"] = round(kb / 1024 / 1024, 1)
+    except (OSError, StopIteration):
+        pass
+    try:
+        info["cpu"] = next(l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines()
+                           if l.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    info["postgresql"] = fetch(ADMIN_URL, "SHOW server_version")[0][0]
+    info["redis"] = redis.Redis.from_url(REDIS_URL).info("server")["redis_version"]
+    return info
+
+
+TARGETS = {"one_event": 2500, "one_event_vs_noop": 0.6, "batch": 20_000, "p99_ms": 100, "rss_mb": 200, "expiry_s": 30}
+
+
+def table(r: dict) -> str:
+    rows = [("figure", "result", "target")]
+    noop = r["ceilings"]["noop_messages_per_s"]
+    pg = r["ceilings"]["pg_insert_update_tx_per_s"]
+    one, batch = r["one_event"]["events_per_s"], r["batch"]["events_per_s"]
+    rows += [
+        ("one-event messages (events/s)", f"{one:,.0f}", f">= {TARGETS['one_event']:,}"),
+        ("  / no-op ceiling", f"{r['ratios']['one_event_vs_noop']:.2f}", f">= {TARGETS['one_event_vs_noop']}"),
+        ("  / PostgreSQL ceiling", f"{r['ratios']['one_event_vs_pg']:.2f}", ""),
+        ("batch messages (events/s)", f"{batch:,.0f}", f">= {TARGETS['batch']:,}"),
+        ("  / PostgreSQL ceiling", f"{r['ratios']['batch_vs_pg']:.2f}", ""),
+        (f"latency at {r['latency']['offered_per_s']:,.0f} ev/s p50/p95/p99 (ms)",
+         f"{r['latency']['p50_ms']:.0f} / {r['latency']['p95_ms']:.0f} / {r['latency']['p99_ms']:.0f}",
+         f"p99 <= {TARGETS['p99_ms']}"),
+        ("peak RSS per worker process (MB)", " / ".join(f"{m:.0f}" for m in r["rss_mb"]), f"<= {TARGETS['rss_mb']}"),
+        ("ceiling: dramatiq no-op (messages/s)", f"{noop:,.0f}", ""),
+        ("ceiling: PostgreSQL insert+update (tx/s)", f"{pg:,.0f}", ""),
+    ]
+    if r.get("expiry"):
+        rows.append(("expiry of 1,000,000 lots (s)", f"{r['expiry'].get('seconds', float('nan')):.1f}",
+                     f"<= {TARGETS['expiry_s']}"))
+    c = r["correctness"]
+    rows.append(("correctness: audit clean, each event once", "yes" if c["ok"] else f"NO {c}", "yes"))
+    width = [max(len(row[i]) for row in rows) for i in range(3)]
+    lines = [" | ".join(cell.ljust(width[i]) for i, cell in enumerate(row)) for row in rows]
+    lines.insert(1, "-+-".join("-" * w for w in width))
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="Smaller sizes: a smoke run of about two minutes.")
+    parser.add_argument("--keep", action="store_true", help="Keep the benchmark database afterwards.")
+    parser.add_argument("--only", choices=["one_event", "batch", "latency"], help="Run one phase (no ceilings).")
+    args = parser.parse_args(argv)
+    sizes = QUICK if args.quick else FULL
+    RESULTS.mkdir(parents=True, exist_ok=True)
+
+    run_id = uuid.uuid4().hex[:8]
+    url = make_url(async_url(ADMIN_URL)).set(database=f"loyalty_bench_{run_id}").render_as_string(hide_password=False)
+    namespace = f"loyalty-bench-{run_id}"
+    client = redis.Redis.from_url(REDIS_URL)
+    env = worker_env(url, namespace)
+    result: dict = {"started_at": datetime.now(UTC).isoformat(timespec="seconds"), "quick": args.quick,
+                    "sizes": sizes.__dict__, "processes": PROCESSES, "threads": THREADS, "machine": machine()}
+    workers = None
+    log(f"database loyalty_bench_{run_id}, namespace {namespace}")
+    asyncio.run(migrate.upgrade(url))
+    try:
+        if args.only is None:
+            log("PostgreSQL insert+update ceiling")
+            pg = ceiling.measure(pg_dsn(url), sizes.pg_ceiling_s)
+            log(f"  {pg:,.0f} tx/s")
+            log("dramatiq no-op ceiling")
+            noop = noop_ceiling(namespace, sizes.noop)
+            log(f"  {noop['events_per_s']:,.0f} messages/s")
+            result["ceilings"] = {"noop_messages_per_s": noop["events_per_s"], "noop": noop,
+                                  "pg_insert_update_tx_per_s": round(pg, 1)}
+
+        workload = Workload(sizes.members, SEED, datetime.now(UTC), run_id[:4])
+        generated: set[str] = set()
+        queue = Queue(client, namespace, "events")
+        workers = Workers([*loyalty_command(), "worker", "--processes", str(PROCESSES), "--threads", str(THREADS)],
+                          env, "loyalty-workers")
+        warm = workload.take(200)
+        generated.update(e["event_id"] for e in warm)
+        queue.push("process_event", [[e] for e in warm], staged=False)
+        queue.wait_drained(timeout_s=120)
+        workers.check_alive()
+
+        if args.only in (None, "one_event"):
+            log(f"one-event messages: {sizes.one_event:,} events")
+            events = workload.take(sizes.one_event)
+            generated.update(e["event_id"] for e in events)
+            result["one_event"] = drain_phase(queue, workers, "process_event", [[e] for e in events], len(events))
+            log(f"  {result['one_event']['events_per_s']:,.0f} events/s")
+        if args.only in (None, "batch"):
+            log(f"batch messages: {sizes.batch_events:,} events in messages of {BATCH_SIZE:,}")
+            events = workload.take(sizes.batch_events)
+            generated.update(e["event_id"] for e in events)
+            batches = [[events[i:i + BATCH_SIZE]] for i in range(0, len(events), BATCH_SIZE)]
+            result["batch"] = drain_phase(queue, workers, "process_batch", batches, len(events))
+            log(f"  {result['batch']['events_per_s']:,.0f} events/s")
+        if args.only in (None, "latency"):
+            log(f"latency at {sizes.latency_rate:,} events/s for {sizes.latency_s:g}s")
+            latency = latency_phase(queue, workload, url, sizes.latency_rate, sizes.latency_s)
+            generated.update(latency.pop("ids"))
+            result["latency"] = latency
+            log(f"  p50 {latency['p50_ms']} ms, p95 {latency['p95_ms']} ms, p99 {latency['p99_ms']} ms")
+        result["rss_mb"] = [round(m, 1) for m in sorted(workers.peak_rss_mb())]
+        workers.stop()
+        workers = None
+
+        expiry = run_expiry(url)
+        if expiry is not None:
+            result["expiry"] = expiry
+
+        log("correctness check")
+        result["correctness"] = correctness(url, env, generated)
+        if args.only is None:
+            c = result["ceilings"]
+            result["ratios"] = {
+                "one_event_vs_noop": round(result["one_event"]["events_per_s"] / c["noop_messages_per_s"], 3),
+                "one_event_vs_pg": round(result["one_event"]["events_per_s"] / c["pg_insert_update_tx_per_s"], 3),
+                "batch_vs_pg": round(result["batch"]["events_per_s"] / c["pg_insert_update_tx_per_s"], 3),
+            }
+    finally:
+        if workers is not None:
+            workers.stop()
+        for key in client.scan_iter(f"{namespace}:*", count=1000):
+            client.delete(key)
+        if not args.keep:
+            asyncio.run(_admin(f'DROP DATABASE IF EXISTS "loyalty_bench_{run_id}" WITH (FORCE)'))
+    result["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+    (RESULTS / "latest.json").write_text(json.dumps(result, indent=2) + "\n")
+    if args.only is None:
+        print(table(result))
+    else:
+        print(json.dumps({k: v for k, v in result.items() if k not in ("machine", "sizes")}, indent=2))
+    print(f"\nsaved {RESULTS / 'latest.json'}", file=sys.stderr)
+    if not result["correctness"]["ok"]:
+        sys.exit(1)
