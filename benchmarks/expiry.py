@@ -105,6 +105,13 @@ async def bench(lots: int, per_member: int, concurrency: int) -> dict:
             await admin.close()
 
 
+def run(database_url: str | None = None, lots: int = 1_000_000) -> dict:
+    """The step `python -m benchmarks` runs: always in a database of its own, so the main
+    benchmark's data and its correctness check are untouched."""
+    result = asyncio.run(bench(lots, 20, 4))
+    return {**result, "seconds": result["expire_s"]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lots", type=int, default=1_000_000)
