@@ -142,6 +142,10 @@ class Account:
     notifications: list[dict] = field(default_factory=list)
     # Qualifying points below this do not count towards tiers (moved by a tier review).
     baseline: int = 0
+    # (entry kind, points) and (from tier, to tier) written in this transaction, for the
+    # metrics counted once it commits.
+    movements: list[tuple[str, int]] = field(default_factory=list)
+    tier_moves: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def points_changed(self) -> int:
@@ -219,6 +223,7 @@ async def earn(
         account.pending += points
     else:
         account.available += points
+    account.movements.append(("earn", points))
     account.qualifying += points
     account.lifetime += points
     account.state = replace(account.state, qualifying_points=account.qualifying)
@@ -274,6 +279,7 @@ async def reverse(
     await take_from_lots(conn, entry_id, takes)
     account.available -= from_available
     account.pending -= from_pending
+    account.movements.append(("reverse", from_available + from_pending))
     account.qualifying -= points
     account.state = replace(account.state, qualifying_points=account.qualifying)
     return detail
@@ -316,6 +322,7 @@ async def close(conn: AsyncConnection, program: Program, account: Account, origi
             },
         )
         notify(account, "tier_upgraded", origin, from_tier=account.tier, to_tier=new_tier)
+        account.tier_moves.append((account.tier, new_tier))
         account.tier = new_tier
     nudge = tiers.nudge(
         program, account.tier, account.opened["qualifying"] - account.baseline, account.qualifying - account.baseline

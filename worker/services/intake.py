@@ -57,17 +57,6 @@ _RECORD_REJECTED = text(
     RETURNING rejected_id
     """
 )
-# What this transaction wrote for the member (the row lock makes it the only writer), read
-# before commit so the counters can be bumped after it.
-_MOVEMENTS = text(
-    """
-    SELECT kind, sum(points + pending_points)::bigint, count(*) FROM ledger_entries
-    WHERE member_id = :member_id AND xmin = pg_current_xact_id()::xid GROUP BY kind
-    """
-)
-_TIER_MOVES = text(
-    "SELECT from_tier, to_tier FROM tier_changes WHERE member_id = :member_id AND xmin = pg_current_xact_id()::xid"
-)
 # How much of a rejected message's raw text is kept: a whole valid event always fits.
 RAW_STORED_MAX = EVENT_BYTES_MAX
 _SAFE_TEXT = re.compile(r"^[\x20-\x7e]{1,128}$")
@@ -143,35 +132,24 @@ def _outcome(event: Any, result: Result) -> Outcome:
     return Outcome(result.status, event.member_id, event.type, event.source, result.points, note=result.note)
 
 
-@dataclass
-class _Written:
-    """Ledger entries and tier changes of one transaction, counted once it has committed."""
-
-    movements: list[tuple[str, int, int]]
-    tier_changes: list[tuple[str, str]]
-
-    def count(self) -> None:
-        metrics.count_ledger(self.movements)
-        metrics.count_tier_changes(self.tier_changes)
-
-
-async def _written(conn, member_id: str) -> _Written:
-    params = {"member_id": member_id}
-    movements = [tuple(row) for row in (await conn.execute(_MOVEMENTS, params)).all()]
-    changes = [tuple(row) for row in (await conn.execute(_TIER_MOVES, params)).all()]
-    return _Written(movements, changes)  # type: ignore[arg-type]
+def _count_written(result: Result) -> None:
+    """Bump the ledger and tier metrics for what a committed event wrote."""
+    by_kind: dict[str, list[int]] = {}
+    for kind, points in result.movements:
+        totals = by_kind.setdefault(kind, [0, 0])
+        totals[0] += points
+        totals[1] += 1
+    metrics.count_ledger((kind, points, entries) for kind, (points, entries) in by_kind.items())
+    metrics.count_tier_changes(result.tier_moves)
 
 
 async def _apply_one(engine: AsyncEngine, program: Program, event: Any, strict: bool) -> Result:
-    written = None
     async with engine.begin() as conn:
         result = await apply_event(conn, program, event)
-        if result.status in ("applied", "deferred"):
-            if strict:
-                await audit.assert_member_consistent(conn, event.member_id)
-            written = await _written(conn, event.member_id)
-    if written is not None:
-        written.count()
+        if strict and result.status in ("applied", "deferred"):
+            await audit.assert_member_consistent(conn, event.member_id)
+    if result.status in ("applied", "deferred"):
+        _count_written(result)
         metrics.observe_lag(event.type, event.occurred_at)
     return result
 
@@ -225,18 +203,16 @@ async def process_batch(
     member_ids = sorted(by_member)
     async with engine.connect() as conn:
         for start in range(0, len(member_ids), BATCH_MEMBERS_PER_TRANSACTION):
-            results, written = [], []
+            results = []
             async with conn.begin():
                 for member_id in member_ids[start:start + BATCH_MEMBERS_PER_TRANSACTION]:
                     for index, event in by_member[member_id]:
                         results.append((index, event, await apply_event(conn, program, event)))
                     if strict:
                         await audit.assert_member_consistent(conn, member_id)
-                    written.append(await _written(conn, member_id))
-            for counts in written:  # after commit: metrics only count what is durable
-                counts.count()
-            for index, event, result in results:
+            for index, event, result in results:  # after commit: metrics count what is durable
                 if result.status in ("applied", "deferred"):
+                    _count_written(result)
                     metrics.observe_lag(event.type, event.occurred_at)
                 if result.status == "conflict":
                     conflicts.append((index, event))

@@ -165,6 +165,9 @@ class Result:
     points: int = 0
     note: str | None = None
     detail: dict = field(default_factory=dict)
+    # (kind, points) of the entries and (from, to) of the tier changes this event wrote.
+    movements: tuple[tuple[str, int], ...] = ()
+    tier_moves: tuple[tuple[str, str], ...] = ()
 
     def as_json(self) -> dict:
         out: dict[str, Any] = {"points": self.points}
@@ -222,7 +225,7 @@ async def apply_event(conn: AsyncConnection, program: Program, event: Any) -> Re
             _RECORD_RESULT,
             {"status": result.status, "result": result.as_json(), "source": event.source, "event_id": key_id},
         )
-    return result
+    return replace(result, movements=tuple(account.movements), tier_moves=tuple(account.tier_moves))
 
 
 def _digest(event: Any) -> str:

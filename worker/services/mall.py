@@ -282,6 +282,7 @@ async def redeem(conn: AsyncConnection, program: Program, account: Account, orig
     ).scalar_one()
     await accounts.take_from_lots(conn, entry_id, takes)
     account.available -= points
+    account.movements.append(("redeem", points))
     await conn.execute(_RECORD, {**record, "points": points, "status": "confirmed", "reason": None, "entry_id": entry_id})
     accounts.notify(
         account, "redemption_confirmed", origin,
@@ -320,6 +321,7 @@ async def cancel(conn: AsyncConnection, program: Program, account: Account, orig
     # A negative take puts points back into the lot; lot_takes keeps both directions.
     await accounts.take_from_lots(conn, entry_id, [(lot_id, -points) for lot_id, points in back])
     account.available += restored
+    account.movements.append(("restore", restored))
     await conn.execute(_RETURN_STOCK, {"reward_id": found["reward_id"], "quantity": found["quantity"]})
     await conn.execute(
         _MARK_CANCELLED,
