@@ -93,19 +93,37 @@ _WRITE_NOTIFICATIONS = text(
 ).bindparams(bindparam("params", type_=JSONB))
 
 # The balance row and the outbox rows in one round trip (notification ids keep list order).
-_WRITE_MEMBER_AND_NOTIFICATIONS = text(
-    """
-    WITH outbox AS (
+_OUTBOX_PART = """
+    outbox AS (
         INSERT INTO notifications (member_id, kind, params, dedupe_key, source, event_id)
         SELECT n.note ->> 'member_id', n.note ->> 'kind', n.note -> 'params', n.note ->> 'dedupe_key',
                n.note ->> 'source', n.note ->> 'event_id'
         FROM jsonb_array_elements(:notifications) WITH ORDINALITY AS n(note, position)
         ORDER BY n.position
         ON CONFLICT (dedupe_key) DO NOTHING
-    )
-    """
-    + _WRITE_MEMBER.text
-).bindparams(bindparam("notifications", type_=JSONB))
+    )"""
+_RECORD_PART = """
+    outcome AS (
+        UPDATE processed_events SET status = :record_status, result = :record_result
+        WHERE source = :record_source AND event_id = :record_event_id
+    )"""
+
+
+def _member_write(notifications: bool, record: bool):
+    """The balance row write, with the outbox rows and the event's recorded outcome in the same
+    statement when there are any: one round trip to close a transaction."""
+    parts = [part for part, wanted in ((_OUTBOX_PART, notifications), (_RECORD_PART, record)) if wanted]
+    if not parts:
+        return _WRITE_MEMBER
+    statement = text("WITH" + ",".join(parts) + _WRITE_MEMBER.text)
+    if notifications:
+        statement = statement.bindparams(bindparam("notifications", type_=JSONB))
+    if record:
+        statement = statement.bindparams(bindparam("record_result", type_=JSONB))
+    return statement
+
+
+_MEMBER_WRITES = {(n, r): _member_write(n, r) for n in (False, True) for r in (False, True)}
 
 _WRITE_TIER_CHANGE = text(
     """
@@ -306,8 +324,11 @@ def notify(account: Account, kind: str, origin: Origin | None, dedupe_key: str |
     )
 
 
-async def close(conn: AsyncConnection, program: Program, account: Account, origin: Origin | None) -> None:
-    """Upgrade the tier, queue nudges, write the balance row and the outbox rows."""
+async def close(
+    conn: AsyncConnection, program: Program, account: Account, origin: Origin | None, record: dict | None = None
+) -> None:
+    """Upgrade the tier, queue nudges, write the balance row and the outbox rows, and the event's
+    outcome (`record`: status, result, source, event_id of its processed_events row) if given."""
     new_tier = tiers.upgraded_tier(program, account.tier, account.qualifying - account.baseline, account.tier_floor)
     if new_tier != account.tier:
         await conn.execute(
@@ -358,7 +379,9 @@ async def close(conn: AsyncConnection, program: Program, account: Account, origi
         "review_day": state.review_day,
         "reviews_on_day": state.reviews_on_day,
     }
+    params = dict(member)
     if account.notifications:
-        await conn.execute(_WRITE_MEMBER_AND_NOTIFICATIONS, {**member, "notifications": account.notifications})
-    else:
-        await conn.execute(_WRITE_MEMBER, member)
+        params["notifications"] = account.notifications
+    if record is not None:
+        params.update({f"record_{key}": value for key, value in record.items()})
+    await conn.execute(_MEMBER_WRITES[(bool(account.notifications), record is not None)], params)

@@ -10,8 +10,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, text
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from worker.domain import rules
@@ -32,14 +31,6 @@ from worker.services import mall
 
 REFEREE_SUFFIX = "#referee"
 
-_CLAIM = text(
-    """
-    INSERT INTO processed_events (source, event_id, payload_hash, member_id, event_type, status, occurred_at)
-    VALUES (:source, :event_id, :payload_hash, :member_id, :event_type, 'applied', :occurred_at)
-    ON CONFLICT (source, event_id) DO NOTHING
-    RETURNING 1
-    """
-)
 # The claim and the member lock in one round trip: the member row is locked (and enrolled if
 # new) only when the claim wins, so a duplicate returns no row and locks nothing.
 _CLAIM_AND_LOCK = text(
@@ -57,9 +48,6 @@ _CLAIM_AND_LOCK = text(
     """
 )
 _CLAIMED_HASH = text("SELECT payload_hash FROM processed_events WHERE source = :source AND event_id = :event_id")
-_RECORD_RESULT = text(
-    "UPDATE processed_events SET status = :status, result = :result WHERE source = :source AND event_id = :event_id"
-).bindparams(bindparam("result", type_=JSONB))
 
 _ORDER = text(
     """
@@ -219,12 +207,10 @@ async def apply_event(conn: AsyncConnection, program: Program, event: Any) -> Re
     origin = Origin(event.source, event.event_id, event.type, event.occurred_at)
     handler = _HANDLERS[type(event)]
     result: Result = await handler(conn, program, account, origin, event)
-    await accounts.close(conn, program, account, origin)
+    record = None
     if result.status != "applied" or result.note or result.detail or result.points:
-        await conn.execute(
-            _RECORD_RESULT,
-            {"status": result.status, "result": result.as_json(), "source": event.source, "event_id": key_id},
-        )
+        record = {"status": result.status, "result": result.as_json(), "source": event.source, "event_id": key_id}
+    await accounts.close(conn, program, account, origin, record)
     return replace(result, movements=tuple(account.movements), tier_moves=tuple(account.tier_moves))
 
 
