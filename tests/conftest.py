@@ -103,3 +103,15 @@ def env(settings: Settings) -> dict[str, str]:
         "LOYALTY_STRICT_CHECKS": "1",
         "LOYALTY_LOG_FORMAT": "json",
     }
+
+
+@pytest.fixture
+def broker(settings, db):
+    """The real Redis broker on this run's namespace, emptied before and after the test."""
+    from worker.broker import build_broker
+
+    broker = build_broker(settings)
+    broker.flush_all()
+    yield broker
+    broker.flush_all()
+    broker.close()

@@ -9,27 +9,16 @@ import time
 import uuid
 from typing import Any
 
-import dramatiq
-import pytest
 import redis
 from sqlalchemy import text
 
 from tests.conftest import REDIS_URL
 from tests.hostile_cases import CASES, good
-from worker.broker import build_broker
 from worker.domain.events import EVENT_BYTES_MAX
 from worker.drain import drain
 from worker.services.audit import audit_all
 from worker.services.intake import BATCH_BYTES_MAX, BATCH_EVENTS_MAX, raw_text
 
-
-@pytest.fixture
-def broker(settings, db):
-    broker = build_broker(settings)
-    broker.flush_all()
-    yield broker
-    broker.flush_all()
-    broker.close()
 
 
 def enqueue_raw(namespace: str, body: bytes) -> str:

@@ -5,26 +5,16 @@ from __future__ import annotations
 import json
 import uuid
 
-import pytest
 import redis
 from sqlalchemy import text
 
 from tests.conftest import REDIS_URL
 from tests.factories import purchase, signup
-from worker.broker import build_broker
 from worker.domain.program import DEFAULT_PROGRAM
 from worker.drain import drain
 from worker.services import members
 from worker.services.audit import audit_all
 
-
-@pytest.fixture
-def broker(settings, db):
-    broker = build_broker(settings)
-    broker.flush_all()
-    yield broker
-    broker.flush_all()
-    broker.close()
 
 
 async def scalar(db, sql: str):

@@ -15,7 +15,7 @@ from sqlalchemy.types import Text
 
 from worker.domain.calendar import firing_key
 from worker.domain.program import Program
-from worker.services.jobs.common import IN_RANGE, ChunkResult, Range
+from worker.services.jobs.common import IN_RANGE, ChunkResult, Range, lock_then_apply
 
 _DUE = "l.pending_until IS NOT NULL AND l.pending_until <= :now"
 
@@ -61,10 +61,4 @@ _RELEASE = text(
 
 
 async def run(conn: AsyncConnection, program: Program, now: datetime, span: Range) -> ChunkResult:
-    member_ids = (await conn.execute(_LOCK, {**span.params(), "now": now})).scalars().all()
-    if not member_ids:
-        return ChunkResult()
-    row = (
-        await conn.execute(_RELEASE, {"member_ids": list(member_ids), "now": now, "key": firing_key("release-pending", now)})
-    ).one()
-    return ChunkResult(members=row.members, points=int(row.points))
+    return await lock_then_apply(conn, _LOCK, _RELEASE, span, now, firing_key("release-pending", now))
