@@ -19,6 +19,7 @@ h1 { font-size: 1.5rem; margin-bottom: .2rem; } h2 { font-size: 1.1rem; margin: 
 .card .v { font-size: 1.4rem; font-weight: 600; margin-top: .2rem; }
 .grid { display: grid; grid-template-columns: repeat(auto-fit, minmax(540px, 1fr)); gap: 1rem; }
 section { border: 1px solid #e5e7eb; border-radius: 8px; padding: 1rem; overflow-x: auto; }
+svg { max-width: 100%; height: auto; }
 table { border-collapse: collapse; width: 100%; font-size: .9rem; margin-top: .6rem; }
 th, td { text-align: left; padding: .3rem .5rem; border-bottom: 1px solid #f0f0f0; }
 td.n, th.n { text-align: right; font-variant-numeric: tabular-nums; }
