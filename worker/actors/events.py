@@ -19,13 +19,19 @@ QUEUE = "events"
 RETRIES = {"max_retries": 20, "min_backoff": 500, "max_backoff": 60_000}
 
 
+async def _wrong_shape(rt, args: tuple, kwargs: dict, expected: str) -> bool:
+    """A hand-made message with the wrong arguments: recorded like any bad input, never retried."""
+    if len(args) == 1 and not kwargs:
+        return False
+    reason = f"message: {expected}, got {len(args)} and {len(kwargs)} keyword"
+    await intake.record_rejected(rt.engine, {"args": list(args), "kwargs": kwargs}, reason)
+    log.warning("message_rejected", reason=reason)
+    return True
+
+
 async def process_event(*args: Any, **kwargs: Any) -> None:
     rt = runtime.current()
-    if len(args) != 1 or kwargs:
-        # A hand-made message with the wrong shape: recorded like any bad input, never retried.
-        reason = f"message: process_event takes exactly one event argument, got {len(args)} and {len(kwargs)} keyword"
-        await intake.record_rejected(rt.engine, {"args": list(args), "kwargs": kwargs}, reason)
-        log.warning("message_rejected", reason=reason)
+    if await _wrong_shape(rt, args, kwargs, "process_event takes exactly one event argument"):
         return
     event = args[0]
     outcome = await intake.process(rt.engine, rt.program, event, now=rt.clock(), strict=rt.settings.strict_checks)
@@ -35,10 +41,7 @@ async def process_event(*args: Any, **kwargs: Any) -> None:
 
 async def process_batch(*args: Any, **kwargs: Any) -> None:
     rt = runtime.current()
-    if len(args) != 1 or kwargs:
-        reason = f"message: process_batch takes exactly one list of events, got {len(args)} and {len(kwargs)} keyword"
-        await intake.record_rejected(rt.engine, {"args": list(args), "kwargs": kwargs}, reason)
-        log.warning("batch_rejected", reason=reason)
+    if await _wrong_shape(rt, args, kwargs, "process_batch takes exactly one list of events"):
         return
     events = args[0]
     reason = intake.batch_problem(events)
