@@ -8,7 +8,6 @@ of the reward the member already has in the limit's period, and the stock left.
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from pathlib import Path
@@ -19,6 +18,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstra
 
 from worker.domain.errors import ProgramError
 from worker.domain.program import Program, describe_validation_error
+from worker.domain.toml_files import read_toml
 
 # A catalog is edited by hand; a file with more rewards than this is a generated mistake.
 CATALOG_REWARDS_MAX = 10_000
@@ -118,12 +118,7 @@ def parse_catalog(data: dict, program: Program, origin: str = "rewards") -> Cata
 
 def load_catalog(path: str | Path, program: Program) -> Catalog:
     path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ProgramError(f"{path}: no such rewards file") from None
-    except tomllib.TOMLDecodeError as error:
-        raise ProgramError(f"{path}: not valid TOML: {error}") from None
+    data = read_toml(path, "rewards file", ProgramError)
     return parse_catalog(data, program, origin=str(path))
 
 

@@ -9,12 +9,12 @@ no unknown kind, and only the placeholders the kind provides. Rendering itself i
 from __future__ import annotations
 
 import string
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
 from worker.domain.errors import LoyaltyError
+from worker.domain.toml_files import read_toml
 
 LOCALES = ("en", "zh-Hans", "zh-Hant")
 FALLBACK_LOCALE = "en"
@@ -154,12 +154,7 @@ def load_catalog(directory: str | Path | None = None) -> Catalog:
     locales = {}
     for locale in LOCALES:
         path = directory / f"notifications.{locale}.toml"
-        try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise TemplateError(f"{path}: no such template file") from None
-        except tomllib.TOMLDecodeError as error:
-            raise TemplateError(f"{path}: not valid TOML: {error}") from None
+        data = read_toml(path, "template file", TemplateError)
         locales[locale] = check_locale_data(data, str(path))
     return Catalog(locales=locales, origin=str(directory))
 

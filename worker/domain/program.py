@@ -6,7 +6,6 @@ typo never silently falls back to a default.
 
 from __future__ import annotations
 
-import tomllib
 from datetime import date, time
 from decimal import Decimal
 from pathlib import Path
@@ -16,6 +15,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from worker.domain.errors import ProgramError
+from worker.domain.toml_files import read_toml
 
 Multiplier = Annotated[Decimal, Field(gt=0, le=100)]
 Points = Annotated[int, Field(ge=0, le=1_000_000)]
@@ -275,10 +275,5 @@ def load_program(path: str | Path | None) -> Program:
     if path is None or str(path) == "":
         return DEFAULT_PROGRAM
     path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ProgramError(f"{path}: no such program file") from None
-    except tomllib.TOMLDecodeError as error:
-        raise ProgramError(f"{path}: not valid TOML: {error}") from None
+    data = read_toml(path, "program file", ProgramError)
     return parse_program(data, origin=str(path))
