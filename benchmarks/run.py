@@ -204,7 +204,7 @@ def fetch(url: str, sql: str, *args) -> list:
 
 
 def counted(url: str) -> int:
-    rows = fetch(url, """SELECT (SELECT count(*) FROM processed_events WHERE event_id NOT LIKE '%#referee')
+    rows = fetch(url, """SELECT (SELECT count(*) FROM processed_events WHERE source NOT LIKE '%:%')
                               + (SELECT count(*) FROM rejected_events) AS n""")
     return rows[0]["n"]
 
@@ -280,7 +280,7 @@ def run_expiry(database_url: str) -> dict | None:
 def correctness(url: str, env: dict[str, str], generated: set[str]) -> dict:
     audit = subprocess.run([*loyalty_command(), "audit", "--json"], env=env, cwd=ROOT, capture_output=True, text=True)
     report = json.loads(audit.stdout) if audit.stdout.strip().startswith("{") else {}
-    processed = [r["event_id"] for r in fetch(url, "SELECT event_id FROM processed_events WHERE event_id NOT LIKE '%#referee'")]
+    processed = [r["event_id"] for r in fetch(url, "SELECT event_id FROM processed_events WHERE source NOT LIKE '%:%'")]
     rejected = [r["event_id"] for r in fetch(url, "SELECT event_id FROM rejected_events")]
     seen = processed + rejected
     doubled = fetch(url, """SELECT count(*) AS n FROM (SELECT 1 FROM ledger_entries WHERE kind = 'earn'

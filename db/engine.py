@@ -44,6 +44,9 @@ def create_engine(
     `pre_ping` tests each connection on checkout (one extra round trip per transaction); hot
     paths whose callers retry on connection errors turn it off.
     """
+    # Statement parameters carry members' personal data (birthdays, locales): never in an
+    # exception's text, and so never in a log line.
+    kwargs.setdefault("hide_parameters", True)
     if "poolclass" not in kwargs:
         kwargs.update(pool_size=pool_size, max_overflow=max_overflow, pool_pre_ping=pre_ping)
     return create_async_engine(async_url(url), **kwargs)

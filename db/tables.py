@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from sqlalchemy import (
+    Boolean,
     BigInteger,
     Column,
     Date,
@@ -133,6 +134,9 @@ reviews = Table(
     Column("review_id", Text, nullable=False),
     Column("source", Text, nullable=False),
     Column("event_id", Text, nullable=False),
+    Column("status", Text, nullable=False),
+    Column("has_media", Boolean, nullable=False),
+    Column("occurred_at", DateTime(timezone=True)),
 )
 
 referrals = Table(

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import inspect
+
 import dramatiq
-from dramatiq.brokers.redis import RedisBroker
 from dramatiq.brokers.stub import StubBroker
 from dramatiq.middleware import AsyncIO, CurrentMessage, default_middleware
 
@@ -12,7 +13,7 @@ from worker.durability import RedisDurabilityCheck
 from worker.config import DEFAULT_HEARTBEAT_TIMEOUT_MS, Settings
 from worker.domain.program import Program
 from worker.runtime import LogContextMiddleware, RuntimeMiddleware, on_event_loop
-from worker.wire import TolerantJSONEncoder
+from worker.wire import QueueCheckedRedisBroker, TolerantJSONEncoder
 
 # A dead worker's unacked messages go back on the queue once its heartbeat is this old.
 # Lower recovers faster after a crash; it must stay well above the longest pause a live
@@ -40,7 +41,7 @@ def build_broker(
         broker: dramatiq.Broker = StubBroker(middleware=middleware)
     else:
         middleware.append(RedisDurabilityCheck())
-        broker = RedisBroker(
+        broker = QueueCheckedRedisBroker(
             url=settings.redis_url,
             namespace=settings.namespace,
             middleware=middleware,
@@ -48,8 +49,8 @@ def build_broker(
             maintenance_chance=settings.maintenance_chance,
         )
     dramatiq.set_broker(broker)
-    actors = declare_actors(broker)
-    dramatiq.set_encoder(TolerantJSONEncoder(frozenset(actors)))
+    declare_actors(broker)
+    dramatiq.set_encoder(TolerantJSONEncoder({spec.name: inspect.signature(spec.fn) for spec in all_specs()}))
     return broker
 
 

@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from db.engine import create_engine
 from worker.config import Settings
 from worker.domain import messages
+from worker.domain.events import safe_text
 from worker.domain.program import Program, load_program
 
 log = structlog.get_logger(__name__)
@@ -88,7 +89,7 @@ class LogContextMiddleware(dramatiq.Middleware):
         if isinstance(first, dict):
             for key in ("event_id", "member_id"):
                 if isinstance(first.get(key), str):
-                    fields[key] = first[key][:128]
+                    fields[key] = safe_text(first[key], 128)
         structlog.contextvars.bind_contextvars(**fields)
 
     def after_process_message(self, broker, message, *, result=None, exception=None) -> None:

@@ -1,26 +1,43 @@
-"""Decoding of queued messages that tolerates garbage.
+"""Decoding of queued messages that tolerates garbage, and the check that each message belongs
+to the queue it came from.
 
 Producers in any language write messages straight into Redis (docs/wire-format.md). Dramatiq's
 own decoder raises on a message that is not valid JSON or lacks a field; the consumer then
 drops it from its cache but leaves it unacked in Redis, where it stays forever and keeps the
 queue from ever reading as empty. This decoder turns such a message into one for the
 `reject_message` actor, which stores it in rejected_events with the reason and acks it.
+
+Trust follows queues: producers write the events queue, only the scheduler and the worker
+write the others. A message naming an actor of another queue (a calendar job sent on the
+events queue, say) is rejected the same way, before any actor runs.
 """
 
 from __future__ import annotations
 
+import inspect
 import json
 import re
 import time
-from typing import Any
+from typing import Any, Mapping
 
+from dramatiq.brokers.redis import RedisBroker, _RedisConsumer
+from dramatiq.common import q_name
 from dramatiq.encoder import JSONEncoder, MessageData
 from dramatiq.errors import DecodeError
+from dramatiq.message import Message
+
+from worker.domain.events import JSON_DEPTH_MAX, nested_deeper_than, safe_text
 
 REJECT_ACTOR = "reject_message"
 # The part of an undecodable message kept for inspection; the rest is cut so a hostile
 # producer cannot fill the database through it.
 RAW_KEPT_CHARS_MAX = 64 * 1024
+# The largest message decoded at all: well above a batch message of the largest size (4 MiB
+# of events), so that an over-size batch is still told apart by the batch's own check.
+# Anything bigger is refused unread.
+MESSAGE_BYTES_MAX = 16 * 1024 * 1024
+# A message wraps its events in three more levels: the message, its args, a batch's list.
+MESSAGE_DEPTH_MAX = JSON_DEPTH_MAX + 3
 _REQUIRED = {"queue_name": str, "actor_name": str, "args": list, "kwargs": dict, "options": dict,
              "message_id": str, "message_timestamp": int}
 _REDIS_ID = re.compile(rb'"redis_message_id"\s*:\s*"([0-9A-Za-z-]{1,64})"')
@@ -39,32 +56,60 @@ def _problem(fields: Any) -> str | None:
     return None
 
 
-class TolerantJSONEncoder(JSONEncoder):
-    """`actors` are the names this worker declares; a message for any other name is rejected
-    the same way (dramatiq would move it to the dead-letter queue, out of sight)."""
+def arguments_problem(name: str, signature: inspect.Signature, args: list, kwargs: dict) -> str | None:
+    """Why a message's arguments do not fit its actor (which would raise TypeError on every
+    retry), or None."""
+    try:
+        signature.bind(*args, **kwargs)
+    except TypeError:
+        shown = ", ".join(signature.parameters)
+        return (f"message.args: {name}({shown}) cannot take {len(args)} positional and "
+                f"{len(kwargs)} keyword arguments")
+    return None
 
-    def __init__(self, actors: frozenset[str] = frozenset()):
-        self.actors = actors
+
+class TolerantJSONEncoder(JSONEncoder):
+    """`actors` maps the names this worker declares to their signatures; a message for any
+    other name, or with arguments its actor cannot take, is rejected the same way (dramatiq
+    would move it to the dead-letter queue, out of sight, or fail it on every retry)."""
+
+    def __init__(self, actors: Mapping[str, inspect.Signature] | None = None):
+        self.actors = dict(actors or {})
 
     def decode(self, data: bytes) -> MessageData:
-        try:
-            fields = super().decode(data)
-            problem = _problem(fields)
-            if problem is None and self.actors and fields["actor_name"] not in self.actors:
-                name = fields["actor_name"][:64]
-                problem = f"message.actor_name: {name!r} is not an actor of this worker"
-        except DecodeError as error:
-            fields, problem = None, f"message: not valid JSON ({type(error.error).__name__})"
+        fields: Any = None
+        if len(data) > MESSAGE_BYTES_MAX:
+            problem: str | None = f"message: {len(data)} bytes is over the limit of {MESSAGE_BYTES_MAX} bytes"
+        else:
+            try:
+                fields = super().decode(data)
+                problem = _problem(fields)
+                if problem is None and nested_deeper_than(fields, MESSAGE_DEPTH_MAX):
+                    problem = f"message: nests arrays and objects deeper than {MESSAGE_DEPTH_MAX} levels"
+            except DecodeError as error:
+                problem = f"message: not valid JSON ({type(error.error).__name__})"
+            except RecursionError:
+                problem = f"message: nests arrays and objects deeper than {MESSAGE_DEPTH_MAX} levels"
+        if problem is None and self.actors:
+            name = fields["actor_name"]
+            if name not in self.actors:
+                problem = f"message.actor_name: {safe_text(name, 64)!r} is not an actor of this worker"
+            else:
+                problem = arguments_problem(name, self.actors[name], fields["args"], fields["kwargs"])
         if problem is None:
             return fields
         redis_id = _redis_id(data, fields)
         if redis_id is None:
             # Nothing to ack it by: the broker's own error path logs it and moves on.
-            raise DecodeError(problem, data, ValueError(problem))
-        text = data.decode("utf-8", errors="replace")[:RAW_KEPT_CHARS_MAX]
-        return {"queue_name": "events", "actor_name": REJECT_ACTOR, "args": [text, problem], "kwargs": {},
-                "options": {"redis_message_id": redis_id}, "message_id": redis_id,
-                "message_timestamp": int(time.time() * 1000)}
+            raise DecodeError(problem, b"", ValueError(problem))
+        return rejection(data.decode("utf-8", errors="replace"), problem, redis_id, redis_id)
+
+
+def rejection(raw: str, problem: str, message_id: str, redis_id: str) -> MessageData:
+    """A message for the reject_message actor in place of one that cannot be run."""
+    return {"queue_name": "events", "actor_name": REJECT_ACTOR, "args": [raw[:RAW_KEPT_CHARS_MAX], problem],
+            "kwargs": {}, "options": {"redis_message_id": redis_id}, "message_id": message_id,
+            "message_timestamp": int(time.time() * 1000)}
 
 
 def _redis_id(data: bytes, fields: Any) -> str | None:
@@ -74,3 +119,37 @@ def _redis_id(data: bytes, fields: Any) -> str | None:
             return value
     match = _REDIS_ID.search(data if isinstance(data, bytes) else json.dumps(data).encode())
     return match.group(1).decode() if match else None
+
+
+def queue_problem(actor_queue: str | None, message_queue: str, consumed_queue: str) -> str | None:
+    """Why a message may not run from the queue it was read from, or None."""
+    consumed = q_name(consumed_queue)
+    if q_name(message_queue) != consumed:
+        return f"message.queue_name: {safe_text(message_queue, 64)!r} was read from queue {consumed!r}"
+    if actor_queue is not None and actor_queue != consumed:
+        return f"message.actor_name: the actor belongs to queue {actor_queue!r}, not {consumed!r}"
+    return None
+
+
+class _QueueCheckedConsumer(_RedisConsumer):
+    def __next__(self):
+        proxy = super().__next__()
+        if proxy is None or proxy.actor_name == REJECT_ACTOR:
+            return proxy
+        actor = self.broker.actors.get(proxy.actor_name)
+        problem = queue_problem(actor.queue_name if actor else None, proxy.queue_name, self.queue_name)
+        if problem is None:
+            return proxy
+        message = proxy._message
+        fields = rejection(message.encode().decode("utf-8", errors="replace"), problem,
+                           message.message_id, message.options["redis_message_id"])
+        fields["args"] = tuple(fields["args"])
+        return type(proxy)(Message(**fields))
+
+
+class QueueCheckedRedisBroker(RedisBroker):
+    """The Redis broker whose consumers reject a message that does not belong to their queue."""
+
+    @property
+    def consumer_class(self):
+        return _QueueCheckedConsumer

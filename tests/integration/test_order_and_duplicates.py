@@ -39,15 +39,15 @@ async def test_duplicated_and_shuffled_events_give_the_in_order_ledger(db):
 
     await truncate_all(db)
     rng = random.Random(3)
-    early = [e for e in events if e["type"] in ("refund", "referral")]
-    rest = [e for e in events if e["type"] not in ("refund", "referral")]
+    early = [e for e in events if e["type"] in ("refund", "referral", "review")]
+    rest = [e for e in events if e["type"] not in ("refund", "referral", "review")]
     twice = early + early + rng.sample(rest + rest, 2 * len(rest))
     statuses = await _apply_all(db, [dict(e) for e in twice], lanes=LANES)
     actual = await snapshot(db)
 
-    refunds = sum(1 for e in events if e["type"] == "refund")
+    waiting = sum(1 for e in events if e["type"] in ("refund", "review"))
     assert statuses["duplicate"] == len(events)
-    assert statuses["deferred"] == refunds  # each refund waited for its purchase once
+    assert statuses["deferred"] == waiting  # each refund and review waited for its purchase once
     assert actual == expected
     referrals = sum(1 for e in events if e["type"] == "referral")
     # Each referral also claims one follow-up (the referee's bonus) in processed_events.

@@ -4,24 +4,51 @@ worker.services.jobs; the scheduler process only sends `plan_job`."""
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import dramatiq
 import structlog
 
 from worker import metrics, runtime
 from worker.actors import ActorSpec
-from worker.services import jobs
+from worker.domain.events import safe_text
+from worker.services import intake, jobs
 from worker.services.jobs.common import Range
 
 log = structlog.get_logger(__name__)
 
 QUEUE = "calendar"
 RETRIES = {"max_retries": 20, "min_backoff": 1_000, "max_backoff": 300_000}
+# A firing is planned for "now" give or take the scheduler's tick and clock skew between
+# machines. One further ahead would expire points, or end grace, before their time: it runs
+# only when the operator asks for it (`loyalty scheduler run --now T --force`).
+FIRING_AHEAD_MAX = timedelta(minutes=5)
 
 
-async def plan_job(job: str, scheduled_for: str) -> None:
+def firing_problem(job: str, scheduled_for: str, now: datetime, force: bool) -> str | None:
+    """Why a firing message cannot run (never retried: it is recorded as rejected), or None."""
+    if job not in jobs.JOB_KEYS:
+        return f"job: {job!r} is not a calendar job (known: {', '.join(sorted(jobs.JOB_KEYS))})"
+    try:
+        at = datetime.fromisoformat(scheduled_for)
+    except (TypeError, ValueError):
+        return "scheduled_for: must be an ISO 8601 time with a UTC offset"
+    if at.tzinfo is None:
+        return "scheduled_for: must include a UTC offset"
+    if not force and at - now > FIRING_AHEAD_MAX:
+        return (f"scheduled_for: {at.isoformat()} is more than {int(FIRING_AHEAD_MAX.total_seconds() // 60)} "
+                f"minutes ahead of the worker's clock ({now.isoformat(timespec='seconds')}); "
+                "`loyalty scheduler run JOB --now T --force` runs a firing early")
+    return None
+
+
+async def plan_job(job: str, scheduled_for: str, force: bool = False) -> None:
     rt = runtime.current()
+    problem = firing_problem(job, scheduled_for, rt.clock(), force is True)
+    if problem is not None:
+        await intake.record_rejected(rt.engine, {"actor": "plan_job", "job": job, "scheduled_for": scheduled_for}, problem)
+        log.warning("job_firing_refused", job=safe_text(str(job), 64), reason=problem)
+        return
     at = datetime.fromisoformat(scheduled_for)
     run_chunk = dramatiq.get_broker().get_actor("run_job_chunk")
 
@@ -45,6 +72,15 @@ _ENTRY_KIND = {"expire-points": "expire", "release-pending": "release", "birthda
 
 async def run_job_chunk(job: str, scheduled_for: str, after: str, upto: str | None) -> None:
     rt = runtime.current()
+    problem = firing_problem(job, scheduled_for, rt.clock(), force=True)
+    if problem is None and not await jobs.is_planned(rt.engine, job, datetime.fromisoformat(scheduled_for)):
+        problem = "scheduled_for: no such firing was planned (chunks come only from plan_job)"
+    if problem is not None:
+        await intake.record_rejected(
+            rt.engine, {"actor": "run_job_chunk", "job": job, "scheduled_for": scheduled_for, "after": after}, problem
+        )
+        log.warning("job_chunk_refused", job=safe_text(str(job), 64), reason=problem)
+        return
     with metrics.scheduler_job(job):
         result = await jobs.run_chunk(rt.engine, rt.program, job, datetime.fromisoformat(scheduled_for), after, upto)
     if result is not None and job in _ENTRY_KIND and result.points:

@@ -14,36 +14,21 @@ log = structlog.get_logger(__name__)
 
 QUEUE = "events"
 
-# Invalid input never raises (it is recorded as rejected), so retries only ever cover
-# infrastructure faults: a PostgreSQL restart or failover is ridden out with backoff.
+# Invalid input never raises (it is recorded as rejected, and a message whose arguments do
+# not fit is rejected by the decoder), so retries only ever cover infrastructure faults: a
+# PostgreSQL restart or failover is ridden out with backoff.
 RETRIES = {"max_retries": 20, "min_backoff": 500, "max_backoff": 60_000}
 
 
-async def _wrong_shape(rt, args: tuple, kwargs: dict, expected: str) -> bool:
-    """A hand-made message with the wrong arguments: recorded like any bad input, never retried."""
-    if len(args) == 1 and not kwargs:
-        return False
-    reason = f"message: {expected}, got {len(args)} and {len(kwargs)} keyword"
-    await intake.record_rejected(rt.engine, {"args": list(args), "kwargs": kwargs}, reason)
-    log.warning("message_rejected", reason=reason)
-    return True
-
-
-async def process_event(*args: Any, **kwargs: Any) -> None:
+async def process_event(event: Any) -> None:
     rt = runtime.current()
-    if await _wrong_shape(rt, args, kwargs, "process_event takes exactly one event argument"):
-        return
-    event = args[0]
     outcome = await intake.process(rt.engine, rt.program, event, now=rt.clock(), strict=rt.settings.strict_checks)
     log.info("event_processed", status=outcome.status, type=outcome.event_type, points=outcome.points,
              reason=outcome.reason, note=outcome.note)
 
 
-async def process_batch(*args: Any, **kwargs: Any) -> None:
+async def process_batch(events: Any) -> None:
     rt = runtime.current()
-    if await _wrong_shape(rt, args, kwargs, "process_batch takes exactly one list of events"):
-        return
-    events = args[0]
     reason = intake.batch_problem(events)
     if reason is not None:
         await intake.record_rejected(rt.engine, events, reason)
@@ -55,6 +40,10 @@ async def process_batch(*args: Any, **kwargs: Any) -> None:
         counts[outcome.status] = counts.get(outcome.status, 0) + 1
     log.info("batch_processed", events=len(events), **counts)
 
+
+# The producers' queue carries these actors (and reject_message, which the decoder itself
+# addresses); every other actor lives on a queue producers do not write (worker.wire).
+PRODUCER_ACTORS = ("process_event", "process_batch")
 
 ACTORS = (
     ActorSpec(process_event, QUEUE, {**RETRIES, "time_limit": 60_000}),

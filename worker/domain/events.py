@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import date, datetime, timedelta
+import re
+import unicodedata
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Annotated, Any, Literal, Union
 
@@ -23,6 +25,7 @@ from pydantic import (
     TypeAdapter,
     ValidationError,
     WithJsonSchema,
+    model_validator,
 )
 
 from worker.domain.errors import InvalidEvent
@@ -30,9 +33,22 @@ from worker.domain.errors import InvalidEvent
 # A raw event larger than this is refused before parsing: no legitimate event comes close,
 # and parsing megabytes of JSON would stall a worker.
 EVENT_BYTES_MAX = 64 * 1024
+# Arrays and objects inside arrays and objects: an event needs 4 levels (event, payload,
+# items, item). Deeper JSON is refused before it is parsed, since Python's parser recurses
+# and a deeply nested message would crash the process reading it.
+JSON_DEPTH_MAX = 16
 ITEMS_MAX = 500
 # Events dated further ahead than this are clock errors on the producer's side.
 FUTURE_SKEW_MAX = timedelta(hours=24)
+# Events dated before this are data errors (the program did not exist); the bound also keeps
+# every time far from the ends of the calendar, where offsets overflow in the database.
+OCCURRED_AFTER = datetime(2000, 1, 1, tzinfo=UTC)
+BIRTHDAY_AFTER = date(1900, 1, 1)
+# Money exactly as the published schema states it: ASCII digits, no sign, no exponent, no
+# spaces or separators, at most 12 digits before the point and 2 after.
+MONEY_PATTERN = r"^[0-9]{1,12}(\.[0-9]{1,2})?$"
+_MONEY = re.compile(MONEY_PATTERN)
+_DIGITS = re.compile(r"^-?[0-9]+(\.[0-9]+)?$")
 
 Identifier = Annotated[
     str,
@@ -44,20 +60,26 @@ Locale = Literal["en", "zh-Hans", "zh-Hant"]
 
 
 def _decimal_string(value: Any) -> Any:
+    """Accept exactly MONEY_PATTERN; the message says which part of it a value breaks."""
     if isinstance(value, bool) or not isinstance(value, str):
         raise ValueError('must be a decimal string such as "350.00"')
-    return value
+    if _MONEY.match(value):
+        return value
+    if value in ("NaN", "Infinity", "-Infinity", "inf", "-inf", "nan"):
+        raise ValueError("must be a finite number")
+    if not _DIGITS.match(value):
+        raise ValueError('must be a decimal string such as "350.00"')
+    if value.startswith("-"):
+        raise ValueError("must be greater than 0")
+    whole, _, fraction = value.partition(".")
+    if len(fraction) > 2:
+        raise ValueError("must have at most 2 decimal places")
+    raise ValueError("must be less than 1000000000000")
 
 
 def _money_checks(value: Decimal) -> Decimal:
-    if not value.is_finite():
-        raise ValueError("must be a finite number")
     if value <= 0:
         raise ValueError("must be greater than 0")
-    if value.as_tuple().exponent < -2:  # type: ignore[operator]
-        raise ValueError("must have at most 2 decimal places")
-    if value >= Decimal("1e12"):
-        raise ValueError("must be less than 1000000000000")
     return value
 
 
@@ -68,7 +90,7 @@ Money = Annotated[
     WithJsonSchema(
         {
             "type": "string",
-            "pattern": r"^[0-9]{1,12}(\.[0-9]{1,2})?$",
+            "pattern": MONEY_PATTERN,
             "description": "A positive decimal string with at most 2 decimal places, e.g. \"350.00\".",
         }
     ),
@@ -78,6 +100,14 @@ Money = Annotated[
 def _require_offset(value: datetime) -> datetime:
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError("must include a UTC offset, e.g. 2026-11-22T10:15:00+08:00")
+    if value <= OCCURRED_AFTER:
+        raise ValueError(f"must be after {OCCURRED_AFTER.date().isoformat()}")
+    return value
+
+
+def _birthday_range(value: date) -> date:
+    if value < BIRTHDAY_AFTER:
+        raise ValueError(f"must be on or after {BIRTHDAY_AFTER.isoformat()}")
     return value
 
 
@@ -108,6 +138,15 @@ class PurchasePayload(_Strict):
     currency: Currency
     items: Annotated[tuple[Item, ...], Field(max_length=ITEMS_MAX)] = ()
 
+    @model_validator(mode="after")
+    def _items_within_amount(self) -> "PurchasePayload":
+        # Line bonuses are paid on line amounts: lines worth more than the order would earn
+        # points for money that was never paid.
+        total = sum((item.amount for item in self.items), Decimal(0))
+        if total > self.amount:
+            raise ValueError(f"items: the line amounts add up to {total}, more than the order amount {self.amount}")
+        return self
+
 
 class RefundPayload(_Strict):
     order_id: Identifier
@@ -131,7 +170,7 @@ class CheckInPayload(_Strict):
 
 
 class SignupPayload(_Strict):
-    birthday: date | None = None
+    birthday: Annotated[date, AfterValidator(_birthday_range)] | None = None
     locale: Locale | None = None
 
 
@@ -213,8 +252,48 @@ EVENT_TYPES: tuple[str, ...] = tuple(
 _adapter: TypeAdapter = TypeAdapter(Event)
 
 
+_UNSAFE = re.compile(r"[^\x20-\x7e\u00a0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+_NAMED_FIELD = re.compile(r"^([a-z_]{1,32}): (.*)$", re.S)
+SAFE_TEXT_MAX = 2000
+
+
+def safe_text(value: str, limit: int = SAFE_TEXT_MAX) -> str:
+    """Text that can be stored and logged as it is: control characters, lone surrogates and
+    other unprintable code points escaped as \\uXXXX, cut to `limit` characters."""
+    escaped = _UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}" if ord(m.group()) < 0x10000 else f"\\U{ord(m.group()):08x}", value)
+    escaped = "".join(c if unicodedata.category(c) not in ("Cf", "Zl", "Zp") else f"\\u{ord(c):04x}" for c in escaped)
+    return escaped if len(escaped) <= limit else escaped[: limit - 3] + "..."
+
+
+def nested_deeper_than(value: Any, limit: int = JSON_DEPTH_MAX) -> bool:
+    """Whether a decoded JSON value nests arrays and objects deeper than `limit` (walked
+    without recursion, so any depth the parser survived is measured safely)."""
+    stack = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else None
+        if children is None:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return False
+
+
+def event_size_bytes(raw: Any) -> int:
+    """The one measure of an event's size: UTF-8 bytes of the text as received, or of the
+    compact JSON encoding of an already decoded value (which is never larger, so an event
+    `publish` accepts is accepted by the worker too)."""
+    if isinstance(raw, bytes):
+        return len(raw)
+    if isinstance(raw, str):
+        return len(raw.encode("utf-8", errors="surrogatepass"))
+    encoded = json.dumps(raw, ensure_ascii=False, separators=(",", ":"), default=str)
+    return len(encoded.encode("utf-8", errors="surrogatepass"))
+
+
 def _field_path(loc: tuple) -> str:
-    parts = [str(p) for p in loc]
+    parts = [safe_text(str(p), 64) for p in loc]
     # The discriminated union puts the type tag first ("purchase.payload.amount"): drop it.
     if parts and parts[0] in EVENT_TYPES:
         parts = parts[1:]
@@ -250,24 +329,45 @@ def _reason(error: ValidationError) -> str:
             # pydantic says "Input should be ..."; every other message here says "must be ...".
             if message.startswith("Input should be "):
                 message = "must be " + message.removeprefix("Input should be ")
+            named = _NAMED_FIELD.match(message) if kind == "value_error" else None
+            if named:  # a check across fields names the one it is about
+                path = f"{path}.{named.group(1)}" if path else named.group(1)
+                message = named.group(2)
         problems.append(f"{path}: {message}" if path else message)
     return "; ".join(problems)
+
+
+_TOO_DEEP = f"event: nests arrays and objects deeper than {JSON_DEPTH_MAX} levels"
 
 
 def parse_event(data: Any) -> Any:
     """Validate one decoded JSON value against the contract; raise InvalidEvent naming the field."""
     if not isinstance(data, dict):
         raise InvalidEvent(f"event: must be a JSON object, got {type(data).__name__}")
+    if nested_deeper_than(data):
+        raise InvalidEvent(_TOO_DEEP)
     try:
         return _adapter.validate_python(data)
     except ValidationError as error:
         raise InvalidEvent(_reason(error)) from None
 
 
+def check_size(raw: Any) -> None:
+    if not isinstance(raw, (str, bytes)) and nested_deeper_than(raw):
+        raise InvalidEvent(_TOO_DEEP)  # measured before it is encoded to be measured
+    size = event_size_bytes(raw)
+    if size > EVENT_BYTES_MAX:
+        raise InvalidEvent(f"event: {size} bytes is over the limit of {EVENT_BYTES_MAX} bytes")
+
+
 def decode_event(raw: str | bytes) -> Any:
     """Parse one JSON text (one line of JSON Lines) into a validated event."""
-    if len(raw) > EVENT_BYTES_MAX:
-        raise InvalidEvent(f"event: {len(raw)} bytes is over the limit of {EVENT_BYTES_MAX} bytes")
+    check_size(raw)
+    if isinstance(raw, bytes):
+        try:
+            raw = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise InvalidEvent("event: is not valid UTF-8") from None
     try:
         data = json.loads(raw, parse_float=_refuse_float_literal, parse_constant=_refuse_constant)
     except _FloatLiteral:
@@ -277,6 +377,8 @@ def decode_event(raw: str | bytes) -> Any:
         raise InvalidEvent(f"event: {error.args[0]} is not valid JSON") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise InvalidEvent(f"event: not valid JSON: {error}") from None
+    except RecursionError:
+        raise InvalidEvent(_TOO_DEEP) from None
     return parse_event(data)
 
 
@@ -298,6 +400,8 @@ def _refuse_constant(text: str) -> float:
 
 def check_against_program(event: Any, program: Any, now: datetime) -> None:
     """Checks that need the program or the clock, not just the contract."""
+    if isinstance(event, SignupEvent) and event.payload.birthday is not None and event.payload.birthday > now.date():
+        raise InvalidEvent("payload.birthday: must not be in the future")
     if event.occurred_at - now > FUTURE_SKEW_MAX:
         raise InvalidEvent(
             f"occurred_at: {event.occurred_at.isoformat()} is more than "

@@ -14,10 +14,18 @@ from datetime import datetime
 from typing import Any, Iterable
 
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from worker.domain.errors import InvalidEvent
-from worker.domain.events import EVENT_BYTES_MAX, check_against_program, decode_event, parse_event
+from worker.domain.events import (
+    EVENT_BYTES_MAX,
+    check_against_program,
+    check_size,
+    decode_event,
+    parse_event,
+    safe_text,
+)
 from worker.domain.program import Program
 from worker import metrics
 from worker.services import audit
@@ -60,6 +68,23 @@ _RECORD_REJECTED = text(
 # How much of a rejected message's raw text is kept: a whole valid event always fits.
 RAW_STORED_MAX = EVENT_BYTES_MAX
 _SAFE_TEXT = re.compile(r"^[\x20-\x7e]{1,128}$")
+# SQLSTATE class 22 (data exception) and check violations: the event's values, not the
+# database, are at fault, and a retry would fail the same way.
+_DATA_SQLSTATE_CLASS = "22"
+_CHECK_VIOLATION = "23514"
+
+
+def data_error_reason(error: BaseException) -> str | None:
+    """The rejection reason for a database error caused by an event's values, or None for an
+    outage (connection lost, serialization failure, deadlock), which is retried. The reason
+    names the error's code only: the driver's message may quote the value."""
+    if not isinstance(error, DBAPIError):
+        return None
+    code = str(getattr(error.orig, "sqlstate", "") or "")
+    if not (code.startswith(_DATA_SQLSTATE_CLASS) or code == _CHECK_VIOLATION):
+        return None
+    cause = type(getattr(error.orig, "__cause__", None) or error.orig).__name__
+    return f"event: a value was refused by the database (SQLSTATE {code}, {cause})"
 
 
 @dataclass(frozen=True)
@@ -107,7 +132,7 @@ async def record_rejected(engine: AsyncEngine, raw: Any, reason: str) -> int:
                     "event_id": _label(raw, "event_id"),
                     "member_id": _label(raw, "member_id"),
                     "event_type": _label(raw, "type"),
-                    "reason": reason,
+                    "reason": safe_text(str(reason)),
                     # PostgreSQL text cannot hold NUL; the JSON encoding above escapes it.
                     "raw": _stored_raw(body.replace("\x00", "\\u0000")),
                 },
@@ -120,9 +145,7 @@ def validate(raw: Any, program: Program, now: datetime) -> Any:
     if isinstance(raw, (str, bytes)):
         event = decode_event(raw)
     else:
-        size = len(raw_text(raw))
-        if size > EVENT_BYTES_MAX:
-            raise InvalidEvent(f"event: {size} bytes is over the limit of {EVENT_BYTES_MAX} bytes")
+        check_size(raw)
         event = parse_event(raw)
     check_against_program(event, program, now)
     return event
@@ -154,6 +177,17 @@ async def _apply_one(engine: AsyncEngine, program: Program, event: Any, strict: 
     return result
 
 
+def refusal(error: BaseException) -> str | None:
+    """Why the ledger refused an event for its data (never retried), or None for an outage."""
+    if isinstance(error, InvalidEvent):
+        return error.reason
+    return data_error_reason(error)
+
+
+def _conflict_reason(event: Any) -> str:
+    return f"event_id: {event.event_id!r} from source {event.source!r} was already used with a different payload"
+
+
 async def process(engine: AsyncEngine, program: Program, raw: Any, *, now: datetime, strict: bool = False) -> Outcome:
     """Apply one raw event; every path ends in exactly one recorded outcome."""
     outcome = await _process(engine, program, raw, now=now, strict=strict)
@@ -161,27 +195,98 @@ async def process(engine: AsyncEngine, program: Program, raw: Any, *, now: datet
     return outcome
 
 
+async def _reject(engine: AsyncEngine, raw: Any, reason: str, event: Any = None) -> Outcome:
+    await record_rejected(engine, raw, reason)
+    if event is None:
+        return Outcome("rejected", _label(raw, "member_id"), _label(raw, "type"), _label(raw, "source"), reason=reason)
+    return Outcome("rejected", event.member_id, event.type, event.source, reason=safe_text(reason))
+
+
 async def _process(engine: AsyncEngine, program: Program, raw: Any, *, now: datetime, strict: bool) -> Outcome:
     try:
         event = validate(raw, program, now)
     except InvalidEvent as error:
-        await record_rejected(engine, raw, error.reason)
-        return Outcome("rejected", _label(raw, "member_id"), _label(raw, "type"), _label(raw, "source"), reason=error.reason)
-    result = await _apply_one(engine, program, event, strict)
+        return await _reject(engine, raw, error.reason)
+    try:
+        result = await _apply_one(engine, program, event, strict)
+    except (InvalidEvent, DBAPIError) as error:
+        if (reason := refusal(error)) is None:
+            raise
+        return await _reject(engine, raw, reason, event)
     if result.status == "conflict":
-        reason = f"event_id: {event.event_id!r} from source {event.source!r} was already used with a different payload"
-        await record_rejected(engine, raw, reason)
-        return Outcome("rejected", event.member_id, event.type, event.source, reason=reason)
-    for effect in follow_ups(event):
-        await _apply_one(engine, program, effect, strict)
+        return await _reject(engine, raw, _conflict_reason(event), event)
+    await _apply_follow_ups(engine, program, raw, follow_ups(event), strict)
     return _outcome(event, result)
+
+
+async def _apply_follow_ups(engine: AsyncEngine, program: Program, raw: Any, effects: list, strict: bool) -> None:
+    for effect in effects:
+        try:
+            await _apply_one(engine, program, effect, strict)
+        except (InvalidEvent, DBAPIError) as error:
+            if (reason := refusal(error)) is None:
+                raise
+            await record_rejected(engine, raw, f"{effect.type}: {reason}")
+
+
+@dataclass
+class _Applied:
+    index: int
+    event: Any
+    result: Result | None = None
+    reason: str | None = None  # refused by the ledger: recorded as rejected
+
+
+async def _apply_member(conn: AsyncConnection, program: Program, member_id: str, items: list, strict: bool) -> list[_Applied]:
+    done = [_Applied(index, event, await apply_event(conn, program, event)) for index, event in items]
+    if strict:
+        await audit.assert_member_consistent(conn, member_id)
+    return done
+
+
+async def _apply_isolated(conn: AsyncConnection, program: Program, member_id: str, items: list, strict: bool) -> list[_Applied]:
+    """A member's share, each event in a savepoint of its own: an event the ledger refuses
+    ends rejected and the member's other events still apply."""
+    done = []
+    for index, event in items:
+        try:
+            async with conn.begin_nested():
+                done.append(_Applied(index, event, await apply_event(conn, program, event)))
+                if strict:
+                    await audit.assert_member_consistent(conn, member_id)
+        except (InvalidEvent, DBAPIError) as error:
+            if (reason := refusal(error)) is None:
+                raise
+            done.append(_Applied(index, event, reason=reason))
+    return done
+
+
+async def _apply_group(conn: AsyncConnection, program: Program, shares: list[tuple[str, list]], strict: bool) -> list[_Applied]:
+    """One transaction for a group of members. The fast path applies them straight; if the
+    ledger refuses one event, the group is rolled back and applied again with a savepoint per
+    event, so one bad event never blocks the others (and is the only one rejected)."""
+    try:
+        async with conn.begin():
+            done: list[_Applied] = []
+            for member_id, items in shares:
+                done += await _apply_member(conn, program, member_id, items, strict)
+            return done
+    except (InvalidEvent, DBAPIError) as error:
+        if refusal(error) is None:
+            raise
+    async with conn.begin():
+        done = []
+        for member_id, items in shares:
+            done += await _apply_isolated(conn, program, member_id, items, strict)
+        return done
 
 
 async def process_batch(
     engine: AsyncEngine, program: Program, raws: Iterable[Any], *, now: datetime, strict: bool = False
 ) -> list[Outcome]:
     """Apply up to BATCH_EVENTS_MAX events, each member's in the order given; members commit in
-    transactions of up to BATCH_MEMBERS_PER_TRANSACTION, each member's share all-or-nothing."""
+    transactions of up to BATCH_MEMBERS_PER_TRANSACTION, each member's share all-or-nothing
+    except for events the ledger refuses, which end rejected on their own."""
     raws = list(raws)
     if len(raws) > BATCH_EVENTS_MAX:
         raise InvalidEvent(f"batch: {len(raws)} events is over the limit of {BATCH_EVENTS_MAX}")
@@ -191,40 +296,34 @@ async def process_batch(
         try:
             event = validate(raw, program, now)
         except InvalidEvent as error:
-            await record_rejected(engine, raw, error.reason)
-            outcomes[index] = Outcome(
-                "rejected", _label(raw, "member_id"), _label(raw, "type"), _label(raw, "source"), reason=error.reason
-            )
+            outcomes[index] = await _reject(engine, raw, error.reason)
             continue
         by_member.setdefault(event.member_id, []).append((index, event))
     effects = []
-    conflicts = []
+    refused: list[tuple[int, Any, str]] = []
     # One connection for the whole batch (no checkout per member), one transaction per group.
     member_ids = sorted(by_member)
     async with engine.connect() as conn:
         for start in range(0, len(member_ids), BATCH_MEMBERS_PER_TRANSACTION):
-            results = []
-            async with conn.begin():
-                for member_id in member_ids[start:start + BATCH_MEMBERS_PER_TRANSACTION]:
-                    for index, event in by_member[member_id]:
-                        results.append((index, event, await apply_event(conn, program, event)))
-                    if strict:
-                        await audit.assert_member_consistent(conn, member_id)
-            for index, event, result in results:  # after commit: metrics count what is durable
+            group = [(m, by_member[m]) for m in member_ids[start:start + BATCH_MEMBERS_PER_TRANSACTION]]
+            for applied in await _apply_group(conn, program, group, strict):
+                result, event = applied.result, applied.event
+                if result is None:
+                    refused.append((applied.index, event, applied.reason or ""))
+                    continue
+                # after commit: metrics count what is durable
                 if result.status in ("applied", "deferred"):
                     _count_written(result)
                     metrics.observe_lag(event.type, event.occurred_at)
                 if result.status == "conflict":
-                    conflicts.append((index, event))
+                    refused.append((applied.index, event, _conflict_reason(event)))
                 else:
-                    outcomes[index] = _outcome(event, result)
-                    effects.extend(follow_ups(event))
-    for index, event in conflicts:
-        reason = f"event_id: {event.event_id!r} from source {event.source!r} was already used with a different payload"
-        await record_rejected(engine, raws[index], reason)
-        outcomes[index] = Outcome("rejected", event.member_id, event.type, event.source, reason=reason)
-    for effect in effects:
-        await _apply_one(engine, program, effect, strict)
+                    outcomes[applied.index] = _outcome(event, result)
+                    effects.append((raws[applied.index], follow_ups(event)))
+    for index, event, reason in refused:
+        outcomes[index] = await _reject(engine, raws[index], reason, event)
+    for raw, follow in effects:
+        await _apply_follow_ups(engine, program, raw, follow, strict)
     final = [o for o in outcomes if o is not None]
     for outcome in final:
         metrics.count_outcome(outcome.event_type, outcome.source, outcome.status)

@@ -14,6 +14,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from worker.domain import rules
+from worker.domain.errors import InvalidEvent
 from worker.domain.events import (
     CheckInEvent,
     PurchaseEvent,
@@ -29,7 +30,9 @@ from worker.services import accounts
 from worker.services.accounts import Account, Origin
 from worker.services import mall
 
-REFEREE_SUFFIX = "#referee"
+# Effects the engine derives itself are claimed under a `source` containing ':', which the
+# contract forbids in producers' sources, so no producer event can take their key.
+INTERNAL_SOURCE_SEPARATOR = ":"
 
 # The claim and the member lock in one round trip: the member row is locked (and enrolled if
 # new) only when the claim wins, so a duplicate returns no row and locks nothing.
@@ -100,13 +103,30 @@ _REFUND_APPLIED = text(
     WHERE member_id = :member_id AND order_id = :order_id AND refund_id = :refund_id
     """
 )
+# One review is rewarded per (order, sku); a review of an order the member has not bought
+# (yet) waits in this table with status 'waiting' and is rewarded when the purchase arrives.
 _CLAIM_REVIEW = text(
     """
-    INSERT INTO reviews (member_id, order_id, sku, review_id, source, event_id)
-    VALUES (:member_id, :order_id, :sku, :review_id, :source, :event_id)
+    INSERT INTO reviews (member_id, order_id, sku, review_id, source, event_id, status, has_media, occurred_at)
+    VALUES (:member_id, :order_id, :sku, :review_id, :source, :event_id, :status, :has_media, :occurred_at)
     ON CONFLICT DO NOTHING
     RETURNING 1
     """
+)
+_WAITING_REVIEWS = text(
+    """
+    SELECT sku, review_id, source, event_id, has_media, occurred_at FROM reviews
+    WHERE member_id = :member_id AND order_id = :order_id AND status = 'waiting'
+    ORDER BY occurred_at, source, event_id
+    """
+)
+_REVIEW_REWARDED = text(
+    "UPDATE reviews SET status = 'applied' WHERE member_id = :member_id AND order_id = :order_id AND sku = :sku"
+)
+# A waiting review that finds the daily limit reached earns nothing and gives up its claim,
+# as a review over the limit does when it arrives after its purchase.
+_REVIEW_UNCLAIMED = text(
+    "DELETE FROM reviews WHERE member_id = :member_id AND order_id = :order_id AND sku = :sku AND status = 'waiting'"
 )
 _CLAIM_REFERRAL = text(
     """
@@ -117,6 +137,24 @@ _CLAIM_REFERRAL = text(
     """
 )
 _REFERRAL_OF = text("SELECT referrer_member_id, source, event_id FROM referrals WHERE referee_member_id = :referee")
+# Referral claims are serialised by one transaction-scoped advisory lock (referrals are rare),
+# so two concurrent referrals cannot each miss the other and close a circle.
+_REFERRALS_LOCK = text("SELECT pg_advisory_xact_lock(hashtext('loyalty.referrals'))")
+# Whether the referee is the referrer or one of the members above the referrer in the chain
+# of referrals (each member is referred at most once, so the chain is a path).
+_REFERRAL_CIRCLE = text(
+    """
+    WITH RECURSIVE chain(member_id, depth) AS (
+        SELECT CAST(:referrer AS text), 0
+        UNION ALL
+        SELECT r.referrer_member_id, chain.depth + 1 FROM referrals r JOIN chain ON r.referee_member_id = chain.member_id
+        WHERE chain.depth < :depth_max
+    )
+    SELECT depth FROM chain WHERE member_id = :referee ORDER BY depth LIMIT 1
+    """
+)
+# Longer chains than this are not followed (no real referral chain comes close).
+REFERRAL_CHAIN_MAX = 1000
 
 
 @dataclass(frozen=True)
@@ -129,6 +167,10 @@ class RefereeBonus:
     event_id: str  # the referral's event id
     occurred_at: datetime
     type: str = "referral_referee"
+
+    @property
+    def claim_key(self) -> tuple[str, str]:
+        return f"{self.source}{INTERNAL_SOURCE_SEPARATOR}referee", self.event_id
 
 
 @dataclass(frozen=True)
@@ -144,6 +186,10 @@ class BirthdayGift:
     @property
     def event_id(self) -> str:
         return f"birthday:{self.year}:{self.member_id}"
+
+    @property
+    def claim_key(self) -> tuple[str, str]:
+        return f"job{INTERNAL_SOURCE_SEPARATOR}birthday", f"{self.year}:{self.member_id}"
 
 
 @dataclass(frozen=True)
@@ -183,13 +229,13 @@ def follow_ups(event: Any) -> list[RefereeBonus]:
 
 async def apply_event(conn: AsyncConnection, program: Program, event: Any) -> Result:
     """Claim the event's key, lock its member, apply the rules, write entries, lots and outbox."""
-    key_id = event.event_id + REFEREE_SUFFIX if isinstance(event, RefereeBonus) else event.event_id
+    key_source, key_id = getattr(event, "claim_key", (event.source, event.event_id))
     digest = _digest(event)
     member_row = (
         await conn.execute(
             _CLAIM_AND_LOCK,
             {
-                "source": event.source,
+                "source": key_source,
                 "event_id": key_id,
                 "payload_hash": digest,
                 "member_id": event.member_id,
@@ -200,7 +246,7 @@ async def apply_event(conn: AsyncConnection, program: Program, event: Any) -> Re
         )
     ).mappings().first()
     if member_row is None:
-        stored = (await conn.execute(_CLAIMED_HASH, {"source": event.source, "event_id": key_id})).scalar_one()
+        stored = (await conn.execute(_CLAIMED_HASH, {"source": key_source, "event_id": key_id})).scalar_one()
         return Result("duplicate" if stored == digest else "conflict", event.member_id)
 
     account = accounts.account_from_row(event.member_id, member_row)
@@ -209,7 +255,7 @@ async def apply_event(conn: AsyncConnection, program: Program, event: Any) -> Re
     result: Result = await handler(conn, program, account, origin, event)
     record = None
     if result.status != "applied" or result.note or result.detail or result.points:
-        record = {"status": result.status, "result": result.as_json(), "source": event.source, "event_id": key_id}
+        record = {"status": result.status, "result": result.as_json(), "source": key_source, "event_id": key_id}
     await accounts.close(conn, program, account, origin, record)
     return replace(result, movements=tuple(account.movements), tier_moves=tuple(account.tier_moves))
 
@@ -276,7 +322,8 @@ async def _purchase(conn, program: Program, account: Account, origin: Origin, ev
             "purchased_at": origin.occurred_at,
         },
     )
-    if order is not None:  # refunds arrived before the purchase: apply them now, in order
+    if order is not None:  # reviews and refunds arrived before the purchase: apply them now, in order
+        await _reward_waiting_reviews(conn, program, account, order_key)
         waiting = (await conn.execute(_WAITING_REFUNDS, order_key)).mappings().all()
         state = {"amount": payload.amount, "points_earned": order_points, "points_reversed": 0,
                  "refunded_amount": 0, "lot_id": lot_id}
@@ -344,23 +391,47 @@ async def _check_in(conn, program: Program, account: Account, origin: Origin, ev
 
 
 async def _review(conn, program: Program, account: Account, origin: Origin, event: ReviewEvent) -> Result:
+    """Reviews earn only for the member's own orders: one of an order not (yet) seen waits."""
     payload = event.payload
+    order_key = {"member_id": account.member_id, "order_id": payload.order_id}
+    claim = {**order_key, "sku": payload.sku, "review_id": payload.review_id, "source": origin.source,
+             "event_id": origin.event_id, "has_media": payload.has_media, "occurred_at": origin.occurred_at}
+    order = (await conn.execute(_ORDER, order_key)).mappings().first()
+    if order is None or order["amount"] is None:
+        if (await conn.execute(_CLAIM_REVIEW, {**claim, "status": "waiting"})).first() is None:
+            return Result("applied", account.member_id, note="review.item_already_rewarded")
+        await conn.execute(_WAITING_ORDER, order_key)
+        return Result("deferred", account.member_id, note="review.waiting_for_purchase")
     outcome = rules.review(program, account.state, on=_local_date(program, origin), has_media=payload.has_media)
     if outcome.awards:
-        first_for_item = (
-            await conn.execute(
-                _CLAIM_REVIEW,
-                {"member_id": account.member_id, "order_id": payload.order_id, "sku": payload.sku,
-                 "review_id": payload.review_id, "source": origin.source, "event_id": origin.event_id},
-            )
-        ).first()
-        if first_for_item is None:
+        if (await conn.execute(_CLAIM_REVIEW, {**claim, "status": "applied"})).first() is None:
             return Result("applied", account.member_id, note="review.item_already_rewarded")
     return await _book(conn, program, account, origin, outcome)
 
 
+async def _reward_waiting_reviews(conn, program: Program, account: Account, order_key: dict) -> None:
+    """The reviews that arrived before their purchase, in occurrence order."""
+    for review in (await conn.execute(_WAITING_REVIEWS, order_key)).mappings().all():
+        origin = Origin(review["source"], review["event_id"], "review", review["occurred_at"])
+        outcome = rules.review(program, account.state, on=_local_date(program, origin), has_media=review["has_media"])
+        key = {**order_key, "sku": review["sku"]}
+        await conn.execute(_REVIEW_REWARDED if outcome.awards else _REVIEW_UNCLAIMED, key)
+        await _book(conn, program, account, origin, outcome)
+        await conn.execute(_DEFERRED_APPLIED, {"source": review["source"], "event_id": review["event_id"]})
+
+
 async def _referral(conn, program: Program, account: Account, origin: Origin, event: ReferralEvent) -> Result:
     referee = event.payload.referee_member_id
+    await conn.execute(_REFERRALS_LOCK)
+    depth = (
+        await conn.execute(_REFERRAL_CIRCLE, {"referrer": account.member_id, "referee": referee,
+                                              "depth_max": REFERRAL_CHAIN_MAX})
+    ).scalar()
+    if depth is not None:
+        raise InvalidEvent(
+            f"payload.referee_member_id: {referee} is above {account.member_id} in the chain of referrals "
+            f"({depth} {'step' if depth == 1 else 'steps'} up); referrals cannot be mutual or circular"
+        )
     won = (
         await conn.execute(
             _CLAIM_REFERRAL,

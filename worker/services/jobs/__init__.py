@@ -111,6 +111,14 @@ async def plan(
         return Plan(True, ranges, note)
 
 
+_PLANNED_FIRING = text("SELECT 1 FROM scheduler_firings WHERE job = :job AND scheduled_for = :scheduled_for")
+
+
+async def is_planned(engine: AsyncEngine, job: str, scheduled_for: datetime) -> bool:
+    async with engine.connect() as conn:
+        return (await conn.execute(_PLANNED_FIRING, {"job": job, "scheduled_for": scheduled_for})).first() is not None
+
+
 async def _record(conn: AsyncConnection, job: str, scheduled_for: datetime, after: str, result: ChunkResult) -> None:
     await conn.execute(
         _CHUNK_DONE,
