@@ -5,11 +5,39 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from typing import Any, Callable
 
 import structlog
 
 
+def _describe(arg: Any) -> Any:
+    """A queued message as its actor and id: its arguments are events, with personal data."""
+    if hasattr(arg, "actor_name") and hasattr(arg, "message_id") and hasattr(arg, "args"):
+        return f"{arg.actor_name}[{arg.message_id}]"
+    return arg
+
+
+def _redacting(factory: Callable[..., logging.LogRecord]) -> Callable[..., logging.LogRecord]:
+    def make(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = factory(*args, **kwargs)
+        if isinstance(record.args, tuple) and record.args:
+            record.args = tuple(_describe(a) for a in record.args)
+        return record
+
+    make.redacts = True  # type: ignore[attr-defined]
+    return make
+
+
+def redact_messages() -> None:
+    """Every log record of the process, dramatiq's "Failed to process message ..." lines
+    included, names a message by actor and id instead of printing its arguments."""
+    factory = logging.getLogRecordFactory()
+    if not getattr(factory, "redacts", False):
+        logging.setLogRecordFactory(_redacting(factory))
+
+
 def configure(json_output: bool | None = None, level: str | None = None) -> None:
+    redact_messages()
     if json_output is None:
         fmt = os.environ.get("LOYALTY_LOG_FORMAT", "")
         json_output = fmt == "json" or (fmt != "console" and not sys.stderr.isatty())

@@ -322,6 +322,10 @@ def _reason(error: ValidationError) -> str:
             message = "must be a three-letter ISO 4217 code such as CNY"
         elif kind.startswith("date_") and path.endswith("birthday"):
             message = "must be a calendar date as YYYY-MM-DD, e.g. 1990-05-20"
+        elif kind == "string_unicode":
+            message = "must be valid Unicode text (a lone surrogate such as \\ud800 is not)"
+            if not path:
+                path = "event"
         elif kind in ("decimal_parsing", "decimal_type"):
             message = 'must be a decimal string such as "350.00"'
         else:
