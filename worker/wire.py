@@ -134,16 +134,22 @@ def queue_problem(actor_queue: str | None, message_queue: str, consumed_queue: s
 class _QueueCheckedConsumer(_RedisConsumer):
     def __next__(self):
         proxy = super().__next__()
-        if proxy is None or proxy.actor_name == REJECT_ACTOR:
+        if proxy is None:
             return proxy
+        message = proxy._message
+        if proxy.actor_name == REJECT_ACTOR:
+            # The worker acks a message through the consumer its queue_name names: a rejection
+            # made by the decoder must name the queue it was read from.
+            if message.queue_name == self.queue_name:
+                return proxy
+            return type(proxy)(message.copy(queue_name=self.queue_name))
         actor = self.broker.actors.get(proxy.actor_name)
         problem = queue_problem(actor.queue_name if actor else None, proxy.queue_name, self.queue_name)
         if problem is None:
             return proxy
-        message = proxy._message
         fields = rejection(message.encode().decode("utf-8", errors="replace"), problem,
                            message.message_id, message.options["redis_message_id"])
-        fields["args"] = tuple(fields["args"])
+        fields.update(args=tuple(fields["args"]), queue_name=self.queue_name)
         return type(proxy)(Message(**fields))
 
 

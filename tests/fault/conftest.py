@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import uuid
+from pathlib import Path
 
 import pytest
 from sqlalchemy.engine import make_url
@@ -11,6 +13,26 @@ from sqlalchemy.engine import make_url
 from db import migrate
 from db.engine import create_engine
 from tests.conftest import REDIS_URL, _drop, truncate_all
+
+
+# Every birthday the fault workloads use falls in 1900-1999; no other date in a log does.
+_BIRTHDAY = re.compile(r"\b19[0-9]{2}-[01][0-9]-[0-3][0-9]\b")
+
+
+def birthdays_in_logs(directory: Path) -> list[tuple[str, str]]:
+    found = []
+    for log in sorted(directory.rglob("*.log")):
+        text = log.read_text(errors="replace")
+        found += [(log.name, match.group()) for match in _BIRTHDAY.finditer(text)]
+    return found
+
+
+@pytest.fixture(autouse=True)
+def no_birthdays_in_logs(tmp_path):
+    """The output of every process a fault test started (worker, servers, CLI logs under its
+    temp dir) is searched for the birthdays it used: personal data never reaches a log."""
+    yield
+    assert birthdays_in_logs(tmp_path) == []
 
 
 @pytest.fixture
