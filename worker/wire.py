@@ -24,6 +24,7 @@ from dramatiq.brokers.redis import RedisBroker, _RedisConsumer
 from dramatiq.common import q_name
 from dramatiq.encoder import JSONEncoder, MessageData
 from dramatiq.errors import DecodeError
+from dramatiq.broker import MessageProxy
 from dramatiq.message import Message
 
 from worker.domain.events import JSON_DEPTH_MAX, nested_deeper_than, safe_text
@@ -100,8 +101,8 @@ class TolerantJSONEncoder(JSONEncoder):
             return fields
         redis_id = _redis_id(data, fields)
         if redis_id is None:
-            # Nothing to ack it by: the broker's own error path logs it and moves on.
-            raise DecodeError(problem, b"", ValueError(problem))
+            # No id to ack it by in the bytes: the Redis consumer finds it (below).
+            raise DecodeError(problem, data, ValueError(problem))
         return rejection(data.decode("utf-8", errors="replace"), problem, redis_id, redis_id)
 
 
@@ -133,7 +134,10 @@ def queue_problem(actor_queue: str | None, message_queue: str, consumed_queue: s
 
 class _QueueCheckedConsumer(_RedisConsumer):
     def __next__(self):
-        proxy = super().__next__()
+        try:
+            proxy = super().__next__()
+        except DecodeError as error:
+            return self._undecodable(error)
         if proxy is None:
             return proxy
         message = proxy._message
@@ -151,6 +155,20 @@ class _QueueCheckedConsumer(_RedisConsumer):
                            message.message_id, message.options["redis_message_id"])
         fields.update(args=tuple(fields["args"]), queue_name=self.queue_name)
         return type(proxy)(Message(**fields))
+
+    def _undecodable(self, error: DecodeError):
+        """Bytes that name no Redis id of their own: the id is the one among this consumer's
+        fetched-but-unacked ids whose stored body is these bytes."""
+        data = error.data if isinstance(error.data, bytes) else str(error.data).encode()
+        client, prefix = self.broker.client, f"{self.broker.namespace}:"
+        in_flight = client.smembers(f"{prefix}__acks__.{self.broker.broker_id}.{self.queue_name}")
+        for redis_id in in_flight:
+            if client.hget(f"{prefix}{self.queue_name}.msgs", redis_id) == data:
+                problem = str(error.error) if error.error else "message: cannot be decoded"
+                fields = rejection(data.decode("utf-8", errors="replace"), problem, redis_id.decode(), redis_id.decode())
+                fields.update(args=tuple(fields["args"]), queue_name=self.queue_name)
+                return MessageProxy(Message(**fields))
+        raise error
 
 
 class QueueCheckedRedisBroker(RedisBroker):

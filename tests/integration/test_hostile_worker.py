@@ -147,6 +147,8 @@ async def test_unknown_actor_and_undecodable_messages_do_not_stop_the_worker(bro
     send_raw(ns, "drop_all_tables", [good("ok-unknown-actor")])
     enqueue_raw(ns, b'\xff\xfe not json "redis_message_id": "{id}"')
     enqueue_raw(ns, b'{"actor_name": "process_event", "options": {"redis_message_id": "{id}"}}')
+    enqueue_raw(ns, b"garbage that names no id of its own")
+    enqueue_raw(ns, b'[1, 2, 3]')
     send_raw(ns, "process_event", [good("ok-after")])
 
     drain(broker, timeout_s=60, threads=1)
@@ -157,9 +159,12 @@ async def test_unknown_actor_and_undecodable_messages_do_not_stop_the_worker(bro
     assert sorted(r.reason for r in await rows(db, "SELECT reason FROM rejected_events")) == [
         "message.actor_name: 'drop_all_tables' is not an actor of this worker",
         "message.queue_name: is required",
+        "message: must be a JSON object, got list",
+        "message: not valid JSON (JSONDecodeError)",
         "message: not valid JSON (UnicodeDecodeError)",
     ]
     assert client.hlen(f"{ns}:events.msgs") == 0
+    assert sum(client.scard(key) for key in client.scan_iter(f"{ns}:__acks__*")) == 0
 
 
 def test_publish_splits_batches_by_size_as_well_as_count():
