@@ -52,6 +52,21 @@ def _weekday(value: Any) -> int:
     raise ValueError(f"{value!r} is not a weekday, use 1-7 or mon..sun")
 
 
+def _factor(value: Any) -> Decimal | str:
+    if value == "tier":
+        return value
+    problem = 'must be "tier" or a decimal string greater than 0 and at most 100, e.g. "1.5"'
+    if isinstance(value, (bool, float)) or not isinstance(value, (str, int, Decimal)):
+        raise ValueError(problem)
+    try:
+        factor = Decimal(str(value))
+    except ArithmeticError:
+        raise ValueError(problem) from None
+    if not factor.is_finite() or not 0 < factor <= 100:
+        raise ValueError(problem)
+    return factor
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -186,7 +201,7 @@ class Multiply(_Section):
     """
 
     kind: Literal["multiply"]
-    factor: Factor | Literal["tier"]
+    factor: Annotated[Any, BeforeValidator(_factor)]
     target: Literal["order", "lines"] = "order"
     group: Name | None = None
     applies_to: tuple[RuleId, ...] | None = None
@@ -245,8 +260,6 @@ class Rule(_Section):
     def _listens(self) -> Rule:
         if not self.on and self.mission is None:
             raise ValueError("on: give the event types this rule listens to")
-        if self.effect.kind == "multiply" and self.effect.target == "lines" and self.when.items is None:
-            raise ValueError("effect.target: 'lines' needs when.items to say which lines")
         return self
 
     @property
@@ -390,6 +403,8 @@ def _cross_checks(program: EngineProgram) -> list[str]:
                 if target is None or target.streak is None:
                     problems.append(f"{path}.streak.rule: {when.streak.rule!r} is not a rule with a streak")
         effect = rule.effect
+        if effect.kind == "multiply" and effect.target == "lines" and rule.when.items is None:
+            problems.append(f"{at}.effect.target: 'lines' needs when.items to say which lines")
         if effect.kind == "multiply":
             if effect.group is not None and effect.group not in program.groups:
                 problems.append(f"{at}.effect.group: unknown group {effect.group!r}; declare it under [groups]")
