@@ -14,6 +14,7 @@ from worker.domain.engine import (
     Member,
     TierFloor,
     default_engine_program,
+    event_data,
     explain,
     from_program,
     level_for,
@@ -206,3 +207,16 @@ def test_points_basis_counts_the_points_awarded():
     buy = purchase("250.00")
 
     assert qualifying_change(engine, buy, run(engine, buy, Member(tier="Regular", purchase_count=2))) == 250
+
+
+def test_contract_events_become_plain_data_for_the_engine():
+    from worker.domain.events import parse_event
+
+    parsed = parse_event({"event_id": "E1", "source": "pos", "member_id": "M1", "type": "purchase",
+                          "occurred_at": "2026-11-08T10:00:00+08:00",
+                          "payload": {"order_id": "O1", "amount": "100.00", "currency": "CNY",
+                                      "items": [{"sku": "A", "category": "beauty", "amount": "100.00", "quantity": 1}]}})
+    data = event_data(parsed)
+
+    assert (data.type, data.source, data.payload["amount"]) == ("purchase", "pos", Decimal("100.00"))
+    assert run(default_engine_program(), data, Member(tier="Regular", purchase_count=1)).points_by_rule() == {"purchase": 200}

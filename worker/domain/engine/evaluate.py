@@ -220,8 +220,10 @@ def _check(when: When, ctx: _Context) -> tuple[str | None, tuple[Line, ...]]:
         if when.max_amount is not None and ctx.amount > when.max_amount:
             return f"amount {ctx.amount} is above the maximum {when.max_amount}", ()
     for key, expected in (when.payload or {}).items():
-        if event.payload.get(key) != expected:
-            return f"payload.{key} is {event.payload.get(key)!r}, not {expected!r}", ()
+        if key not in event.payload:
+            return f"payload.{key} is missing, not {expected!r}", ()
+        if event.payload[key] != expected:
+            return f"payload.{key} is {event.payload[key]!r}, not {expected!r}", ()
     for other in when.after_rules:
         if other not in ctx.fired:
             return f"rule {other!r} did not match this event", ()
@@ -407,6 +409,18 @@ def evaluate(program: EngineProgram, member: Member, event: EventData) -> Evalua
     return Evaluation(program.version, event.type, local, tuple(awards), state, final_trace)
 
 
+def _award_reason(kind: str, detail: dict) -> str:
+    capped = f", capped from {detail['capped_from']}" if "capped_from" in detail else ""
+    if kind == "per_amount":
+        text = f"{detail.get('weighted_amount', detail['amount'])} x {detail['rate']} / {detail['unit']}"
+        for rule_id, factor in detail.get("multipliers", {}).items():
+            text += f" x{factor} ({rule_id})"
+        return f"{text}, {detail['rounding']}{capped}"
+    if kind == "per_quantity":
+        return f"{detail['quantity']} x {detail['points_per_unit']} points{capped}"
+    return f"fixed{capped}"
+
+
 def _points(ctx: _Context, matched: list[tuple[Rule, tuple[Line, ...], int | None]]) -> tuple[list[Award], dict[str, str]]:
     program, member = ctx.program, ctx.member
     reasons: dict[str, str] = {}
@@ -470,10 +484,23 @@ def _points(ctx: _Context, matched: list[tuple[Rule, tuple[Line, ...], int | Non
             detail["capped_from"] = points
             points = allowed
         awards.append(Award(rule.id, points, detail))
-        reasons[rule.id] = ", ".join(f"{k}={v}" for k, v in detail.items()) if detail else "fixed"
+        reasons[rule.id] = _award_reason(effect.kind, detail)
     for rule, factor, _ in multipliers:
         if per_amount_rules and dropped_everywhere.get(rule.id, 0) == per_amount_rules:
             reasons[rule.id] = f"x{factor} left out: its group {rule.effect.group!r} took another multiplier"
         elif not per_amount_rules:
             reasons[rule.id] = f"x{factor} matched, but no per_amount rule matched this event"
     return awards, reasons
+
+
+def event_data(event: Any, local_at: datetime | None = None) -> EventData:
+    """Plain data from a contract event (worker.domain.events) or any object with type,
+    source, occurred_at and an optional pydantic `payload`; amounts stay Decimal."""
+    payload = getattr(event, "payload", None)
+    if payload is None:
+        plain: dict[str, Any] = {}
+    elif isinstance(payload, Mapping):
+        plain = dict(payload)
+    else:
+        plain = payload.model_dump()
+    return EventData(event.type, event.source, event.occurred_at, plain, local_at)
