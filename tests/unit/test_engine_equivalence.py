@@ -97,8 +97,12 @@ def test_default_program_purchase_matches_rules(tier, birthday, has_purchased, a
 
 
 @settings(max_examples=300, deadline=None)
-@given(old_style_programs(), tiers, birthdays, st.booleans(), money, items_strategy, days, st.sampled_from(SOURCES))
-def test_old_style_program_purchase_matches_rules(program, tier, birthday, has_purchased, amount, items, on, source):
+@given(old_style_programs(), tiers, birthdays, st.booleans(), money, items_strategy, st.data(), st.sampled_from(SOURCES))
+def test_old_style_program_purchase_matches_rules(program, tier, birthday, has_purchased, amount, items, data, source):
+    # Mostly days at the edges of the program's campaigns, where windows and sources decide.
+    edges = [c.starts_on + timedelta(days=d) for c in program.campaigns for d in (-1, 0, 1)]
+    edges += [c.ends_on + timedelta(days=d) for c in program.campaigns for d in (-1, 0, 1)]
+    on = data.draw(st.sampled_from(edges) if edges and data.draw(st.booleans()) else days)
     compare_purchase(program, from_program(program), tier, birthday, has_purchased, amount, items, on, source, time(9))
 
 
