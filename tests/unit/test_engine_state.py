@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.unit.engine_programs import UTC, at, event, points, program, purchase, replay, run
 from worker.domain.engine import EventData, Member, validate_state
@@ -288,3 +291,24 @@ def test_event_local_time_can_be_given_by_the_caller():
     given = EventData("review", "app", at(2026, 11, 2, 1, 0), {}, local_at=at(2026, 11, 1, 23, 0))
 
     assert run(prog, given).state == {"capped": {"day:2026-11-01": {"count": 1, "points": 20}}}
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 40), st.integers(0, 23), st.sampled_from(["10.00", "35.50", "99.99"])),
+                min_size=1, max_size=30),
+       st.integers(1, 3), st.integers(20, 120))
+def test_limits_hold_for_any_sequence_of_events(steps, per_day, weekly_points):
+    prog = program('[[rules]]\nid = "earn"\non = "purchase"\neffect = { kind = "per_amount" }\n'
+                   f'limits = [{{ per = "day", count = {per_day} }}, {{ per = "week", points = {weekly_points} }}]\n')
+    steps = sorted(steps)
+    events = [purchase(amount, when=at(2026, 11, 1, hour) + timedelta(days=day)) for day, hour, amount in steps]
+    by_day: dict = {}
+    by_week: dict = {}
+    for ev, got in zip(events, replay(prog, events)):
+        local = ev.occurred_at.date()
+        by_day[local] = by_day.get(local, 0) + (1 if got else 0)
+        week = local.isocalendar()[:2]
+        by_week[week] = by_week.get(week, 0) + got.get("earn", 0)
+
+    assert max(by_day.values()) <= per_day
+    assert max(by_week.values()) <= weekly_points
