@@ -24,3 +24,11 @@ class InvalidEvent(LoyaltyError):
 
 class InvariantViolation(LoyaltyError):
     """The ledger disagrees with itself; a bug, never an input problem."""
+
+
+class RuleStateError(LoyaltyError):
+    """Stored rule state does not have the shape the engine writes; the message names the key."""
+
+
+class EngineError(LoyaltyError):
+    """An event or member snapshot the rule engine cannot evaluate (e.g. an unknown tier)."""
