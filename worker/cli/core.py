@@ -23,7 +23,7 @@ def register(app: typer.Typer) -> None:
     app.command(help="Recompute every balance from entries and lots; exit 1 on any difference.")(audit)
     rejected_app = typer.Typer(help="Events that were rejected, with their reasons.")
     app.add_typer(rejected_app, name="rejected")
-    rejected_app.command("list")(rejected_list)
+    rejected_app.command("list", help="Open rejected events, oldest first, with the reason naming the field.")(rejected_list)
     rejected_app.command("replay", help="Validate a rejected event again with the current program and process it.")(
         rejected_replay
     )
@@ -69,6 +69,13 @@ def worker(
     processes: int = typer.Option(2, help="Worker processes."),
     threads: int = typer.Option(8, help="Worker threads per process."),
 ) -> None:
+    from worker.preflight import PreflightError, check_all
+
+    # Refuse to start, before forking anything, when the workers could only fail messages.
+    try:
+        check_all(settings())
+    except PreflightError as error:
+        fail(str(error), code=error.code)
     args = [sys.executable, "-m", "dramatiq", "worker.main", "--processes", str(processes), "--threads", str(threads)]
     if os.environ.get("LOYALTY_METRICS_PORT", "") != "0":
         import tempfile
@@ -114,7 +121,7 @@ def audit(as_json: bool = typer.Option(False, "--json", help="Machine-readable o
 
 def rejected_list(
     limit: int = typer.Option(100, help="At most this many rows."),
-    as_json: bool = typer.Option(False, "--json"),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable JSON on standard output."),
 ) -> None:
     from worker.services.rejected import list_rejected
 

@@ -37,7 +37,7 @@ def rewards_load(file: str = typer.Argument(..., help="The rewards TOML file."))
     )
 
 
-def rewards_list(as_json: bool = typer.Option(False, "--json")) -> None:
+def rewards_list(as_json: bool = typer.Option(False, "--json", help="Machine-readable JSON on standard output.")) -> None:
     from worker.services.mall import list_rewards
 
     rows = run(list_rewards)
@@ -50,11 +50,11 @@ def rewards_list(as_json: bool = typer.Option(False, "--json")) -> None:
 
 
 def redeem(
-    member_id: str,
-    reward_id: str,
+    member_id: str = typer.Argument(..., help="The member, who must already be enrolled."),
+    reward_id: str = typer.Argument(..., help="A reward from `rewards list`."),
     quantity: int = typer.Option(1, "--quantity", help="Units to redeem."),
     event_id: Optional[str] = typer.Option(None, "--event-id", help="Idempotency key; a fresh one when omitted."),
-    as_json: bool = typer.Option(False, "--json"),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable JSON on standard output."),
 ) -> None:
     from worker.domain.errors import InvalidEvent
     from worker.runtime import utc_now

@@ -13,16 +13,16 @@ from worker.cli.common import emit_json, fail, program, run, settings
 def register(app: typer.Typer) -> None:
     member_app = typer.Typer(help="Look up members.")
     app.add_typer(member_app, name="member")
-    member_app.command("show")(member_show)
-    member_app.command("history")(member_history)
+    member_app.command("show", help="Tier, points and the next tier of one member; exit 1 when unknown.")(member_show)
+    member_app.command("history", help="The member's ledger entries with the rules behind each; exit 1 when unknown.")(member_history)
     member_app.command("erase", help="Erase the member's personal data; ledger amounts stay.")(member_erase)
     notifications_app = typer.Typer(help="The notification outbox.")
     app.add_typer(notifications_app, name="notifications")
-    notifications_app.command("list")(notifications_list)
+    notifications_app.command("list", help="Outbox rows with kind, status and the rendered text.")(notifications_list)
     notifications.register(notifications_app)
 
 
-def member_show(member_id: str, as_json: bool = typer.Option(False, "--json")) -> None:
+def member_show(member_id: str = typer.Argument(..., help="The member id."), as_json: bool = typer.Option(False, "--json", help="Machine-readable JSON on standard output.")) -> None:
     from worker.services.members import member_view
 
     s = settings()
@@ -38,9 +38,9 @@ def member_show(member_id: str, as_json: bool = typer.Option(False, "--json")) -
 
 
 def member_history(
-    member_id: str,
+    member_id: str = typer.Argument(..., help="The member id."),
     limit: int = typer.Option(100, help="The latest N entries."),
-    as_json: bool = typer.Option(False, "--json"),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable JSON on standard output."),
 ) -> None:
     from worker.services.members import history
 
@@ -56,8 +56,8 @@ def member_history(
 def notifications_list(
     member: Optional[str] = typer.Option(None, "--member", help="Only this member."),
     status: Optional[str] = typer.Option(None, "--status", help="pending, sending, sent, failed, dead or suppressed."),
-    limit: int = typer.Option(100),
-    as_json: bool = typer.Option(False, "--json"),
+    limit: int = typer.Option(100, help="At most this many rows."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable JSON on standard output."),
 ) -> None:
     from worker.domain.delivery import STATUSES
     from worker.services.members import notification_list
@@ -75,7 +75,7 @@ def notifications_list(
         typer.echo(f"#{r['notification_id']} {r['member_id']} {r['kind']:<14} {r['status']:<8} {r['text']}{error}")
 
 
-def member_erase(member_id: str, as_json: bool = typer.Option(False, "--json")) -> None:
+def member_erase(member_id: str = typer.Argument(..., help="The member id."), as_json: bool = typer.Option(False, "--json", help="Machine-readable JSON on standard output.")) -> None:
     from worker.runtime import utc_now
     from worker.services.erasure import erase_member
 

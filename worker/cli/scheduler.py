@@ -59,7 +59,7 @@ def _parse_now(now: Optional[str]) -> datetime:
     return at
 
 
-def scheduler_jobs(as_json: bool = typer.Option(False, "--json")) -> None:
+def scheduler_jobs(as_json: bool = typer.Option(False, "--json", help="Machine-readable JSON on standard output.")) -> None:
     from scheduler.schedule import job_specs, next_fire_time
     from worker.runtime import utc_now
 
