@@ -40,17 +40,29 @@ def member_show(member_id: str = typer.Argument(..., help="The member id."), as_
 def member_history(
     member_id: str = typer.Argument(..., help="The member id."),
     limit: int = typer.Option(100, help="The latest N entries."),
+    show_all: bool = typer.Option(
+        False, "--all", help="Also the outcomes that moved no points, with their reason."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable JSON on standard output."),
 ) -> None:
+    from datetime import datetime
+
+    from worker.domain.explain import describe_rules
     from worker.services.members import history
 
-    entries = run(lambda engine: history(engine, member_id, limit))
+    s = settings()
+    prog = program(s)
+    entries = run(lambda engine: history(engine, member_id, limit, zero_point=show_all), s)
+    if entries is None:
+        fail(f"no member {member_id!r}", code=1)
     if as_json:
         emit_json(entries)
         return
     for e in entries:
-        rules = ", ".join(f"{r.get('rule')} {r.get('points', '')}".strip() for r in e["rules"] if "rule" in r)
-        typer.echo(f"{e['occurred_at']}  {e['kind']:<8} {e['points']:>+7}  {e['event']['type'] or '':<10} {rules}")
+        # Program-local time: the days the rules (member day, check-in streaks) count in.
+        at = datetime.fromisoformat(e["occurred_at"]).astimezone(prog.zone).strftime("%Y-%m-%d %H:%M")
+        why = describe_rules(e["rules"]) if e["kind"] != "none" else f"{e['note']} ({e['status']})"
+        typer.echo(f"{at}  {e['kind']:<8} {e['points']:>+7}  {e['event']['type'] or '':<10} {why}".rstrip())
 
 
 def notifications_list(
