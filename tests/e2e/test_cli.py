@@ -104,3 +104,20 @@ def test_program_check_names_the_bad_key(tmp_path, env):
 
     assert result.returncode == 2
     assert result.stderr.strip() == f"error: {bad}: check_in.streak: unknown key"
+
+
+def test_publish_dry_run_validates_without_enqueuing(clean, tmp_path):
+    import redis
+
+    from tests.conftest import REDIS_URL
+
+    events = tmp_path / "events.jsonl"
+    events.write_text(line(event_id="s-1", type="signup", member_id="M1") + "\n" + '{"event_id": "broken"\n')
+    # No Redis needed: a dry run never connects.
+    offline = {**clean, "LOYALTY_REDIS_URL": "redis://127.0.0.1:1/0"}
+
+    dry = loyalty(offline, "publish", "--dry-run", str(events))
+
+    assert (dry.returncode, dry.stdout) == (1, "dry run: 1 valid events, 1 invalid lines; nothing enqueued\n")
+    assert dry.stderr.startswith("line 2: ")
+    assert list(redis.Redis.from_url(REDIS_URL).scan_iter(f"{clean['LOYALTY_NAMESPACE']}:*")) == []

@@ -40,8 +40,8 @@ def db_upgrade() -> None:
 def publish(
     file: str = typer.Argument("-", help="JSON Lines file, or - for standard input."),
     batch: int = typer.Option(0, help=f"Send events in batch messages of up to this many (max {BATCH_EVENTS_MAX})."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Validate and report; enqueue nothing (no Redis needed)."),
 ) -> None:
-    from worker.broker import build_broker
     from worker.runtime import utc_now
     from worker.services.publish import publish_lines
 
@@ -49,8 +49,13 @@ def publish(
         fail(f"--batch must be between 0 and {BATCH_EVENTS_MAX}")
     s = settings()
     prog = program(s)
-    broker = build_broker(s)
-    send_one, send_many = broker.get_actor("process_event"), broker.get_actor("process_batch")
+    if dry_run:
+        send_one = send_many = _Discard()
+    else:
+        from worker.broker import build_broker
+
+        broker = build_broker(s)
+        send_one, send_many = broker.get_actor("process_event"), broker.get_actor("process_batch")
     stream = sys.stdin if file == "-" else None
     try:
         handle = stream or Path(file).open(encoding="utf-8", errors="replace")
@@ -60,9 +65,21 @@ def publish(
         report = publish_lines(handle, prog, utc_now(), send_one.send, send_many.send, batch)
     for number, reason in report.invalid:
         typer.echo(f"line {number}: {reason}", err=True)
-    typer.echo(f"published {report.accepted} events in {report.messages} messages; {len(report.invalid)} invalid lines")
+    if dry_run:
+        typer.echo(f"dry run: {report.accepted} valid events, {len(report.invalid)} invalid lines; nothing enqueued")
+    else:
+        typer.echo(
+            f"published {report.accepted} events in {report.messages} messages; {len(report.invalid)} invalid lines"
+        )
     if report.invalid:
         raise typer.Exit(1)
+
+
+class _Discard:
+    """Stands in for an actor in a dry run: takes messages and sends them nowhere."""
+
+    def send(self, *args) -> None:
+        pass
 
 
 def worker(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Optional
 
 import typer
@@ -81,16 +81,44 @@ def scheduler_jobs(as_json: bool = typer.Option(False, "--json", help="Machine-r
         typer.echo(f"{r['job']:<16} {'on ' if r['enabled'] else 'off'}  {r['cron']:<14} {r['next_run_at'] or '-'}")
 
 
+# What a firing does, said before it is enqueued for a time far from now.
+JOB_EFFECTS = {
+    "expire-points": "expire every lot whose expiry is before then, taking those points from members",
+    "expiry-warnings": "warn members of points expiring within the warning window after then",
+    "release-pending": "make available every pending purchase whose return window closed before then",
+    "birthday": "give the birthday gift to members whose birthday is that day",
+    "member-day": "send the member-day notice for that day if it is a member day",
+    "tier-review": "move members down a tier by their qualifying points in the window before then",
+}
+# A firing more than this ahead of the clock acts on the future (e.g. expires points that are
+# still valid); it needs --force. Catching up on a missed firing in the past does not.
+AHEAD_WITHOUT_FORCE = timedelta(days=1)
+
+
 def scheduler_run(
     job: str = typer.Argument(..., help="expire-points, expiry-warnings, release-pending, birthday, member-day, tier-review"),
     now: Optional[str] = typer.Option(None, "--now", help="The firing time (ISO 8601 with offset); default: now."),
+    force: bool = typer.Option(False, "--force", help="Enqueue a firing more than a day ahead of the clock."),
 ) -> None:
     from worker.broker import build_broker
     from worker.domain.calendar import JOB_KEYS
+    from worker.runtime import utc_now
 
     if job not in JOB_KEYS:
         fail(f"unknown job {job!r}; jobs: {', '.join(JOB_KEYS)}")
     at = _parse_now(now)
+    ahead = at - utc_now()
+    if ahead > AHEAD_WITHOUT_FORCE:
+        said = (f"{job} for {at.isoformat()} is {_days(ahead)} ahead of the clock: it will "
+                f"{JOB_EFFECTS[job]}")
+        if not force:
+            fail(f"{said}; pass --force to enqueue it", code=1)
+        typer.echo(f"warning: {said}", err=True)
     broker = build_broker(settings())
     broker.get_actor("plan_job").send(job, at.isoformat())
     typer.echo(f"enqueued {job} for {at.isoformat()}")
+
+
+def _days(span: timedelta) -> str:
+    days = span.total_seconds() / 86400
+    return f"{days:.0f} days" if days >= 2 else f"{span.total_seconds() / 3600:.0f} hours"
