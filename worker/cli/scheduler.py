@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import datetime, timedelta
 from typing import Optional
 
@@ -31,9 +32,17 @@ def scheduler_main(ctx: typer.Context) -> None:
     from worker.broker import build_broker
     from worker.runtime import utc_now
 
+    from worker import metrics
+    from worker.preflight import PreflightError, check_files, check_redis, check_urls
+
     logs.configure()
     s = settings()
-    prog = program(s)
+    try:
+        check_urls(s)
+        prog = check_files(s)
+        check_redis(s)
+    except PreflightError as error:
+        fail(str(error), code=error.code)
     broker = build_broker(s)
     plan = broker.get_actor("plan_job")
     dispatch = broker.get_actor("dispatch_notifications") if "dispatch_notifications" in broker.get_declared_actors() else None
@@ -42,6 +51,10 @@ def scheduler_main(ctx: typer.Context) -> None:
                            send_dispatch=dispatch.send if dispatch else None)
     except ValueError as error:
         fail(str(error))
+    # Only when asked for: a scheduler beside a worker on one host would take its port.
+    port = os.environ.get("LOYALTY_METRICS_PORT", "")
+    if port not in ("", "0"):
+        metrics.serve_in_process(int(port), host=os.environ.get("LOYALTY_METRICS_HOST", "0.0.0.0"))
     runner.run()
 
 
