@@ -96,3 +96,29 @@ def test_metrics_count_known_events(worker_with_metrics, env):
     assert value(samples, "loyalty_rejected_events_open") == 1
     assert value(samples, "loyalty_state_up") == 1
     assert not any("member" in dict(labels) for _, labels in samples)
+
+
+def test_error_retry_reject_and_delivery_counters_are_exported_at_zero_from_boot(worker_with_metrics):
+    port = worker_with_metrics
+    wanted = [
+        (name, (("actor_name", "process_event"), ("queue_name", "events")))
+        for name in ("dramatiq_message_errors_total", "dramatiq_message_retries_total",
+                     "dramatiq_message_rejects_total", "dramatiq_messages_total")
+    ] + [("loyalty_notification_deliveries_total", (("kind", "points_earned"), ("outcome", outcome)))
+         for outcome in ("sent", "failed", "dead")]
+
+    deadline = time.monotonic() + DEADLINE_S
+    samples: dict = {}
+    while time.monotonic() < deadline:
+        try:
+            samples = scrape(port)
+        except OSError:
+            samples = {}
+        beats = [v for (name, _), v in samples.items() if name == "loyalty_worker_heartbeat_age_seconds"]
+        if all(key in samples for key in wanted) and beats:
+            break
+        time.sleep(0.2)
+
+    assert {key: samples.get(key) for key in wanted} == {key: 0.0 for key in wanted}
+    # The running worker's own heartbeat, seconds old at most.
+    assert beats and all(0 <= age < 30 for age in beats)
