@@ -122,3 +122,27 @@ def test_error_retry_reject_and_delivery_counters_are_exported_at_zero_from_boot
     assert {key: samples.get(key) for key in wanted} == {key: 0.0 for key in wanted}
     # The running worker's own heartbeat, seconds old at most.
     assert beats and all(0 <= age < 30 for age in beats)
+
+
+def test_scheduler_serves_metrics_for_its_health_check(env, db, tmp_path):
+    """The compose health check of the scheduler: its /metrics answers once it runs."""
+    port = free_port()
+    with open(tmp_path / "scheduler.log", "w") as output:
+        proc = subprocess.Popen([LOYALTY, "scheduler"],
+                                env={**env, "LOYALTY_METRICS_PORT": str(port), "LOYALTY_METRICS_HOST": "127.0.0.1"},
+                                stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + DEADLINE_S
+        samples: dict = {}
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                samples = scrape(port)
+                break
+            except OSError:
+                time.sleep(0.2)
+        assert proc.poll() is None, (tmp_path / "scheduler.log").read_text()
+        assert any(name.startswith("loyalty_notification_deliveries") or name.startswith("python_")
+                   for name, _ in samples), samples
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)

@@ -173,3 +173,15 @@ def test_every_command_and_option_has_help_text():
 
     walk(root, ["loyalty"], root.make_context("loyalty", [], resilient_parsing=True))
     assert missing == []
+
+
+def test_scheduler_refuses_a_bad_program_file_and_an_unreachable_redis(env, tmp_path):
+    program = tmp_path / "program.toml"
+    program.write_text('nmae = "x"\n')
+
+    bad_file = refused({**env, "LOYALTY_PROGRAM_FILE": str(program)}, "scheduler")
+    no_redis = refused({**env, "LOYALTY_REDIS_URL": "redis://127.0.0.1:1/0"}, "scheduler")
+
+    assert (bad_file.returncode, bad_file.stderr) == (2, f"error: {program}: nmae: unknown key\n")
+    assert (no_redis.returncode, no_redis.stderr) == (
+        3, "error: cannot connect to Redis at 127.0.0.1:1: connection refused\n")
