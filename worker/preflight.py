@@ -215,5 +215,18 @@ def check_all(settings: Settings) -> Program:
     check_urls(settings)
     program = check_files(settings)
     check_redis(settings)
-    asyncio.run(check_database(settings))
+    _run(check_database(settings))
     return program
+
+
+def _run(coro):
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    # Called from inside an event loop (a worker booted by async code, as tests do): run the
+    # check on its own loop in a helper thread rather than fail on a nested asyncio.run.
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coro).result()

@@ -69,10 +69,11 @@ def test_worker_refuses_templates_that_do_not_validate(env, tmp_path):
     assert done.stderr == f"error: {tmp_path}/notifications.en.toml: no such template file\n"
 
 
-def test_worker_refuses_a_missing_schema(env, empty_database_url):
-    done = refused({**env, "LOYALTY_DATABASE_URL": empty_database_url}, "worker", "--processes", "1")
-    assert done.returncode == 3
-    assert done.stderr == "error: the schema on PostgreSQL at 127.0.0.1:5432 is missing; run loyalty db upgrade\n"
+def test_worker_and_drain_refuse_a_missing_schema(env, empty_database_url):
+    for args in (["worker", "--processes", "1"], ["drain", "--timeout", "5"]):
+        done = refused({**env, "LOYALTY_DATABASE_URL": empty_database_url}, *args)
+        assert (done.returncode, done.stderr) == (
+            3, "error: the schema on PostgreSQL at 127.0.0.1:5432 is missing; run loyalty db upgrade\n"), args
 
 
 def test_worker_refuses_a_schema_behind_the_code(env, empty_database_url):

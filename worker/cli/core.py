@@ -111,9 +111,15 @@ def drain(
     from worker import logs
     from worker.broker import build_broker
     from worker.drain import DrainTimeout, drain as drain_queues
+    from worker.preflight import PreflightError, check_all
 
     logs.configure()
-    broker = build_broker(settings())
+    s = settings()
+    try:
+        check_all(s)
+    except PreflightError as error:
+        fail(str(error), code=error.code)
+    broker = build_broker(s)
     try:
         drain_queues(broker, timeout_s=timeout, threads=threads)
     except DrainTimeout as error:
