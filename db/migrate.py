@@ -59,6 +59,12 @@ def heads() -> list[str]:
     return sorted(ScriptDirectory.from_config(_config()).get_heads())
 
 
+async def revisions_in(engine) -> set[str]:
+    """The revisions the database's schema is at; empty when it has no schema yet."""
+    async with engine.connect() as conn:
+        return await conn.run_sync(lambda sync: set(MigrationContext.configure(sync).get_current_heads()))
+
+
 async def current_revision(url: str) -> str:
     engine = create_engine(url, poolclass=pool.NullPool)
     try:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from worker.config import Settings
+from worker.domain.explain import describe_rules
 from worker.domain.program import DEFAULT_PROGRAM, Program
 
 ALICE, BOB, CAROL = "M1001", "M1002", "M1003"
@@ -143,7 +144,7 @@ def format_summary(result: DemoResult) -> str:
         lines.append(f"{m['member_id']:<8} {m['tier']:<8} {m['available_points']:>9} {m['qualifying_points']:>10}  {nxt}")
     lines += ["", f"Why {ALICE} has her points (member history):"]
     for e in result.history:
-        why = "; ".join(_describe_rule(r) for r in e["rules"])
+        why = describe_rules(e["rules"])
         lines.append(f"  {e['occurred_at'][:10]}  {e['kind']:<7} {e['points']:>+6}  {e['event']['type']:<8} {why}")
     lines += ["", "Notifications (outbox):"]
     for n in result.notifications:
@@ -153,17 +154,3 @@ def format_summary(result: DemoResult) -> str:
         lines.append(f"  {r['source']}/{r['event_id']}: {r['reason']}")
     lines += ["", f"Audit: balances {'match' if result.audit_clean else 'DO NOT match'} entries and lots."]
     return "\n".join(lines)
-
-
-def _describe_rule(rule: dict) -> str:
-    name = rule.get("rule")
-    if name == "purchase":
-        text = f"{rule['amount']} x{rule['tier_multiplier']} ({rule['tier']})"
-        if "campaign" in rule:
-            text += f" x{rule['campaign_multiplier']} ({rule['campaign']})"
-        return f"{text} = {rule['points']}"
-    if name == "refund":
-        return f"refund {rule['amount']} of {rule['order_amount']} on {rule['order_id']}"
-    if name is None:
-        return f"took back {rule.get('points_due')}"
-    return f"{name} {rule.get('points', '')}".strip()

@@ -92,6 +92,18 @@ def count_delivery(kind: str, outcome: str) -> None:
     NOTIFICATION_DELIVERIES.labels(kind, outcome).inc()
 
 
+# The outcomes count_delivery is called with (the outbox statuses after an attempt).
+DELIVERY_OUTCOMES = ("sent", "failed", "dead")
+
+
+def export_zeros(notification_kinds: Iterable[str]) -> None:
+    """Create the delivery series at 0, so a healthy system shows 0 rather than "No data"
+    (and rate() over them works from the first failure on)."""
+    for kind in notification_kinds:
+        for outcome in DELIVERY_OUTCOMES:
+            NOTIFICATION_DELIVERIES.labels(kind, outcome)
+
+
 def observe_lag(event_type: str, occurred_at: datetime, committed_at: datetime | None = None) -> None:
     committed_at = committed_at or datetime.now(UTC)
     EVENT_LAG.labels(event_type).observe(max(0.0, (committed_at - occurred_at).total_seconds()))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import structlog
@@ -33,6 +34,21 @@ class WorkerMetrics(Prometheus):
     def forks(self):
         return [serve]
 
+    def after_worker_boot(self, broker, worker) -> None:
+        """Export the error, retry, reject and delivery counters at 0 from boot: dramatiq
+        creates a series on its first increment, so dashboards showed "No data" until the
+        first failure, and an alert on a rate could not tell healthy from not scraped."""
+        from worker import metrics
+        from worker.domain.messages import KIND_PARAMS
+
+        counters = (self.total_messages, self.total_errored_messages, self.total_retried_messages,
+                    self.total_rejected_messages)
+        for name in broker.get_declared_actors():
+            actor = broker.get_actor(name)
+            for counter in counters:
+                counter.labels(actor.queue_name, name)
+        metrics.export_zeros(KIND_PARAMS)
+
 
 class StateCollector:
     """Gauges computed on each scrape from Redis and PostgreSQL."""
@@ -52,6 +68,9 @@ class StateCollector:
         outbox = GaugeMetricFamily("loyalty_outbox_notifications", "Outbox rows by status.", labels=["status"])
         rejected = GaugeMetricFamily("loyalty_rejected_events_open", "Rejected events not yet replayed.")
         up = GaugeMetricFamily("loyalty_state_up", "1 when the last state read from Redis and PostgreSQL worked.")
+        heartbeats = GaugeMetricFamily("loyalty_worker_heartbeat_age_seconds",
+                                       "Seconds since each live worker process's last broker heartbeat.",
+                                       labels=["worker"])
 
         async def read():
             engine = create_engine(self.settings.database_url, pool_size=1, max_overflow=0)
@@ -65,6 +84,10 @@ class StateCollector:
             for queue, states in stats.queue_depths(client, self.settings.namespace, queue_names()).items():
                 for state, n in states.items():
                     queues.add_metric([queue, state], n)
+            # Worker ids are per process run; dramatiq drops dead ones from the set after the
+            # heartbeat timeout, so the series stay as few as the live worker processes.
+            for beat in stats.worker_heartbeats(client, self.settings.namespace, time.time()):
+                heartbeats.add_metric([beat["worker_id"]], beat["age_seconds"])
             db = asyncio.run(read())
             for status, n in db["outbox"].items():
                 outbox.add_metric([status], n)
@@ -73,7 +96,7 @@ class StateCollector:
         except Exception as error:  # a scrape must still return the process metrics
             log.warning("metrics_state_unavailable", error=f"{type(error).__name__}: {error}")
             up.add_metric([], 0)
-        yield from (queues, outbox, rejected, up)
+        yield from (queues, outbox, rejected, up, heartbeats)
 
 
 def registry(settings):

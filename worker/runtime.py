@@ -15,6 +15,7 @@ from typing import Any, Awaitable, Callable
 
 import dramatiq
 import structlog
+from dramatiq.brokers.stub import StubBroker
 from dramatiq.asyncio import get_event_loop_thread
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -62,6 +63,8 @@ class RuntimeMiddleware(dramatiq.Middleware):
         self.program = program
 
     def before_worker_boot(self, broker, worker) -> None:
+        if self.program is None and not isinstance(broker, StubBroker):
+            _preflight_or_exit(self.settings)
         program = self.program or load_program(self.settings.program_file)
         messages.install_catalog(messages.load_catalog(self.settings.templates_dir))
         # No pre-ping: it costs a round trip per transaction. A connection broken by a database
@@ -77,6 +80,26 @@ class RuntimeMiddleware(dramatiq.Middleware):
         if runtime is not None and loop_thread is not None:
             loop_thread.run_coroutine(runtime.engine.dispose())
         install(None)
+
+
+def _preflight_or_exit(settings: Settings) -> None:
+    """A worker that cannot work refuses to start: one log line with the cause, then exit 3.
+
+    dramatiq logs any Exception from a boot hook and boots anyway, which left a worker taking
+    messages it could only fail; SystemExit is let through. The event-loop thread the AsyncIO
+    middleware started is not a daemon and would keep the process alive, so it is stopped
+    first; dramatiq's main process then stops the other workers and exits with this code.
+    """
+    from worker import preflight
+
+    try:
+        preflight.check_all(settings)
+    except preflight.PreflightError as error:
+        log.critical("worker_cannot_start", reason=str(error))
+        loop_thread = get_event_loop_thread()
+        if loop_thread is not None:
+            loop_thread.stop()
+        raise SystemExit(error.code) from None
 
 
 class LogContextMiddleware(dramatiq.Middleware):

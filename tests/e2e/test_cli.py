@@ -104,3 +104,40 @@ def test_program_check_names_the_bad_key(tmp_path, env):
 
     assert result.returncode == 2
     assert result.stderr.strip() == f"error: {bad}: check_in.streak: unknown key"
+
+
+def test_publish_dry_run_validates_without_enqueuing(clean, tmp_path):
+    import redis
+
+    from tests.conftest import REDIS_URL
+
+    events = tmp_path / "events.jsonl"
+    events.write_text(line(event_id="s-1", type="signup", member_id="M1") + "\n" + '{"event_id": "broken"\n')
+    # No Redis needed: a dry run never connects.
+    offline = {**clean, "LOYALTY_REDIS_URL": "redis://127.0.0.1:1/0"}
+
+    dry = loyalty(offline, "publish", "--dry-run", str(events))
+
+    assert (dry.returncode, dry.stdout) == (1, "dry run: 1 valid events, 1 invalid lines; nothing enqueued\n")
+    assert dry.stderr.startswith("line 2: ")
+    assert list(redis.Redis.from_url(REDIS_URL).scan_iter(f"{clean['LOYALTY_NAMESPACE']}:*")) == []
+
+
+def test_stats_reads_lag_in_human_units_and_lists_worker_heartbeats(clean, tmp_path):
+    import re
+    from datetime import UTC, datetime, timedelta
+
+    events = tmp_path / "events.jsonl"
+    three_days_ago = (datetime.now(UTC) - timedelta(days=3)).isoformat()
+    events.write_text(line(event_id="s-1", type="signup", member_id="M1", occurred_at=three_days_ago) + "\n")
+    assert loyalty(clean, "db", "upgrade").returncode == 0
+    assert loyalty(clean, "publish", str(events)).returncode == 0
+    assert loyalty(clean, "drain", "--timeout", "60", "--threads", "1").returncode == 0
+
+    done = loyalty(clean, "stats")
+
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert "lag over 15 min: 1 events, avg 3.0 d, max 3.0 d" in lines
+    # The drain's worker left its heartbeat (dramatiq drops it after the heartbeat timeout).
+    assert any(re.fullmatch(r"worker [0-9a-f-]{36}: last heartbeat \S+ \([0-9.]+ s ago\)", x) for x in lines), lines

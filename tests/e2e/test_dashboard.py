@@ -67,4 +67,24 @@ def test_pages_need_the_password(dashboard):
     assert status == 200 and dead_status == 200
     assert "<h2>Queues</h2>" in page and "<td>events</td>" in page
     assert "<h2>Last scheduler runs</h2>" in page
+    assert "<h2>Workers: last heartbeat</h2>" in page
     assert "<h1>Dead letters</h1>" in dead
+
+
+def test_overview_shows_each_workers_last_heartbeat_and_lag_in_human_units(dashboard, env):
+    import re
+
+    import redis
+
+    from tests.conftest import REDIS_URL
+
+    client = redis.Redis.from_url(REDIS_URL)
+    key = f"{env['LOYALTY_NAMESPACE']}:__heartbeats__"
+    client.zadd(key, {"worker-abc": time.time() * 1000 - 3_000})
+    try:
+        status, page = get(dashboard, "/", PASSWORD)
+    finally:
+        client.zrem(key, "worker-abc")
+
+    assert status == 200
+    assert re.search(r"<td>worker-abc</td><td>[0-9T:+-]+</td><td[^>]*>[0-9.]+ s</td>", page), page

@@ -96,3 +96,53 @@ def test_metrics_count_known_events(worker_with_metrics, env):
     assert value(samples, "loyalty_rejected_events_open") == 1
     assert value(samples, "loyalty_state_up") == 1
     assert not any("member" in dict(labels) for _, labels in samples)
+
+
+def test_error_retry_reject_and_delivery_counters_are_exported_at_zero_from_boot(worker_with_metrics):
+    port = worker_with_metrics
+    wanted = [
+        (name, (("actor_name", "process_event"), ("queue_name", "events")))
+        for name in ("dramatiq_message_errors_total", "dramatiq_message_retries_total",
+                     "dramatiq_message_rejects_total", "dramatiq_messages_total")
+    ] + [("loyalty_notification_deliveries_total", (("kind", "points_earned"), ("outcome", outcome)))
+         for outcome in ("sent", "failed", "dead")]
+
+    deadline = time.monotonic() + DEADLINE_S
+    samples: dict = {}
+    while time.monotonic() < deadline:
+        try:
+            samples = scrape(port)
+        except OSError:
+            samples = {}
+        beats = [v for (name, _), v in samples.items() if name == "loyalty_worker_heartbeat_age_seconds"]
+        if all(key in samples for key in wanted) and beats:
+            break
+        time.sleep(0.2)
+
+    assert {key: samples.get(key) for key in wanted} == {key: 0.0 for key in wanted}
+    # The running worker's own heartbeat, seconds old at most.
+    assert beats and all(0 <= age < 30 for age in beats)
+
+
+def test_scheduler_serves_metrics_for_its_health_check(env, db, tmp_path):
+    """The compose health check of the scheduler: its /metrics answers once it runs."""
+    port = free_port()
+    with open(tmp_path / "scheduler.log", "w") as output:
+        proc = subprocess.Popen([LOYALTY, "scheduler"],
+                                env={**env, "LOYALTY_METRICS_PORT": str(port), "LOYALTY_METRICS_HOST": "127.0.0.1"},
+                                stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + DEADLINE_S
+        samples: dict = {}
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                samples = scrape(port)
+                break
+            except OSError:
+                time.sleep(0.2)
+        assert proc.poll() is None, (tmp_path / "scheduler.log").read_text()
+        assert any(name.startswith("loyalty_notification_deliveries") or name.startswith("python_")
+                   for name, _ in samples), samples
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)

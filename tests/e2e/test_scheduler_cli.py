@@ -48,3 +48,30 @@ def test_jobs_listing_and_bad_arguments(clean):
         2, "error: unknown job 'expire'; jobs: expire-points, expiry-warnings, release-pending, birthday, member-day, tier-review")
     assert naive.returncode == 2
     assert naive.stderr.strip() == "error: --now: '2026-01-02T00:10:00' needs a UTC offset, e.g. 2026-01-02T00:05:00+08:00"
+
+
+def test_a_firing_more_than_a_day_ahead_needs_force_and_says_what_it_does(clean, tmp_path):
+    from datetime import UTC, datetime, timedelta
+
+    env = clean
+    events = tmp_path / "events.jsonl"
+    events.write_text(line(**PURCHASE_2025) + "\n")
+    assert loyalty(env, "publish", str(events)).returncode == 0
+    assert loyalty(env, "drain", "--timeout", "60").returncode == 0
+    ahead = (datetime.now(UTC) + timedelta(days=400)).replace(microsecond=0).isoformat()
+
+    refused = loyalty(env, "scheduler", "run", "expire-points", "--now", ahead)
+    assert loyalty(env, "drain", "--timeout", "60").returncode == 0
+    kept = json.loads(loyalty(env, "member", "show", "M1", "--json").stdout)
+    forced = loyalty(env, "scheduler", "run", "expire-points", "--now", ahead, "--force")
+    assert loyalty(env, "drain", "--timeout", "60").returncode == 0
+    expired = json.loads(loyalty(env, "member", "show", "M1", "--json").stdout)
+
+    effect = (f"expire-points for {ahead} is 400 days ahead of the clock: it will expire every lot whose "
+              "expiry is before then, taking those points from members")
+    assert (refused.returncode, refused.stdout, refused.stderr) == (
+        1, "", f"error: {effect}; pass --force to enqueue it\n")
+    assert kept["available_points"] == 400
+    assert (forced.returncode, forced.stderr, forced.stdout) == (
+        0, f"warning: {effect}\n", f"enqueued expire-points for {ahead}\n")
+    assert expired["available_points"] == 0

@@ -278,3 +278,31 @@ async def test_dispatch_actor_delivers_through_a_worker(db, settings):
     assert json.loads(request.body)["text"] == "生日快樂！我們已為您贈送 200 點積分。"
     row = (await outbox(db))[nid]
     assert (row["status"], row["channel"]) == ("sent", "webhook")
+
+
+async def test_stale_promotional_notifications_are_dropped_not_sent(db):
+    """A nudge toward a tier the member already has, a member-day notice after its day."""
+    day = datetime(2026, 11, 9, 10, 0, tzinfo=SHANGHAI)
+    passed = await queue(db, "M1", "tier_nudge", points_away=400, tier="Silver")
+    ahead = await queue(db, "M1", "tier_nudge", points_away=400, tier="Gold")
+    async with db.begin() as conn:
+        await conn.execute(text("UPDATE members SET tier = 'Silver' WHERE member_id = 'M1'"))
+        over, today = [
+            (await conn.execute(
+                text("INSERT INTO notifications (member_id, kind, params, dedupe_key) "
+                     "VALUES ('M1', 'member_day', '{\"multiplier\": \"2\"}', :key) RETURNING notification_id"),
+                {"key": f"member_day:M1:{d}"},
+            )).scalar_one()
+            for d in ("2026-11-08", "2026-11-09")
+        ]
+
+    report = await once(db, DEFAULT_PROGRAM, LogChannel(), day)
+
+    rows = await outbox(db)
+    assert [(rows[n]["status"], rows[n]["last_error"]) for n in (passed, ahead, over, today)] == [
+        ("suppressed", "stale: member already reached Silver"),
+        ("sent", None),
+        ("suppressed", "stale: member day 2026-11-08 is over"),
+        ("sent", None),
+    ]
+    assert (report.sent, report.suppressed) == (2, 2)

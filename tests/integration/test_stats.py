@@ -52,3 +52,19 @@ def test_queue_depths_read_the_broker_keys(redis_namespace):
         client.delete(f"{ns}:events", f"{ns}:events.msgs", f"{ns}:events.DQ.msgs", f"{ns}:events.XQ")
 
     assert depths == {"events": {"ready": 2, "in_flight": 1, "delayed": 1, "dead": 2}}
+
+
+def test_worker_heartbeats_list_each_worker_stalest_first(redis_namespace):
+    client = redis.Redis.from_url(REDIS_URL)
+    ns = f"{redis_namespace}-beats"
+    now_s = 1_764_000_000.0
+    client.zadd(f"{ns}:__heartbeats__", {"w-fresh": now_s * 1000 - 500, "w-stuck": now_s * 1000 - 90_000})
+    try:
+        beats = stats.worker_heartbeats(client, ns, now_s)
+    finally:
+        client.delete(f"{ns}:__heartbeats__")
+
+    assert beats == [
+        {"worker_id": "w-stuck", "last_heartbeat_at": "2025-11-24T15:58:30+00:00", "age_seconds": 90.0},
+        {"worker_id": "w-fresh", "last_heartbeat_at": "2025-11-24T15:59:59+00:00", "age_seconds": 0.5},
+    ]

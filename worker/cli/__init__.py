@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from typing import Optional
+
 import typer
 
 from worker.cli import contract, core, demo, mall, members, ops, scheduler
@@ -12,6 +15,31 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
     help="Loyalty engine: points ledger, tiers and rewards.",
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            typer.echo(f"loyalty {version('loyalty-engine')}")
+        except PackageNotFoundError:
+            typer.echo("loyalty (version unknown: not installed)")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    show_version: Optional[bool] = typer.Option(
+        None, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+    debug: bool = typer.Option(False, "--debug", help="Show the full traceback of a server or URL error."),
+) -> None:
+    """Loyalty engine: points ledger, tiers and rewards."""
+    if debug:
+        os.environ["LOYALTY_DEBUG"] = "1"
+
+
 core.register(app)
 members.register(app)
 demo.register(app)
@@ -22,14 +50,22 @@ mall.register(app)
 
 
 def main() -> None:
-    # An unreachable or refusing server is an operating condition, not a bug: one line naming
-    # the error, no traceback (tracebacks of connection code can show connection arguments).
-    import redis
-    from sqlalchemy.exc import DBAPIError
+    # An unreachable or refusing server, a bad URL or a missing schema is an operating
+    # condition, not a bug: one line naming the server and the cause, no traceback
+    # (tracebacks of connection code can show connection arguments). --debug re-raises.
+    from worker.config import Settings
+    from worker.preflight import describe
 
     try:
         app()
-    except (OSError, redis.exceptions.RedisError, DBAPIError) as error:
-        cause = error.orig if isinstance(error, DBAPIError) and error.orig is not None else error
-        typer.echo(f"error: {type(cause).__name__}: {str(cause).splitlines()[0] if str(cause) else ''}", err=True)
-        raise SystemExit(3) from None
+    except Exception as error:
+        if os.environ.get("LOYALTY_DEBUG"):
+            raise
+        try:
+            problem = describe(error, Settings.from_env())
+        except ValueError:
+            problem = None
+        if problem is None:
+            raise
+        typer.echo(f"error: {problem}", err=True)
+        raise SystemExit(problem.code) from None

@@ -17,10 +17,14 @@ from worker.domain.errors import ProgramError
 from worker.domain.program import Program, load_program
 
 T = TypeVar("T")
+CONNECT_TIMEOUT_S = 10
 
 
 def settings() -> Settings:
-    return Settings.from_env()
+    try:
+        return Settings.from_env()
+    except ValueError as error:
+        fail(str(error))
 
 
 def program(s: Settings) -> Program:
@@ -37,7 +41,8 @@ def fail(message: str, code: int = 2):
 
 @asynccontextmanager
 async def engine_for(s: Settings) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(s.database_url, pool_size=2, max_overflow=0)
+    # A bounded connect: an unreachable host is reported in seconds (worker.cli.main names it).
+    engine = create_engine(s.database_url, pool_size=2, max_overflow=0, connect_args={"timeout": CONNECT_TIMEOUT_S})
     try:
         yield engine
     finally:

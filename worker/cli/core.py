@@ -23,7 +23,7 @@ def register(app: typer.Typer) -> None:
     app.command(help="Recompute every balance from entries and lots; exit 1 on any difference.")(audit)
     rejected_app = typer.Typer(help="Events that were rejected, with their reasons.")
     app.add_typer(rejected_app, name="rejected")
-    rejected_app.command("list")(rejected_list)
+    rejected_app.command("list", help="Open rejected events, oldest first, with the reason naming the field.")(rejected_list)
     rejected_app.command("replay", help="Validate a rejected event again with the current program and process it.")(
         rejected_replay
     )
@@ -40,8 +40,8 @@ def db_upgrade() -> None:
 def publish(
     file: str = typer.Argument("-", help="JSON Lines file, or - for standard input."),
     batch: int = typer.Option(0, help=f"Send events in batch messages of up to this many (max {BATCH_EVENTS_MAX})."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Validate and report; enqueue nothing (no Redis needed)."),
 ) -> None:
-    from worker.broker import build_broker
     from worker.runtime import utc_now
     from worker.services.publish import publish_lines
 
@@ -49,8 +49,13 @@ def publish(
         fail(f"--batch must be between 0 and {BATCH_EVENTS_MAX}")
     s = settings()
     prog = program(s)
-    broker = build_broker(s)
-    send_one, send_many = broker.get_actor("process_event"), broker.get_actor("process_batch")
+    if dry_run:
+        send_one = send_many = _Discard()
+    else:
+        from worker.broker import build_broker
+
+        broker = build_broker(s)
+        send_one, send_many = broker.get_actor("process_event"), broker.get_actor("process_batch")
     stream = sys.stdin if file == "-" else None
     try:
         handle = stream or Path(file).open(encoding="utf-8", errors="replace")
@@ -60,15 +65,34 @@ def publish(
         report = publish_lines(handle, prog, utc_now(), send_one.send, send_many.send, batch)
     for number, reason in report.invalid:
         typer.echo(f"line {number}: {reason}", err=True)
-    typer.echo(f"published {report.accepted} events in {report.messages} messages; {len(report.invalid)} invalid lines")
+    if dry_run:
+        typer.echo(f"dry run: {report.accepted} valid events, {len(report.invalid)} invalid lines; nothing enqueued")
+    else:
+        typer.echo(
+            f"published {report.accepted} events in {report.messages} messages; {len(report.invalid)} invalid lines"
+        )
     if report.invalid:
         raise typer.Exit(1)
+
+
+class _Discard:
+    """Stands in for an actor in a dry run: takes messages and sends them nowhere."""
+
+    def send(self, *args) -> None:
+        pass
 
 
 def worker(
     processes: int = typer.Option(2, help="Worker processes."),
     threads: int = typer.Option(8, help="Worker threads per process."),
 ) -> None:
+    from worker.preflight import PreflightError, check_all
+
+    # Refuse to start, before forking anything, when the workers could only fail messages.
+    try:
+        check_all(settings())
+    except PreflightError as error:
+        fail(str(error), code=error.code)
     args = [sys.executable, "-m", "dramatiq", "worker.main", "--processes", str(processes), "--threads", str(threads)]
     if os.environ.get("LOYALTY_METRICS_PORT", "") != "0":
         import tempfile
@@ -87,9 +111,15 @@ def drain(
     from worker import logs
     from worker.broker import build_broker
     from worker.drain import DrainTimeout, drain as drain_queues
+    from worker.preflight import PreflightError, check_all
 
     logs.configure()
-    broker = build_broker(settings())
+    s = settings()
+    try:
+        check_all(s)
+    except PreflightError as error:
+        fail(str(error), code=error.code)
+    broker = build_broker(s)
     try:
         drain_queues(broker, timeout_s=timeout, threads=threads)
     except DrainTimeout as error:
@@ -114,7 +144,7 @@ def audit(as_json: bool = typer.Option(False, "--json", help="Machine-readable o
 
 def rejected_list(
     limit: int = typer.Option(100, help="At most this many rows."),
-    as_json: bool = typer.Option(False, "--json"),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable JSON on standard output."),
 ) -> None:
     from worker.services.rejected import list_rejected
 

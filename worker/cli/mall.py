@@ -37,7 +37,7 @@ def rewards_load(file: str = typer.Argument(..., help="The rewards TOML file."))
     )
 
 
-def rewards_list(as_json: bool = typer.Option(False, "--json")) -> None:
+def rewards_list(as_json: bool = typer.Option(False, "--json", help="Machine-readable JSON on standard output.")) -> None:
     from worker.services.mall import list_rewards
 
     rows = run(list_rewards)
@@ -50,13 +50,13 @@ def rewards_list(as_json: bool = typer.Option(False, "--json")) -> None:
 
 
 def redeem(
-    member_id: str,
-    reward_id: str,
+    member_id: str = typer.Argument(..., help="The member, who must already be enrolled."),
+    reward_id: str = typer.Argument(..., help="A reward from `rewards list`."),
     quantity: int = typer.Option(1, "--quantity", help="Units to redeem."),
     event_id: Optional[str] = typer.Option(None, "--event-id", help="Idempotency key; a fresh one when omitted."),
-    as_json: bool = typer.Option(False, "--json"),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable JSON on standard output."),
 ) -> None:
-    from worker.domain.errors import InvalidEvent
+    from worker.domain.errors import InvalidEvent, UnknownMember
     from worker.runtime import utc_now
     from worker.services.mall import redeem_now
 
@@ -68,6 +68,8 @@ def redeem(
         )
     except InvalidEvent as error:
         fail(error.reason)
+    except UnknownMember as error:
+        fail(str(error), code=1)
     if as_json:
         emit_json(outcome)
     elif outcome["status"] == "confirmed":
@@ -75,6 +77,8 @@ def redeem(
             f"redeemed {outcome['quantity']} x {outcome['reward_name']} for {outcome['points']} points; "
             f"available {outcome['available_points']}"
         )
+    if outcome["status"] == "conflict":
+        fail(outcome["reason"], code=1)
     if outcome["status"] != "confirmed":
-        typer.echo(f"rejected: {outcome['reason']}", err=True)
+        typer.echo(f"rejected: {outcome['reason_text']}", err=True)
         raise typer.Exit(1)

@@ -13,16 +13,16 @@ from worker.cli.common import emit_json, fail, program, run, settings
 def register(app: typer.Typer) -> None:
     member_app = typer.Typer(help="Look up members.")
     app.add_typer(member_app, name="member")
-    member_app.command("show")(member_show)
-    member_app.command("history")(member_history)
+    member_app.command("show", help="Tier, points and the next tier of one member; exit 1 when unknown.")(member_show)
+    member_app.command("history", help="The member's ledger entries with the rules behind each; exit 1 when unknown.")(member_history)
     member_app.command("erase", help="Erase the member's personal data; ledger amounts stay.")(member_erase)
     notifications_app = typer.Typer(help="The notification outbox.")
     app.add_typer(notifications_app, name="notifications")
-    notifications_app.command("list")(notifications_list)
+    notifications_app.command("list", help="Outbox rows with kind, status and the rendered text.")(notifications_list)
     notifications.register(notifications_app)
 
 
-def member_show(member_id: str, as_json: bool = typer.Option(False, "--json")) -> None:
+def member_show(member_id: str = typer.Argument(..., help="The member id."), as_json: bool = typer.Option(False, "--json", help="Machine-readable JSON on standard output.")) -> None:
     from worker.services.members import member_view
 
     s = settings()
@@ -38,26 +38,38 @@ def member_show(member_id: str, as_json: bool = typer.Option(False, "--json")) -
 
 
 def member_history(
-    member_id: str,
+    member_id: str = typer.Argument(..., help="The member id."),
     limit: int = typer.Option(100, help="The latest N entries."),
-    as_json: bool = typer.Option(False, "--json"),
+    show_all: bool = typer.Option(
+        False, "--all", help="Also the outcomes that moved no points, with their reason."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable JSON on standard output."),
 ) -> None:
+    from datetime import datetime
+
+    from worker.domain.explain import describe_rules
     from worker.services.members import history
 
-    entries = run(lambda engine: history(engine, member_id, limit))
+    s = settings()
+    prog = program(s)
+    entries = run(lambda engine: history(engine, member_id, limit, zero_point=show_all), s)
+    if entries is None:
+        fail(f"no member {member_id!r}", code=1)
     if as_json:
         emit_json(entries)
         return
     for e in entries:
-        rules = ", ".join(f"{r.get('rule')} {r.get('points', '')}".strip() for r in e["rules"] if "rule" in r)
-        typer.echo(f"{e['occurred_at']}  {e['kind']:<8} {e['points']:>+7}  {e['event']['type'] or '':<10} {rules}")
+        # Program-local time: the days the rules (member day, check-in streaks) count in.
+        at = datetime.fromisoformat(e["occurred_at"]).astimezone(prog.zone).strftime("%Y-%m-%d %H:%M")
+        why = describe_rules(e["rules"]) if e["kind"] != "none" else f"{e['note']} ({e['status']})"
+        typer.echo(f"{at}  {e['kind']:<8} {e['points']:>+7}  {e['event']['type'] or '':<10} {why}".rstrip())
 
 
 def notifications_list(
     member: Optional[str] = typer.Option(None, "--member", help="Only this member."),
     status: Optional[str] = typer.Option(None, "--status", help="pending, sending, sent, failed, dead or suppressed."),
-    limit: int = typer.Option(100),
-    as_json: bool = typer.Option(False, "--json"),
+    limit: int = typer.Option(100, help="At most this many rows."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable JSON on standard output."),
 ) -> None:
     from worker.domain.delivery import STATUSES
     from worker.services.members import notification_list
@@ -75,7 +87,7 @@ def notifications_list(
         typer.echo(f"#{r['notification_id']} {r['member_id']} {r['kind']:<14} {r['status']:<8} {r['text']}{error}")
 
 
-def member_erase(member_id: str, as_json: bool = typer.Option(False, "--json")) -> None:
+def member_erase(member_id: str = typer.Argument(..., help="The member id."), as_json: bool = typer.Option(False, "--json", help="Machine-readable JSON on standard output.")) -> None:
     from worker.runtime import utc_now
     from worker.services.erasure import erase_member
 

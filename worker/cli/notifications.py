@@ -37,7 +37,7 @@ def _catalog(templates_dir: str | None):
 def notifications_dispatch(
     loop: bool = typer.Option(False, "--loop", help="Keep dispatching until interrupted."),
     interval: float = typer.Option(LOOP_INTERVAL_S_DEFAULT, help="Seconds between runs with --loop."),
-    as_json: bool = typer.Option(False, "--json"),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable JSON on standard output."),
 ) -> None:
     from worker import logs
     from worker.runtime import utc_now

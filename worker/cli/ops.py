@@ -61,6 +61,7 @@ def dlq_replay(
 
 def stats(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
     from worker.actors import queue_names
+    from worker.domain.units import human_duration
     from worker.services import stats as stats_service
 
     s = settings()
@@ -74,7 +75,13 @@ def stats(as_json: bool = typer.Option(False, "--json", help="Machine-readable o
     typer.echo("outbox: " + (", ".join(f"{k} {v}" for k, v in data["outbox"].items()) or "empty"))
     lag = data["lag"]
     if lag["events"]:
-        typer.echo(f"lag over {lag['window_minutes']} min: {lag['events']} events, avg {lag['avg_seconds']:.1f}s, max {lag['max_seconds']:.1f}s")
+        typer.echo(f"lag over {lag['window_minutes']} min: {lag['events']} events, "
+                   f"avg {human_duration(lag['avg_seconds'])}, max {human_duration(lag['max_seconds'])}")
+    for w in data["workers"]:
+        typer.echo(f"worker {w['worker_id']}: last heartbeat {w['last_heartbeat_at']} "
+                   f"({human_duration(w['age_seconds'])} ago)")
+    if not data["workers"]:
+        typer.echo("workers: none has sent a heartbeat")
 
 
 def _date(value: Optional[str], name: str):

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+import os
+from datetime import datetime, timedelta
 from typing import Optional
 
 import typer
@@ -31,9 +32,17 @@ def scheduler_main(ctx: typer.Context) -> None:
     from worker.broker import build_broker
     from worker.runtime import utc_now
 
+    from worker import metrics
+    from worker.preflight import PreflightError, check_files, check_redis, check_urls
+
     logs.configure()
     s = settings()
-    prog = program(s)
+    try:
+        check_urls(s)
+        prog = check_files(s)
+        check_redis(s)
+    except PreflightError as error:
+        fail(str(error), code=error.code)
     broker = build_broker(s)
     plan = broker.get_actor("plan_job")
     dispatch = broker.get_actor("dispatch_notifications") if "dispatch_notifications" in broker.get_declared_actors() else None
@@ -42,6 +51,10 @@ def scheduler_main(ctx: typer.Context) -> None:
                            send_dispatch=dispatch.send if dispatch else None)
     except ValueError as error:
         fail(str(error))
+    # Only when asked for: a scheduler beside a worker on one host would take its port.
+    port = os.environ.get("LOYALTY_METRICS_PORT", "")
+    if port not in ("", "0"):
+        metrics.serve_in_process(int(port), host=os.environ.get("LOYALTY_METRICS_HOST", "0.0.0.0"))
     runner.run()
 
 
@@ -59,7 +72,7 @@ def _parse_now(now: Optional[str]) -> datetime:
     return at
 
 
-def scheduler_jobs(as_json: bool = typer.Option(False, "--json")) -> None:
+def scheduler_jobs(as_json: bool = typer.Option(False, "--json", help="Machine-readable JSON on standard output.")) -> None:
     from scheduler.schedule import job_specs, next_fire_time
     from worker.runtime import utc_now
 
@@ -81,16 +94,44 @@ def scheduler_jobs(as_json: bool = typer.Option(False, "--json")) -> None:
         typer.echo(f"{r['job']:<16} {'on ' if r['enabled'] else 'off'}  {r['cron']:<14} {r['next_run_at'] or '-'}")
 
 
+# What a firing does, said before it is enqueued for a time far from now.
+JOB_EFFECTS = {
+    "expire-points": "expire every lot whose expiry is before then, taking those points from members",
+    "expiry-warnings": "warn members of points expiring within the warning window after then",
+    "release-pending": "make available every pending purchase whose return window closed before then",
+    "birthday": "give the birthday gift to members whose birthday is that day",
+    "member-day": "send the member-day notice for that day if it is a member day",
+    "tier-review": "move members down a tier by their qualifying points in the window before then",
+}
+# A firing more than this ahead of the clock acts on the future (e.g. expires points that are
+# still valid); it needs --force. Catching up on a missed firing in the past does not.
+AHEAD_WITHOUT_FORCE = timedelta(days=1)
+
+
 def scheduler_run(
     job: str = typer.Argument(..., help="expire-points, expiry-warnings, release-pending, birthday, member-day, tier-review"),
     now: Optional[str] = typer.Option(None, "--now", help="The firing time (ISO 8601 with offset); default: now."),
+    force: bool = typer.Option(False, "--force", help="Enqueue a firing more than a day ahead of the clock."),
 ) -> None:
     from worker.broker import build_broker
     from worker.domain.calendar import JOB_KEYS
+    from worker.runtime import utc_now
 
     if job not in JOB_KEYS:
         fail(f"unknown job {job!r}; jobs: {', '.join(JOB_KEYS)}")
     at = _parse_now(now)
+    ahead = at - utc_now()
+    if ahead > AHEAD_WITHOUT_FORCE:
+        said = (f"{job} for {at.isoformat()} is {_days(ahead)} ahead of the clock: it will "
+                f"{JOB_EFFECTS[job]}")
+        if not force:
+            fail(f"{said}; pass --force to enqueue it", code=1)
+        typer.echo(f"warning: {said}", err=True)
     broker = build_broker(settings())
     broker.get_actor("plan_job").send(job, at.isoformat())
     typer.echo(f"enqueued {job} for {at.isoformat()}")
+
+
+def _days(span: timedelta) -> str:
+    days = span.total_seconds() / 86400
+    return f"{days:.0f} days" if days >= 2 else f"{span.total_seconds() / 3600:.0f} hours"

@@ -16,7 +16,7 @@ from worker.domain.program import Notifications, QuietHours
 
 # pending: waiting (maybe until next_attempt_at); sending: claimed, under a lease;
 # failed: last attempt failed, retried at next_attempt_at; dead: out of attempts;
-# suppressed: dropped by the daily cap (or the member was erased).
+# suppressed: dropped by the daily cap, as stale, or because the member was erased.
 STATUSES = ("pending", "sending", "sent", "failed", "dead", "suppressed")
 PROMOTIONAL_KINDS = frozenset({"tier_nudge", "member_day", "points_expiring", "birthday"})
 
@@ -93,3 +93,31 @@ def after_failure(attempts: int, max_attempts: int, now: datetime) -> AfterFailu
     if attempts >= max_attempts:
         return AfterFailure("dead", None)
     return AfterFailure("failed", now + timedelta(seconds=retry_delay_s(attempts)))
+
+
+def member_day_of(dedupe_key: str | None, created_at: datetime, zone: ZoneInfo) -> date:
+    """The day a member-day notice is about: the member-day job keys it `member_day:<member>:<day>`."""
+    if dedupe_key and dedupe_key.startswith("member_day:"):
+        try:
+            return date.fromisoformat(dedupe_key.rsplit(":", 1)[1])
+        except ValueError:
+            pass
+    return created_at.astimezone(zone).date()
+
+
+def stale_reason(
+    kind: str, params: dict, about_day: date, now: datetime, zone: ZoneInfo,
+    member_tier: str | None, tier_names: list[str],
+) -> str | None:
+    """Why a promotional notification is no longer true and must not be sent, or None.
+
+    A nudge toward a tier the member has already reached ("only 400 points away from Gold"
+    to a Gold member), and a member-day notice once that program-local day is over: a
+    scheduler started late or a long receiver outage must not send a backlog of them.
+    """
+    if kind == "tier_nudge" and member_tier in tier_names and params.get("tier") in tier_names:
+        if tier_names.index(member_tier) >= tier_names.index(params["tier"]):
+            return f"stale: member already reached {params['tier']}"
+    if kind == "member_day" and about_day < now.astimezone(zone).date():
+        return f"stale: member day {about_day.isoformat()} is over"
+    return None

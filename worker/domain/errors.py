@@ -22,6 +22,14 @@ class InvalidEvent(LoyaltyError):
         self.reason = reason
 
 
+class UnknownMember(LoyaltyError):
+    """A synchronous request names a member who is not enrolled; nothing was written."""
+
+    def __init__(self, member_id: str):
+        super().__init__(f"no member {member_id!r}")
+        self.member_id = member_id
+
+
 class InvariantViolation(LoyaltyError):
     """The ledger disagrees with itself; a bug, never an input problem."""
 

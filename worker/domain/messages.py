@@ -44,6 +44,9 @@ TEMPLATE_KEYS: dict[str, frozenset[str]] = {
 }
 # Parameters holding a tier's program name, shown by the locale's display name.
 TIER_PARAMS = frozenset({"tier", "from_tier", "to_tier"})
+# Parameters holding a reason code (`tier_too_low`), shown as the locale's phrase from its
+# [reasons] table: customers read sentences, operators read the codes in --json output.
+REASON_PARAMS = frozenset({"reason"})
 
 
 class TemplateError(LoyaltyError):
@@ -58,6 +61,7 @@ class RenderError(LoyaltyError):
 class LocaleTexts:
     messages: Mapping[str, str]
     tiers: Mapping[str, str] = field(default_factory=dict)
+    reasons: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -79,11 +83,26 @@ class Catalog:
         template = texts.messages.get(key)
         if template is None:
             raise RenderError(f"no template for kind {kind!r}")
-        values = {k: (texts.tiers.get(v, v) if k in TIER_PARAMS and isinstance(v, str) else v) for k, v in params.items()}
+        values = {k: _display(texts, k, v) for k, v in params.items()}
         try:
             return template.format_map(values)
         except KeyError as error:
             raise RenderError(f"{kind}: parameter {error.args[0]!r} is missing") from None
+
+
+    def reason_text(self, code: str, locale: str | None = None, default_locale: str | None = None) -> str:
+        """The phrase for a refusal's reason code in the member's language (the code if none)."""
+        return self.locales[self.resolve_locale(locale, default_locale)].reasons.get(code, code)
+
+
+def _display(texts: LocaleTexts, key: str, value: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    if key in TIER_PARAMS:
+        return texts.tiers.get(value, value)
+    if key in REASON_PARAMS:
+        return texts.reasons.get(value, value)
+    return value
 
 
 def _match_locale(tag: str | None, available: Mapping[str, Any]) -> str | None:
@@ -112,9 +131,11 @@ def placeholders(template: str) -> list[str]:
 
 def check_locale_data(data: dict, origin: str) -> LocaleTexts:
     """Validate one locale file's parsed TOML; errors name the file, kind and placeholder."""
-    unknown_tables = sorted(set(data) - {"messages", "tiers"})
+    unknown_tables = sorted(set(data) - {"messages", "tiers", "reasons"})
     if unknown_tables:
-        raise TemplateError(f"{origin}: unknown table {unknown_tables[0]!r} (expected [messages] and [tiers])")
+        raise TemplateError(
+            f"{origin}: unknown table {unknown_tables[0]!r} (expected [messages], [tiers] and [reasons])"
+        )
     messages = data.get("messages")
     if not isinstance(messages, dict):
         raise TemplateError(f"{origin}: missing [messages] table")
@@ -143,19 +164,28 @@ def check_locale_data(data: dict, origin: str) -> LocaleTexts:
     tiers = data.get("tiers", {})
     if not isinstance(tiers, dict) or not all(isinstance(v, str) for v in tiers.values()):
         problems.append("[tiers]: must map tier names to strings")
+    reasons = data.get("reasons", {})
+    if not isinstance(reasons, dict) or not all(isinstance(v, str) for v in reasons.values()):
+        problems.append("[reasons]: must map reason codes to strings")
     if problems:
         raise TemplateError(f"{origin}: " + "; ".join(problems))
-    return LocaleTexts(messages=dict(messages), tiers=dict(tiers))
+    return LocaleTexts(messages=dict(messages), tiers=dict(tiers), reasons=dict(reasons))
 
 
 def load_catalog(directory: str | Path | None = None) -> Catalog:
     """Read and check `notifications.<locale>.toml` for every locale in LOCALES."""
     directory = Path(directory) if directory else DEFAULT_TEMPLATES_DIR
+    built_in = None if directory == DEFAULT_TEMPLATES_DIR else load_catalog()
     locales = {}
     for locale in LOCALES:
         path = directory / f"notifications.{locale}.toml"
         data = read_toml(path, "template file", TemplateError)
-        locales[locale] = check_locale_data(data, str(path))
+        texts = check_locale_data(data, str(path))
+        if built_in is not None:
+            # Operator files written before [reasons] existed keep working: the built-in
+            # phrases fill in any code the file does not word itself.
+            texts = LocaleTexts(texts.messages, texts.tiers, {**built_in.locales[locale].reasons, **texts.reasons})
+        locales[locale] = texts
     return Catalog(locales=locales, origin=str(directory))
 
 

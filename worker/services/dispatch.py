@@ -51,7 +51,8 @@ RUN_BUDGET_S = 4.0
 _CLAIM = text(
     """
     SELECT n.notification_id, n.delivery_id::text AS delivery_id, n.member_id, n.kind, n.params,
-           n.attempts, n.released_at, n.created_at, m.locale AS member_locale, m.erased_at
+           n.attempts, n.released_at, n.created_at, m.locale AS member_locale, m.erased_at,
+           n.dedupe_key, m.tier AS member_tier
     FROM notifications n LEFT JOIN members m ON m.member_id = n.member_id
     WHERE (n.status IN ('pending', 'failed')
            AND (n.next_attempt_at IS NULL OR n.next_attempt_at <= :now)
@@ -129,6 +130,7 @@ async def claim(
 ) -> _Claim:
     out = _Claim()
     policy, zone = program.notifications, program.zone
+    tier_names = [t.name for t in program.tiers]
     lease_until = now + timedelta(seconds=lease_s(program, batch_size))
     async with engine.begin() as conn:
         rows = (await conn.execute(_CLAIM, {"now": now, "limit": batch_size})).mappings().all()
@@ -163,6 +165,12 @@ async def claim(
             updates.append(update)
             if row["erased_at"] is not None:
                 update.update(status="suppressed", last_error="member erased", channel=None)
+                out.report.suppressed += 1
+                continue
+            about = rules.member_day_of(row["dedupe_key"], row["created_at"], zone)
+            stale = rules.stale_reason(row["kind"], row["params"], about, now, zone, row["member_tier"], tier_names)
+            if stale is not None:
+                update.update(status="suppressed", last_error=stale, channel=None)
                 out.report.suppressed += 1
                 continue
             if row["released_at"] is None:

@@ -17,7 +17,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from worker.domain import mall
-from worker.domain.errors import ProgramError
+from worker.domain.errors import ProgramError, UnknownMember
 from worker.domain.events import RedemptionCancelEvent, RedemptionEvent
 from worker.domain.lots import Lot, take_earliest_expiring
 from worker.domain.program import Program
@@ -110,6 +110,8 @@ _MARK_CANCELLED = text(
     WHERE source = :source AND event_id = :event_id AND status = 'confirmed'
     """
 )
+_MEMBER_LOCALE = text("SELECT locale FROM members WHERE member_id = :member_id")
+_FIRST_ATTEMPT_AT = text("SELECT occurred_at FROM processed_events WHERE source = :source AND event_id = :event_id")
 _REDEMPTION_OUTCOME = text(
     """
     SELECT r.*, w.name AS reward_name FROM redemptions r LEFT JOIN rewards w USING (reward_id)
@@ -351,22 +353,34 @@ async def redeem_now(
     """Redeem at once, through the same ledger path as a queued event, in one transaction.
 
     `event_id` is the idempotency key (a fresh one when not given): calling again with the
-    same id returns the first outcome. Raises InvalidEvent when the request breaks the contract.
+    same id and request returns the first outcome; the same id with another request is a
+    conflict. Raises UnknownMember for a member who is not enrolled (a queued redemption
+    would enrol them; a person at a counter has mistyped the id) and InvalidEvent when the
+    request breaks the contract.
     """
+    from worker.domain.messages import catalog
     from worker.services import audit
     from worker.services.intake import validate
     from worker.services.ledger import apply_event
 
-    raw = {
-        "event_id": event_id or f"redeem-{uuid.uuid4().hex}",
-        "type": "redemption",
-        "source": source,
-        "member_id": member_id,
-        "occurred_at": now.isoformat(),
-        "payload": {"reward_id": reward_id, "quantity": quantity},
-    }
-    event = validate(raw, program, now)
     async with engine.begin() as conn:
+        locale = (await conn.execute(_MEMBER_LOCALE, {"member_id": member_id})).first()
+        if locale is None:
+            raise UnknownMember(member_id)
+        # A retry is the same request made later: it carries the first attempt's time, so
+        # its payload hashes the same and the ledger returns the stored outcome.
+        first_at = None
+        if event_id is not None:
+            first_at = (await conn.execute(_FIRST_ATTEMPT_AT, {"source": source, "event_id": event_id})).scalar()
+        raw = {
+            "event_id": event_id or f"redeem-{uuid.uuid4().hex}",
+            "type": "redemption",
+            "source": source,
+            "member_id": member_id,
+            "occurred_at": (first_at or now).isoformat(),
+            "payload": {"reward_id": reward_id, "quantity": quantity},
+        }
+        event = validate(raw, program, now)
         result = await apply_event(conn, program, event)
         if result.status == "applied":
             await audit.assert_member_consistent(conn, member_id)
@@ -388,6 +402,7 @@ async def redeem_now(
         "quantity": row["quantity"],
         "points": row["points"],
         "reason": row["reason"],
+        "reason_text": catalog().reason_text(row["reason"], locale[0], program.default_locale) if row["reason"] else None,
         "available_points": balance,
     }
 

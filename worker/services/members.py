@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from db.tables import ledger_entries, members, notifications
@@ -41,17 +41,46 @@ async def member_view(engine: AsyncEngine, program: Program, member_id: str) -> 
     }
 
 
-async def history(engine: AsyncEngine, member_id: str, limit: int = 100) -> list[dict[str, Any]]:
+# Outcomes of the member's events that wrote no ledger entry (a check-in earlier than the last
+# one, a refused redemption, a refund waiting for its purchase): their reason is in the result.
+_ZERO_POINT_OUTCOMES = text(
+    """
+    SELECT p.source, p.event_id, p.event_type, p.status, p.result, p.occurred_at, p.processed_at
+    FROM processed_events p
+    WHERE p.member_id = :member_id AND p.result ? 'note'
+      AND NOT EXISTS (SELECT 1 FROM ledger_entries e
+                      WHERE e.member_id = p.member_id AND e.source = p.source AND e.event_id = p.event_id)
+    ORDER BY p.occurred_at DESC, p.event_id DESC
+    LIMIT :limit
+    """
+)
+
+
+async def history(
+    engine: AsyncEngine, member_id: str, limit: int = 100, *, zero_point: bool = False
+) -> list[dict[str, Any]] | None:
+    """The member's latest `limit` ledger entries in the order they occurred (None: no such member).
+
+    `zero_point` adds the outcomes that moved no points, with their reason (`note`), as rows
+    of kind "none".
+    """
     limit = min(limit, LIST_LIMIT_MAX)
     query = (
         select(ledger_entries)
         .where(ledger_entries.c.member_id == member_id)
-        .order_by(ledger_entries.c.entry_id.desc())
+        .order_by(ledger_entries.c.occurred_at.desc(), ledger_entries.c.entry_id.desc())
         .limit(limit)
     )
     async with engine.connect() as conn:
+        known = (await conn.execute(select(members.c.member_id).where(members.c.member_id == member_id))).first()
+        if known is None:
+            return None
         rows = (await conn.execute(query)).mappings().all()
-    return [
+        outcomes = (
+            (await conn.execute(_ZERO_POINT_OUTCOMES, {"member_id": member_id, "limit": limit})).mappings().all()
+            if zero_point else []
+        )
+    entries = [
         {
             "entry_id": r["entry_id"],
             "kind": r["kind"],
@@ -62,9 +91,29 @@ async def history(engine: AsyncEngine, member_id: str, limit: int = 100) -> list
             "rules": r["rules"],
             "occurred_at": _iso(r["occurred_at"]),
             "created_at": _iso(r["created_at"]),
+            "_at": (r["occurred_at"], 0, r["entry_id"]),
         }
-        for r in reversed(rows)
+        for r in rows
     ]
+    entries += [
+        {
+            "entry_id": None,
+            "kind": "none",
+            "points": 0,
+            "status": r["status"],
+            "note": r["result"].get("note"),
+            "event": {"source": r["source"], "event_id": r["event_id"], "type": r["event_type"]},
+            "rules": [],
+            "occurred_at": _iso(r["occurred_at"]),
+            "created_at": _iso(r["processed_at"]),
+            "_at": (r["occurred_at"], 1, 0),
+        }
+        for r in outcomes
+    ]
+    entries.sort(key=lambda e: e["_at"])
+    for e in entries:
+        del e["_at"]
+    return entries[-limit:]
 
 
 def _preview(program: Program, row) -> str:

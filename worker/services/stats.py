@@ -6,7 +6,7 @@ few indexed or bounded queries, cheap enough to run on every scrape.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import redis
@@ -29,6 +29,25 @@ def queue_depths(client: redis.Redis, namespace: str, queues: list[str]) -> dict
         ready, stored, delayed, dead = pipe.execute()
         out[queue] = {"ready": ready, "in_flight": max(0, stored - ready), "delayed": delayed, "dead": dead}
     return out
+
+
+def worker_heartbeats(client: redis.Redis, namespace: str, now_s: float) -> list[dict[str, Any]]:
+    """Each live worker process's last heartbeat (dramatiq's `<ns>:__heartbeats__`), stalest first.
+
+    Every broker call of a worker is a heartbeat; an idle one polls about every second, so an
+    age of more than a few seconds means a stuck or dead process (it is dropped from the set
+    once its heartbeat is older than the broker's heartbeat timeout).
+    """
+    rows = client.zrange(f"{namespace}:__heartbeats__", 0, -1, withscores=True)
+    out = [
+        {
+            "worker_id": member.decode() if isinstance(member, bytes) else str(member),
+            "last_heartbeat_at": datetime.fromtimestamp(score / 1000, UTC).isoformat(timespec="seconds"),
+            "age_seconds": max(0.0, round(now_s - score / 1000, 1)),
+        }
+        for member, score in rows
+    ]
+    return sorted(out, key=lambda w: -w["age_seconds"])
 
 
 _REJECTED_OPEN = text("SELECT count(*) FROM rejected_events WHERE status = 'open'")
@@ -103,4 +122,10 @@ async def _scheduler_runs(conn) -> list[dict[str, Any]] | None:
 
 
 async def collect(engine: AsyncEngine, client: redis.Redis, namespace: str, queues: list[str]) -> dict[str, Any]:
-    return {"queues": queue_depths(client, namespace, queues), **await database_stats(engine)}
+    import time
+
+    return {
+        "queues": queue_depths(client, namespace, queues),
+        "workers": worker_heartbeats(client, namespace, time.time()),
+        **await database_stats(engine),
+    }

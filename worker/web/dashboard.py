@@ -22,6 +22,7 @@ from db.engine import create_engine
 from worker.config import Settings
 from worker.actors import queue_names
 from worker.services import dlq, stats
+from worker.domain.units import human_duration
 from worker.web import svg
 
 log = structlog.get_logger(__name__)
@@ -70,16 +71,7 @@ def _page(title: str, body: str) -> bytes:
 <a href="/stats.json">stats.json</a></nav>{body}</body></html>""".encode()
 
 
-def _seconds(value: float | None) -> str:
-    if value is None:
-        return "-"
-    if value < 120:
-        return f"{value:.1f} s"
-    if value < 7200:
-        return f"{value / 60:.1f} min"
-    if value < 172_800:
-        return f"{value / 3600:.1f} h"
-    return f"{value / 86_400:.1f} d"
+_seconds = human_duration
 
 
 def overview(data: dict[str, Any], namespace: str) -> bytes:
@@ -93,6 +85,13 @@ def overview(data: dict[str, Any], namespace: str) -> bytes:
         headers = list(runs[0]) if runs else ["run"]
         runs_html = _table(headers, [[r[h] for h in headers] for r in runs])
     throughput = [(row["minute"][11:16], row["events"]) for row in data["throughput"]]
+    workers = data.get("workers", [])
+    if workers:
+        workers_html = _table(["worker", "last heartbeat", "age"],
+                              [[w["worker_id"], w["last_heartbeat_at"], _seconds(w["age_seconds"])] for w in workers])
+    else:
+        workers_html = '<p class="empty">no worker has sent a heartbeat: is `loyalty worker` running?</p>'
+
     body = f"""
 <p class="sub">namespace {escape(namespace)} · refreshes every {REFRESH_S} s</p>
 <div class="grid">
@@ -104,6 +103,7 @@ def overview(data: dict[str, Any], namespace: str) -> bytes:
 <section><h2>Throughput: events per minute, last {lag["window_minutes"]} min</h2>{svg.columns(throughput)}
 <p>{lag["events"]} events · lag (occurred → committed) avg {_seconds(lag["avg_seconds"])},
 max {_seconds(lag["max_seconds"])}</p></section>
+<section><h2>Workers: last heartbeat</h2>{workers_html}</section>
 <section><h2>Last scheduler runs</h2>{runs_html}</section>
 </div>"""
     return _page("Loyalty operations", body)

@@ -1,0 +1,26 @@
+"""Why a ledger entry has its points, in words: the rule's inputs as stored with the entry. Pure."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+
+def describe_rule(rule: Mapping[str, Any]) -> str:
+    """One rule application as the operator reads it: `1299.00 x1.0 (Regular) x2 (member_day) = 2598`."""
+    name = rule.get("rule")
+    if name == "purchase":
+        text = f"{rule['amount']} x{rule['tier_multiplier']} ({rule['tier']})"
+        if "campaign" in rule:
+            text += f" x{rule['campaign_multiplier']} ({rule['campaign']})"
+        return f"{text} = {rule['points']}"
+    if name == "refund":
+        return f"refund {rule['amount']} of {rule['order_amount']} on {rule['order_id']}"
+    if name == "redemption":
+        return f"{rule['quantity']} x {rule['reward_id']} at {rule['cost_points']}"
+    if name is None:
+        return f"took back {rule.get('points_due')}"
+    return f"{name} {rule.get('points', '')}".strip()
+
+
+def describe_rules(rules: list[Mapping[str, Any]] | None) -> str:
+    return "; ".join(describe_rule(r) for r in rules or [])
