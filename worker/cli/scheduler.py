@@ -128,7 +128,9 @@ def scheduler_run(
             fail(f"{said}; pass --force to enqueue it", code=1)
         typer.echo(f"warning: {said}", err=True)
     broker = build_broker(settings())
-    broker.get_actor("plan_job").send(job, at.isoformat())
+    # The workers refuse a firing ahead of their clock unless it is marked as the operator's
+    # own (worker.actors.calendar.FIRING_AHEAD_MAX); this command is that operator.
+    broker.get_actor("plan_job").send(job, at.isoformat(), force=ahead > timedelta(0))
     typer.echo(f"enqueued {job} for {at.isoformat()}")
 
 
