@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from worker.cli import contract, core, demo, mall, members, ops, scheduler
+from worker.cli import api, contract, core, demo, mall, members, ops, scheduler
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -19,6 +19,7 @@ contract.register(app)
 scheduler.register(app)
 ops.register(app)
 mall.register(app)
+api.register(app)
 
 
 def main() -> None:
