@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import os
@@ -9,8 +10,10 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
+import asyncpg
 import httpx
 import pytest
+from sqlalchemy.engine import make_url
 
 from tests.conftest import REDIS_URL
 from tests.e2e.api_server import api_process
@@ -40,6 +43,18 @@ def api(server, clean):  # noqa: F811
     audit = loyalty(clean, "audit", "--json")
     assert json.loads(audit.stdout)["clean"] is True, audit.stdout
     assert audit.returncode == 0
+
+
+def sql(env, query: str) -> list[tuple]:
+    async def go():
+        url = make_url(env["LOYALTY_DATABASE_URL"]).set(drivername="postgresql").render_as_string(hide_password=False)
+        conn = await asyncpg.connect(url)
+        try:
+            return [tuple(r) for r in await conn.fetch(query)]
+        finally:
+            await conn.close()
+
+    return asyncio.run(go())
 
 
 def make_key(env, name: str, scopes: str, sources: str | None = None) -> dict[str, str]:
@@ -103,8 +118,6 @@ def test_keys_are_shown_once_stored_hashed_and_checked(api, clean):  # noqa: F81
     duplicate = loyalty(clean, "api-key", "create", "--name", "app-1", "--scopes", "members:read")
     bad_scope = loyalty(clean, "api-key", "create", "--name", "app-2", "--scopes", "members:write")
     listed = loyalty(clean, "api-key", "list", "--json")
-    stored = loyalty(clean, "db", "upgrade")  # the schema is there; now read the table through psql-free SQL
-    assert stored.returncode == 0
 
     assert created.returncode == 0 and key.startswith("lk_") and len(key) > 40
     assert duplicate.returncode == 2
@@ -114,6 +127,7 @@ def test_keys_are_shown_once_stored_hashed_and_checked(api, clean):  # noqa: F81
     rows = json.loads(listed.stdout)
     assert [(r["name"], r["scopes"], r["sources"], r["revoked_at"]) for r in rows] == [("app-1", ["members:read"], None, None)]
     assert key not in listed.stdout and hashlib.sha256(key.encode()).hexdigest() not in listed.stdout
+    assert sql(clean, "SELECT key_hash FROM api_keys") == [(hashlib.sha256(key.encode()).hexdigest(),)]
 
     no_key = httpx.get(f"{api}/v1/members/M1")
     unknown = httpx.get(f"{api}/v1/members/M1", headers={"Authorization": "Bearer lk_nope"})
@@ -198,9 +212,8 @@ def test_events_validated_like_publish_queued_and_their_outcomes(api, clean, tmp
 def test_event_limits_array_length_and_body_size(api, clean):  # noqa: F811
     till = make_key(clean, "till-1", "events:write", sources="pos")
     too_many = httpx.post(f"{api}/v1/events", headers=till, json=[{"event_id": str(i)} for i in range(1001)])
-    too_big = httpx.post(f"{api}/v1/events", headers=till, content=b"[" + b" " * BODY_BYTES_MAX + b"]",
-                         headers_extra=None) if False else httpx.post(
-        f"{api}/v1/events", headers={**till, "Content-Type": "application/json"}, content=b"[" + b" " * BODY_BYTES_MAX + b"]")
+    too_big = httpx.post(f"{api}/v1/events", headers={**till, "Content-Type": "application/json"},
+                         content=b"[" + b" " * BODY_BYTES_MAX + b"]")
     not_json = httpx.post(f"{api}/v1/events", headers=till, content=b"{nope")
 
     assert (too_many.status_code, too_many.json()) == (413, {
@@ -213,8 +226,9 @@ def test_event_limits_array_length_and_body_size(api, clean):  # noqa: F811
 def test_rate_limit_answers_429_with_retry_after(api, clean):  # noqa: F811
     app = make_key(clean, "app-1", "members:read")
     statuses, limited = [], None
+    client = httpx.Client(base_url=api, headers=app)  # one connection: well over RATE_PER_KEY a second
     for _ in range(3 * RATE_PER_KEY):
-        response = httpx.get(f"{api}/v1/members/M1", headers=app)
+        response = client.get("/v1/members/M1")
         statuses.append(response.status_code)
         if response.status_code == 429:
             limited = response
@@ -267,7 +281,7 @@ def test_member_state_history_and_rewards_as_the_member_sees_them(api, clean, tm
     assert [e["kind"] for e in first["entries"]] == ["earn", "earn"] and first["next_before"] is not None
     assert [e["event"]["event_id"] for e in first["entries"] + second["entries"]] == ["p-1", "p-old", "s-1"]
     assert second["next_before"] is None
-    assert [r["rule"] for r in first["entries"][1]["rules"]] == ["base", "first_purchase"]
+    assert [r["rule"] for r in first["entries"][1]["rules"]] == ["purchase", "first_purchase"]
     assert (bad_page.status_code, bad_page.json()["error"], bad_page.json()["field"]) == (422, "invalid_request", "limit")
     assert [(r["reward_id"], r["eligible"], r["locked"]) for r in rewards["rewards"]] == [
         ("mug", True, None),
@@ -446,3 +460,34 @@ def test_access_log_names_routes_not_members_or_keys(server, api, clean):  # noq
     assert "SECRET-MEMBER-77" not in text
     assert key["Authorization"].split()[1] not in text
     assert {"method": "GET", "route": "/v1/members/{member_id}", "status": 404, "key": "app-1"}.items() <= lines[-1].items()
+
+
+def test_the_sweep_releases_expired_holds_nobody_reads(clean, tmp_path):  # noqa: F811
+    with api_process(clean, tmp_path / "api.log", LOYALTY_API_SWEEP_S="1") as url:
+        key = make_key(clean, "till-1", ALL, sources="pos")
+        fund(url, clean, key, "M1", "1000.00")
+        assert hold(url, key, "M1", "h-1", 700, expires_in_s=1).status_code == 201
+
+        deadline = time.monotonic() + 20
+        while sql(clean, "SELECT status FROM holds") != [("expired",)]:
+            assert time.monotonic() < deadline, "the sweep did not release the hold within 20 s"
+            time.sleep(0.2)
+        balance = sql(clean, "SELECT available_points FROM members WHERE member_id = 'M1'")
+
+    assert balance == [(1100,)]
+    audit = loyalty(clean, "audit", "--json")
+    assert (audit.returncode, json.loads(audit.stdout)["clean"]) == (0, True)
+
+
+def test_readyz_names_what_is_unreachable(clean, tmp_path):  # noqa: F811
+    from tests.e2e.api_server import free_port
+
+    env = {**clean, "LOYALTY_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"}  # nothing listens there
+    with api_process(env, tmp_path / "api.log", LOYALTY_API_SWEEP_S="0") as url:
+        health = httpx.get(f"{url}/healthz")
+        ready = httpx.get(f"{url}/readyz", timeout=30)
+
+    assert (health.status_code, health.json()) == (200, {"status": "ok"})
+    assert ready.status_code == 503
+    assert {k: ready.json()[k] for k in ("error", "detail", "postgresql")} == {
+        "error": "not_ready", "detail": "unreachable: redis", "postgresql": "ok"}

@@ -88,7 +88,7 @@ _ANY_DUE = text(
 )
 _RESTORED_FOR_HOLD = text(
     """
-    SELECT t.lot_id, -sum(t.points) AS points FROM lot_takes t JOIN ledger_entries e USING (entry_id)
+    SELECT t.lot_id, (-sum(t.points))::bigint AS points FROM lot_takes t JOIN ledger_entries e USING (entry_id)
     WHERE e.member_id = :member_id AND e.kind = 'restore' AND e.source = :source AND e.event_id = :event_id
     GROUP BY t.lot_id
     """
