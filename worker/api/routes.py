@@ -171,8 +171,6 @@ async def get_event(source: str, event_id: str, request: Request, key: ApiKey = 
 
 async def _member_or_404(request: Request, member_id: str) -> dict:
     runtime = _runtime(request)
-    # Holds past their expiry and refunds of points-paid orders are settled before any read.
-    await holds.settle_member(runtime.engine, runtime.program, member_id, now=runtime.clock())
     state = await member_state(runtime.engine, runtime.program, member_id, now=runtime.clock())
     if state is None:
         raise ApiError(404, "unknown_member", f"member_id: no member {member_id!r}", field="member_id")

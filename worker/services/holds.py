@@ -78,14 +78,14 @@ _DUE_REFUNDED = text(
     FOR UPDATE OF h
     """
 )
-_ANY_DUE = text(
-    """
-    SELECT EXISTS (SELECT 1 FROM holds WHERE member_id = :member_id AND status = 'held' AND expires_at <= :now)
-        OR EXISTS (SELECT 1 FROM holds h JOIN orders o ON o.member_id = h.member_id AND o.order_id = h.order_id
-                   WHERE h.member_id = :member_id AND h.status = 'captured'
-                     AND o.amount > 0 AND o.refunded_amount > h.refunded_amount AND h.points_refunded < h.points)
-    """
-)
+# Whether anything of one member is due (an SQL boolean, also used inside the member read).
+DUE_SQL = """
+    EXISTS (SELECT 1 FROM holds WHERE member_id = :member_id AND status = 'held' AND expires_at <= :now)
+    OR EXISTS (SELECT 1 FROM holds h JOIN orders o ON o.member_id = h.member_id AND o.order_id = h.order_id
+               WHERE h.member_id = :member_id AND h.status = 'captured'
+                 AND o.amount > 0 AND o.refunded_amount > h.refunded_amount AND h.points_refunded < h.points)
+"""
+_ANY_DUE = text("SELECT " + DUE_SQL)
 _RESTORED_FOR_HOLD = text(
     """
     SELECT t.lot_id, (-sum(t.points))::bigint AS points FROM lot_takes t JOIN ledger_entries e USING (entry_id)
