@@ -138,7 +138,8 @@ async def _saturation(urls: list[str], headers: dict, seconds: float, members: i
     return {"concurrency": CONCURRENCY, "seconds": seconds, **_summary(latencies, errors, elapsed)}
 
 
-def run(database_url: str, env: dict[str, str], loyalty: list[str], results: Path, *, rate: int, seconds: float) -> dict:
+def run(database_url: str, env: dict[str, str], loyalty: list[str], results: Path, *, rates: list[int],
+        seconds: float) -> dict:
     from benchmarks.run import log, pg_dsn
 
     log(f"API: seeding {MEMBERS:,} members")
@@ -171,10 +172,12 @@ def run(database_url: str, env: dict[str, str], loyalty: list[str], results: Pat
                 time.sleep(0.1)
         log("API: warm-up")
         asyncio.run(_fixed_rate(urls, headers, 100, 1, MEMBERS))
-        log(f"API: GET /v1/members/{{id}} at {rate} requests/s for {seconds:g}s over {API_PROCESSES} processes")
-        fixed = asyncio.run(_fixed_rate(urls, headers, rate, seconds, MEMBERS))
-        log(f"  {fixed['requests_per_s']:,.0f} requests/s, p50 {fixed['p50_ms']} ms, p99 {fixed['p99_ms']} ms, "
-            f"{fixed['errors']} errors")
+        fixed = []
+        for rate in rates:
+            log(f"API: GET /v1/members/{{id}} at {rate} requests/s for {seconds:g}s over {API_PROCESSES} processes")
+            fixed.append(asyncio.run(_fixed_rate(urls, headers, rate, seconds, MEMBERS)))
+            log(f"  {fixed[-1]['requests_per_s']:,.0f} requests/s, p50 {fixed[-1]['p50_ms']} ms, "
+                f"p99 {fixed[-1]['p99_ms']} ms, {fixed[-1]['errors']} errors")
         log(f"API: saturation, {CONCURRENCY} in flight for {seconds:g}s")
         saturated = asyncio.run(_saturation(urls, headers, seconds, MEMBERS))
         log(f"  {saturated['requests_per_s']:,.0f} requests/s, p50 {saturated['p50_ms']} ms, p99 {saturated['p99_ms']} ms")

@@ -357,7 +357,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--only", choices=["one_event", "batch", "latency"], help="Run one phase (no ceilings).")
     parser.add_argument("--api", action="store_true",
                         help="Only the HTTP API phase: GET /v1/members/{id} through 2 `loyalty api` processes.")
-    parser.add_argument("--api-rate", type=int, default=500, help="Requests per second of the API phase.")
+    parser.add_argument("--api-rate", default="100,500",
+                        help="Requests per second of the API's fixed-rate phases (comma-separated).")
     parser.add_argument("--api-seconds", type=float, default=10, help="Length of each API measurement.")
     args = parser.parse_args(argv)
     sizes = QUICK if args.quick else FULL
@@ -377,7 +378,7 @@ def main(argv: list[str] | None = None) -> None:
         from benchmarks import api
 
         try:
-            result["api"] = api.run(url, env, loyalty_command(), RESULTS, rate=args.api_rate,
+            result["api"] = api.run(url, env, loyalty_command(), RESULTS, rates=[int(r) for r in args.api_rate.split(",")],
                                     seconds=args.api_seconds)
         finally:
             for key in client.scan_iter(f"{namespace}:*", count=1000):
