@@ -180,7 +180,8 @@ async def _member_or_404(request: Request, member_id: str) -> dict:
 @router.get("/v1/members/{member_id}", tags=["members"])
 async def get_member(member_id: str, request: Request, key: ApiKey = require("members:read")):
     """`loyalty member show --json`, plus held points and points expiring in the next 30 days."""
-    return await _member_or_404(request, member_id)
+    # The hottest route: the dict is plain JSON already, so skip FastAPI's generic encoder.
+    return JSONResponse(await _member_or_404(request, member_id))
 
 
 @router.get("/v1/members/{member_id}/history", tags=["members"])
