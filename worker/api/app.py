@@ -49,6 +49,8 @@ class Runtime:
     api: ApiSettings
     program: Program
     engine: Any
+    # The same pool without BEGIN/ROLLBACK around each checkout, for single-statement reads only.
+    read_engine: Any
     redis: Any
     send_one: Callable[[dict], Any]
     send_many: Callable[[list[dict]], Any]
@@ -90,7 +92,8 @@ def create_app(settings: Settings | None = None, api_settings: ApiSettings | Non
         broker = build_broker(s, program=prog)
         client = aioredis.Redis.from_url(s.redis_url)
         runtime = Runtime(
-            settings=s, api=a, program=prog, engine=engine, redis=client,
+            settings=s, api=a, program=prog, engine=engine,
+            read_engine=engine.execution_options(isolation_level="AUTOCOMMIT"), redis=client,
             send_one=broker.get_actor("process_event").send, send_many=broker.get_actor("process_batch").send,
             keys=KeyCache(engine), limiter=RateLimiter(client, s.namespace, a.rate_per_key), clock=utc_now,
         )

@@ -28,12 +28,12 @@ class BodyLimit:
 
     def __init__(self, app, max_bytes: int):
         self.app, self.max_bytes = app, max_bytes
+        self.too_large = _json_answer(413, {"error": "body_too_large", "detail": f"body: over the limit of {max_bytes} bytes"})
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        too_large = _json_answer(413, {"error": "body_too_large",
-                                       "detail": f"body: over the limit of {self.max_bytes} bytes"})
+        too_large = self.too_large
         for name, value in scope.get("headers", ()):
             if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
                 for message in too_large:

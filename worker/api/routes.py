@@ -171,7 +171,8 @@ async def get_event(source: str, event_id: str, request: Request, key: ApiKey = 
 
 async def _member_or_404(request: Request, member_id: str) -> dict:
     runtime = _runtime(request)
-    state = await member_state(runtime.engine, runtime.program, member_id, now=runtime.clock())
+    state = await member_state(runtime.engine, runtime.program, member_id, now=runtime.clock(),
+                               read_engine=runtime.read_engine)
     if state is None:
         raise ApiError(404, "unknown_member", f"member_id: no member {member_id!r}", field="member_id")
     return state

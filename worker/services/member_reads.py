@@ -65,13 +65,17 @@ def _iso(value) -> str | None:
     return value.isoformat() if value is not None else None
 
 
-async def member_state(engine: AsyncEngine, program: Program, member_id: str, *, now: datetime) -> dict | None:
+async def member_state(
+    engine: AsyncEngine, program: Program, member_id: str, *, now: datetime, read_engine: AsyncEngine | None = None
+) -> dict | None:
     """`loyalty member show --json`, plus points on hold and points expiring within 30 days.
 
-    Holds past their expiry and refunds of points-paid orders are settled first when due.
+    Holds past their expiry and refunds of points-paid orders are settled first when due
+    (on `engine`). `read_engine` may be an autocommit view of the same pool: the read is one
+    statement, so it needs no BEGIN and ROLLBACK around it.
     """
     for _ in range(2):
-        async with engine.connect() as conn:
+        async with (read_engine or engine).connect() as conn:
             row = (await conn.execute(
                 _STATE, {"member_id": member_id, "now": now, "until": now + EXPIRING_WINDOW})).mappings().first()
         if row is None:
