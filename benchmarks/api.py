@@ -27,7 +27,7 @@ import httpx
 API_PROCESSES = 2
 CONCURRENCY = 32
 # Senders of the fixed-rate phase: enough to keep the rate while a few requests are slow.
-SENDERS = 64
+SENDERS = 32
 MEMBERS = 10_000
 START_DEADLINE_S = 60
 
