@@ -164,6 +164,10 @@ def test_events_validated_like_publish_queued_and_their_outcomes(api, clean, tmp
     mixed = httpx.post(f"{api}/v1/events", headers=till, json=[purchase("p-2", "M1", "o-2", "20.00"), bad, {"event_id": "x"}])
     queued = httpx.get(f"{api}/v1/events/pos/p-1", headers=till)
     not_queued = httpx.get(f"{api}/v1/events/pos/p-2", headers=till)
+    slashed = httpx.post(f"{api}/v1/events", headers=till, json=[
+        purchase("till-7/000123", "M2", "o-7", "10.00"), {**purchase("p-9", "M2", "o-9", "1.00"), "source": ["web"]}])
+    slashed_ok = httpx.post(f"{api}/v1/events", headers=till, json=purchase("till-7/000123", "M2", "o-7", "10.00"))
+    slashed_queued = httpx.get(f"{api}/v1/events/pos/till-7/000123", headers=till)
 
     assert (one.status_code, one.json()) == (202, {"accepted": 1, "events": [{"source": "pos", "event_id": "p-1"}]})
     assert (ecommerce.status_code, ecommerce.json()) == (403, {
@@ -182,6 +186,10 @@ def test_events_validated_like_publish_queued_and_their_outcomes(api, clean, tmp
     assert (queued.status_code, queued.json()) == (
         200, {"source": "pos", "event_id": "p-1", "status": "queued", "points": 0, "reason": None, "processed_at": None})
     assert (not_queued.status_code, not_queued.json()["error"]) == (404, "unknown_event")
+    assert (slashed.status_code, slashed.json()["events"]) == (422, [{"index": 1, "reason": "source: must be a valid string"}])
+    assert slashed_ok.status_code == 202
+    assert (slashed_queued.status_code, slashed_queued.json()["event_id"], slashed_queued.json()["status"]) == (
+        200, "till-7/000123", "queued")
 
     single_bad = httpx.post(f"{api}/v1/events", headers=till, json=bad)
     assert (single_bad.status_code, single_bad.json()) == (422, {
@@ -215,11 +223,14 @@ def test_event_limits_array_length_and_body_size(api, clean):  # noqa: F811
     too_big = httpx.post(f"{api}/v1/events", headers={**till, "Content-Type": "application/json"},
                          content=b"[" + b" " * BODY_BYTES_MAX + b"]")
     not_json = httpx.post(f"{api}/v1/events", headers=till, content=b"{nope")
+    # No Content-Length (chunked): counted while reading.
+    chunked = httpx.post(f"{api}/v1/events", headers=till, content=(b" " * 65536 for _ in range(BODY_BYTES_MAX // 65536 + 1)))
 
     assert (too_many.status_code, too_many.json()) == (413, {
         "error": "too_many_events", "detail": "body: 1001 events is over the limit of 1000", "field": "body"})
     assert (too_big.status_code, too_big.json()) == (413, {
         "error": "body_too_large", "detail": f"body: over the limit of {BODY_BYTES_MAX} bytes"})
+    assert (chunked.status_code, chunked.json()["error"]) == (413, "body_too_large")
     assert (not_json.status_code, not_json.json()) == (400, {"error": "invalid_json", "detail": "body: is not valid JSON"})
 
 
@@ -345,7 +356,7 @@ def test_hold_capture_void_are_idempotent_and_capture_books_once(api, clean):  #
         "error": "not_enough_points", "detail": "points: 801 requested but 800 available", "field": "points"})
     assert (unknown_member.status_code, unknown_member.json()["error"]) == (404, "unknown_member")
     assert (invalid.status_code, invalid.json()) == (422, {
-        "error": "invalid_request", "detail": "points: input should be greater than or equal to 1", "field": "points"})
+        "error": "invalid_request", "detail": "points: must be greater than or equal to 1", "field": "points"})
     assert (held["available_points"], held["held_points"]) == (800, 300)
     assert (captured.status_code, captured.json()["status"]) == (200, "captured")
     assert (captured_again.status_code, captured_again.json()) == (200, captured.json())

@@ -34,12 +34,18 @@ def _path(loc: tuple) -> str:
     return ".".join(parts) or str(loc[0] if loc else "body")
 
 
-def _message(error: dict) -> str:
-    if error.get("type") == "missing":
+def _message(error: dict, path: str) -> str:
+    """Worded as the event contract's reasons are (worker/domain/events.py)."""
+    kind = error.get("type", "")
+    if kind == "missing":
         return "is required"
-    if error.get("type") == "extra_forbidden":
+    if kind == "extra_forbidden":
         return "is not a known field"
-    message = error.get("msg", "is invalid")
+    if kind in ("string_pattern_mismatch", "string_too_long", "string_too_short") and path.endswith("_id"):
+        return "must be 1-128 characters: letters, digits and . _ : @ # / + - (starting with a letter or digit)"
+    message = error.get("msg", "is invalid").removeprefix("Value error, ")
+    if message.startswith("Input should be "):
+        return "must be " + message.removeprefix("Input should be ")
     return message[0].lower() + message[1:] if message else "is invalid"
 
 
@@ -59,7 +65,7 @@ def install(app: FastAPI) -> None:
         path = _path(tuple(first.get("loc", ())))
         if first.get("type") == "json_invalid":
             return JSONResponse(body("invalid_json", "body: is not valid JSON"), 400)
-        return JSONResponse(body("invalid_request", f"{path}: {_message(first)}", path), 422)
+        return JSONResponse(body("invalid_request", f"{path}: {_message(first, path)}", path), 422)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, error: StarletteHTTPException):

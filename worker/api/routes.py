@@ -102,7 +102,8 @@ async def post_events(request: Request, key: ApiKey = require("events:write")):
         raise ApiError(413, "too_many_events", f"body: {len(items)} events is over the limit of {BATCH_EVENTS_MAX}",
                        field="body")
     for index, item in enumerate(items):
-        if isinstance(item, dict) and "source" in item and not key.may_send(item["source"]):
+        # A source that is not a string is invalid anyway: validation names it below.
+        if isinstance(item, dict) and isinstance(item.get("source"), str) and not key.may_send(item["source"]):
             where = "source" if single else f"{index}.source"
             raise ApiError(403, "source_not_allowed",
                            f"{where}: this key may not send events from source {item['source']!r}", field=where)
@@ -130,7 +131,8 @@ def _send(runtime, events: list[dict]) -> None:
         runtime.send_many(events)
 
 
-@router.get("/v1/events/{source}/{event_id}", tags=["events"])
+# `path`: event ids may contain "/" (the contract allows it).
+@router.get("/v1/events/{source}/{event_id:path}", tags=["events"])
 async def get_event(source: str, event_id: str, request: Request, key: ApiKey = require("events:write")):
     """The event's outcome: queued, applied, duplicate, deferred or rejected."""
     runtime = _runtime(request)
