@@ -355,6 +355,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="Smaller sizes: a smoke run of about two minutes.")
     parser.add_argument("--keep", action="store_true", help="Keep the benchmark database afterwards.")
     parser.add_argument("--only", choices=["one_event", "batch", "latency"], help="Run one phase (no ceilings).")
+    parser.add_argument("--api", action="store_true",
+                        help="Only the HTTP API phase: GET /v1/members/{id} through 2 `loyalty api` processes.")
+    parser.add_argument("--api-rate", default="100,500",
+                        help="Requests per second of the API's fixed-rate phases (comma-separated).")
+    parser.add_argument("--api-seconds", type=float, default=10, help="Length of each API measurement.")
     args = parser.parse_args(argv)
     sizes = QUICK if args.quick else FULL
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -369,6 +374,22 @@ def main(argv: list[str] | None = None) -> None:
     workers = None
     log(f"database loyalty_bench_{run_id}, namespace {namespace}")
     asyncio.run(migrate.upgrade(url))
+    if args.api:
+        from benchmarks import api
+
+        try:
+            result["api"] = api.run(url, env, loyalty_command(), RESULTS, rates=[int(r) for r in args.api_rate.split(",")],
+                                    seconds=args.api_seconds)
+        finally:
+            for key in client.scan_iter(f"{namespace}:*", count=1000):
+                client.delete(key)
+            if not args.keep:
+                asyncio.run(_admin(f'DROP DATABASE IF EXISTS "loyalty_bench_{run_id}" WITH (FORCE)'))
+        result["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+        (RESULTS / "api-latest.json").write_text(json.dumps(result, indent=2) + "\n")
+        print(json.dumps(result["api"], indent=2))
+        print(f"\nsaved {RESULTS / 'api-latest.json'}", file=sys.stderr)
+        return
     try:
         if args.only is None:
             log("PostgreSQL insert+update ceiling")

@@ -14,7 +14,7 @@ from sqlalchemy import (
     Table,
     Text,
 )
-from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 
 metadata = MetaData()
 
@@ -204,4 +204,45 @@ notifications = Table(
     Column("lease_until", TS),
     Column("released_at", TS),
     Column("last_attempt_at", TS),
+)
+
+# HTTP API (migration 0006_api).
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("name", Text, primary_key=True),
+    Column("key_hash", Text, nullable=False),
+    Column("scopes", ARRAY(Text), nullable=False),
+    Column("sources", ARRAY(Text)),
+    Column("created_at", TS, nullable=False),
+    Column("revoked_at", TS),
+)
+
+holds = Table(
+    "holds",
+    metadata,
+    Column("hold_id", Text, primary_key=True),
+    Column("member_id", Text, nullable=False),
+    Column("order_id", Text, nullable=False),
+    Column("points", BigInteger, nullable=False),
+    Column("status", Text, nullable=False),
+    Column("key_name", Text, nullable=False),
+    Column("hold_entry_id", BigInteger, nullable=False),
+    Column("settle_entry_id", BigInteger),
+    Column("created_at", TS, nullable=False),
+    Column("expires_at", TS, nullable=False),
+    Column("settled_at", TS),
+    Column("refunded_amount", Numeric(14, 2), nullable=False),
+    Column("points_refunded", BigInteger, nullable=False),
+)
+
+api_idempotency = Table(
+    "api_idempotency",
+    metadata,
+    Column("key_name", Text, primary_key=True),
+    Column("idempotency_key", Text, primary_key=True),
+    Column("request_hash", Text, nullable=False),
+    Column("status_code", Integer, nullable=False),
+    Column("response", JSONB, nullable=False),
+    Column("created_at", TS, nullable=False),
 )

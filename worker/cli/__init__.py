@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from worker.cli import contract, core, demo, mall, members, ops, scheduler
+from worker.cli import api, contract, core, demo, mall, members, ops, scheduler
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -47,6 +47,7 @@ contract.register(app)
 scheduler.register(app)
 ops.register(app)
 mall.register(app)
+api.register(app)
 
 
 def main() -> None:

@@ -385,3 +385,45 @@ async def close(
     if record is not None:
         params.update({f"record_{key}": value for key, value in record.items()})
     await conn.execute(_MEMBER_WRITES[(bool(account.notifications), record is not None)], params)
+
+
+# ---------------------------------------------------------------- points payments (HTTP API holds)
+# Used by worker/services/holds.py only. The same entry and lot-take writers as above, so a
+# hold, its capture and its release are entries and lot takes the audit already checks.
+
+_LOCK_EXISTING_MEMBER = text("SELECT * FROM members WHERE member_id = :member_id FOR UPDATE")
+
+
+async def lock_existing_member(conn: AsyncConnection, member_id: str) -> Account | None:
+    """Like lock_member, but an unknown member stays unknown (None) instead of being enrolled."""
+    row = (await conn.execute(_LOCK_EXISTING_MEMBER, {"member_id": member_id})).mappings().first()
+    return account_from_row(member_id, row) if row is not None else None
+
+
+async def move_points(
+    conn: AsyncConnection, account: Account, origin: Origin, kind: str, takes: list[tuple[int, int]], rules: list[dict]
+) -> int:
+    """One entry of `kind` whose available points are minus the sum of `takes` (lot id, points),
+    with those lot takes (a negative take puts points back into its lot); returns the entry id."""
+    points = -sum(p for _, p in takes)
+    entry_id = (
+        await conn.execute(
+            _WRITE_ENTRY,
+            {
+                "member_id": account.member_id,
+                "kind": kind,
+                "points": points,
+                "pending": 0,
+                "qualifying": 0,
+                "source": origin.source,
+                "event_id": origin.event_id,
+                "event_type": origin.event_type,
+                "rules": rules,
+                "occurred_at": origin.occurred_at,
+            },
+        )
+    ).scalar_one()
+    await take_from_lots(conn, entry_id, takes)
+    account.available += points
+    account.movements.append((kind, abs(points)))
+    return entry_id

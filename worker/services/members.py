@@ -25,6 +25,11 @@ async def member_view(engine: AsyncEngine, program: Program, member_id: str) -> 
         row = (await conn.execute(select(members).where(members.c.member_id == member_id))).mappings().first()
     if row is None:
         return None
+    return view_from_row(program, row)
+
+
+def view_from_row(program: Program, row) -> dict[str, Any]:
+    """`member show` of a members row (a mapping of its columns)."""
     upcoming, away = tiers.points_to_next(program, row["tier"], row["qualifying_points"] - row["qualifying_baseline"])
     return {
         "member_id": row["member_id"],

@@ -1,0 +1,128 @@
+"""The app factory and its lifespan: engine, broker and Redis are built when the process starts."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+import structlog
+from fastapi import FastAPI
+
+from worker.config import Settings, _int_setting
+from worker.domain.program import Program
+
+log = structlog.get_logger(__name__)
+
+# 4 MiB: a full batch of 1,000 events (the worker's own batch limit) fits with room to spare.
+BODY_BYTES_MAX_DEFAULT = 4 * 1024 * 1024 + 64 * 1024
+RATE_PER_KEY_DEFAULT = 200
+# How often each API process releases expired holds and restores points of refunded orders.
+SWEEP_S_DEFAULT = 15
+# Connections per API process: uvicorn runs one event loop; requests wait for a free one.
+POOL_SIZE = 10
+
+
+@dataclass(frozen=True)
+class ApiSettings:
+    body_bytes_max: int = BODY_BYTES_MAX_DEFAULT
+    rate_per_key: int = RATE_PER_KEY_DEFAULT
+    sweep_s: int = SWEEP_S_DEFAULT
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> ApiSettings:
+        env = os.environ if env is None else env
+        return cls(
+            body_bytes_max=_int_setting(env, "LOYALTY_API_BODY_BYTES_MAX", BODY_BYTES_MAX_DEFAULT, 1024, 64 * 1024 * 1024),
+            rate_per_key=_int_setting(env, "LOYALTY_API_RATE_PER_KEY", RATE_PER_KEY_DEFAULT, 1, 1_000_000),
+            sweep_s=_int_setting(env, "LOYALTY_API_SWEEP_S", SWEEP_S_DEFAULT, 0, 3600),
+        )
+
+
+@dataclass
+class Runtime:
+    """What the routes use, built in the lifespan (nothing at import time)."""
+
+    settings: Settings
+    api: ApiSettings
+    program: Program
+    engine: Any
+    # The same pool without BEGIN/ROLLBACK around each checkout, for single-statement reads only.
+    read_engine: Any
+    redis: Any
+    send_one: Callable[[dict], Any]
+    send_many: Callable[[list[dict]], Any]
+    keys: Any
+    limiter: Any
+    clock: Callable[[], Any]
+    tasks: list[asyncio.Task] = field(default_factory=list)
+
+
+async def _sweeper(runtime: Runtime) -> None:
+    from worker.services.holds import sweep
+
+    while True:
+        await asyncio.sleep(runtime.api.sweep_s)
+        try:
+            settled = await sweep(runtime.engine, runtime.program, now=runtime.clock())
+            if settled:
+                log.info("holds_swept", members=settled)
+        except Exception:  # an outage must not end the loop; the next period tries again
+            log.exception("holds_sweep_failed")
+
+
+def create_app(settings: Settings | None = None, api_settings: ApiSettings | None = None, program: Program | None = None) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        import redis.asyncio as aioredis
+
+        from db.engine import create_engine
+        from worker.api.auth import KeyCache
+        from worker.api.limits import RateLimiter
+        from worker.broker import build_broker
+        from worker.domain.program import load_program
+        from worker.runtime import utc_now
+
+        s = settings or Settings.from_env()
+        a = api_settings or ApiSettings.from_env()
+        prog = program or load_program(s.program_file)
+        engine = create_engine(s.database_url, pool_size=POOL_SIZE, max_overflow=0)
+        broker = build_broker(s, program=prog)
+        client = aioredis.Redis.from_url(s.redis_url)
+        runtime = Runtime(
+            settings=s, api=a, program=prog, engine=engine,
+            read_engine=engine.execution_options(isolation_level="AUTOCOMMIT"), redis=client,
+            send_one=broker.get_actor("process_event").send, send_many=broker.get_actor("process_batch").send,
+            keys=KeyCache(engine), limiter=RateLimiter(client, s.namespace, a.rate_per_key), clock=utc_now,
+        )
+        if a.sweep_s > 0:
+            runtime.tasks.append(asyncio.create_task(_sweeper(runtime)))
+        app.state.runtime = runtime
+        try:
+            yield
+        finally:
+            for task in runtime.tasks:
+                task.cancel()
+                with suppress(asyncio.CancelledError):
+                    await task
+            await client.aclose()
+            broker.close()
+            await engine.dispose()
+
+    from worker.api import errors, routes
+    from worker.api.limits import AccessLog, BodyLimit
+
+    app = FastAPI(
+        title="Loyalty engine API",
+        version="1",
+        summary="Events in, outcomes and member state out, points as payment at checkout.",
+        lifespan=lifespan,
+    )
+    errors.install(app)
+    app.include_router(routes.router)
+    limit = (api_settings or ApiSettings.from_env()).body_bytes_max
+    app.add_middleware(BodyLimit, max_bytes=limit)
+    app.add_middleware(AccessLog)
+    return app

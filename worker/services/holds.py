@@ -1,0 +1,338 @@
+"""Points as payment at checkout: hold, capture, void, expiry, and refunds of paid orders.
+
+A hold takes its points from the member's lots at once (earliest-expiring first) as a `hold`
+entry, so `available_points`, the entries and the lots agree throughout and `loyalty audit`
+needs no notion of holds. Capture books a zero-point `spend` entry naming the order (the
+points already left with the hold); void and expiry write a `restore` entry that gives every
+point back to the lot it came from. When the order is later refunded (the worker applies
+the refund event and raises `orders.refunded_amount`), the same share of the points paid is
+restored to the hold's lots that have not expired, latest-expiring first.
+
+Every change runs in one transaction with the member's row locked, so concurrent holds on
+one member are serialised and can never reserve more than the balance.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from worker.domain.lots import Lot, refund_reversal, take_earliest_expiring
+from worker.domain.program import Program
+from worker.services import accounts, audit
+from worker.services.accounts import Account, Origin
+
+# A till's hold lasts as long as a checkout: 15 minutes unless it asks otherwise, at most a day
+# (a longer reservation is an order, not a checkout).
+HOLD_EXPIRES_IN_S_DEFAULT = 15 * 60
+HOLD_EXPIRES_IN_S_MAX = 24 * 60 * 60
+# The `source` of the ledger entries written here.
+SOURCE = "api"
+# Members settled per sweep: one short transaction each, and a sweep ends well inside its period.
+SWEEP_MEMBERS_MAX = 200
+# Refunds are followed for captured holds settled within this window (the refund period of
+# any sane shop); older ones are still settled when the member is read or holds again.
+REFUND_WINDOW = timedelta(days=180)
+
+_HOLD = text("SELECT * FROM holds WHERE hold_id = :hold_id")
+_HOLD_FOR_UPDATE = text("SELECT * FROM holds WHERE hold_id = :hold_id FOR UPDATE")
+_SPENDABLE_LOTS = text(
+    """
+    SELECT lot_id, remaining, expires_at FROM lots
+    WHERE member_id = :member_id AND remaining > 0 AND pending_until IS NULL AND expires_at > :now
+    ORDER BY expires_at, lot_id
+    """
+)
+_INSERT_HOLD = text(
+    """
+    INSERT INTO holds (hold_id, member_id, order_id, points, status, key_name, hold_entry_id, created_at, expires_at)
+    VALUES (:hold_id, :member_id, :order_id, :points, 'held', :key_name, :hold_entry_id, :now, :expires_at)
+    ON CONFLICT (hold_id) DO NOTHING
+    RETURNING *
+    """
+)
+_SETTLE = text(
+    """
+    UPDATE holds SET status = :status, settle_entry_id = :entry_id, settled_at = :now
+    WHERE hold_id = :hold_id AND status = 'held'
+    RETURNING *
+    """
+)
+_TAKES = text("SELECT lot_id, points FROM lot_takes WHERE entry_id = :entry_id ORDER BY lot_id")
+# Due work of one member: open holds past their expiry, captured holds whose order was refunded further.
+_DUE_EXPIRED = text(
+    "SELECT * FROM holds WHERE member_id = :member_id AND status = 'held' AND expires_at <= :now ORDER BY hold_id"
+)
+_DUE_REFUNDED = text(
+    """
+    SELECT h.*, o.amount AS order_amount, o.refunded_amount AS order_refunded
+    FROM holds h JOIN orders o ON o.member_id = h.member_id AND o.order_id = h.order_id
+    WHERE h.member_id = :member_id AND h.status = 'captured'
+      AND o.amount > 0 AND o.refunded_amount > h.refunded_amount AND h.points_refunded < h.points
+    ORDER BY h.hold_id
+    FOR UPDATE OF h
+    """
+)
+# Whether anything of one member is due (an SQL boolean, also used inside the member read).
+DUE_SQL = """
+    EXISTS (SELECT 1 FROM holds WHERE member_id = :member_id AND status = 'held' AND expires_at <= :now)
+    OR EXISTS (SELECT 1 FROM holds h JOIN orders o ON o.member_id = h.member_id AND o.order_id = h.order_id
+               WHERE h.member_id = :member_id AND h.status = 'captured'
+                 AND o.amount > 0 AND o.refunded_amount > h.refunded_amount AND h.points_refunded < h.points)
+"""
+_ANY_DUE = text("SELECT " + DUE_SQL)
+_RESTORED_FOR_HOLD = text(
+    """
+    SELECT t.lot_id, (-sum(t.points))::bigint AS points FROM lot_takes t JOIN ledger_entries e USING (entry_id)
+    WHERE e.member_id = :member_id AND e.kind = 'restore' AND e.source = :source AND e.event_id = :event_id
+    GROUP BY t.lot_id
+    """
+)
+_LOT_EXPIRY = text("SELECT lot_id, expires_at FROM lots WHERE lot_id = ANY(:lot_ids)")
+_MARK_REFUNDED = text(
+    "UPDATE holds SET refunded_amount = :refunded_amount, points_refunded = :points_refunded WHERE hold_id = :hold_id"
+)
+_SWEEP_MEMBERS = text(
+    """
+    SELECT member_id FROM (
+        SELECT member_id FROM holds WHERE status = 'held' AND expires_at <= :now
+        UNION
+        SELECT h.member_id FROM holds h JOIN orders o ON o.member_id = h.member_id AND o.order_id = h.order_id
+        WHERE h.status = 'captured' AND h.settled_at >= :since
+          AND o.amount > 0 AND o.refunded_amount > h.refunded_amount AND h.points_refunded < h.points
+    ) due ORDER BY member_id LIMIT :n
+    """
+)
+_HELD_POINTS = text("SELECT coalesce(sum(points), 0) FROM holds WHERE member_id = :member_id AND status = 'held'")
+class HoldRefused(Exception):
+    """An expected refusal: `code` for programs, `detail` for people, `status` for HTTP."""
+
+    def __init__(self, status: int, code: str, detail: str):
+        super().__init__(detail)
+        self.status, self.code, self.detail = status, code, detail
+
+
+class _LostRace(Exception):
+    """Another request created the same hold id first; this transaction is rolled back."""
+
+
+@dataclass(frozen=True)
+class HoldResult:
+    created: bool  # False: the answer to a repeated request
+    hold: dict[str, Any]
+
+
+def hold_view(row: Any) -> dict[str, Any]:
+    return {
+        "hold_id": row["hold_id"],
+        "member_id": row["member_id"],
+        "order_id": row["order_id"],
+        "points": row["points"],
+        "status": row["status"],
+        "created_at": _iso(row["created_at"]),
+        "expires_at": _iso(row["expires_at"]),
+        "settled_at": _iso(row["settled_at"]),
+        "points_refunded": row["points_refunded"],
+    }
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def _origin(hold_id: str, what: str, now: datetime) -> Origin:
+    # One (source, event_id) per hold: every entry of a hold's life shares it.
+    return Origin(SOURCE, f"hold:{hold_id}", what, now)
+
+
+async def _finish(conn: AsyncConnection, program: Program, account: Account) -> None:
+    if account.available != account.opened["available"]:
+        await accounts.close(conn, program, account, None)
+        await audit.assert_member_consistent(conn, account.member_id)
+
+
+async def place_hold(
+    engine: AsyncEngine, program: Program, *, hold_id: str, member_id: str, points: int, order_id: str,
+    expires_in_s: int, key_name: str, now: datetime,
+) -> HoldResult:
+    """Reserve `points` of the member's available points for an order. Repeating the same
+    request answers with the existing hold; the same hold id with other terms is refused."""
+    try:
+        return await _place_hold(engine, program, hold_id, member_id, points, order_id, expires_in_s, key_name, now)
+    except _LostRace:
+        async with engine.connect() as conn:
+            row = (await conn.execute(_HOLD, {"hold_id": hold_id})).mappings().one()
+        return _same_hold(row, member_id, points, order_id)
+
+
+def _same_hold(row: Any, member_id: str, points: int, order_id: str) -> HoldResult:
+    if (row["member_id"], row["points"], row["order_id"]) != (member_id, points, order_id):
+        raise HoldRefused(409, "hold_id_conflict",
+                          f"hold_id: {row['hold_id']!r} was already used for another member, order or amount")
+    return HoldResult(False, hold_view(row))
+
+
+async def _place_hold(engine, program, hold_id, member_id, points, order_id, expires_in_s, key_name, now) -> HoldResult:
+    async with engine.begin() as conn:
+        account = await accounts.lock_existing_member(conn, member_id)
+        if account is None:
+            raise HoldRefused(404, "unknown_member", f"member_id: no member {member_id!r}")
+        await _settle_due(conn, account, now)
+        existing = (await conn.execute(_HOLD, {"hold_id": hold_id})).mappings().first()
+        if existing is not None:
+            result = _same_hold(existing, member_id, points, order_id)
+            await _finish(conn, program, account)
+            return result
+        lots = [Lot(r.lot_id, r.remaining, r.expires_at)
+                for r in await conn.execute(_SPENDABLE_LOTS, {"member_id": member_id, "now": now})]
+        # Lots past their expiry that the expiry job has not swept yet cannot be spent.
+        spendable = min(account.available, sum(lot.remaining for lot in lots))
+        if spendable < points:
+            await _finish(conn, program, account)
+            raise HoldRefused(409, "not_enough_points",
+                              f"points: {points} requested but {spendable} available")
+        takes = take_earliest_expiring(lots, points)
+        rule = {"rule": "points_payment_hold", "hold_id": hold_id, "order_id": order_id, "points": points}
+        entry_id = await accounts.move_points(conn, account, _origin(hold_id, "hold", now), "hold", takes, [rule])
+        row = (
+            await conn.execute(
+                _INSERT_HOLD,
+                {"hold_id": hold_id, "member_id": member_id, "order_id": order_id, "points": points,
+                 "key_name": key_name, "hold_entry_id": entry_id, "now": now,
+                 "expires_at": now + timedelta(seconds=expires_in_s)},
+            )
+        ).mappings().first()
+        if row is None:
+            raise _LostRace()
+        await _finish(conn, program, account)
+        return HoldResult(True, hold_view(row))
+
+
+async def capture(engine: AsyncEngine, program: Program, hold_id: str, *, now: datetime) -> dict[str, Any]:
+    """Book the held points as spent on the hold's order; a repeat answers with the same hold."""
+    return await _settle_one(engine, program, hold_id, "captured", now)
+
+
+async def void(engine: AsyncEngine, program: Program, hold_id: str, *, now: datetime) -> dict[str, Any]:
+    """Give the held points back; a repeat, or a hold that has already expired, answers as it is."""
+    return await _settle_one(engine, program, hold_id, "voided", now)
+
+
+# What a capture or void finds on a hold that is already settled: the same answer, or a refusal.
+_SETTLED_ANSWERS = {
+    ("captured", "captured"): None,
+    ("voided", "voided"): None,
+    ("voided", "expired"): None,
+    ("captured", "voided"): ("hold_voided", "the hold was voided; its points were given back"),
+    ("captured", "expired"): ("hold_expired", "the hold expired before it was captured; its points were given back"),
+    ("voided", "captured"): ("hold_captured", "the hold was captured; refund the order to give the points back"),
+}
+
+
+async def _settle_one(engine: AsyncEngine, program: Program, hold_id: str, wanted: str, now: datetime) -> dict:
+    async with engine.connect() as conn:
+        found = (await conn.execute(_HOLD, {"hold_id": hold_id})).mappings().first()
+    if found is None:
+        raise HoldRefused(404, "unknown_hold", f"hold_id: no hold {hold_id!r}")
+    async with engine.begin() as conn:
+        # The member's lock first, as everywhere else, then the hold's row.
+        account = await accounts.lock_existing_member(conn, found["member_id"])
+        await _settle_due(conn, account, now)
+        row = (await conn.execute(_HOLD_FOR_UPDATE, {"hold_id": hold_id})).mappings().one()
+        if row["status"] == "held":
+            if wanted == "captured":
+                rule = {"rule": "points_payment", "hold_id": hold_id, "order_id": row["order_id"],
+                        "points": row["points"], "hold_entry_id": row["hold_entry_id"]}
+                entry_id = await accounts.move_points(conn, account, _origin(hold_id, "capture", now), "spend", [], [rule])
+            else:
+                entry_id = await _give_back(conn, account, row, "hold_voided", now)
+            row = (await conn.execute(
+                _SETTLE, {"status": wanted, "entry_id": entry_id, "now": now, "hold_id": hold_id})).mappings().one()
+        else:
+            refusal = _SETTLED_ANSWERS[(wanted, row["status"])]
+            if refusal is not None:
+                await _finish(conn, program, account)
+                raise HoldRefused(409, *refusal)
+        await _finish(conn, program, account)
+        return hold_view(row)
+
+
+async def _give_back(conn: AsyncConnection, account: Account, row: Any, rule_name: str, now: datetime) -> int:
+    """Every point of an open hold back to the lot it came from (the expiry job expires any
+    lot that ran out meanwhile, as it would have had the points never been held)."""
+    takes = [(r.lot_id, -r.points) for r in await conn.execute(_TAKES, {"entry_id": row["hold_entry_id"]})]
+    rule = {"rule": rule_name, "hold_id": row["hold_id"], "order_id": row["order_id"], "points": row["points"]}
+    return await accounts.move_points(conn, account, _origin(row["hold_id"], rule_name, now), "restore", takes, [rule])
+
+
+async def _settle_due(conn: AsyncConnection, account: Account, now: datetime) -> None:
+    """Release the member's holds past their expiry and restore points of refunded orders."""
+    for row in (await conn.execute(_DUE_EXPIRED, {"member_id": account.member_id, "now": now})).mappings().all():
+        entry_id = await _give_back(conn, account, row, "hold_expired", now)
+        await conn.execute(_SETTLE, {"status": "expired", "entry_id": entry_id, "now": now, "hold_id": row["hold_id"]})
+    for row in (await conn.execute(_DUE_REFUNDED, {"member_id": account.member_id})).mappings().all():
+        await _restore_refunded(conn, account, row, now)
+
+
+async def _restore_refunded(conn: AsyncConnection, account: Account, row: Any, now: datetime) -> None:
+    """The order's refunded share of the points paid, back to the hold's lots that have not
+    expired (latest-expiring first); the share of expired lots is lost, as for a cancelled
+    redemption."""
+    amount, refunded = Decimal(row["order_amount"]), min(Decimal(row["order_refunded"]), Decimal(row["order_amount"]))
+    due = refund_reversal(row["points"], amount, Decimal(row["refunded_amount"]),
+                          refunded - Decimal(row["refunded_amount"]), row["points_refunded"])
+    await conn.execute(_MARK_REFUNDED, {"refunded_amount": refunded, "points_refunded": row["points_refunded"] + due,
+                                        "hold_id": row["hold_id"]})
+    if due == 0:
+        return
+    event_id = f"hold:{row['hold_id']}"
+    taken = {r.lot_id: r.points for r in await conn.execute(_TAKES, {"entry_id": row["hold_entry_id"]})}
+    given = {r.lot_id: r.points for r in await conn.execute(
+        _RESTORED_FOR_HOLD, {"member_id": account.member_id, "source": SOURCE, "event_id": event_id})}
+    expiry = {r.lot_id: r.expires_at for r in await conn.execute(_LOT_EXPIRY, {"lot_ids": list(taken)})}
+    back, left = [], due
+    for lot_id in sorted(taken, key=lambda i: (expiry[i], i), reverse=True):
+        room = taken[lot_id] - given.get(lot_id, 0)
+        if left == 0 or expiry[lot_id] <= now or room <= 0:
+            continue
+        back.append((lot_id, -min(room, left)))
+        left -= min(room, left)
+    rule = {"rule": "points_payment_refund", "hold_id": row["hold_id"], "order_id": row["order_id"],
+            "points_due": due, "points_restored": due - left, "points_expired": left,
+            "order_refunded_amount": str(refunded)}
+    await accounts.move_points(conn, account, Origin(SOURCE, event_id, "refund", now), "restore", back, [rule])
+
+
+async def settle_member(engine: AsyncEngine, program: Program, member_id: str, *, now: datetime) -> bool:
+    """Settle one member's due holds and refunds if there are any; True when something was due.
+    One cheap read when nothing is due (the common case on every member read)."""
+    async with engine.connect() as conn:
+        due = (await conn.execute(_ANY_DUE, {"member_id": member_id, "now": now})).scalar()
+    if not due:
+        return False
+    async with engine.begin() as conn:
+        account = await accounts.lock_existing_member(conn, member_id)
+        if account is None:
+            return False
+        await _settle_due(conn, account, now)
+        await _finish(conn, program, account)
+    return True
+
+
+async def sweep(engine: AsyncEngine, program: Program, *, now: datetime, members_max: int = SWEEP_MEMBERS_MAX) -> int:
+    """Settle up to `members_max` members with expired holds or newly refunded paid orders."""
+    async with engine.connect() as conn:
+        member_ids = (await conn.execute(
+            _SWEEP_MEMBERS, {"now": now, "since": now - REFUND_WINDOW, "n": members_max})).scalars().all()
+    for member_id in member_ids:
+        await settle_member(engine, program, member_id, now=now)
+    return len(member_ids)
+
+
+async def held_points(conn: AsyncConnection, member_id: str) -> int:
+    return (await conn.execute(_HELD_POINTS, {"member_id": member_id})).scalar_one()
