@@ -55,9 +55,9 @@ async def test_passwords_in_urls_work_and_never_appear_in_any_output(db, fault_e
         unreachable = {**env, "LOYALTY_DATABASE_URL": f"postgresql://app:{DB_PASSWORD}@127.0.0.1:{free_port()}/x"}
         failed_audit = loyalty(["audit"], unreachable)
         assert (failed_publish.returncode, failed_publish.stderr) == (
-            3, "error: AuthenticationError: invalid username-password pair or user is disabled.\n")
+            3, f"error: cannot connect to Redis at 127.0.0.1:{redis_server.port}: invalid username-password pair or user is disabled.\n")
         assert failed_audit.returncode == 3
-        assert failed_audit.stderr.startswith("error: ConnectionRefusedError: [Errno 111] Connect call failed")
+        assert failed_audit.stderr.startswith("error: cannot connect to PostgreSQL at 127.0.0.1:")
         outputs += [failed_publish.stdout, failed_publish.stderr, failed_audit.stdout, failed_audit.stderr]
     finally:
         worker.stop()

@@ -124,7 +124,11 @@ async def scenario(url: str, ops: list[tuple], order: list[int], seed: int) -> N
         events = build(ops, order)
         for raw in events:
             outcome = await intake.process(engine, DEFAULT_PROGRAM, raw, now=NOW, strict=True)
-            assert outcome.status in ("applied", "deferred"), outcome
+            if outcome.status == "rejected":  # B referring A after A referred B: refused, never paid
+                assert outcome.event_type == "referral" and outcome.reason.endswith(
+                    "referrals cannot be mutual or circular"), outcome
+            else:
+                assert outcome.status in ("applied", "deferred"), outcome
             async with engine.connect() as conn:
                 negative = (await conn.execute(text(
                     "SELECT count(*) FROM members WHERE available_points < 0 OR pending_points < 0"))).scalar_one()

@@ -12,7 +12,7 @@ from worker.domain import mall, reward_locks
 from worker.domain.program import Program
 from worker.services import holds
 from worker.services.holds import DUE_SQL
-from worker.services.members import view_from_row
+from worker.services.members import entry_view, view_from_row
 from worker.services.mall import _terms
 
 # Points the member app warns about: those expiring within this window.
@@ -97,20 +97,7 @@ async def history_page(engine: AsyncEngine, member_id: str, *, limit: int, befor
         rows = (await conn.execute(_HISTORY, {"member_id": member_id, "before": before, "n": limit + 1})).mappings().all()
     more = len(rows) > limit
     rows = rows[:limit]
-    entries = [
-        {
-            "entry_id": r["entry_id"],
-            "kind": r["kind"],
-            "points": r["points"],
-            "pending_points": r["pending_points"],
-            "qualifying_points": r["qualifying_points"],
-            "event": {"source": r["source"], "event_id": r["event_id"], "type": r["event_type"]},
-            "rules": r["rules"],
-            "occurred_at": _iso(r["occurred_at"]),
-            "created_at": _iso(r["created_at"]),
-        }
-        for r in rows
-    ]
+    entries = [entry_view(r) for r in rows]
     return {"entries": entries, "next_before": rows[-1]["entry_id"] if more and rows else None}
 
 

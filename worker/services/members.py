@@ -20,6 +20,21 @@ def _iso(value) -> str | None:
     return value.isoformat() if value is not None else None
 
 
+def entry_view(r) -> dict[str, Any]:
+    """One ledger entry as `member history --json` and the API show it."""
+    return {
+        "entry_id": r["entry_id"],
+        "kind": r["kind"],
+        "points": r["points"],
+        "pending_points": r["pending_points"],
+        "qualifying_points": r["qualifying_points"],
+        "event": {"source": r["source"], "event_id": r["event_id"], "type": r["event_type"]},
+        "rules": r["rules"],
+        "occurred_at": _iso(r["occurred_at"]),
+        "created_at": _iso(r["created_at"]),
+    }
+
+
 async def member_view(engine: AsyncEngine, program: Program, member_id: str) -> dict[str, Any] | None:
     async with engine.connect() as conn:
         row = (await conn.execute(select(members).where(members.c.member_id == member_id))).mappings().first()
@@ -85,21 +100,7 @@ async def history(
             (await conn.execute(_ZERO_POINT_OUTCOMES, {"member_id": member_id, "limit": limit})).mappings().all()
             if zero_point else []
         )
-    entries = [
-        {
-            "entry_id": r["entry_id"],
-            "kind": r["kind"],
-            "points": r["points"],
-            "pending_points": r["pending_points"],
-            "qualifying_points": r["qualifying_points"],
-            "event": {"source": r["source"], "event_id": r["event_id"], "type": r["event_type"]},
-            "rules": r["rules"],
-            "occurred_at": _iso(r["occurred_at"]),
-            "created_at": _iso(r["created_at"]),
-            "_at": (r["occurred_at"], 0, r["entry_id"]),
-        }
-        for r in rows
-    ]
+    entries = [{**entry_view(r), "_at": (r["occurred_at"], 0, r["entry_id"])} for r in rows]
     entries += [
         {
             "entry_id": None,
