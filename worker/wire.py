@@ -52,7 +52,9 @@ def _problem(fields: Any) -> str | None:
             return f"message.{key}: is required"
         if not isinstance(fields[key], kind) or (kind is int and isinstance(fields[key], bool)):
             return f"message.{key}: must be a JSON {'array' if kind is list else kind.__name__}"
-    if not isinstance(fields["options"].get("redis_message_id", ""), str):
+    if "redis_message_id" not in fields["options"]:
+        return "message.options.redis_message_id: is required"
+    if not isinstance(fields["options"]["redis_message_id"], str):
         return "message.options.redis_message_id: must be a string"
     return None
 
@@ -91,6 +93,8 @@ class TolerantJSONEncoder(JSONEncoder):
                 problem = f"message: not valid JSON ({type(error.error).__name__})"
             except RecursionError:
                 problem = f"message: nests arrays and objects deeper than {MESSAGE_DEPTH_MAX} levels"
+            except ValueError as error:  # e.g. an integer of more digits than Python converts
+                problem = f"message: not valid JSON ({type(error).__name__})"
         if problem is None and self.actors:
             name = fields["actor_name"]
             if name not in self.actors:

@@ -64,6 +64,21 @@ async def test_waiting_reviews_respect_the_daily_limit_in_occurrence_order(db):
     assert await rows(db, "SELECT sku FROM reviews WHERE member_id = 'CAP' ORDER BY sku") == [("SKU-0",), ("SKU-1",), ("SKU-2",)]
 
 
+async def test_a_review_of_an_earlier_day_does_not_reset_todays_daily_limit(db):
+    today, yesterday = "2026-11-04T{:02d}:00:00+08:00", "2026-11-03T{:02d}:00:00+08:00"
+    await process(db, f.purchase("DAYS", "1.00", order_id="o-today", occurred_at=today.format(9)))
+    for n in range(3):
+        await process(db, f.review("DAYS", "o-today", f"SKU-{n}", occurred_at=today.format(10 + n)))
+    waiting = await process(db, f.review("DAYS", "o-yesterday", "SKU-Y", occurred_at=yesterday.format(12)))
+    assert waiting.status == "deferred"
+    await process(db, f.purchase("DAYS", "1.00", order_id="o-yesterday", occurred_at=yesterday.format(9)))
+    fourth_today = await process(db, f.review("DAYS", "o-today", "SKU-3", occurred_at=today.format(15)))
+
+    assert (fourth_today.points, fourth_today.note) == (0, "review.daily_limit_reached")
+    # 1 + 100 first purchase, 1; three reviews today and yesterday's one: 4 x 20.
+    assert await points(db, "DAYS") == 1 + 100 + 1 + 4 * 20
+
+
 async def test_mutual_and_circular_referrals_are_rejected_naming_the_field(db):
     assert (await process(db, f.referral("A", "B"))).status == "applied"
     mutual = await process(db, f.referral("B", "A"))

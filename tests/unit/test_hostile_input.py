@@ -25,6 +25,7 @@ from worker.domain.events import (
     EVENT_BYTES_MAX,
     MONEY_PATTERN,
     check_against_program,
+    check_size,
     decode_event,
     event_json_schema,
     event_size_bytes,
@@ -56,7 +57,7 @@ def reason_of(raw) -> str:
     return caught.value.reason
 
 
-@pytest.mark.parametrize("amount", ["+10.00", " 10.00 ", "10.00 ", "1e2", "1E2", "1_000.00", "１００.００", "١٠٠",
+@pytest.mark.parametrize("amount", ["+10.00", " 10.00 ", "10.00 ", "350.00\n", "1e2", "1E2", "1_000.00", "１００.００", "١٠٠",
                                     "10.", ".50", "0x10", "10,00", "", "1.2.3"])
 def test_money_strings_outside_the_schema_pattern_are_refused(amount):
     assert reason_of(with_payload(amount=amount)) == NOT_MONEY
@@ -73,13 +74,15 @@ def test_money_refusals_say_which_rule_is_broken(amount, reason):
     assert reason_of(with_payload(amount=amount)) == reason
 
 
-MONEY_ALPHABET = st.sampled_from(list("0123456789.+- e_") + ["１", "٣", "\u00a0"])
+MONEY_ALPHABET = st.sampled_from(list("0123456789.+- e_\n") + ["１", "٣", "\u00a0"])
 
 
 @settings(max_examples=400, deadline=None)
 @given(st.text(MONEY_ALPHABET, min_size=1, max_size=16))
 def test_the_worker_accepts_an_amount_exactly_when_the_published_schema_does(amount):
-    schema_ok = jsonschema.Draft202012Validator({"type": "string", "pattern": MONEY_PATTERN}).is_valid(amount)
+    # ECMA-262 (the schema's dialect) has no "$ before a final newline": say so explicitly.
+    schema_ok = "\n" not in amount and jsonschema.Draft202012Validator(
+        {"type": "string", "pattern": MONEY_PATTERN}).is_valid(amount)
     try:
         parse_event(with_payload(amount=amount))
         worker_ok = True
@@ -100,9 +103,33 @@ def test_occurred_at_must_be_after_2000_so_no_offset_can_overflow():
     assert reason_of({**EVENT, "occurred_at": "1999-12-31T23:59:59+00:00"}) == "occurred_at: must be after 2000-01-01"
 
 
+@pytest.mark.parametrize(("field", "value", "reason"), [
+    ("occurred_at", "1700000000", "occurred_at: must be an ISO 8601 string with a UTC offset"),
+    ("category", "a\x85b", "payload.items.0.category: must be 1-64 printable characters (no control or invisible format characters)"),
+    ("category", "Shoes\u202eseohS", "payload.items.0.category: must be 1-64 printable characters (no control or invisible format characters)"),
+    ("category", "zero\u200bwidth", "payload.items.0.category: must be 1-64 printable characters (no control or invisible format characters)"),
+])
+def test_text_fields_take_only_what_they_say(field, value, reason):
+    event = with_payload(items=[{"sku": "S1", "category": "beauty", "amount": "1.00", "quantity": 1}])
+    if field == "category":
+        event["payload"]["items"][0]["category"] = value
+    else:
+        event[field] = value
+    assert reason_of(event) == reason
+
+
+def test_integers_too_long_to_convert_are_invalid_json_not_a_crash():
+    assert reason_of('{"event_id": ' + "9" * 5000 + "}").startswith(
+        "event: not valid JSON: Exceeds the limit (4300 digits) for integer string conversion")
+    decoded = _decoder().decode(b'{"options": {"redis_message_id": "rid-9"}, "x": ' + b"9" * 5000 + b"}")
+    assert decoded["args"][1] == "message: not valid JSON (ValueError)"
+
+
 def test_birthdays_before_1900_or_in_the_future_are_refused():
     signup = {**EVENT, "type": "signup", "payload": {"birthday": "0001-01-01"}}
     assert reason_of(signup) == "payload.birthday: must be on or after 1900-01-01"
+    as_time = {**signup, "payload": {"birthday": "1990-01-01T00:00:00Z"}}
+    assert reason_of(as_time) == "payload.birthday: must be a calendar date as YYYY-MM-DD, e.g. 1990-05-20"
     future = decode_event(json.dumps({**signup, "payload": {"birthday": "2026-11-23"}}))
     with pytest.raises(InvalidEvent) as caught:
         check_against_program(future, DEFAULT_PROGRAM, NOW)
@@ -151,7 +178,8 @@ def test_size_is_utf8_bytes_and_the_worker_never_measures_more_than_publish():
     decode_event(line)  # publish accepts the line
     on_the_wire = json.loads(json.dumps({"args": [event]}))["args"][0]  # dramatiq escapes non-ASCII
     assert event_size_bytes(on_the_wire) == len(json.dumps(event, ensure_ascii=False, separators=(",", ":")).encode())
-    parse_event(on_the_wire)  # ... and so does the worker
+    check_size(on_the_wire)  # ... and so does the worker, with the same measure
+    parse_event(on_the_wire)
 
 
 @settings(max_examples=200, deadline=None)

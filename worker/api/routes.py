@@ -17,7 +17,7 @@ from worker.api.models import HoldRequest, RedemptionRequest
 from worker.domain.errors import InvalidEvent
 from worker.services import holds, idempotency
 from worker.services.api_keys import ApiKey
-from worker.services.intake import BATCH_EVENTS_MAX
+from worker.services.intake import BATCH_EVENTS_MAX, batch_problem
 from worker.services.member_reads import HISTORY_PAGE_DEFAULT, HISTORY_PAGE_MAX, history_page, member_state, rewards_for_member
 from worker.services.publish import publish_lines
 
@@ -92,7 +92,7 @@ async def post_events(request: Request, key: ApiKey = require("events:write")):
     raw = await request.body()
     try:
         parsed = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise ApiError(400, "invalid_json", "body: is not valid JSON") from None
     single = not isinstance(parsed, list)
     items = [parsed] if single else parsed
@@ -109,12 +109,15 @@ async def post_events(request: Request, key: ApiKey = require("events:write")):
                            f"{where}: this key may not send events from source {item['source']!r}", field=where)
     valid: list[dict] = []
     # The publish path itself: the same validation, the same reasons.
-    report = publish_lines((json.dumps(item, ensure_ascii=False) for item in items), runtime.program, runtime.clock(),
-                           valid.append)
+    # Each event as compact JSON: the measure the worker applies to what it receives.
+    report = publish_lines((json.dumps(item, ensure_ascii=False, separators=(",", ":")) for item in items),
+                           runtime.program, runtime.clock(), valid.append)
     if report.invalid:
         invalid = [{"index": number - 1, "reason": reason} for number, reason in report.invalid]
         detail = invalid[0]["reason"] if single else f"{len(invalid)} of {len(items)} events are invalid; none was queued"
         raise ApiError(422, "invalid_events", detail, events=invalid)
+    if not single and (problem := batch_problem(valid)) is not None:
+        raise ApiError(413, "batch_too_large", problem, field="body")
     await run_in_threadpool(_send, runtime, valid)
     now_s = f"{runtime.clock().timestamp():.6f}"
     async with runtime.redis.pipeline(transaction=False) as pipe:

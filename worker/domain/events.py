@@ -48,6 +48,9 @@ BIRTHDAY_AFTER = date(1900, 1, 1)
 # spaces or separators, at most 12 digits before the point and 2 after.
 MONEY_PATTERN = r"^[0-9]{1,12}(\.[0-9]{1,2})?$"
 _MONEY = re.compile(MONEY_PATTERN)
+# Printable text: no C0 or C1 control characters, no invisible format characters (zero-width
+# spaces, bidirectional overrides, the byte order mark), which could disguise a category.
+CATEGORY_PATTERN = "^[^\x00-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2060-\u206f\ufeff]+$"
 _DIGITS = re.compile(r"^-?[0-9]+(\.[0-9]+)?$")
 
 Identifier = Annotated[
@@ -63,11 +66,11 @@ def _decimal_string(value: Any) -> Any:
     """Accept exactly MONEY_PATTERN; the message says which part of it a value breaks."""
     if isinstance(value, bool) or not isinstance(value, str):
         raise ValueError('must be a decimal string such as "350.00"')
-    if _MONEY.match(value):
+    if _MONEY.fullmatch(value):
         return value
     if value in ("NaN", "Infinity", "-Infinity", "inf", "-inf", "nan"):
         raise ValueError("must be a finite number")
-    if not _DIGITS.match(value):
+    if not _DIGITS.fullmatch(value):
         raise ValueError('must be a decimal string such as "350.00"')
     if value.startswith("-"):
         raise ValueError("must be greater than 0")
@@ -111,9 +114,20 @@ def _birthday_range(value: date) -> date:
     return value
 
 
+_ISO_DATETIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}.*", re.S)
+_ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
 def _iso_string(value: Any) -> Any:
-    if not isinstance(value, str):
+    # pydantic alone would also take a number of seconds written as a string ("1700000000").
+    if not isinstance(value, str) or not _ISO_DATETIME.fullmatch(value):
         raise ValueError("must be an ISO 8601 string with a UTC offset")
+    return value
+
+
+def _date_string(value: Any) -> Any:
+    if not isinstance(value, str) or not _ISO_DATE.fullmatch(value):
+        raise ValueError("must be a calendar date as YYYY-MM-DD, e.g. 1990-05-20")
     return value
 
 
@@ -126,7 +140,7 @@ class _Strict(BaseModel):
 
 class Item(_Strict):
     sku: Identifier
-    category: Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[^\x00-\x1f\x7f]+$")]
+    category: Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=CATEGORY_PATTERN)]
     # The line total: unit price times quantity, as charged.
     amount: Money
     quantity: Annotated[int, Field(ge=1, le=100_000, strict=True)]
@@ -170,7 +184,7 @@ class CheckInPayload(_Strict):
 
 
 class SignupPayload(_Strict):
-    birthday: Annotated[date, AfterValidator(_birthday_range)] | None = None
+    birthday: Annotated[date, BeforeValidator(_date_string), AfterValidator(_birthday_range)] | None = None
     locale: Locale | None = None
 
 
@@ -318,6 +332,8 @@ def _reason(error: ValidationError) -> str:
             message = "must be 1-128 characters: letters, digits and . _ : @ # / + - (starting with a letter or digit)"
         elif kind == "string_pattern_mismatch" and path == "source":
             message = "must be 1-32 characters of a-z, 0-9, _ and -"
+        elif kind in ("string_pattern_mismatch", "string_too_long", "string_too_short") and path.endswith("category"):
+            message = "must be 1-64 printable characters (no control or invisible format characters)"
         elif kind == "string_pattern_mismatch" and path.endswith("currency"):
             message = "must be a three-letter ISO 4217 code such as CNY"
         elif kind.startswith("date_") and path.endswith("birthday"):
@@ -383,6 +399,8 @@ def decode_event(raw: str | bytes) -> Any:
         raise InvalidEvent(f"event: not valid JSON: {error}") from None
     except RecursionError:
         raise InvalidEvent(_TOO_DEEP) from None
+    except ValueError as error:  # e.g. an integer of more digits than Python converts
+        raise InvalidEvent(f"event: not valid JSON: {safe_text(str(error), 200)}") from None
     return parse_event(data)
 
 

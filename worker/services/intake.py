@@ -23,13 +23,14 @@ from worker.domain.events import (
     check_against_program,
     check_size,
     decode_event,
+    event_size_bytes,
     parse_event,
     safe_text,
 )
 from worker.domain.program import Program
 from worker import metrics
 from worker.services import audit
-from worker.services.ledger import Result, apply_event, follow_ups
+from worker.services.ledger import Result, apply_event, follow_ups, lock_referrals
 
 # A batch message is one POS end-of-day upload or one backfill page; larger ones are split
 # by the producer (`loyalty publish --batch`).
@@ -45,7 +46,7 @@ def batch_problem(raws: Any) -> str | None:
         return "batch: must be a JSON array of events"
     if len(raws) > BATCH_EVENTS_MAX:
         return f"batch: {len(raws)} events is over the limit of {BATCH_EVENTS_MAX}"
-    size = len(raw_text(raws))
+    size = event_size_bytes(raws)
     if size > BATCH_BYTES_MAX:
         return f"batch: {size} bytes is over the limit of {BATCH_BYTES_MAX} bytes"
     return None
@@ -198,7 +199,8 @@ async def process(engine: AsyncEngine, program: Program, raw: Any, *, now: datet
 async def _reject(engine: AsyncEngine, raw: Any, reason: str, event: Any = None) -> Outcome:
     await record_rejected(engine, raw, reason)
     if event is None:
-        return Outcome("rejected", _label(raw, "member_id"), _label(raw, "type"), _label(raw, "source"), reason=reason)
+        return Outcome("rejected", _label(raw, "member_id"), _label(raw, "type"), _label(raw, "source"),
+                       reason=safe_text(reason))
     return Outcome("rejected", event.member_id, event.type, event.source, reason=safe_text(reason))
 
 
@@ -265,8 +267,10 @@ async def _apply_group(conn: AsyncConnection, program: Program, shares: list[tup
     """One transaction for a group of members. The fast path applies them straight; if the
     ledger refuses one event, the group is rolled back and applied again with a savepoint per
     event, so one bad event never blocks the others (and is the only one rejected)."""
+    events = [event for _, items in shares for _, event in items]
     try:
         async with conn.begin():
+            await lock_referrals(conn, events)
             done: list[_Applied] = []
             for member_id, items in shares:
                 done += await _apply_member(conn, program, member_id, items, strict)
@@ -275,6 +279,7 @@ async def _apply_group(conn: AsyncConnection, program: Program, shares: list[tup
         if refusal(error) is None:
             raise
     async with conn.begin():
+        await lock_referrals(conn, events)
         done = []
         for member_id, items in shares:
             done += await _apply_isolated(conn, program, member_id, items, strict)

@@ -7,7 +7,7 @@ commits with it or all rolls back, including the idempotency claim and the outbo
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, time, timedelta
 from typing import Any
 
 from sqlalchemy import text
@@ -123,6 +123,12 @@ _WAITING_REVIEWS = text(
 _REVIEW_REWARDED = text(
     "UPDATE reviews SET status = 'applied' WHERE member_id = :member_id AND order_id = :order_id AND sku = :sku"
 )
+_REVIEWS_ON_DAY = text(
+    """
+    SELECT count(*) FROM reviews WHERE member_id = :member_id AND status = 'applied'
+        AND occurred_at >= :starts_at AND occurred_at < :ends_at
+    """
+)
 # A waiting review that finds the daily limit reached earns nothing and gives up its claim,
 # as a review over the limit does when it arrives after its purchase.
 _REVIEW_UNCLAIMED = text(
@@ -155,6 +161,14 @@ _REFERRAL_CIRCLE = text(
 )
 # Longer chains than this are not followed (no real referral chain comes close).
 REFERRAL_CHAIN_MAX = 1000
+
+
+async def lock_referrals(conn: AsyncConnection, events) -> None:
+    """Take the referral lock if any of `events` is a referral. A transaction takes it before
+    any member row (a group of batch members calls this first), so it cannot deadlock with the
+    member locks, which are taken in member-id order; taking it again is free."""
+    if any(isinstance(e, ReferralEvent) for e in events):
+        await conn.execute(_REFERRALS_LOCK)
 
 
 @dataclass(frozen=True)
@@ -230,6 +244,8 @@ def follow_ups(event: Any) -> list[RefereeBonus]:
 async def apply_event(conn: AsyncConnection, program: Program, event: Any) -> Result:
     """Claim the event's key, lock its member, apply the rules, write entries, lots and outbox."""
     key_source, key_id = getattr(event, "claim_key", (event.source, event.event_id))
+    if isinstance(event, ReferralEvent):
+        await lock_referrals(conn, (event,))
     digest = _digest(event)
     member_row = (
         await conn.execute(
@@ -402,18 +418,33 @@ async def _review(conn, program: Program, account: Account, origin: Origin, even
             return Result("applied", account.member_id, note="review.item_already_rewarded")
         await conn.execute(_WAITING_ORDER, order_key)
         return Result("deferred", account.member_id, note="review.waiting_for_purchase")
-    outcome = rules.review(program, account.state, on=_local_date(program, origin), has_media=payload.has_media)
+    outcome = await _review_outcome(conn, program, account, origin, payload.has_media)
     if outcome.awards:
         if (await conn.execute(_CLAIM_REVIEW, {**claim, "status": "applied"})).first() is None:
             return Result("applied", account.member_id, note="review.item_already_rewarded")
     return await _book(conn, program, account, origin, outcome)
 
 
+async def _review_outcome(conn, program: Program, account: Account, origin: Origin, has_media: bool) -> rules.Outcome:
+    """The daily limit for the review's own local day. The member state keeps the count of the
+    latest review day only; a review of an earlier day (one that waited for its purchase, or
+    came late) counts that day's rewarded reviews instead, and leaves the latest day's count."""
+    on = _local_date(program, origin)
+    state = account.state
+    if state.review_day is None or on >= state.review_day:
+        return rules.review(program, state, on=on, has_media=has_media)
+    starts_at = datetime.combine(on, time.min, tzinfo=program.zone)
+    count = (await conn.execute(_REVIEWS_ON_DAY, {"member_id": account.member_id, "starts_at": starts_at,
+                                                  "ends_at": starts_at + timedelta(days=1)})).scalar_one()
+    outcome = rules.review(program, replace(state, review_day=on, reviews_on_day=count), on=on, has_media=has_media)
+    return replace(outcome, state=replace(outcome.state, review_day=state.review_day, reviews_on_day=state.reviews_on_day))
+
+
 async def _reward_waiting_reviews(conn, program: Program, account: Account, order_key: dict) -> None:
     """The reviews that arrived before their purchase, in occurrence order."""
     for review in (await conn.execute(_WAITING_REVIEWS, order_key)).mappings().all():
         origin = Origin(review["source"], review["event_id"], "review", review["occurred_at"])
-        outcome = rules.review(program, account.state, on=_local_date(program, origin), has_media=review["has_media"])
+        outcome = await _review_outcome(conn, program, account, origin, review["has_media"])
         key = {**order_key, "sku": review["sku"]}
         await conn.execute(_REVIEW_REWARDED if outcome.awards else _REVIEW_UNCLAIMED, key)
         await _book(conn, program, account, origin, outcome)
@@ -422,7 +453,6 @@ async def _reward_waiting_reviews(conn, program: Program, account: Account, orde
 
 async def _referral(conn, program: Program, account: Account, origin: Origin, event: ReferralEvent) -> Result:
     referee = event.payload.referee_member_id
-    await conn.execute(_REFERRALS_LOCK)
     depth = (
         await conn.execute(_REFERRAL_CIRCLE, {"referrer": account.member_id, "referee": referee,
                                               "depth_max": REFERRAL_CHAIN_MAX})

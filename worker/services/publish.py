@@ -9,7 +9,8 @@ from typing import Callable, Iterable
 
 from worker.domain.errors import InvalidEvent
 from worker.domain.program import Program
-from worker.services.intake import BATCH_BYTES_MAX, BATCH_EVENTS_MAX, raw_text, validate
+from worker.domain.events import event_size_bytes
+from worker.services.intake import BATCH_BYTES_MAX, BATCH_EVENTS_MAX, validate
 
 
 @dataclass
@@ -55,7 +56,7 @@ def publish_lines(
         report.accepted += 1
         if batch_size > 1 and send_batch is not None:
             # Measured as the worker measures it; every event is at most EVENT_BYTES_MAX.
-            size = len(raw_text(event)) + 1
+            size = event_size_bytes(event) + 1  # the comma between events
             if pending_bytes + size > BATCH_BYTES_MAX:
                 flush()
             pending.append(event)
