@@ -147,6 +147,7 @@ referrals = Table(
     Column("source", Text, nullable=False),
     Column("event_id", Text, nullable=False),
     Column("created_at", TS, nullable=False),
+    Column("pair_key", Text),
 )
 
 rejected_events = Table(

@@ -30,7 +30,7 @@ from worker.domain.events import (
 from worker.domain.program import Program
 from worker import metrics
 from worker.services import audit
-from worker.services.ledger import Result, apply_event, follow_ups, lock_referrals
+from worker.services.ledger import Result, apply_event, follow_ups
 
 # A batch message is one POS end-of-day upload or one backfill page; larger ones are split
 # by the producer (`loyalty publish --batch`).
@@ -267,10 +267,8 @@ async def _apply_group(conn: AsyncConnection, program: Program, shares: list[tup
     """One transaction for a group of members. The fast path applies them straight; if the
     ledger refuses one event, the group is rolled back and applied again with a savepoint per
     event, so one bad event never blocks the others (and is the only one rejected)."""
-    events = [event for _, items in shares for _, event in items]
     try:
         async with conn.begin():
-            await lock_referrals(conn, events)
             done: list[_Applied] = []
             for member_id, items in shares:
                 done += await _apply_member(conn, program, member_id, items, strict)
@@ -279,7 +277,6 @@ async def _apply_group(conn: AsyncConnection, program: Program, shares: list[tup
         if refusal(error) is None:
             raise
     async with conn.begin():
-        await lock_referrals(conn, events)
         done = []
         for member_id, items in shares:
             done += await _apply_isolated(conn, program, member_id, items, strict)

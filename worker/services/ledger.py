@@ -136,16 +136,21 @@ _REVIEW_UNCLAIMED = text(
 )
 _CLAIM_REFERRAL = text(
     """
-    INSERT INTO referrals (referee_member_id, referrer_member_id, source, event_id)
-    VALUES (:referee, :referrer, :source, :event_id)
+    INSERT INTO referrals (referee_member_id, referrer_member_id, source, event_id, pair_key)
+    VALUES (:referee, :referrer, :source, :event_id, :pair_key)
     ON CONFLICT DO NOTHING
     RETURNING 1
     """
 )
 _REFERRAL_OF = text("SELECT referrer_member_id, source, event_id FROM referrals WHERE referee_member_id = :referee")
-# Referral claims are serialised by one transaction-scoped advisory lock (referrals are rare),
-# so two concurrent referrals cannot each miss the other and close a circle.
-_REFERRALS_LOCK = text("SELECT pg_advisory_xact_lock(hashtext('loyalty.referrals'))")
+# Two members referring each other share one pair key, unique in referrals: of two such
+# referrals at once, the second waits on the first's index entry and then finds it, so a
+# mutual referral is refused without any lock beyond that index entry. Longer circles are
+# found by the chain query below.
+def _pair_key(a: str, b: str) -> str:
+    return " ".join(sorted((a, b)))
+
+
 # Whether the referee is the referrer or one of the members above the referrer in the chain
 # of referrals (each member is referred at most once, so the chain is a path).
 _REFERRAL_CIRCLE = text(
@@ -162,13 +167,6 @@ _REFERRAL_CIRCLE = text(
 # Longer chains than this are not followed (no real referral chain comes close).
 REFERRAL_CHAIN_MAX = 1000
 
-
-async def lock_referrals(conn: AsyncConnection, events) -> None:
-    """Take the referral lock if any of `events` is a referral. A transaction takes it before
-    any member row (a group of batch members calls this first), so it cannot deadlock with the
-    member locks, which are taken in member-id order; taking it again is free."""
-    if any(isinstance(e, ReferralEvent) for e in events):
-        await conn.execute(_REFERRALS_LOCK)
 
 
 @dataclass(frozen=True)
@@ -244,8 +242,6 @@ def follow_ups(event: Any) -> list[RefereeBonus]:
 async def apply_event(conn: AsyncConnection, program: Program, event: Any) -> Result:
     """Claim the event's key, lock its member, apply the rules, write entries, lots and outbox."""
     key_source, key_id = getattr(event, "claim_key", (event.source, event.event_id))
-    if isinstance(event, ReferralEvent):
-        await lock_referrals(conn, (event,))
     digest = _digest(event)
     member_row = (
         await conn.execute(
@@ -458,19 +454,25 @@ async def _referral(conn, program: Program, account: Account, origin: Origin, ev
                                               "depth_max": REFERRAL_CHAIN_MAX})
     ).scalar()
     if depth is not None:
-        raise InvalidEvent(
-            f"payload.referee_member_id: {referee} is above {account.member_id} in the chain of referrals "
-            f"({depth} {'step' if depth == 1 else 'steps'} up); referrals cannot be mutual or circular"
-        )
+        raise InvalidEvent(_circle_reason(referee, account.member_id, depth))
     won = (
         await conn.execute(
             _CLAIM_REFERRAL,
-            {"referee": referee, "referrer": account.member_id, "source": origin.source, "event_id": origin.event_id},
+            {"referee": referee, "referrer": account.member_id, "source": origin.source, "event_id": origin.event_id,
+             "pair_key": _pair_key(referee, account.member_id)},
         )
     ).first()
     if won is None:
+        if (await conn.execute(_REFERRAL_OF, {"referee": referee})).first() is None:
+            # Not the referee's key: the pair's, taken by the referee referring this member.
+            raise InvalidEvent(_circle_reason(referee, account.member_id, 1))
         return Result("applied", account.member_id, note="referral.referee_already_referred")
     return await _book(conn, program, account, origin, rules.referrer(program, account.state, referee))
+
+
+def _circle_reason(referee: str, referrer: str, depth: int) -> str:
+    return (f"payload.referee_member_id: {referee} is above {referrer} in the chain of referrals "
+            f"({depth} {'step' if depth == 1 else 'steps'} up); referrals cannot be mutual or circular")
 
 
 async def _referee_bonus(conn, program: Program, account: Account, origin: Origin, bonus: RefereeBonus) -> Result:

@@ -17,6 +17,10 @@ ALTER TABLE reviews
     ADD COLUMN status text NOT NULL DEFAULT 'applied' CHECK (status IN ('applied', 'waiting')),
     ADD COLUMN has_media boolean NOT NULL DEFAULT false,
     ADD COLUMN occurred_at timestamptz;
+-- Two members referring each other share one pair key ("A B", ids sorted): unique, so a
+-- mutual referral is refused even when both arrive at once. Rows from before stay NULL.
+ALTER TABLE referrals ADD COLUMN pair_key text;
+CREATE UNIQUE INDEX referrals_pair_key ON referrals (pair_key);
 -- Effects the engine derives (the referee's bonus, the birthday gift) are claimed under a
 -- source with ':', which producers' sources cannot contain; earlier rows move there too.
 -- (chr(58) is ':', spelled so that it is not read as a bind parameter.)
@@ -31,6 +35,8 @@ UPDATE processed_events SET source = 'scheduler', event_id = 'birthday:' || even
     WHERE event_type = 'birthday_gift' AND source = 'job' || chr(58) || 'birthday';
 UPDATE processed_events SET source = left(source, -length('#referee')), event_id = event_id || '#referee'
     WHERE event_type = 'referral_referee' AND source LIKE '%' || chr(58) || 'referee';
+DROP INDEX referrals_pair_key;
+ALTER TABLE referrals DROP COLUMN pair_key;
 DELETE FROM reviews WHERE status = 'waiting';
 ALTER TABLE reviews DROP COLUMN status, DROP COLUMN has_media, DROP COLUMN occurred_at;
 """
