@@ -37,7 +37,7 @@ def key_create(
     name: str = typer.Option(..., "--name", help="A unique name, e.g. till-shanghai-01."),
     scopes: str = typer.Option(..., "--scopes", help="Comma-separated: events:write, members:read, points:spend, rewards:redeem."),
     sources: Optional[str] = typer.Option(None, "--sources", help="Comma-separated event sources the key may send (default: any)."),
-    as_json: bool = typer.Option(False, "--json"),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable JSON on standard output."),
 ) -> None:
     from worker.services.api_keys import KeyRefused, create_key
 
@@ -52,7 +52,7 @@ def key_create(
     typer.echo(f"key {name!r} created; it is shown only now, store it in the client's secret store", err=True)
 
 
-def key_list(as_json: bool = typer.Option(False, "--json")) -> None:
+def key_list(as_json: bool = typer.Option(False, "--json", help="Machine-readable JSON on standard output.")) -> None:
     from worker.services.api_keys import list_keys
 
     rows = run(list_keys)
