@@ -38,6 +38,7 @@ members = Table(
     Column("check_in_streak", Integer, nullable=False),
     Column("review_day", Date),
     Column("reviews_on_day", Integer, nullable=False),
+    Column("rule_state", JSONB, nullable=False, server_default="{}"),
     Column("enrolled_at", TS, nullable=False),
     Column("updated_at", TS, nullable=False),
     Column("erased_at", TS),

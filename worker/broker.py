@@ -50,7 +50,9 @@ def build_broker(
         )
     dramatiq.set_broker(broker)
     declare_actors(broker)
-    dramatiq.set_encoder(TolerantJSONEncoder({spec.name: inspect.signature(spec.fn) for spec in all_specs()}))
+    dramatiq.set_encoder(
+        TolerantJSONEncoder({spec.name: inspect.signature(spec.fn) for spec in all_specs()}, redis=not stub)
+    )
     return broker
 
 

@@ -44,7 +44,7 @@ _REQUIRED = {"queue_name": str, "actor_name": str, "args": list, "kwargs": dict,
 _REDIS_ID = re.compile(rb'"redis_message_id"\s*:\s*"([0-9A-Za-z-]{1,64})"')
 
 
-def _problem(fields: Any) -> str | None:
+def _problem(fields: Any, redis: bool) -> str | None:
     if not isinstance(fields, dict):
         return f"message: must be a JSON object, got {type(fields).__name__}"
     for key, kind in _REQUIRED.items():
@@ -52,9 +52,9 @@ def _problem(fields: Any) -> str | None:
             return f"message.{key}: is required"
         if not isinstance(fields[key], kind) or (kind is int and isinstance(fields[key], bool)):
             return f"message.{key}: must be a JSON {'array' if kind is list else kind.__name__}"
-    if "redis_message_id" not in fields["options"]:
+    if redis and "redis_message_id" not in fields["options"]:
         return "message.options.redis_message_id: is required"
-    if not isinstance(fields["options"]["redis_message_id"], str):
+    if not isinstance(fields["options"].get("redis_message_id", ""), str):
         return "message.options.redis_message_id: must be a string"
     return None
 
@@ -76,8 +76,10 @@ class TolerantJSONEncoder(JSONEncoder):
     other name, or with arguments its actor cannot take, is rejected the same way (dramatiq
     would move it to the dead-letter queue, out of sight, or fail it on every retry)."""
 
-    def __init__(self, actors: Mapping[str, inspect.Signature] | None = None):
+    def __init__(self, actors: Mapping[str, inspect.Signature] | None = None, *, redis: bool = True):
         self.actors = dict(actors or {})
+        # Messages read from Redis are acked by their redis_message_id; in-process ones have none.
+        self.redis = redis
 
     def decode(self, data: bytes) -> MessageData:
         fields: Any = None
@@ -86,7 +88,7 @@ class TolerantJSONEncoder(JSONEncoder):
         else:
             try:
                 fields = super().decode(data)
-                problem = _problem(fields)
+                problem = _problem(fields, self.redis)
                 if problem is None and nested_deeper_than(fields, MESSAGE_DEPTH_MAX):
                     problem = f"message: nests arrays and objects deeper than {MESSAGE_DEPTH_MAX} levels"
             except DecodeError as error:

@@ -149,6 +149,8 @@ async def test_unknown_actor_and_undecodable_messages_do_not_stop_the_worker(bro
     enqueue_raw(ns, b'{"actor_name": "process_event", "options": {"redis_message_id": "{id}"}}')
     enqueue_raw(ns, b"garbage that names no id of its own")
     enqueue_raw(ns, b'[1, 2, 3]')
+    enqueue_raw(ns, json.dumps({"queue_name": "events", "actor_name": "process_event", "args": [good("no-id")],
+                                "kwargs": {}, "options": {}, "message_id": "m", "message_timestamp": 1}).encode())
     send_raw(ns, "process_event", [good("ok-after")])
 
     drain(broker, timeout_s=60, threads=1)
@@ -158,6 +160,7 @@ async def test_unknown_actor_and_undecodable_messages_do_not_stop_the_worker(bro
     # Undecodable messages are acked and kept as rejected, so the queue drains.
     assert sorted(r.reason for r in await rows(db, "SELECT reason FROM rejected_events")) == [
         "message.actor_name: 'drop_all_tables' is not an actor of this worker",
+        "message.options.redis_message_id: is required",
         "message.queue_name: is required",
         "message: must be a JSON object, got list",
         "message: not valid JSON (JSONDecodeError)",

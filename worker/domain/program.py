@@ -9,10 +9,10 @@ from __future__ import annotations
 from datetime import date, time
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from worker.domain.errors import ProgramError
 from worker.domain.toml_files import read_toml
@@ -184,6 +184,10 @@ DEFAULT_TIERS = (
 
 
 class Program(_Section):
+    # Earning rules in the rule language that replace the ones derived from this program's
+    # sections (a rule-language file or a published version); see worker.domain.engine.rules_of.
+    _rules: Any = PrivateAttr(default=None)
+
     name: str = "default"
     timezone: str = "Asia/Shanghai"
     default_locale: str = "en"

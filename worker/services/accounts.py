@@ -6,7 +6,7 @@ entry. The balance row is written once, at the end, and checked against the delt
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -18,7 +18,7 @@ from worker.domain import tiers
 from worker.domain.errors import InvariantViolation
 from worker.domain.lots import Lot, take_earliest_expiring
 from worker.domain.program import Program
-from worker.domain.rules import Award, MemberState
+from worker.domain.engine import Award, validate_state
 
 _LOCK_MEMBER = text(
     """
@@ -77,12 +77,10 @@ _WRITE_MEMBER = text(
         tier = :tier, available_points = :available_points, pending_points = :pending_points,
         qualifying_points = :qualifying_points, lifetime_points = :lifetime_points,
         birthday = :birthday, locale = :locale, signed_up_at = :signed_up_at,
-        first_purchase_at = :first_purchase_at, check_in_last_on = :check_in_last_on,
-        check_in_streak = :check_in_streak, review_day = :review_day, reviews_on_day = :reviews_on_day,
-        updated_at = now()
+        first_purchase_at = :first_purchase_at, rule_state = :rule_state, updated_at = now()
     WHERE member_id = :member_id
     """
-)
+).bindparams(bindparam("rule_state", type_=JSONB))
 
 _WRITE_NOTIFICATIONS = text(
     """
@@ -115,7 +113,7 @@ def _member_write(notifications: bool, record: bool):
     parts = [part for part, wanted in ((_OUTBOX_PART, notifications), (_RECORD_PART, record)) if wanted]
     if not parts:
         return _WRITE_MEMBER
-    statement = text("WITH" + ",".join(parts) + _WRITE_MEMBER.text)
+    statement = text("WITH" + ",".join(parts) + _WRITE_MEMBER.text).bindparams(bindparam("rule_state", type_=JSONB))
     if notifications:
         statement = statement.bindparams(bindparam("notifications", type_=JSONB))
     if record:
@@ -155,7 +153,8 @@ class Account:
     qualifying: int
     lifetime: int
     profile: dict[str, Any]
-    state: MemberState
+    # Every stateful rule's counters, streaks and missions, keyed by rule id (engine/state.py).
+    rule_state: dict[str, Any]
     opened: dict[str, int] = field(default_factory=dict)
     notifications: list[dict] = field(default_factory=list)
     # Qualifying points below this do not count towards tiers (moved by a tier review).
@@ -178,17 +177,6 @@ async def lock_member(conn: AsyncConnection, program: Program, member_id: str) -
 
 def account_from_row(member_id: str, row: Any) -> Account:
     """An Account from a locked members row (a mapping of its columns)."""
-    state = MemberState(
-        tier=row["tier"],
-        qualifying_points=row["qualifying_points"],
-        birthday=row["birthday"],
-        has_purchased=row["first_purchase_at"] is not None,
-        signed_up=row["signed_up_at"] is not None,
-        check_in_last_on=row["check_in_last_on"],
-        check_in_streak=row["check_in_streak"],
-        review_day=row["review_day"],
-        reviews_on_day=row["reviews_on_day"],
-    )
     account = Account(
         member_id=member_id,
         tier=row["tier"],
@@ -198,7 +186,7 @@ def account_from_row(member_id: str, row: Any) -> Account:
         qualifying=row["qualifying_points"],
         lifetime=row["lifetime_points"],
         profile={k: row[k] for k in ("birthday", "locale", "signed_up_at", "first_purchase_at")},
-        state=state,
+        rule_state=validate_state(row["rule_state"]),
         baseline=row["qualifying_baseline"],
     )
     account.opened = {"available": account.available, "pending": account.pending, "qualifying": account.qualifying}
@@ -244,7 +232,6 @@ async def earn(
     account.movements.append(("earn", points))
     account.qualifying += points
     account.lifetime += points
-    account.state = replace(account.state, qualifying_points=account.qualifying)
     return row.lot_id
 
 
@@ -299,7 +286,6 @@ async def reverse(
     account.pending -= from_pending
     account.movements.append(("reverse", from_available + from_pending))
     account.qualifying -= points
-    account.state = replace(account.state, qualifying_points=account.qualifying)
     return detail
 
 
@@ -362,7 +348,6 @@ async def close(
             f"member {account.member_id}: balance would go negative "
             f"(available {account.available}, pending {account.pending})"
         )
-    state = account.state
     member = {
         "member_id": account.member_id,
         "tier": account.tier,
@@ -374,10 +359,8 @@ async def close(
         "locale": account.profile["locale"],
         "signed_up_at": account.profile["signed_up_at"],
         "first_purchase_at": account.profile["first_purchase_at"],
-        "check_in_last_on": state.check_in_last_on,
-        "check_in_streak": state.check_in_streak,
-        "review_day": state.review_day,
-        "reviews_on_day": state.reviews_on_day,
+        # Checked again on the way out: what the engine wrote must read back next time.
+        "rule_state": validate_state(account.rule_state),
     }
     params = dict(member)
     if account.notifications:

@@ -7,13 +7,13 @@ commits with it or all rolls back, including the idempotency claim and the outbo
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from datetime import datetime, time, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from worker.domain import rules
+from worker.domain import engine
 from worker.domain.errors import InvalidEvent
 from worker.domain.events import (
     CheckInEvent,
@@ -25,6 +25,7 @@ from worker.domain.events import (
     payload_hash,
 )
 from worker.domain.lots import refund_reversal
+from worker.domain.engine import Award, Evaluation
 from worker.domain.program import Program
 from worker.services import accounts
 from worker.services.accounts import Account, Origin
@@ -51,6 +52,8 @@ _CLAIM_AND_LOCK = text(
     """
 )
 _CLAIMED_HASH = text("SELECT payload_hash FROM processed_events WHERE source = :source AND event_id = :event_id")
+# Purchases the member made before this one (orders with an amount), for `nth_purchase` rules.
+_PURCHASE_COUNT = text("SELECT count(*) FROM orders WHERE member_id = :member_id AND amount IS NOT NULL")
 
 _ORDER = text(
     """
@@ -122,12 +125,6 @@ _WAITING_REVIEWS = text(
 )
 _REVIEW_REWARDED = text(
     "UPDATE reviews SET status = 'applied' WHERE member_id = :member_id AND order_id = :order_id AND sku = :sku"
-)
-_REVIEWS_ON_DAY = text(
-    """
-    SELECT count(*) FROM reviews WHERE member_id = :member_id AND status = 'applied'
-        AND occurred_at >= :starts_at AND occurred_at < :ends_at
-    """
 )
 # A waiting review that finds the daily limit reached earns nothing and gives up its claim,
 # as a review over the limit does when it arrives after its purchase.
@@ -280,13 +277,40 @@ def _digest(event: Any) -> str:
     return payload_hash(event)
 
 
-def _local_date(program: Program, origin: Origin):
-    return rules.local_date(program, origin.occurred_at)
+@dataclass(frozen=True)
+class _Earned:
+    """An evaluation as the ledger books it (engine/entries.py)."""
+
+    awards: tuple[Award, ...]
+    state: dict
+    note: str | None
+    order_points: int = 0
+
+    @property
+    def points(self) -> int:
+        return sum(a.points for a in self.awards)
 
 
-async def _book(conn, program, account: Account, origin: Origin, outcome: rules.Outcome, *, pending=False) -> Result:
-    """Write an outcome's awards and state, with a points_earned notification."""
-    account.state = outcome.state
+def _evaluate(program: Program, account: Account, origin: Origin, payload: dict | None = None, *,
+              event_type: str | None = None, purchase_count: int = 0, extra: dict | None = None) -> _Earned:
+    """The program's rules for one event on this member as they are now (before the event)."""
+    rules = engine.rules_of(program)
+    member = engine.Member(
+        tier=account.tier,
+        qualifying=account.qualifying,
+        birthday=account.profile["birthday"],
+        purchase_count=purchase_count,
+        state=account.rule_state,
+    )
+    data = engine.EventData(event_type or origin.event_type, origin.source, origin.occurred_at, payload or {})
+    evaluation: Evaluation = engine.evaluate(rules, member, data)
+    awards = engine.entry_awards(rules, evaluation, extra)
+    return _Earned(awards, evaluation.state, engine.outcome_note(evaluation), engine.order_points(rules, awards))
+
+
+async def _book(conn, program, account: Account, origin: Origin, outcome: _Earned, *, pending=False) -> Result:
+    """Write an outcome's awards and rule state, with a points_earned notification."""
+    account.rule_state = outcome.state
     lot_id = await accounts.earn(conn, program, account, origin, outcome.awards, pending=pending)
     if lot_id is not None:
         accounts.notify(
@@ -307,21 +331,15 @@ async def _purchase(conn, program: Program, account: Account, origin: Origin, ev
     order = (await conn.execute(_ORDER, order_key)).mappings().first()
     if order is not None and order["amount"] is not None:
         return Result("applied", account.member_id, note="purchase.order_already_earned")
-    outcome = rules.purchase(
-        program,
-        account.state,
-        amount=payload.amount,
-        items=payload.items,
-        on=_local_date(program, origin),
-        source=event.source,
-    )
+    purchases = (await conn.execute(_PURCHASE_COUNT, {"member_id": account.member_id})).scalar_one()
+    outcome = _evaluate(program, account, origin, event.payload.model_dump(), purchase_count=purchases)
     # The earliest purchase by occurrence, whatever order the events arrive in.
     first = account.profile["first_purchase_at"]
     if first is None or origin.occurred_at < first:
         account.profile["first_purchase_at"] = origin.occurred_at
     result = await _book(conn, program, account, origin, outcome, pending=program.pending.days > 0)
     # Reversals are for what the order itself earned; the one-off first-purchase bonus stays.
-    order_points = sum(a.points for a in outcome.awards if a.rule == "purchase")
+    order_points = outcome.order_points
     lot_id = result.detail.get("lot_id")
     await conn.execute(
         _UPSERT_ORDER,
@@ -390,16 +408,15 @@ async def _signup(conn, program: Program, account: Account, origin: Origin, even
     profile = event.payload
     if profile.birthday is not None:
         account.profile["birthday"] = profile.birthday
-        account.state = replace(account.state, birthday=profile.birthday)
     if profile.locale is not None:
         account.profile["locale"] = profile.locale
     if account.profile["signed_up_at"] is None:
         account.profile["signed_up_at"] = origin.occurred_at
-    return await _book(conn, program, account, origin, rules.signup(program, account.state))
+    return await _book(conn, program, account, origin, _evaluate(program, account, origin, event.payload.model_dump()))
 
 
 async def _check_in(conn, program: Program, account: Account, origin: Origin, event: CheckInEvent) -> Result:
-    return await _book(conn, program, account, origin, rules.check_in(program, account.state, _local_date(program, origin)))
+    return await _book(conn, program, account, origin, _evaluate(program, account, origin, event.payload.model_dump()))
 
 
 async def _review(conn, program: Program, account: Account, origin: Origin, event: ReviewEvent) -> Result:
@@ -414,33 +431,19 @@ async def _review(conn, program: Program, account: Account, origin: Origin, even
             return Result("applied", account.member_id, note="review.item_already_rewarded")
         await conn.execute(_WAITING_ORDER, order_key)
         return Result("deferred", account.member_id, note="review.waiting_for_purchase")
-    outcome = await _review_outcome(conn, program, account, origin, payload.has_media)
+    outcome = _evaluate(program, account, origin, payload.model_dump())
     if outcome.awards:
         if (await conn.execute(_CLAIM_REVIEW, {**claim, "status": "applied"})).first() is None:
             return Result("applied", account.member_id, note="review.item_already_rewarded")
     return await _book(conn, program, account, origin, outcome)
 
 
-async def _review_outcome(conn, program: Program, account: Account, origin: Origin, has_media: bool) -> rules.Outcome:
-    """The daily limit for the review's own local day. The member state keeps the count of the
-    latest review day only; a review of an earlier day (one that waited for its purchase, or
-    came late) counts that day's rewarded reviews instead, and leaves the latest day's count."""
-    on = _local_date(program, origin)
-    state = account.state
-    if state.review_day is None or on >= state.review_day:
-        return rules.review(program, state, on=on, has_media=has_media)
-    starts_at = datetime.combine(on, time.min, tzinfo=program.zone)
-    count = (await conn.execute(_REVIEWS_ON_DAY, {"member_id": account.member_id, "starts_at": starts_at,
-                                                  "ends_at": starts_at + timedelta(days=1)})).scalar_one()
-    outcome = rules.review(program, replace(state, review_day=on, reviews_on_day=count), on=on, has_media=has_media)
-    return replace(outcome, state=replace(outcome.state, review_day=state.review_day, reviews_on_day=state.reviews_on_day))
-
-
 async def _reward_waiting_reviews(conn, program: Program, account: Account, order_key: dict) -> None:
     """The reviews that arrived before their purchase, in occurrence order."""
     for review in (await conn.execute(_WAITING_REVIEWS, order_key)).mappings().all():
         origin = Origin(review["source"], review["event_id"], "review", review["occurred_at"])
-        outcome = await _review_outcome(conn, program, account, origin, review["has_media"])
+        outcome = _evaluate(program, account, origin, {"order_id": order_key["order_id"], "sku": review["sku"],
+                                                        "review_id": review["review_id"], "has_media": review["has_media"]})
         key = {**order_key, "sku": review["sku"]}
         await conn.execute(_REVIEW_REWARDED if outcome.awards else _REVIEW_UNCLAIMED, key)
         await _book(conn, program, account, origin, outcome)
@@ -467,7 +470,8 @@ async def _referral(conn, program: Program, account: Account, origin: Origin, ev
             # Not the referee's key: the pair's, taken by the referee referring this member.
             raise InvalidEvent(_circle_reason(referee, account.member_id, 1))
         return Result("applied", account.member_id, note="referral.referee_already_referred")
-    return await _book(conn, program, account, origin, rules.referrer(program, account.state, referee))
+    outcome = _evaluate(program, account, origin, event.payload.model_dump(), extra={"referee_member_id": referee})
+    return await _book(conn, program, account, origin, outcome)
 
 
 def _circle_reason(referee: str, referrer: str, depth: int) -> str:
@@ -479,14 +483,16 @@ async def _referee_bonus(conn, program: Program, account: Account, origin: Origi
     referral = (await conn.execute(_REFERRAL_OF, {"referee": account.member_id})).first()
     if referral is None or (referral.source, referral.event_id) != (bonus.source, bonus.event_id):
         return Result("applied", account.member_id, note="referral.referee_already_referred")
-    return await _book(conn, program, account, origin, rules.referee(program, account.state, bonus.referrer_member_id))
+    outcome = _evaluate(program, account, origin, {"referrer_member_id": bonus.referrer_member_id},
+                        event_type="referral_referee", extra={"referrer_member_id": bonus.referrer_member_id})
+    return await _book(conn, program, account, origin, outcome)
 
 
 async def _birthday_gift(conn, program: Program, account: Account, origin: Origin, gift: BirthdayGift) -> Result:
     points = program.birthday.gift_points
     if points <= 0:
         return Result("applied", account.member_id, note="birthday.no_gift")
-    awards = (rules.Award("birthday_gift", points, {"year": gift.year}),)
+    awards = (Award("birthday_gift", points, {"year": gift.year}),)
     await accounts.earn(conn, program, account, origin, awards)
     accounts.notify(account, "birthday", origin, dedupe_key=f"birthday:{account.member_id}:{gift.year}", points=points)
     return Result("applied", account.member_id, points)

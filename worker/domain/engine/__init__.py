@@ -1,6 +1,6 @@
 """The rule engine: program-file rules evaluated as a pure function (docs/rules.md).
 
-Not yet wired into the worker: the ledger still calls worker/domain/rules.py.
+The ledger earns through `evaluate`, with the rules `rules_of(program)` gives.
 """
 
 from worker.domain.engine.evaluate import Award, Considered, Evaluation, EventData, Member, evaluate, event_data
@@ -12,13 +12,14 @@ from worker.domain.engine.language import (
     load_engine_program,
     parse_engine_program,
 )
-from worker.domain.engine.legacy import from_program, state_from_member
+from worker.domain.engine.entries import entry_awards, order_points, outcome_note
+from worker.domain.engine.legacy import file_version, from_program, rules_of, state_from_member, with_rules
 from worker.domain.engine.state import period_key, validate_state
 from worker.domain.engine.tiering import level_for, qualifying_change, review_tier, tier_after
 
 __all__ = [
     "Award", "Considered", "EngineProgram", "Evaluation", "EventData", "Member", "TierFloor",
-    "default_engine_program", "evaluate", "event_data", "explain", "from_program", "level_for", "load_engine_program",
-    "parse_engine_program", "period_key", "qualifying_change", "review_tier", "state_from_member",
-    "tier_after", "validate_state",
+    "default_engine_program", "entry_awards", "evaluate", "event_data", "explain", "file_version", "from_program", "level_for", "load_engine_program",
+    "order_points", "outcome_note", "parse_engine_program", "period_key", "qualifying_change", "review_tier",
+    "rules_of", "state_from_member", "tier_after", "validate_state", "with_rules",
 ]

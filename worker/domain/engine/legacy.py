@@ -91,3 +91,36 @@ def state_from_member(state: MemberState) -> dict:
     if state.review_day is not None:
         rule_state["review"] = {f"day:{state.review_day.isoformat()}": {"count": state.reviews_on_day, "points": 0}}
     return rule_state
+
+
+# Engine programs derived from Programs, by id (the Program is kept with it so its id is not
+# reused). Few Programs live in a process: the runtime's, and a test's or the CLI's.
+_DERIVED: dict[int, tuple[Program, EngineProgram]] = {}
+_DERIVED_MAX = 64
+
+
+def file_version(program: Program) -> str:
+    """The version recorded for rules that come from a program file: `file:<program name>`."""
+    return f"file:{program.name}"
+
+
+def rules_of(program: Program) -> EngineProgram:
+    """The earning rules in force for `program`: the ones set by `with_rules`, else its own
+    sections translated by `from_program` (computed once per Program)."""
+    if program._rules is not None:
+        return program._rules
+    held = _DERIVED.get(id(program))
+    if held is not None and held[0] is program:
+        return held[1]
+    derived = from_program(program, version=file_version(program))
+    if len(_DERIVED) >= _DERIVED_MAX:
+        _DERIVED.pop(next(iter(_DERIVED)))
+    _DERIVED[id(program)] = (program, derived)
+    return derived
+
+
+def with_rules(program: Program, rules: EngineProgram) -> Program:
+    """A copy of `program` whose earning rules are `rules` (tiers, jobs, mall stay the program's)."""
+    copy = program.model_copy()
+    copy._rules = rules
+    return copy
