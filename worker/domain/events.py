@@ -273,9 +273,12 @@ SAFE_TEXT_MAX = 2000
 
 def safe_text(value: str, limit: int = SAFE_TEXT_MAX) -> str:
     """Text that can be stored and logged as it is: control characters, lone surrogates and
-    other unprintable code points escaped as \\uXXXX, cut to `limit` characters."""
-    escaped = _UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}" if ord(m.group()) < 0x10000 else f"\\U{ord(m.group()):08x}", value)
-    escaped = "".join(c if unicodedata.category(c) not in ("Cf", "Zl", "Zp") else f"\\u{ord(c):04x}" for c in escaped)
+    other unprintable code points written as a backslash escape of their code point in hex,
+    cut to `limit` characters."""
+    escaped = value
+    if not (value.isascii() and value.isprintable()):  # ids and most reasons have nothing to escape
+        escaped = _UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}" if ord(m.group()) < 0x10000 else f"\\U{ord(m.group()):08x}", value)
+        escaped = "".join(c if unicodedata.category(c) not in ("Cf", "Zl", "Zp") else f"\\u{ord(c):04x}" for c in escaped)
     return escaped if len(escaped) <= limit else escaped[: limit - 3] + "..."
 
 
@@ -373,9 +376,10 @@ def parse_event(data: Any) -> Any:
 
 
 def check_size(raw: Any) -> None:
-    if not isinstance(raw, (str, bytes)) and nested_deeper_than(raw):
-        raise InvalidEvent(_TOO_DEEP)  # measured before it is encoded to be measured
-    size = event_size_bytes(raw)
+    try:
+        size = event_size_bytes(raw)
+    except RecursionError:  # a decoded value too deep to encode; parse_event names it otherwise
+        raise InvalidEvent(_TOO_DEEP) from None
     if size > EVENT_BYTES_MAX:
         raise InvalidEvent(f"event: {size} bytes is over the limit of {EVENT_BYTES_MAX} bytes")
 
