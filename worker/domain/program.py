@@ -25,6 +25,22 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def check_ascending(levels: tuple, noun: str) -> tuple:
+    """Tier levels (anything with name and threshold) from threshold 0, rising, names unique;
+    `noun` names them in the errors ("tier", "level")."""
+    if not levels:
+        raise ValueError(f"at least one {noun} is required")
+    if levels[0].threshold != 0:
+        raise ValueError(f"the first {noun} must have threshold 0")
+    for lower, higher in zip(levels, levels[1:]):
+        if higher.threshold <= lower.threshold:
+            raise ValueError(f"{noun} {higher.name!r} must have a higher threshold than {lower.name!r}")
+    names = [level.name for level in levels]
+    if len(set(names)) != len(names):
+        raise ValueError(f"{noun} names must be unique")
+    return levels
+
+
 class Tier(_Section):
     name: Annotated[str, Field(min_length=1, max_length=32)]
     threshold: Annotated[int, Field(ge=0)]
@@ -221,17 +237,7 @@ class Program(_Section):
     @field_validator("tiers")
     @classmethod
     def _tiers_ascending(cls, tiers: tuple[Tier, ...]) -> tuple[Tier, ...]:
-        if not tiers:
-            raise ValueError("at least one tier is required")
-        if tiers[0].threshold != 0:
-            raise ValueError("the first tier must have threshold 0")
-        for lower, higher in zip(tiers, tiers[1:]):
-            if higher.threshold <= lower.threshold:
-                raise ValueError(f"tier {higher.name!r} must have a higher threshold than {lower.name!r}")
-        names = [t.name for t in tiers]
-        if len(set(names)) != len(names):
-            raise ValueError("tier names must be unique")
-        return tiers
+        return check_ascending(tiers, "tier")
 
     @property
     def zone(self) -> ZoneInfo:

@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from worker.domain.errors import ProgramError
+from worker.domain.program import check_ascending
 from worker.domain.toml_files import read_toml
 
 # The event types the engine knows. `referral_referee` is the referee's half of a referral,
@@ -295,17 +296,7 @@ class TierSettings(_Section):
     @field_validator("levels")
     @classmethod
     def _rising(cls, levels: tuple[Level, ...]) -> tuple[Level, ...]:
-        if not levels:
-            raise ValueError("at least one level is required")
-        if levels[0].threshold != 0:
-            raise ValueError("the first level must have threshold 0")
-        for lower, higher in zip(levels, levels[1:]):
-            if higher.threshold <= lower.threshold:
-                raise ValueError(f"level {higher.name!r} must have a higher threshold than {lower.name!r}")
-        names = [level.name for level in levels]
-        if len(set(names)) != len(names):
-            raise ValueError("level names must be unique")
-        return levels
+        return check_ascending(levels, "level")
 
 
 class Activity(_Section):
