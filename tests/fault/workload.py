@@ -9,6 +9,7 @@ from decimal import Decimal
 from sqlalchemy import text
 
 from tests import factories as f
+from worker.domain.reevaluation import points_by_event
 
 START = datetime(2026, 10, 1, 2, 0, tzinfo=UTC)
 LOCALES = ("en", "zh-Hans", "zh-Hant")
@@ -19,13 +20,13 @@ def _at(minutes: int) -> str:
 
 
 def workload(members: int, seed: int = 7, hot_purchases: int = 0) -> list[dict]:
-    """Signups, purchases, partial refunds, reviews and referrals for `members` members, in
-    occurrence order, plus `hot_purchases` purchases of 1.00 for member HOT.
+    """Signups, purchases, partial refunds, reviews, referrals and daily check-ins for `members`
+    members, in occurrence order, plus `hot_purchases` purchases of 1.00 for member HOT.
 
-    Every member stays in the first tier (well under 1000 qualifying points) and has no
-    check-ins: tier multipliers and streaks depend on the order a member's own events are
-    applied in, and concurrent workers do not keep that order. Everything else here (refunds
-    before purchases, referrals before signups, duplicates, interleaving) must not matter."""
+    Every third member checks in on eight consecutive days (a 7-day streak bonus), and every
+    eleventh makes purchases large enough to cross tiers, so tier multipliers and streaks are
+    in play: none of it may depend on the order the events are applied in (refunds before
+    purchases, referrals before signups, duplicates, interleaving, late events)."""
     rng = random.Random(seed)
     events: list[tuple[int, dict]] = []
     for m in range(members):
@@ -37,10 +38,16 @@ def workload(members: int, seed: int = 7, hot_purchases: int = 0) -> list[dict]:
                                        locale=LOCALES[m % 3])))
         if m % 7 == 0 and m + 1 < members:
             events.append((t + 1, f.referral(member, f"M{m + 1:04d}", occurred_at=_at(t + 1), event_id=f"rf-{member}")))
+        if m % 3 == 0:
+            for day in range(8):
+                at = t + 24 * 60 * day + 5
+                events.append((at, f.check_in(member, _at(at), event_id=f"ci-{member}-{day}")))
         for p in range(rng.randint(1, 3)):
             t += rng.randint(30, 3000)
             order = f"o-{member}-{p}"
             amount = Decimal(rng.randint(100, 8_000)) / 100
+            if m % 11 == 0:
+                amount *= 60  # 60 to 4,800: past Silver and Gold within a few purchases
             events.append((t, f.purchase(member, f"{amount:.2f}", order_id=order, occurred_at=_at(t),
                                          event_id=f"pu-{order}")))
             if rng.random() < 0.25:
@@ -60,26 +67,32 @@ def workload(members: int, seed: int = 7, hot_purchases: int = 0) -> list[dict]:
 _MEMBER_ROWS = text(
     """
     SELECT member_id, tier, tier_floor, available_points, pending_points, qualifying_points, lifetime_points,
-           birthday, locale, signed_up_at, first_purchase_at, check_in_last_on, check_in_streak
+           birthday, locale, signed_up_at, first_purchase_at, rule_state
     FROM members ORDER BY member_id
     """
 )
-_ENTRY_SUMS = text(
-    """
-    SELECT member_id, kind, count(*) AS n, sum(points) AS points, sum(pending_points) AS pending,
-           sum(qualifying_points) AS qualifying
-    FROM ledger_entries GROUP BY member_id, kind ORDER BY member_id, kind
-    """
+_ENTRIES = text(
+    "SELECT member_id, source, event_id, kind, qualifying_points, rules FROM ledger_entries ORDER BY entry_id"
 )
-_LOT_SUMS = text("SELECT member_id, count(*), sum(points), sum(remaining) FROM lots GROUP BY member_id ORDER BY member_id")
+_LOT_SUMS = text("SELECT member_id, sum(remaining) FROM lots GROUP BY member_id ORDER BY member_id")
+
+
+def _points_by_member_event(rows) -> dict:
+    """Qualifying points per member, event and rule: what each event earned, corrections included."""
+    by_member: dict[str, list] = {}
+    for row in rows:
+        by_member.setdefault(row["member_id"], []).append(row)
+    return {member: points_by_event(entries) for member, entries in sorted(by_member.items())}
 
 
 async def snapshot(engine) -> dict:
-    """Everything the final ledger is judged on, without ids or wall-clock timestamps."""
+    """Everything the final ledger is judged on, without ids or wall-clock timestamps: member
+    rows, what each event earned by rule, and the points left in lots (how many entries and
+    lots hold them depends on whether corrections were booked, which arrival order decides)."""
     async with engine.connect() as conn:
         return {
             "members": [tuple(r) for r in (await conn.execute(_MEMBER_ROWS)).all()],
-            "entries": [tuple(r) for r in (await conn.execute(_ENTRY_SUMS)).all()],
+            "points": _points_by_member_event((await conn.execute(_ENTRIES)).mappings().all()),
             "lots": [tuple(r) for r in (await conn.execute(_LOT_SUMS)).all()],
             "processed": (await conn.execute(text("SELECT count(*) FROM processed_events"))).scalar_one(),
             "rejected": (await conn.execute(text("SELECT count(*) FROM rejected_events"))).scalar_one(),

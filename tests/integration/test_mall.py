@@ -179,8 +179,9 @@ async def test_limits_per_program_local_day_month_and_ever(db):
 
 async def fifo_member(db, member_id):
     """Three lots, earned out of expiry order; returns their lot ids by expiry."""
-    await process(db, purchase(member_id, "200.00", occurred_at="2026-06-01T10:00:00+08:00"))  # 300, expires 2027-06-01
-    await process(db, purchase(member_id, "200.00", occurred_at="2025-11-15T10:00:00+08:00"))  # 200, expires 2026-11-15
+    # The first purchase (by occurrence) has the 100-point bonus; the last one arrives late.
+    await process(db, purchase(member_id, "100.00", occurred_at="2025-11-15T10:00:00+08:00"))  # 200, expires 2026-11-15
+    await process(db, purchase(member_id, "300.00", occurred_at="2026-06-01T10:00:00+08:00"))  # 300, expires 2027-06-01
     await process(db, purchase(member_id, "200.00", occurred_at="2026-03-01T10:00:00+08:00"))  # 200, expires 2027-03-01
     lots = await rows(db, "SELECT lot_id, points FROM lots WHERE member_id = :m ORDER BY expires_at", m=member_id)
     assert [p for _, p in lots] == [200, 200, 300]

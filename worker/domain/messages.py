@@ -29,6 +29,7 @@ KIND_PARAMS: dict[str, frozenset[str]] = {
     "tier_downgraded": frozenset({"from_tier", "to_tier"}),
     "points_expiring": frozenset({"points", "expires_on"}),
     "points_expired": frozenset({"points"}),
+    "points_adjusted": frozenset({"points", "available_points"}),
     "birthday": frozenset({"points"}),
     "member_day": frozenset({"multiplier"}),
     "redemption_confirmed": frozenset({"reward_name", "quantity", "points", "available_points"}),

@@ -77,7 +77,9 @@ _WRITE_MEMBER = text(
         tier = :tier, available_points = :available_points, pending_points = :pending_points,
         qualifying_points = :qualifying_points, lifetime_points = :lifetime_points,
         birthday = :birthday, locale = :locale, signed_up_at = :signed_up_at,
-        first_purchase_at = :first_purchase_at, rule_state = :rule_state, updated_at = now()
+        first_purchase_at = :first_purchase_at, rule_state = :rule_state,
+        latest_event_at = :latest_event_at, latest_event_source = :latest_event_source,
+        latest_event_id = :latest_event_id, updated_at = now()
     WHERE member_id = :member_id
     """
 ).bindparams(bindparam("rule_state", type_=JSONB))
@@ -163,10 +165,21 @@ class Account:
     # metrics counted once it commits.
     movements: list[tuple[str, int]] = field(default_factory=list)
     tier_moves: list[tuple[str, str]] = field(default_factory=list)
+    # The occurrence key (occurred_at, source, event_id) of the latest event applied.
+    latest: tuple[datetime, str, str] | None = None
 
     @property
     def points_changed(self) -> int:
         return self.available - self.opened["available"]
+
+    def is_late(self, origin: Origin) -> bool:
+        """Whether the event comes before one the member has already had, in occurrence order."""
+        return self.latest is not None and (origin.occurred_at, origin.source, origin.event_id) < self.latest
+
+    def saw(self, origin: Origin) -> None:
+        key = (origin.occurred_at, origin.source, origin.event_id)
+        if self.latest is None or key > self.latest:
+            self.latest = key
 
 
 async def lock_member(conn: AsyncConnection, program: Program, member_id: str) -> Account:
@@ -188,6 +201,8 @@ def account_from_row(member_id: str, row: Any) -> Account:
         profile={k: row[k] for k in ("birthday", "locale", "signed_up_at", "first_purchase_at")},
         rule_state=validate_state(row["rule_state"]),
         baseline=row["qualifying_baseline"],
+        latest=(row["latest_event_at"], row["latest_event_source"], row["latest_event_id"])
+        if row["latest_event_at"] is not None else None,
     )
     account.opened = {"available": account.available, "pending": account.pending, "qualifying": account.qualifying}
     return account
@@ -201,8 +216,10 @@ async def earn(
     awards: tuple[Award, ...],
     *,
     pending: bool = False,
+    lifetime: bool = True,
 ) -> int | None:
-    """Book awards as one earn entry and one lot; returns the lot id (None when 0 points)."""
+    """Book awards as one earn entry and one lot; returns the lot id (None when 0 points).
+    `lifetime=False`: points given back by a correction of a refund, not earned again."""
     points = sum(a.points for a in awards)
     if points <= 0:
         return None
@@ -231,7 +248,8 @@ async def earn(
         account.available += points
     account.movements.append(("earn", points))
     account.qualifying += points
-    account.lifetime += points
+    if lifetime:
+        account.lifetime += points
     return row.lot_id
 
 
@@ -247,10 +265,12 @@ async def reverse(
     *,
     own_lot_id: int | None,
     rules: list[dict],
+    correction: bool = False,
 ) -> dict:
     """Take back `points` of earned points: from the order's own lot first (pending or not),
-    then from available lots earliest-expiring first. Qualifying points drop by the full amount;
-    what was already spent cannot be taken back and is reported as `unrecovered`.
+    then from available lots earliest-expiring first. Qualifying points drop by the full amount
+    (and lifetime points too for a `correction` of what an event earned); what was already
+    spent cannot be taken back and is reported as `unrecovered`.
     """
     lots = await open_lots(conn, account.member_id)
     candidates = [
@@ -286,6 +306,8 @@ async def reverse(
     account.pending -= from_pending
     account.movements.append(("reverse", from_available + from_pending))
     account.qualifying -= points
+    if correction:  # points an event should never have earned: not earned in its lifetime either
+        account.lifetime -= points
     return detail
 
 
@@ -310,12 +332,17 @@ def notify(account: Account, kind: str, origin: Origin | None, dedupe_key: str |
     )
 
 
+def next_tier(program: Program, account: Account) -> str:
+    """The tier the account closes with (the re-evaluation's replay decides it the same way)."""
+    return tiers.upgraded_tier(program, account.tier, account.qualifying - account.baseline, account.tier_floor)
+
+
 async def close(
     conn: AsyncConnection, program: Program, account: Account, origin: Origin | None, record: dict | None = None
 ) -> None:
     """Upgrade the tier, queue nudges, write the balance row and the outbox rows, and the event's
     outcome (`record`: status, result, source, event_id of its processed_events row) if given."""
-    new_tier = tiers.upgraded_tier(program, account.tier, account.qualifying - account.baseline, account.tier_floor)
+    new_tier = next_tier(program, account)
     if new_tier != account.tier:
         await conn.execute(
             _WRITE_TIER_CHANGE,
@@ -361,6 +388,9 @@ async def close(
         "first_purchase_at": account.profile["first_purchase_at"],
         # Checked again on the way out: what the engine wrote must read back next time.
         "rule_state": validate_state(account.rule_state),
+        "latest_event_at": account.latest[0] if account.latest else None,
+        "latest_event_source": account.latest[1] if account.latest else None,
+        "latest_event_id": account.latest[2] if account.latest else None,
     }
     params = dict(member)
     if account.notifications:

@@ -22,7 +22,14 @@ FROM members m
 LEFT JOIN (
     SELECT member_id, sum(points) AS available, sum(pending_points) AS pending,
            sum(qualifying_points) AS qualifying,
-           coalesce(sum(points + pending_points) FILTER (WHERE kind = 'earn'), 0) AS lifetime
+           -- Lifetime points: what events earned, less what corrections took back of it; a
+           -- refund's reversal, and a correction of one, leave lifetime points alone.
+           coalesce(sum(points + pending_points) FILTER (
+               WHERE kind = 'earn' AND NOT rules @> '[{{"rule": "refund", "corrects": {{}}}}]'), 0)
+           + coalesce(sum(qualifying_points) FILTER (
+               WHERE kind = 'reverse' AND rules @> '[{{"corrects": {{}}}}]'
+               AND NOT rules @> '[{{"rule": "refund", "corrects": {{}}}}]'), 0)
+           AS lifetime
     FROM ledger_entries WHERE {entries_filter} GROUP BY member_id
 ) e USING (member_id)
 LEFT JOIN (

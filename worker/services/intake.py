@@ -286,7 +286,7 @@ async def _apply_group(conn: AsyncConnection, program: Program, shares: list[tup
 async def process_batch(
     engine: AsyncEngine, program: Program, raws: Iterable[Any], *, now: datetime, strict: bool = False
 ) -> list[Outcome]:
-    """Apply up to BATCH_EVENTS_MAX events, each member's in the order given; members commit in
+    """Apply up to BATCH_EVENTS_MAX events, each member's in occurrence order; members commit in
     transactions of up to BATCH_MEMBERS_PER_TRANSACTION, each member's share all-or-nothing
     except for events the ledger refuses, which end rejected on their own."""
     raws = list(raws)
@@ -305,6 +305,9 @@ async def process_batch(
     refused: list[tuple[int, Any, str]] = []
     # One connection for the whole batch (no checkout per member), one transaction per group.
     member_ids = sorted(by_member)
+    # Each member's share in occurrence order, so a batch by itself never makes a late event.
+    for items in by_member.values():
+        items.sort(key=lambda item: (item[1].occurred_at, item[1].source, item[1].event_id))
     async with engine.connect() as conn:
         for start in range(0, len(member_ids), BATCH_MEMBERS_PER_TRANSACTION):
             group = [(m, by_member[m]) for m in member_ids[start:start + BATCH_MEMBERS_PER_TRANSACTION]]

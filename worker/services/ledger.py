@@ -10,10 +10,10 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import bindparam, text
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from worker.domain import engine
 from worker.domain.errors import InvalidEvent
 from worker.domain.events import (
     CheckInEvent,
@@ -22,14 +22,16 @@ from worker.domain.events import (
     RefundEvent,
     ReviewEvent,
     SignupEvent,
+    parse_event,
     payload_hash,
 )
 from worker.domain.lots import refund_reversal
-from worker.domain.engine import Award, Evaluation
+from worker.domain.engine import Award
 from worker.domain.program import Program
 from worker.services import accounts
 from worker.services.accounts import Account, Origin
-from worker.services import mall
+from worker.services import mall, replay
+from worker.services.earning import Earned, evaluate_for
 
 # Effects the engine derives itself are claimed under a `source` containing ':', which the
 # contract forbids in producers' sources, so no producer event can take their key.
@@ -40,8 +42,8 @@ INTERNAL_SOURCE_SEPARATOR = ":"
 _CLAIM_AND_LOCK = text(
     """
     WITH claim AS (
-        INSERT INTO processed_events (source, event_id, payload_hash, member_id, event_type, status, occurred_at)
-        VALUES (:source, :event_id, :payload_hash, :member_id, :event_type, 'applied', :occurred_at)
+        INSERT INTO processed_events (source, event_id, payload_hash, member_id, event_type, status, occurred_at, payload)
+        VALUES (:source, :event_id, :payload_hash, :member_id, :event_type, 'applied', :occurred_at, :payload)
         ON CONFLICT (source, event_id) DO NOTHING
         RETURNING 1
     )
@@ -50,7 +52,7 @@ _CLAIM_AND_LOCK = text(
     ON CONFLICT (member_id) DO UPDATE SET updated_at = now()
     RETURNING m.*
     """
-)
+).bindparams(bindparam("payload", type_=JSONB))
 _CLAIMED_HASH = text("SELECT payload_hash FROM processed_events WHERE source = :source AND event_id = :event_id")
 # Purchases the member made before this one (orders with an amount), for `nth_purchase` rules.
 _PURCHASE_COUNT = text("SELECT count(*) FROM orders WHERE member_id = :member_id AND amount IS NOT NULL")
@@ -237,9 +239,13 @@ def follow_ups(event: Any) -> list[RefereeBonus]:
 
 
 async def apply_event(conn: AsyncConnection, program: Program, event: Any) -> Result:
-    """Claim the event's key, lock its member, apply the rules, write entries, lots and outbox."""
+    """Claim the event's key, lock its member, apply the rules, write entries, lots and outbox.
+
+    An event earlier (in occurrence order) than the latest the member has had is applied and
+    then the member's history is evaluated again (worker/services/replay.py)."""
     key_source, key_id = getattr(event, "claim_key", (event.source, event.event_id))
     digest = _digest(event)
+    stored = stored_form(event)
     member_row = (
         await conn.execute(
             _CLAIM_AND_LOCK,
@@ -251,22 +257,59 @@ async def apply_event(conn: AsyncConnection, program: Program, event: Any) -> Re
                 "event_type": event.type,
                 "occurred_at": event.occurred_at,
                 "tier": program.tiers[0].name,
+                "payload": stored,
             },
         )
     ).mappings().first()
     if member_row is None:
-        stored = (await conn.execute(_CLAIMED_HASH, {"source": key_source, "event_id": key_id})).scalar_one()
-        return Result("duplicate" if stored == digest else "conflict", event.member_id)
+        stored_hash = (await conn.execute(_CLAIMED_HASH, {"source": key_source, "event_id": key_id})).scalar_one()
+        return Result("duplicate" if stored_hash == digest else "conflict", event.member_id)
 
     account = accounts.account_from_row(event.member_id, member_row)
     origin = Origin(event.source, event.event_id, event.type, event.occurred_at)
     handler = _HANDLERS[type(event)]
     result: Result = await handler(conn, program, account, origin, event)
+    if stored is not None:
+        late = account.is_late(origin)
+        account.saw(origin)
+        if late and result.status == "applied":
+            replayed = await replay.reevaluate(
+                conn, program, account, origin, types=REPLAYED_TYPES,
+                erased=member_row["erased_at"] is not None, stored_event=stored_event,
+            )
+            if replayed is not None:
+                result = replace(result, detail={**result.detail, "re_evaluated": replayed.as_json()})
     record = None
     if result.status != "applied" or result.note or result.detail or result.points:
         record = {"status": result.status, "result": result.as_json(), "source": key_source, "event_id": key_id}
     await accounts.close(conn, program, account, origin, record)
     return replace(result, movements=tuple(account.movements), tier_moves=tuple(account.tier_moves))
+
+
+# Event types replayed in occurrence order by a re-evaluation. Redemptions are spending: facts
+# of their moment, never re-decided.
+REPLAYED_TYPES = ("purchase", "refund", "review", "referral", "referral_referee", "check_in", "signup", "birthday_gift")
+
+def stored_form(event: Any) -> dict | None:
+    """The event as its processed_events row keeps it for a replay (None: not replayed)."""
+    if isinstance(event, RefereeBonus):
+        return {"member_id": event.member_id, "referrer_member_id": event.referrer_member_id, "source": event.source,
+                "event_id": event.event_id, "occurred_at": event.occurred_at.isoformat()}
+    if isinstance(event, BirthdayGift):
+        return {"member_id": event.member_id, "year": event.year, "occurred_at": event.occurred_at.isoformat()}
+    if event.type in REPLAYED_TYPES:
+        return event.model_dump(mode="json")
+    return None
+
+
+def stored_event(event_type: str, data: dict) -> Any:
+    """The event a processed_events row's stored form describes."""
+    if event_type == "referral_referee":
+        return RefereeBonus(data["member_id"], data["referrer_member_id"], data["source"], data["event_id"],
+                            datetime.fromisoformat(data["occurred_at"]))
+    if event_type == "birthday_gift":
+        return BirthdayGift(data["member_id"], data["year"], datetime.fromisoformat(data["occurred_at"]))
+    return parse_event(data)
 
 
 def _digest(event: Any) -> str:
@@ -277,38 +320,7 @@ def _digest(event: Any) -> str:
     return payload_hash(event)
 
 
-@dataclass(frozen=True)
-class _Earned:
-    """An evaluation as the ledger books it (engine/entries.py)."""
-
-    awards: tuple[Award, ...]
-    state: dict
-    note: str | None
-    order_points: int = 0
-
-    @property
-    def points(self) -> int:
-        return sum(a.points for a in self.awards)
-
-
-def _evaluate(program: Program, account: Account, origin: Origin, payload: dict | None = None, *,
-              event_type: str | None = None, purchase_count: int = 0, extra: dict | None = None) -> _Earned:
-    """The program's rules for one event on this member as they are now (before the event)."""
-    rules = engine.rules_of(program)
-    member = engine.Member(
-        tier=account.tier,
-        qualifying=account.qualifying,
-        birthday=account.profile["birthday"],
-        purchase_count=purchase_count,
-        state=account.rule_state,
-    )
-    data = engine.EventData(event_type or origin.event_type, origin.source, origin.occurred_at, payload or {})
-    evaluation: Evaluation = engine.evaluate(rules, member, data)
-    awards = engine.entry_awards(rules, evaluation, extra)
-    return _Earned(awards, evaluation.state, engine.outcome_note(evaluation), engine.order_points(rules, awards))
-
-
-async def _book(conn, program, account: Account, origin: Origin, outcome: _Earned, *, pending=False) -> Result:
+async def _book(conn, program, account: Account, origin: Origin, outcome: Earned, *, pending=False) -> Result:
     """Write an outcome's awards and rule state, with a points_earned notification."""
     account.rule_state = outcome.state
     lot_id = await accounts.earn(conn, program, account, origin, outcome.awards, pending=pending)
@@ -332,7 +344,7 @@ async def _purchase(conn, program: Program, account: Account, origin: Origin, ev
     if order is not None and order["amount"] is not None:
         return Result("applied", account.member_id, note="purchase.order_already_earned")
     purchases = (await conn.execute(_PURCHASE_COUNT, {"member_id": account.member_id})).scalar_one()
-    outcome = _evaluate(program, account, origin, event.payload.model_dump(), purchase_count=purchases)
+    outcome = evaluate_for(program, account, origin, event.payload.model_dump(), purchase_count=purchases)
     # The earliest purchase by occurrence, whatever order the events arrive in.
     first = account.profile["first_purchase_at"]
     if first is None or origin.occurred_at < first:
@@ -412,11 +424,11 @@ async def _signup(conn, program: Program, account: Account, origin: Origin, even
         account.profile["locale"] = profile.locale
     if account.profile["signed_up_at"] is None:
         account.profile["signed_up_at"] = origin.occurred_at
-    return await _book(conn, program, account, origin, _evaluate(program, account, origin, event.payload.model_dump()))
+    return await _book(conn, program, account, origin, evaluate_for(program, account, origin, event.payload.model_dump()))
 
 
 async def _check_in(conn, program: Program, account: Account, origin: Origin, event: CheckInEvent) -> Result:
-    return await _book(conn, program, account, origin, _evaluate(program, account, origin, event.payload.model_dump()))
+    return await _book(conn, program, account, origin, evaluate_for(program, account, origin, event.payload.model_dump()))
 
 
 async def _review(conn, program: Program, account: Account, origin: Origin, event: ReviewEvent) -> Result:
@@ -431,7 +443,7 @@ async def _review(conn, program: Program, account: Account, origin: Origin, even
             return Result("applied", account.member_id, note="review.item_already_rewarded")
         await conn.execute(_WAITING_ORDER, order_key)
         return Result("deferred", account.member_id, note="review.waiting_for_purchase")
-    outcome = _evaluate(program, account, origin, payload.model_dump())
+    outcome = evaluate_for(program, account, origin, payload.model_dump())
     if outcome.awards:
         if (await conn.execute(_CLAIM_REVIEW, {**claim, "status": "applied"})).first() is None:
             return Result("applied", account.member_id, note="review.item_already_rewarded")
@@ -442,7 +454,7 @@ async def _reward_waiting_reviews(conn, program: Program, account: Account, orde
     """The reviews that arrived before their purchase, in occurrence order."""
     for review in (await conn.execute(_WAITING_REVIEWS, order_key)).mappings().all():
         origin = Origin(review["source"], review["event_id"], "review", review["occurred_at"])
-        outcome = _evaluate(program, account, origin, {"order_id": order_key["order_id"], "sku": review["sku"],
+        outcome = evaluate_for(program, account, origin, {"order_id": order_key["order_id"], "sku": review["sku"],
                                                         "review_id": review["review_id"], "has_media": review["has_media"]})
         key = {**order_key, "sku": review["sku"]}
         await conn.execute(_REVIEW_REWARDED if outcome.awards else _REVIEW_UNCLAIMED, key)
@@ -470,7 +482,7 @@ async def _referral(conn, program: Program, account: Account, origin: Origin, ev
             # Not the referee's key: the pair's, taken by the referee referring this member.
             raise InvalidEvent(_circle_reason(referee, account.member_id, 1))
         return Result("applied", account.member_id, note="referral.referee_already_referred")
-    outcome = _evaluate(program, account, origin, event.payload.model_dump(), extra={"referee_member_id": referee})
+    outcome = evaluate_for(program, account, origin, event.payload.model_dump(), extra={"referee_member_id": referee})
     return await _book(conn, program, account, origin, outcome)
 
 
@@ -483,7 +495,7 @@ async def _referee_bonus(conn, program: Program, account: Account, origin: Origi
     referral = (await conn.execute(_REFERRAL_OF, {"referee": account.member_id})).first()
     if referral is None or (referral.source, referral.event_id) != (bonus.source, bonus.event_id):
         return Result("applied", account.member_id, note="referral.referee_already_referred")
-    outcome = _evaluate(program, account, origin, {"referrer_member_id": bonus.referrer_member_id},
+    outcome = evaluate_for(program, account, origin, {"referrer_member_id": bonus.referrer_member_id},
                         event_type="referral_referee", extra={"referrer_member_id": bonus.referrer_member_id})
     return await _book(conn, program, account, origin, outcome)
 

@@ -1,0 +1,195 @@
+"""Re-evaluate a member's history after a late event, and book the differences.
+
+A member's earning is a function of their accepted events taken in occurrence order
+(occurred_at, then source, then event_id). An event earlier than the latest one the member
+has had is applied as usual, and then the member's stored events are replayed in order in
+memory (worker/services/history.py). What each event earns there is what it should have
+earned; every difference to what the member's ledger says is booked as a correcting entry
+of the late event that names the event it corrects. Nothing in the ledger is updated or
+deleted; spending, holds and expiry are facts of their moment and are not replayed.
+
+The member's tier, rule state and profile are then those of the replay, and the per-order,
+per-refund and per-review rows the handlers read are made equal to the replay's, so the next
+event on the fast path sees exactly the state the replay would have given it.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any, Callable
+
+import structlog
+from sqlalchemy import bindparam, text
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from worker.domain import reevaluation
+from worker.domain.engine import Award
+from worker.domain.program import Program
+from worker.services import accounts
+from worker.services.accounts import Account, Origin
+from worker.services.history import History, replay
+
+log = structlog.get_logger(__name__)
+
+_HISTORY = text(
+    """
+    SELECT event_type, payload FROM processed_events
+    WHERE member_id = :member_id AND event_type = ANY(:types)
+    """
+).bindparams(bindparam("types"))
+_ENTRIES = text(
+    """
+    SELECT e.source, e.event_id, e.kind, e.qualifying_points, e.rules, l.lot_id
+    FROM ledger_entries e LEFT JOIN lots l ON l.entry_id = e.entry_id
+    WHERE e.member_id = :member_id AND e.kind IN ('earn', 'reverse')
+    ORDER BY e.entry_id
+    """
+)
+_REFERRALS_WON = text(
+    """
+    SELECT source, event_id FROM referrals WHERE referrer_member_id = :member_id OR referee_member_id = :member_id
+    """
+)
+_SYNC_ORDERS = text(
+    """
+    UPDATE orders o SET points_earned = s.points_earned, points_reversed = s.points_reversed,
+        refunded_amount = s.refunded_amount
+    FROM jsonb_to_recordset(:rows) AS s(order_id text, points_earned bigint, points_reversed bigint,
+                                        refunded_amount numeric)
+    WHERE o.member_id = :member_id AND o.order_id = s.order_id
+    """
+).bindparams(bindparam("rows", type_=JSONB))
+_CLEAR_REVIEWS = text("DELETE FROM reviews WHERE member_id = :member_id")
+_SYNC_REVIEWS = text(
+    """
+    INSERT INTO reviews (member_id, order_id, sku, review_id, source, event_id, status, has_media, occurred_at)
+    SELECT :member_id, order_id, sku, review_id, source, event_id, status, has_media, occurred_at
+    FROM jsonb_to_recordset(:rows) AS s(order_id text, sku text, review_id text, source text, event_id text,
+                                        status text, has_media boolean, occurred_at timestamptz)
+    """
+).bindparams(bindparam("rows", type_=JSONB))
+_SYNC_REFUNDS = text(
+    """
+    UPDATE refunds r SET status = s.status, points_reversed = s.points_reversed
+    FROM jsonb_to_recordset(:rows) AS s(order_id text, refund_id text, status text, points_reversed bigint)
+    WHERE r.member_id = :member_id AND r.order_id = s.order_id AND r.refund_id = s.refund_id
+    """
+).bindparams(bindparam("rows", type_=JSONB))
+_TIER_CHANGE = text(
+    """
+    INSERT INTO tier_changes (member_id, from_tier, to_tier, reason, source, event_id)
+    VALUES (:member_id, :from_tier, :to_tier, 're-evaluation', :source, :event_id)
+    """
+)
+
+
+@dataclass(frozen=True)
+class Replayed:
+    """What a re-evaluation found and booked."""
+
+    events: int
+    corrected: int  # events whose points changed
+    points: int  # net points booked
+    seconds: float
+
+    def as_json(self) -> dict:
+        return {"events": self.events, "corrected_events": self.corrected, "points": self.points}
+
+
+async def reevaluate(
+    conn: AsyncConnection,
+    program: Program,
+    account: Account,
+    late: Origin,
+    *,
+    types: tuple[str, ...],
+    erased: bool,
+    stored_event: Callable[[str, dict], Any],
+) -> Replayed | None:
+    """Replay the member's history and book what differs; None when it cannot be replayed
+    (an event accepted before events were stored, or an erased member)."""
+    started = time.perf_counter()
+    rows = (await conn.execute(_HISTORY, {"member_id": account.member_id, "types": list(types)})).all()
+    if erased or any(row.payload is None for row in rows):
+        log.warning("replay_skipped", member_id=account.member_id, reason="erased" if erased else "history_not_stored")
+        return None
+    history = sorted((stored_event(row.event_type, row.payload) for row in rows), key=_order)
+    won = {(r.source, r.event_id) for r in (await conn.execute(_REFERRALS_WON, {"member_id": account.member_id}))}
+    shadow = replay(program, tier_floor=account.tier_floor, baseline=account.baseline, events=history,
+                    referrals_won=won)
+
+    booked_entries = [dict(r) for r in (await conn.execute(_ENTRIES, {"member_id": account.member_id})).mappings()]
+    booked = reevaluation.points_by_event(booked_entries)
+    order = [(e.source, e.event_id) for e in history]
+    order += [key for key in booked if key not in set(order)]
+    found = reevaluation.corrections(shadow.points, booked, order)
+    by_key = {(e.source, e.event_id): e for e in history}
+    lots = {(r["source"], r["event_id"]): r["lot_id"] for r in booked_entries if r["lot_id"] is not None}
+    net = 0
+    for correction in found:
+        net += await _book(conn, program, account, late, correction, by_key.get(correction.key), lots.get(correction.key))
+    await _adopt(conn, program, account, late, shadow)
+    if net:
+        accounts.notify(account, "points_adjusted", late,
+                        dedupe_key=f"points_adjusted:{account.member_id}:{late.source}:{late.event_id}",
+                        points=f"{net:+d}", available_points=account.available, late_event_id=late.event_id)
+    replayed = Replayed(len(history), len(found), net, time.perf_counter() - started)
+    log.info("member_re_evaluated", member_id=account.member_id, late_event_id=late.event_id, **replayed.as_json(),
+             ms=round(replayed.seconds * 1000, 1))
+    return replayed
+
+
+def _order(event: Any) -> reevaluation.OrderKey:
+    return reevaluation.order_key(event.occurred_at, event.source, event.event_id)
+
+
+async def _book(conn, program: Program, account: Account, late: Origin, correction: reevaluation.Correction,
+                event: Any, own_lot_id: int | None) -> int:
+    """One earn entry for what the event gains, one reversal for what it loses; both are
+    entries of the late event, dated at the corrected event so its lots expire as its own."""
+    source, event_id = correction.key
+    event_type = event.type if event is not None else "event"
+    occurred_at = event.occurred_at if event is not None else late.occurred_at
+    origin = Origin(late.source, late.event_id, event_type, occurred_at)
+    note = reevaluation.correction_note(event_type, event_id, late.event_type, late.event_id, correction.points)
+    corrects = {"source": source, "event_id": event_id, "event_type": event_type}
+    # A refund's reversal moves no lifetime points, and neither does a correction of one.
+    refund = all(rule == "refund" for rule, _ in (*correction.add, *correction.take))
+    if correction.add:
+        pending = (program.pending.days > 0 and event_type == "purchase"
+                   and occurred_at + timedelta(days=program.pending.days) > datetime.now(timezone.utc))
+        awards = tuple(Award(rule, points, {"corrects": corrects, "note": note}) for rule, points in correction.add)
+        await accounts.earn(conn, program, account, origin, awards, pending=pending, lifetime=not refund)
+    if correction.take:
+        items = [{"rule": rule, "points": points, "corrects": corrects, "note": note} for rule, points in correction.take]
+        await accounts.reverse(conn, account, origin, -sum(p for _, p in correction.take), own_lot_id=own_lot_id,
+                               rules=items, correction=not refund)
+    return correction.points
+
+
+async def _adopt(conn, program: Program, account: Account, late: Origin, shadow: History) -> None:
+    """The member's tier, rule state, profile and per-order rows as the replay left them."""
+    member_id = account.member_id
+    account.rule_state = shadow.rule_state
+    account.profile.update(shadow.profile)
+    tier = shadow.tier
+    # A tier review moves the qualifying baseline; a member reviewed keeps the reviewed tier
+    # (upgrades still apply when the account closes), see docs/reliability.md. A tier the
+    # account's close would reach anyway is left to it (an upgrade, with its notification).
+    if tier not in (account.tier, accounts.next_tier(program, account)) and account.baseline == 0:
+        await conn.execute(_TIER_CHANGE, {"member_id": member_id, "from_tier": account.tier, "to_tier": tier,
+                                          "source": late.source, "event_id": late.event_id})
+        kind = "tier_upgraded" if program.tier_rank(tier) > program.tier_rank(account.tier) else "tier_downgraded"
+        accounts.notify(account, kind, late, from_tier=account.tier, to_tier=tier)
+        account.tier_moves.append((account.tier, tier))
+        account.tier = tier
+    if shadow.orders:
+        await conn.execute(_SYNC_ORDERS, {"member_id": member_id, "rows": shadow.orders})
+    await conn.execute(_CLEAR_REVIEWS, {"member_id": member_id})
+    if shadow.reviews:
+        await conn.execute(_SYNC_REVIEWS, {"member_id": member_id, "rows": shadow.reviews})
+    if shadow.refunds:
+        await conn.execute(_SYNC_REFUNDS, {"member_id": member_id, "rows": shadow.refunds})
