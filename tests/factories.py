@@ -47,3 +47,10 @@ def review(member_id: str, order_id: str, sku: str, has_media: bool = False, **k
 
 def referral(member_id: str, referee: str, **kw: Any) -> dict:
     return event("referral", member_id, referee_member_id=referee, **kw)
+
+
+def activity(member_id: str, kind: str, occurred_at: str, attributes: dict | None = None, **kw: Any) -> dict:
+    built = event("activity", member_id, occurred_at, source=kw.pop("source", "app"), **kw)
+    # Set after: `kind` is also event()'s name for the event type.
+    built["payload"] = {"kind": kind} if attributes is None else {"kind": kind, "attributes": attributes}
+    return built

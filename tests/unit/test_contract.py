@@ -9,9 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from worker.domain.engine import default_engine_program, with_rules
+from worker.domain.engine.language import Activity
 from worker.domain.errors import InvalidEvent
 from worker.domain.events import (
     EVENT_TYPES,
+    ActivityEvent,
     PurchaseEvent,
     check_against_program,
     decode_event,
@@ -66,7 +69,7 @@ def test_a_valid_purchase_parses_with_decimal_amounts():
         ("[1, 2]", "event: must be a JSON object, got list"),
         (edited("event_id", delete=True), "event_id: is required"),
         (edited("color", "red"), "color: is not a known field"),
-        (edited("type", "teleport"), "type: must be one of purchase, refund, review, referral, check_in, signup, redemption, redemption_cancel"),
+        (edited("type", "teleport"), "type: must be one of purchase, refund, review, referral, check_in, signup, activity, redemption, redemption_cancel"),
         (edited("type", delete=True), "type: is required"),
         (edited("payload.amount", "-1.00"), "payload.amount: must be greater than 0"),
         (edited("payload.amount", "0.00"), "payload.amount: must be greater than 0"),
@@ -118,6 +121,30 @@ def test_several_problems_are_all_reported():
          "payload.birthday: must be a calendar date as YYYY-MM-DD, e.g. 1990-05-20"),
         ({"type": "check_in", "payload": {"bonus": 1}}, "payload.bonus: is not a known field"),
         ({"type": "referral", "payload": {}}, "payload.referee_member_id: is required"),
+        ({"type": "activity", "payload": {}}, "payload.kind: is required"),
+        ({"type": "activity", "payload": {"kind": "Share"}},
+         "payload.kind: must be 1-64 characters of a-z, 0-9, _ . and - (starting with a letter or digit)"),
+        ({"type": "activity", "payload": {"kind": "share", "points": 5}}, "payload.points: is not a known field"),
+        ({"type": "activity", "payload": {"kind": "share", "attributes": ["wechat"]}},
+         "payload.attributes: must be an object of attribute names and values"),
+        ({"type": "activity", "payload": {"kind": "share", "attributes": {f"a{i}": i for i in range(17)}}},
+         "payload.attributes: 17 attributes is over the limit of 16"),
+        ({"type": "activity", "payload": {"kind": "share", "attributes": {"Channel": "wechat"}}},
+         "payload.attributes: 'Channel' is not an attribute name: use 1-32 of a-z, 0-9 and _, starting with a letter"),
+        ({"type": "activity", "payload": {"kind": "share", "attributes": {"x\u0000\u001b[31m": 1}}},
+         "payload.attributes: 'x\\u0000\\u001b[31m' is not an attribute name: use 1-32 of a-z, 0-9 and _, starting with a letter"),
+        ({"type": "activity", "payload": {"kind": "share", "attributes": {"kind": "survey"}}},
+         "payload.attributes: 'kind' is the activity's own field, not an attribute"),
+        ({"type": "activity", "payload": {"kind": "share", "attributes": {"to": {"channel": "wechat"}}}},
+         "payload.attributes.to: must be a string, an integer or true/false"),
+        ({"type": "activity", "payload": {"kind": "share", "attributes": {"to": None}}},
+         "payload.attributes.to: must be a string, an integer or true/false"),
+        ({"type": "activity", "payload": {"kind": "share", "attributes": {"to": "wechat\u200b"}}},
+         "payload.attributes.to: must be 1-128 printable characters (no control or invisible format characters)"),
+        ({"type": "activity", "payload": {"kind": "share", "attributes": {"to": "x" * 129}}},
+         "payload.attributes.to: must be 1-128 printable characters (no control or invisible format characters)"),
+        ({"type": "activity", "payload": {"kind": "game", "attributes": {"score": 2**53}}},
+         "payload.attributes.score: must be an integer from -9007199254740991 to 9007199254740991"),
     ],
 )
 def test_payload_refusals_for_each_type(event, expected):
@@ -143,6 +170,35 @@ def test_program_checks(change, expected):
     assert caught.value.reason == expected
 
 
+def test_an_activity_carries_its_kind_and_flat_attributes():
+    event = decode_event(json.dumps({**VALID, "type": "activity", "payload": {
+        "kind": "share", "attributes": {"channel": "wechat", "friends": 3, "first": True}}}))
+
+    assert isinstance(event, ActivityEvent)
+    assert event.payload.model_dump() == {"kind": "share", "attributes": {"channel": "wechat", "friends": 3, "first": True}}
+    assert decode_event(json.dumps({**VALID, "type": "activity", "payload": {"kind": "game"}})).payload.attributes == {}
+
+
+def test_a_decimal_attribute_is_refused_as_a_float_is_for_money():
+    raw = json.dumps({**VALID, "type": "activity", "payload": {"kind": "game", "attributes": {"score": 4.5}}})
+
+    assert reason(raw) == 'payload.attributes.score: must be an integer; send a decimal as a string, e.g. "4.5"'
+
+
+def test_an_activity_kind_must_be_one_the_program_in_force_knows():
+    watch = decode_event(json.dumps({**VALID, "type": "activity", "payload": {"kind": "watch_live"}}))
+    rules = default_engine_program().model_copy(update={"activity": Activity(kinds=("watch_live",))})
+    declaring = with_rules(DEFAULT_PROGRAM, rules)
+
+    with pytest.raises(InvalidEvent) as caught:
+        check_against_program(watch, DEFAULT_PROGRAM, NOW)
+    check_against_program(watch, declaring, NOW)
+
+    assert caught.value.reason == (
+        "payload.kind: watch_live is not an activity kind of this program "
+        "(kinds: share, survey, trial, profile_completed, game)")
+
+
 def test_payload_hash_ignores_formatting_but_not_content():
     a = decode_event(json.dumps(VALID))
     b = decode_event(json.dumps(VALID, indent=2, sort_keys=True))
@@ -161,6 +217,16 @@ def test_schema_covers_every_event_type():
     schema = event_json_schema()
 
     assert sorted(schema["discriminator"]["mapping"]) == sorted(EVENT_TYPES)
+
+
+def test_the_event_docs_list_every_event_type_and_its_payload():
+    text = (Path(__file__).parents[2] / "docs" / "events.md").read_text()
+    type_row = next(line for line in text.splitlines() if line.startswith("| `type` |"))
+    payload_rows = [line.split("|")[1].strip().strip("`") for line in text.splitlines()
+                    if line.startswith("| `") and "{" in line.split("|")[2]]
+
+    assert type_row == f"| `type` | string | {', '.join(f'`{t}`' for t in EVENT_TYPES)} |"
+    assert payload_rows == list(EVENT_TYPES)
 
 
 def test_the_published_schema_accepts_what_the_worker_accepts_and_refuses_float_amounts():

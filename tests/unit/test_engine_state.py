@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.unit.engine_programs import UTC, at, event, points, program, purchase, replay, run
-from worker.domain.engine import EventData, Member, validate_state
+from worker.domain.engine import EventData, Member, evaluate, outcome_note, validate_state
 from worker.domain.errors import RuleStateError
 
 
@@ -244,6 +244,35 @@ def test_activity_kinds_the_program_declares_with_attributes():
 
     assert points(prog, event("activity", kind="watch_live", channel="spring")) == {"live": 8}
     assert points(prog, event("activity", kind="watch_live", channel="autumn")) == {}
+
+
+def test_when_payload_reads_an_activity_event_s_attributes_as_the_contract_nests_them():
+    prog = program(SHARE, extra=ACTIVITY)
+
+    assert points(prog, event("activity", kind="watch_live", attributes={"channel": "spring"})) == {"live": 8}
+    assert run(prog, event("activity", kind="watch_live", attributes={})).trace[1].reason == (
+        "payload.channel is missing, not 'spring'")
+
+
+def test_when_payload_values_match_in_type_too():
+    prog = program(SHARE.replace('channel = "spring"', "round = 1"), extra=ACTIVITY)
+
+    assert points(prog, event("activity", kind="watch_live", attributes={"round": 1})) == {"live": 8}
+    assert run(prog, event("activity", kind="watch_live", attributes={"round": True})).trace[1].reason == (
+        "payload.round is True, not 1")
+    assert points(prog, event("activity", kind="watch_live", attributes={"round": "1"})) == {}
+
+
+def test_the_note_of_an_activity_over_its_limit_names_the_limit():
+    prog = program(SHARE, extra=ACTIVITY)
+    state: dict = {}
+    for hour in (9, 10, 11, 12):
+        result = evaluate(prog, Member("Regular", state=state), event("activity", at(2026, 11, 2, hour), kind="share"))
+        state = result.state
+
+    assert (result.points, outcome_note(result)) == (0, "activity.daily_limit_reached")
+    assert outcome_note(run(prog, event("activity", kind="survey"))) == "activity.no_rule_matched"
+    assert outcome_note(run(prog, event("activity", kind="dance"))) == "activity.kind_not_declared"
 
 
 def test_an_undeclared_activity_kind_earns_nothing_and_says_why():

@@ -21,6 +21,9 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    StrictBool,
+    StrictInt,
+    StrictStr,
     StringConstraints,
     TypeAdapter,
     ValidationError,
@@ -188,6 +191,78 @@ class SignupPayload(_Strict):
     locale: Locale | None = None
 
 
+# Activity kinds every program knows; a program may declare more under [activity] kinds.
+ACTIVITY_KINDS: tuple[str, ...] = ("share", "survey", "trial", "profile_completed", "game")
+ActivityKind = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")]
+# Attributes describe one activity for the rules (`when.payload`), not the member: a few flat
+# values, each small. Integers stay within what a JavaScript producer holds exactly.
+ACTIVITY_ATTRIBUTES_MAX = 16
+ATTRIBUTE_TEXT_MAX = 128
+ATTRIBUTE_INT_MAX = 2**53 - 1
+ATTRIBUTE_NAME_PATTERN = r"^[a-z][a-z0-9_]{0,31}$"
+_ATTRIBUTE_NAME = re.compile(ATTRIBUTE_NAME_PATTERN)
+_PRINTABLE = re.compile(CATEGORY_PATTERN)
+
+
+def _attribute_names(value: Any) -> Any:
+    if not isinstance(value, dict):
+        raise ValueError("must be an object of attribute names and values")
+    if len(value) > ACTIVITY_ATTRIBUTES_MAX:
+        raise ValueError(f"{len(value)} attributes is over the limit of {ACTIVITY_ATTRIBUTES_MAX}")
+    for name in value:
+        if name == "kind":
+            raise ValueError("'kind' is the activity's own field, not an attribute")
+        if not isinstance(name, str) or not _ATTRIBUTE_NAME.fullmatch(name):
+            raise ValueError(f"'{safe_text(str(name), 40)}' is not an attribute name: use 1-32 of a-z, 0-9 and _, "
+                             "starting with a letter")
+    return value
+
+
+def _attribute_value(value: Any) -> Any:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        if abs(value) > ATTRIBUTE_INT_MAX:
+            raise ValueError(f"must be an integer from -{ATTRIBUTE_INT_MAX} to {ATTRIBUTE_INT_MAX}")
+        return value
+    if isinstance(value, float):
+        raise ValueError('must be an integer; send a decimal as a string, e.g. "4.5"')
+    if isinstance(value, str):
+        if not 1 <= len(value) <= ATTRIBUTE_TEXT_MAX or not _PRINTABLE.fullmatch(value) or _UNSAFE.search(value):
+            raise ValueError(f"must be 1-{ATTRIBUTE_TEXT_MAX} printable characters (no control or invisible format characters)")
+        return value
+    raise ValueError("must be a string, an integer or true/false")
+
+
+_ATTRIBUTE_VALUE_SCHEMA = {
+    "anyOf": [
+        {"type": "string", "minLength": 1, "maxLength": ATTRIBUTE_TEXT_MAX, "pattern": CATEGORY_PATTERN},
+        {"type": "integer", "minimum": -ATTRIBUTE_INT_MAX, "maximum": ATTRIBUTE_INT_MAX},
+        {"type": "boolean"},
+    ]
+}
+AttributeValue = Annotated[Union[StrictBool, StrictInt, StrictStr], BeforeValidator(_attribute_value)]
+Attributes = Annotated[
+    dict[str, AttributeValue],
+    BeforeValidator(_attribute_names),
+    WithJsonSchema(
+        {
+            "type": "object",
+            "maxProperties": ACTIVITY_ATTRIBUTES_MAX,
+            "propertyNames": {"pattern": ATTRIBUTE_NAME_PATTERN, "not": {"const": "kind"}},
+            "additionalProperties": _ATTRIBUTE_VALUE_SCHEMA,
+            "description": "Flat values the program's rules can test (when.payload): strings, integers, booleans.",
+        }
+    ),
+]
+
+
+class ActivityPayload(_Strict):
+    # One of ACTIVITY_KINDS or a kind the program in force declares (check_against_program).
+    kind: ActivityKind
+    attributes: Attributes = Field(default_factory=dict)
+
+
 class _Envelope(_Strict):
     event_id: Identifier
     source: Source
@@ -225,7 +300,12 @@ class SignupEvent(_Envelope):
     payload: SignupPayload = SignupPayload()
 
 
-EARNING_EVENTS = (PurchaseEvent, RefundEvent, ReviewEvent, ReferralEvent, CheckInEvent, SignupEvent)
+class ActivityEvent(_Envelope):
+    type: Literal["activity"]
+    payload: ActivityPayload
+
+
+EARNING_EVENTS = (PurchaseEvent, RefundEvent, ReviewEvent, ReferralEvent, CheckInEvent, SignupEvent, ActivityEvent)
 
 # Points mall (docs/mall.md). One redemption event buys at most this many units: a basket
 # of more is several events, and the cap bounds what one typo can spend.
@@ -254,14 +334,11 @@ class RedemptionCancelEvent(_Envelope):
 
 MALL_EVENTS = (RedemptionEvent, RedemptionCancelEvent)
 
-Event = Annotated[
-    Union[PurchaseEvent, RefundEvent, ReviewEvent, ReferralEvent, CheckInEvent, SignupEvent,
-          RedemptionEvent, RedemptionCancelEvent],
-    Field(discriminator="type"),
-]
-EVENT_TYPES: tuple[str, ...] = tuple(
-    cls.model_fields["type"].annotation.__args__[0] for cls in (*EARNING_EVENTS, *MALL_EVENTS)
-)
+# The one list of event types: the union, EVENT_TYPES, the schema and its reasons derive from
+# it; a test holds docs/events.md to it. A new type is its model here and a ledger handler.
+EVENT_MODELS = (*EARNING_EVENTS, *MALL_EVENTS)
+Event = Annotated[Union[EVENT_MODELS], Field(discriminator="type")]
+EVENT_TYPES: tuple[str, ...] = tuple(cls.model_fields["type"].annotation.__args__[0] for cls in EVENT_MODELS)
 
 _adapter: TypeAdapter = TypeAdapter(Event)
 
@@ -337,6 +414,8 @@ def _reason(error: ValidationError) -> str:
             message = "must be 1-32 characters of a-z, 0-9, _ and -"
         elif kind in ("string_pattern_mismatch", "string_too_long", "string_too_short") and path.endswith("category"):
             message = "must be 1-64 printable characters (no control or invisible format characters)"
+        elif kind == "string_pattern_mismatch" and path == "payload.kind":
+            message = "must be 1-64 characters of a-z, 0-9, _ . and - (starting with a letter or digit)"
         elif kind == "string_pattern_mismatch" and path.endswith("currency"):
             message = "must be a three-letter ISO 4217 code such as CNY"
         elif kind.startswith("date_") and path.endswith("birthday"):
@@ -444,6 +523,11 @@ def check_against_program(event: Any, program: Any, now: datetime) -> None:
             raise InvalidEvent(f"payload.amount: {payload.amount} is over the program's limit of {program.purchase.amount_max}")
     if isinstance(event, RefundEvent) and event.payload.amount > program.purchase.amount_max:
         raise InvalidEvent(f"payload.amount: {event.payload.amount} is over the program's limit of {program.purchase.amount_max}")
+    if isinstance(event, ActivityEvent) and event.payload.kind not in program.activity_kinds:
+        raise InvalidEvent(
+            f"payload.kind: {event.payload.kind} is not an activity kind of this program "
+            f"(kinds: {', '.join(program.activity_kinds)})"
+        )
     if isinstance(event, ReferralEvent) and event.payload.referee_member_id == event.member_id:
         raise InvalidEvent("payload.referee_member_id: a member cannot refer themselves")
 

@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from worker.domain.errors import ProgramError
+from worker.domain.events import ACTIVITY_KINDS
 from worker.domain.toml_files import read_toml
 
 Multiplier = Annotated[Decimal, Field(gt=0, le=100)]
@@ -242,6 +243,12 @@ class Program(_Section):
     @property
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
+
+    @property
+    def activity_kinds(self) -> tuple[str, ...]:
+        """The kinds an activity event may name: the built-in ones, and those the earning
+        rules set by `with_rules` declare (this file's own sections declare none)."""
+        return self._rules.activity_kinds if self._rules is not None else ACTIVITY_KINDS
 
     def tier(self, name: str) -> Tier:
         for tier in self.tiers:

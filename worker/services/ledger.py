@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from worker.domain.errors import InvalidEvent
 from worker.domain.events import (
+    ActivityEvent,
     CheckInEvent,
     PurchaseEvent,
     ReferralEvent,
@@ -431,6 +432,10 @@ async def _check_in(conn, program: Program, account: Account, origin: Origin, ev
     return await _book(conn, program, account, origin, evaluate_for(program, account, origin, event.payload.model_dump()))
 
 
+async def _activity(conn, program: Program, account: Account, origin: Origin, event: ActivityEvent) -> Result:
+    return await _book(conn, program, account, origin, _evaluate(program, account, origin, event.payload.model_dump()))
+
+
 async def _review(conn, program: Program, account: Account, origin: Origin, event: ReviewEvent) -> Result:
     """Reviews earn only for the member's own orders: one of an order not (yet) seen waits."""
     payload = event.payload
@@ -515,6 +520,7 @@ _HANDLERS = {
     RefundEvent: _refund,
     SignupEvent: _signup,
     CheckInEvent: _check_in,
+    ActivityEvent: _activity,
     ReviewEvent: _review,
     ReferralEvent: _referral,
     RefereeBonus: _referee_bonus,

@@ -4,7 +4,7 @@ The ledger earns through `evaluate`, with the rules `rules_of(program)` gives.
 """
 
 from worker.domain.engine.evaluate import Award, Considered, Evaluation, EventData, Member, evaluate, event_data
-from worker.domain.engine.explain import explain
+from worker.domain.engine.explain import explain, explain_event, explanation, member_view, render_explanation
 from worker.domain.engine.language import (
     EngineProgram,
     TierFloor,
@@ -13,13 +13,21 @@ from worker.domain.engine.language import (
     parse_engine_program,
 )
 from worker.domain.engine.entries import entry_awards, order_points, outcome_note
-from worker.domain.engine.legacy import file_version, from_program, rules_of, state_from_member, with_rules
+from worker.domain.engine.legacy import (
+    file_version,
+    from_program,
+    load_program_file,
+    rules_of,
+    state_from_member,
+    with_rules,
+)
 from worker.domain.engine.state import period_key, validate_state
 from worker.domain.engine.tiering import level_for, qualifying_change, review_tier, tier_after
 
 __all__ = [
     "Award", "Considered", "EngineProgram", "Evaluation", "EventData", "Member", "TierFloor",
-    "default_engine_program", "entry_awards", "evaluate", "event_data", "explain", "file_version", "from_program", "level_for", "load_engine_program",
-    "order_points", "outcome_note", "parse_engine_program", "period_key", "qualifying_change", "review_tier",
-    "rules_of", "state_from_member", "tier_after", "validate_state", "with_rules",
+    "default_engine_program", "entry_awards", "evaluate", "event_data", "explain", "explain_event", "explanation",
+    "file_version", "from_program", "level_for", "load_engine_program", "load_program_file",
+    "member_view", "order_points", "outcome_note", "parse_engine_program", "period_key", "qualifying_change", "review_tier",
+    "render_explanation", "rules_of", "state_from_member", "tier_after", "validate_state", "with_rules",
 ]

@@ -77,12 +77,25 @@ def order_points(program: EngineProgram, awards: tuple[Award, ...]) -> int:
 
 
 def outcome_note(evaluation: Evaluation) -> str | None:
-    """Why an event earned nothing, as `<event type>.<reason>`; None when some rule gave an award."""
+    """Why an event earned nothing, as `<event type>.<reason>`; None when some rule gave an award.
+
+    The reason is that of the rule named after the event type when one listens; otherwise (an
+    activity's rules are named for their kinds) the first refusal a note has a name for."""
     if evaluation.awards:
         return None
     event_type = evaluation.event_type
-    primary = next((c for c in evaluation.trace if c.rule == event_type), None)
-    reason = primary.reason if primary is not None else ""
+    named = next((c for c in evaluation.trace if c.rule == event_type), None)
+    if named is not None:
+        return _note(event_type, named.reason) or f"{event_type}.no_rule_matched"
+    for considered in evaluation.trace:
+        note = _note(event_type, considered.reason)
+        if note is not None:
+            return note
+    return f"{event_type}.no_rule_matched"
+
+
+def _note(event_type: str, reason: str) -> str | None:
+    """The note for a refusal by streak, limit or kind; None for conditions that did not hold."""
     if reason.startswith("already counted"):
         return f"{event_type}.already_checked_in_today" if event_type == "check_in" else f"{event_type}.already_counted_today"
     if "is before the streak's last day" in reason:
@@ -90,9 +103,9 @@ def outcome_note(evaluation: Evaluation) -> str | None:
     if reason.startswith("limit reached"):
         if event_type == "signup":
             return "signup.already_signed_up"
-        if event_type == "review" and "per day" in reason:
-            return "review.daily_limit_reached"
+        if "per day" in reason:
+            return f"{event_type}.daily_limit_reached"
         return f"{event_type}.limit_reached"
     if "is not declared by the program" in reason:
         return f"{event_type}.kind_not_declared"
-    return f"{event_type}.no_rule_matched"
+    return None

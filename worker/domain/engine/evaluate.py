@@ -160,6 +160,20 @@ def falls_on(day_of_month: int, on: date) -> bool:
     return on.day == min(day_of_month, calendar.monthrange(on.year, on.month)[1])
 
 
+_MISSING = object()
+
+
+def _payload_field(payload: Mapping[str, Any], key: str) -> Any:
+    """A payload field, else the activity attribute of that name (the contract keeps an
+    attribute from being called `kind`, the one field an activity has)."""
+    if key in payload:
+        return payload[key]
+    attributes = payload.get("attributes")
+    if isinstance(attributes, Mapping) and key in attributes:
+        return attributes[key]
+    return _MISSING
+
+
 def _in_time(window, at: time) -> bool:
     if window.start < window.end:
         return window.start <= at < window.end
@@ -220,10 +234,12 @@ def _check(when: When, ctx: _Context) -> tuple[str | None, tuple[Line, ...]]:
         if when.max_amount is not None and ctx.amount > when.max_amount:
             return f"amount {ctx.amount} is above the maximum {when.max_amount}", ()
     for key, expected in (when.payload or {}).items():
-        if key not in event.payload:
+        value = _payload_field(event.payload, key)
+        if value is _MISSING:
             return f"payload.{key} is missing, not {expected!r}", ()
-        if event.payload[key] != expected:
-            return f"payload.{key} is {event.payload[key]!r}, not {expected!r}", ()
+        # Of the same type too: an attribute 1 is not true, nor "5" the integer 5.
+        if type(value) is not type(expected) or value != expected:
+            return f"payload.{key} is {value!r}, not {expected!r}", ()
     for other in when.after_rules:
         if other not in ctx.fired:
             return f"rule {other!r} did not match this event", ()

@@ -16,16 +16,14 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from worker.domain.errors import ProgramError
+from worker.domain.events import ACTIVITY_KINDS
+from worker.domain.events import EVENT_TYPES as CONTRACT_EVENT_TYPES
 from worker.domain.program import check_ascending
 from worker.domain.toml_files import read_toml
 
-# The event types the engine knows. `referral_referee` is the referee's half of a referral,
-# which the ledger applies as its own single-member step.
-EVENT_TYPES: tuple[str, ...] = (
-    "purchase", "refund", "review", "referral", "referral_referee", "check_in", "signup", "redemption", "activity",
-)
-# Activity kinds every program knows; a program may declare more under [activity].
-ACTIVITY_KINDS: tuple[str, ...] = ("share", "survey", "trial", "profile_completed", "game")
+# The event types rules can listen to: the contract's, and `referral_referee`, the referee's
+# half of a referral, which the ledger applies as its own single-member step.
+EVENT_TYPES: tuple[str, ...] = (*CONTRACT_EVENT_TYPES, "referral_referee")
 WEEKDAY_NAMES: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 ROUNDINGS: dict[str, str] = {
     "floor": ROUND_FLOOR, "ceil": ROUND_CEILING, "half_up": ROUND_HALF_UP, "half_even": ROUND_HALF_EVEN,
