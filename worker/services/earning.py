@@ -32,14 +32,19 @@ def evaluate_for(program: Program, account: Account, origin: Origin, payload: di
                  event_type: str | None = None, purchase_count: int = 0, extra: dict | None = None) -> Earned:
     """The program's rules for one event on this member as they are now (before the event)."""
     rules = engine.rules_of(program)
-    member = engine.Member(
+    member = member_snapshot(account, purchase_count)
+    data = engine.EventData(event_type or origin.event_type, origin.source, origin.occurred_at, payload or {})
+    evaluation: Evaluation = engine.evaluate(rules, member, data)
+    awards = engine.entry_awards(rules, evaluation, extra)
+    return Earned(awards, evaluation.state, engine.outcome_note(evaluation), engine.order_points(rules, awards))
+
+
+def member_snapshot(account: Account, purchase_count: int) -> engine.Member:
+    """What the engine knows of a member: the account as it is before the event."""
+    return engine.Member(
         tier=account.tier,
         qualifying=account.qualifying,
         birthday=account.profile["birthday"],
         purchase_count=purchase_count,
         state=account.rule_state,
     )
-    data = engine.EventData(event_type or origin.event_type, origin.source, origin.occurred_at, payload or {})
-    evaluation: Evaluation = engine.evaluate(rules, member, data)
-    awards = engine.entry_awards(rules, evaluation, extra)
-    return Earned(awards, evaluation.state, engine.outcome_note(evaluation), engine.order_points(rules, awards))

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from worker.domain import engine
 from worker.services.accounts import account_from_row
+from worker.services.earning import member_snapshot
 
 # The member row with the purchases before any new one, counted as the ledger counts them
 # for `nth_purchase` (orders with an amount; ledger._PURCHASE_COUNT).
@@ -29,18 +30,10 @@ class Stored:
 
 
 async def stored_state(db: AsyncEngine, member_id: str, source: str, event_id: str) -> Stored:
-    """The member's snapshot as the ledger's `_evaluate` builds it, from one read."""
+    """The member's snapshot as the ledger's `evaluate_for` builds it, from one read."""
     async with db.connect() as conn:
         row = (await conn.execute(_MEMBER, {"member_id": member_id})).mappings().first()
         processed = (await conn.execute(_PROCESSED, {"source": source, "event_id": event_id})).scalar()
     if row is None:
         return Stored(None, processed)
-    account = account_from_row(member_id, row)
-    member = engine.Member(
-        tier=account.tier,
-        qualifying=account.qualifying,
-        birthday=account.profile["birthday"],
-        purchase_count=row["purchase_count"],
-        state=account.rule_state,
-    )
-    return Stored(member, processed)
+    return Stored(member_snapshot(account_from_row(member_id, row), row["purchase_count"]), processed)

@@ -138,6 +138,9 @@ class _Replay:
     def _check_in(self, origin: Origin, event: Any) -> None:
         self.book(origin, evaluate_for(self.program, self.account, origin, event.payload.model_dump()))
 
+    def _activity(self, origin: Origin, event: Any) -> None:
+        self.book(origin, evaluate_for(self.program, self.account, origin, event.payload.model_dump()))
+
     def _review_row(self, origin: Origin, payload: Any, status: str) -> dict:
         return {"order_id": payload.order_id, "sku": payload.sku, "review_id": payload.review_id,
                 "source": origin.source, "event_id": origin.event_id, "status": status,

@@ -289,7 +289,9 @@ async def apply_event(conn: AsyncConnection, program: Program, event: Any) -> Re
 
 # Event types replayed in occurrence order by a re-evaluation. Redemptions are spending: facts
 # of their moment, never re-decided.
-REPLAYED_TYPES = ("purchase", "refund", "review", "referral", "referral_referee", "check_in", "signup", "birthday_gift")
+REPLAYED_TYPES = (
+    "purchase", "refund", "review", "referral", "referral_referee", "check_in", "signup", "activity", "birthday_gift",
+)
 
 def stored_form(event: Any) -> dict | None:
     """The event as its processed_events row keeps it for a replay (None: not replayed)."""
@@ -433,7 +435,7 @@ async def _check_in(conn, program: Program, account: Account, origin: Origin, ev
 
 
 async def _activity(conn, program: Program, account: Account, origin: Origin, event: ActivityEvent) -> Result:
-    return await _book(conn, program, account, origin, _evaluate(program, account, origin, event.payload.model_dump()))
+    return await _book(conn, program, account, origin, evaluate_for(program, account, origin, event.payload.model_dump()))
 
 
 async def _review(conn, program: Program, account: Account, origin: Origin, event: ReviewEvent) -> Result:
