@@ -90,5 +90,8 @@ def corrections(should: Mapping[EventKey, Mapping[str, int]], booked: Mapping[Ev
 
 
 def correction_note(event_type: str, event_id: str, late_type: str, late_id: str, points: int) -> str:
-    """`purchase P2 re-earned after the late purchase P1: +200`."""
+    """`purchase P2 re-earned after the late purchase P1: +200`; for the late event itself,
+    `purchase P1 re-earned in its place in occurrence order: -20`."""
+    if event_id == late_id and event_type == late_type:
+        return f"{event_type} {event_id} re-earned in its place in occurrence order: {points:+d}"
     return f"{event_type} {event_id} re-earned after the late {late_type} {late_id}: {points:+d}"
