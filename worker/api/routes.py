@@ -254,7 +254,7 @@ async def post_redemption(
 ):
     """Redeem at once. 201 confirmed, 409 with the reason when rejected; a retry with the same
     Idempotency-Key gets the first answer back, status and body."""
-    from worker.services.mall import redeem_now
+    from worker.services.redeem import redeem_now
 
     runtime = _runtime(request)
     if not idempotency_key or len(idempotency_key) > IDEMPOTENCY_KEY_MAX or not idempotency_key.isprintable():
