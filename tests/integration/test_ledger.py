@@ -7,7 +7,7 @@ import asyncio
 from sqlalchemy import text
 
 from tests.conftest import NOW
-from tests.factories import purchase, refund, referral, signup
+from tests.factories import purchase, referral, refund, signup
 from worker.domain.program import DEFAULT_PROGRAM
 from worker.services import intake, members
 from worker.services.audit import audit_all

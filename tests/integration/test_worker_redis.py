@@ -16,7 +16,6 @@ from worker.services import members
 from worker.services.audit import audit_all
 
 
-
 async def scalar(db, sql: str):
     async with db.connect() as conn:
         return (await conn.execute(text(sql))).scalar_one()

@@ -18,7 +18,13 @@ from worker.domain.errors import InvalidEvent
 from worker.services import holds, idempotency
 from worker.services.api_keys import ApiKey
 from worker.services.intake import BATCH_EVENTS_MAX, batch_problem
-from worker.services.member_reads import HISTORY_PAGE_DEFAULT, HISTORY_PAGE_MAX, history_page, member_state, rewards_for_member
+from worker.services.member_reads import (
+    HISTORY_PAGE_DEFAULT,
+    HISTORY_PAGE_MAX,
+    history_page,
+    member_state,
+    rewards_for_member,
+)
 from worker.services.publish import publish_lines
 
 router = APIRouter()

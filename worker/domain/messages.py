@@ -9,9 +9,10 @@ no unknown kind, and only the placeholders the kind provides. Rendering itself i
 from __future__ import annotations
 
 import string
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from worker.domain.errors import LoyaltyError
 from worker.domain.toml_files import read_toml

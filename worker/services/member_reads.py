@@ -12,8 +12,8 @@ from worker.domain import mall, reward_locks
 from worker.domain.program import Program
 from worker.services import holds
 from worker.services.holds import DUE_SQL
-from worker.services.members import entry_view, view_from_row
 from worker.services.mall import _terms
+from worker.services.members import entry_view, view_from_row
 
 # Points the member app warns about: those expiring within this window.
 EXPIRING_WINDOW = timedelta(days=30)

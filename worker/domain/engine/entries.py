@@ -13,8 +13,9 @@ award names the program version that produced it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from decimal import Decimal
-from typing import Any, Mapping
+from typing import Any
 
 from worker.domain.engine.evaluate import Award, Evaluation
 from worker.domain.engine.language import EngineProgram, Multiply

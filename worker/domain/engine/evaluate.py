@@ -12,10 +12,11 @@ order of multiply and per_amount rules in the file does not matter, only their g
 from __future__ import annotations
 
 import calendar
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
-from typing import Any, Mapping
+from typing import Any
 
 from worker.domain.engine.language import ROUNDINGS, EngineProgram, ItemFilter, Multiply, PerAmount, Rule, When
 from worker.domain.engine.state import is_closed, period_key, prune_periods, validate_state

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import date, time
 from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_EVEN, ROUND_HALF_UP, Decimal
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -208,7 +208,7 @@ class Multiply(_Section):
     applies_to: tuple[RuleId, ...] | None = None
 
 
-Effect = Annotated[Union[FixedPoints, PerAmount, PerQuantity, Multiply], Field(discriminator="kind")]
+Effect = Annotated[FixedPoints | PerAmount | PerQuantity | Multiply, Field(discriminator="kind")]
 EFFECT_KINDS = ("fixed", "per_amount", "per_quantity", "multiply")
 
 

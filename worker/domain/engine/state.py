@@ -12,9 +12,10 @@ Period keys are program-local: `day:YYYY-MM-DD`, `week:YYYY-Www` (ISO weeks, Mon
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from copy import deepcopy
 from datetime import date, datetime
-from typing import Any, Mapping
+from typing import Any
 
 from worker.domain.errors import RuleStateError
 
