@@ -15,9 +15,11 @@ from worker.domain.rules import MemberState
 
 ORDINARY_DAY = date(2026, 11, 2)  # not a member day, no birthday
 MEMBER_DAY = date(2026, 11, 8)
+# A member who has bought before (no first-purchase bonus), as most tests here need.
+PURCHASED_BEFORE = MemberState(has_purchased=True)
 
 
-def buy(amount: str, state: MemberState = MemberState(has_purchased=True), on: date = ORDINARY_DAY,
+def buy(amount: str, state: MemberState = PURCHASED_BEFORE, on: date = ORDINARY_DAY,
         source: str = "pos", program: Program = P, items: tuple = ()) -> rules.Outcome:
     return rules.purchase(program, state, amount=Decimal(amount), items=items, on=on, source=source)
 

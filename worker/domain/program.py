@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from datetime import date, time
 from decimal import Decimal
+from itertools import pairwise
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -32,7 +33,7 @@ def check_ascending(levels: tuple, noun: str) -> tuple:
         raise ValueError(f"at least one {noun} is required")
     if levels[0].threshold != 0:
         raise ValueError(f"the first {noun} must have threshold 0")
-    for lower, higher in zip(levels, levels[1:]):
+    for lower, higher in pairwise(levels):
         if higher.threshold <= lower.threshold:
             raise ValueError(f"{noun} {higher.name!r} must have a higher threshold than {lower.name!r}")
     names = [level.name for level in levels]

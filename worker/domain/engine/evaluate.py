@@ -335,7 +335,7 @@ def _rate_points(effect: PerAmount, plain: Decimal, weighted: Decimal) -> tuple[
         return weighted * rate / effect.unit, rate
     raw = Decimal(0)
     bounds = [step.amount_from for step in effect.steps[1:]] + [None]
-    for step, upper in zip(effect.steps, bounds):
+    for step, upper in zip(effect.steps, bounds, strict=True):
         top = plain if upper is None else min(plain, upper)
         if top > step.amount_from:
             raw += (top - step.amount_from) * step.rate
@@ -390,7 +390,7 @@ def evaluate(program: EngineProgram, member: Member, event: EventData) -> Evalua
             stopped_by = rule.id
 
     awards, reasons = _points(ctx, matched)
-    for rule, _lines_, _allowed in matched:
+    for rule, _, _allowed in matched:
         if not rule.limits:
             continue
         entries = state.setdefault(rule.id, {})
@@ -422,6 +422,16 @@ def _award_reason(kind: str, detail: dict) -> str:
     return f"fixed{capped}"
 
 
+def _line_factor(program: EngineProgram, line_rules: list[tuple[Rule, Decimal, tuple[Line, ...]]], line: Line) -> Decimal:
+    """The product of the line multipliers that reach this line, grouped as the program says."""
+    here = [(r, f) for r, f, ls in line_rules if line in ls]
+    chosen, _ = _grouped(program, here)
+    result = Decimal(1)
+    for _, f in chosen:
+        result *= f
+    return result
+
+
 def _points(ctx: _Context, matched: list[tuple[Rule, tuple[Line, ...], int | None]]) -> tuple[list[Award], dict[str, str]]:
     program, member = ctx.program, ctx.member
     reasons: dict[str, str] = {}
@@ -440,7 +450,7 @@ def _points(ctx: _Context, matched: list[tuple[Rule, tuple[Line, ...], int | Non
         if effect.kind == "fixed":
             points = effect.points
         elif effect.kind == "per_quantity":
-            counted = lines if rule.when.items is not None else tuple(l for l in ctx.lines if not l.shipping)
+            counted = lines if rule.when.items is not None else tuple(line for line in ctx.lines if not line.shipping)
             quantity = sum(line.quantity for line in counted)
             points = effect.points * quantity
             detail = {"quantity": quantity, "points_per_unit": effect.points}
@@ -449,23 +459,14 @@ def _points(ctx: _Context, matched: list[tuple[Rule, tuple[Line, ...], int | Non
             applies = [(r, f, ls) for r, f, ls in multipliers if r.effect.applies_to is None or rule.id in r.effect.applies_to]
             order_factors = [(r, f) for r, f, _ in applies if r.effect.target == "order"]
             line_rules = [(r, f, ls) for r, f, ls in applies if r.effect.target == "lines"]
-
-            def line_factor(line: Line) -> Decimal:
-                here = [(r, f) for r, f, ls in line_rules if line in ls]
-                chosen, _ = _grouped(program, here)
-                result = Decimal(1)
-                for _, f in chosen:
-                    result *= f
-                return result
-
             if rule.when.items is not None:
                 plain = sum((line.amount for line in lines), Decimal(0))
-                weighted = sum((line.amount * line_factor(line) for line in lines), Decimal(0))
+                weighted = sum((line.amount * _line_factor(program, line_rules, line) for line in lines), Decimal(0))
             else:
                 goods = [line for line in ctx.lines if not line.shipping]
                 shipping = sum((line.amount for line in ctx.lines if line.shipping), Decimal(0))
                 plain = ctx.amount - shipping
-                weighted = plain + sum((line.amount * (line_factor(line) - 1) for line in goods), Decimal(0))
+                weighted = plain + sum((line.amount * (_line_factor(program, line_rules, line) - 1) for line in goods), Decimal(0))
             value, step_rate = _rate_points(effect, plain, weighted)
             applied, left_out = _grouped(program, order_factors)
             for rule_id in left_out:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import date, time
 from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_EVEN, ROUND_HALF_UP, Decimal
+from itertools import pairwise
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -181,7 +182,7 @@ class PerAmount(_Section):
     def _steps_rise(cls, steps: tuple[Step, ...]) -> tuple[Step, ...]:
         if steps and steps[0].amount_from != 0:
             raise ValueError("the first step must start from 0")
-        for lower, higher in zip(steps, steps[1:]):
+        for lower, higher in pairwise(steps):
             if higher.amount_from <= lower.amount_from:
                 raise ValueError("steps must start at rising amounts")
         return steps
