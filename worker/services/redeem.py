@@ -74,13 +74,19 @@ async def redeem_now(
         result = await apply_event(conn, program, event)
         if result.status == "applied":
             await audit.assert_member_consistent(conn, member_id)
-        row = (await conn.execute(_REDEMPTION_OUTCOME, {"source": source, "event_id": event.event_id})).mappings().first()
+        row = (
+            (await conn.execute(_REDEMPTION_OUTCOME, {"source": source, "event_id": event.event_id})).mappings().first()
+        )
         balance = (
             await conn.execute(text("SELECT available_points FROM members WHERE member_id = :m"), {"m": member_id})
         ).scalar()
     if result.status == "conflict" or row is None:
-        return {"status": "conflict", "event_id": event.event_id, "member_id": member_id,
-                "reason": f"event_id: {event.event_id!r} from source {source!r} was already used with a different payload"}
+        return {
+            "status": "conflict",
+            "event_id": event.event_id,
+            "member_id": member_id,
+            "reason": f"event_id: {event.event_id!r} from source {source!r} was already used with a different payload",
+        }
     return {
         "status": row["status"],
         "duplicate": result.status == "duplicate",
@@ -92,6 +98,8 @@ async def redeem_now(
         "quantity": row["quantity"],
         "points": row["points"],
         "reason": row["reason"],
-        "reason_text": catalog().reason_text(row["reason"], locale[0], program.default_locale) if row["reason"] else None,
+        "reason_text": catalog().reason_text(row["reason"], locale[0], program.default_locale)
+        if row["reason"]
+        else None,
         "available_points": balance,
     }
