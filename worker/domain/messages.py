@@ -130,7 +130,7 @@ def placeholders(template: str) -> list[str]:
     return [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
 
 
-def check_locale_data(data: dict, origin: str) -> LocaleTexts:
+def check_locale_data(data: dict[str, Any], origin: str) -> LocaleTexts:
     """Validate one locale file's parsed TOML; errors name the file, kind and placeholder."""
     unknown_tables = sorted(set(data) - {"messages", "tiers", "reasons"})
     if unknown_tables:

@@ -10,7 +10,7 @@ from datetime import date, time
 from decimal import Decimal
 from itertools import pairwise
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Protocol, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
@@ -26,7 +26,17 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-def check_ascending(levels: tuple, noun: str) -> tuple:
+class _Level(Protocol):
+    @property
+    def name(self) -> str: ...
+    @property
+    def threshold(self) -> int | Decimal: ...
+
+
+_LevelT = TypeVar("_LevelT", bound=_Level)
+
+
+def check_ascending(levels: tuple[_LevelT, ...], noun: str) -> tuple[_LevelT, ...]:
     """Tier levels (anything with name and threshold) from threshold 0, rising, names unique;
     `noun` names them in the errors ("tier", "level")."""
     if not levels:
@@ -274,7 +284,7 @@ def describe_validation_error(error: ValidationError, prefix: str = "") -> str:
     return "; ".join(lines)
 
 
-def parse_program(data: dict, origin: str = "program") -> Program:
+def parse_program(data: dict[str, Any], origin: str = "program") -> Program:
     try:
         return Program.model_validate(data)
     except ValidationError as error:

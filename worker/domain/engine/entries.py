@@ -49,7 +49,7 @@ def entry_awards(program: EngineProgram, evaluation: Evaluation, extra: Mapping[
     return tuple(out)
 
 
-def _purchase_detail(program: EngineProgram, engine: Mapping[str, Any], by_id: Mapping) -> dict[str, Any]:
+def _purchase_detail(program: EngineProgram, engine: Mapping[str, Any], by_id: Mapping[str, Any]) -> dict[str, Any]:
     multipliers: dict[str, str] = dict(engine.get("multipliers", {}))
     tier_factor = next(
         (factor for rule_id, factor in multipliers.items()

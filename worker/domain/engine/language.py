@@ -56,7 +56,7 @@ def _weekday(value: Any) -> int:
 
 def _factor(value: Any) -> Decimal | str:
     if value == "tier":
-        return value
+        return "tier"
     problem = 'must be "tier" or a decimal string greater than 0 and at most 100, e.g. "1.5"'
     if isinstance(value, (bool, float)) or not isinstance(value, (str, int, Decimal)):
         raise ValueError(problem)
@@ -428,7 +428,7 @@ def describe_errors(error: ValidationError) -> list[str]:
     return problems
 
 
-def parse_engine_program(data: dict, origin: str = "program", version: str | int | None = None) -> EngineProgram:
+def parse_engine_program(data: dict[str, Any], origin: str = "program", version: str | int | None = None) -> EngineProgram:
     """The program a decoded TOML table describes; ProgramError naming each bad key otherwise.
 
     `version`, when given, replaces the file's own (the caller numbers stored versions).
