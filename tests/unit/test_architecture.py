@@ -1,4 +1,4 @@
-"""The dependency rules in pyproject.toml ([tool.importlinter]) hold, and the linters pass."""
+"""The dependency rules in pyproject.toml ([tool.importlinter]) hold, and the linters and mypy pass."""
 
 from __future__ import annotations
 
@@ -53,3 +53,10 @@ def test_files_are_formatted_but_those_awaiting_the_formatting_pass():
     assert sorted(unformatted - pending) == [], "not formatted (run `ruff format` on them)"
     stale = sorted(path for path in pending - unformatted if (ROOT / path).exists())
     assert stale == [], f"formatted now: remove them from {FORMAT_PENDING.name}"
+
+
+def test_the_pure_domain_passes_mypy_strict():
+    # [tool.mypy] in pyproject.toml names what is checked (worker/domain) and how strictly.
+    result = subprocess.run([_tool("mypy")], cwd=ROOT, capture_output=True, text=True, timeout=120)
+
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
