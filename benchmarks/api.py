@@ -158,7 +158,7 @@ def run(database_url: str, env: dict[str, str], loyalty: list[str], results: Pat
         urls.append(f"http://127.0.0.1:{port}")
     try:
         deadline = time.monotonic() + START_DEADLINE_S
-        for url, proc in zip(urls, procs):
+        for url, proc in zip(urls, procs, strict=True):
             while True:
                 if proc.poll() is not None:
                     raise RuntimeError(f"loyalty api exited with {proc.returncode}")

@@ -16,7 +16,7 @@ import json
 import os
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import asyncpg
 from sqlalchemy.engine import make_url
@@ -29,8 +29,8 @@ from worker.services.audit import audit_all
 
 ADMIN_URL = os.environ.get("LOYALTY_BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 # Every lot is earned at this time, so all are due when the job runs a year and a day later.
-EARNED_AT = datetime(2025, 1, 1, 2, 0, tzinfo=timezone.utc)
-RUN_AT = datetime(2026, 1, 2, 16, 5, tzinfo=timezone.utc)
+EARNED_AT = datetime(2025, 1, 1, 2, 0, tzinfo=UTC)
+RUN_AT = datetime(2026, 1, 2, 16, 5, tzinfo=UTC)
 
 _LOAD = [
     """

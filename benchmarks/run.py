@@ -304,13 +304,13 @@ def correctness(url: str, env: dict[str, str], generated: set[str]) -> dict:
 def machine() -> dict:
     info = {"cores": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()}
     try:
-        kb = int(next(l for l in Path("/proc/meminfo").read_text().splitlines() if l.startswith("MemTotal")).split()[1])
+        kb = int(next(line for line in Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal")).split()[1])
         info["ram_gb"] = round(kb / 1024 / 1024, 1)
     except (OSError, StopIteration):
         pass
     try:
-        info["cpu"] = next(l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines()
-                           if l.startswith("model name"))
+        info["cpu"] = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                           if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
     info["postgresql"] = fetch(ADMIN_URL, "SHOW server_version")[0][0]

@@ -5,7 +5,6 @@ from __future__ import annotations
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-
 # The TLS modes asyncpg accepts as its ``ssl`` argument (the libpq sslmode names).
 SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 

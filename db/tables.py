@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from sqlalchemy import (
-    Boolean,
     BigInteger,
+    Boolean,
     Column,
     Date,
     DateTime,

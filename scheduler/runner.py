@@ -9,8 +9,8 @@ latest missed firing of each job within `schedule.misfire_grace_s` is sent once 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Callable
 
 import structlog
 from apscheduler.schedulers.blocking import BlockingScheduler

@@ -9,9 +9,9 @@ from dramatiq.brokers.stub import StubBroker
 from dramatiq.middleware import AsyncIO, CurrentMessage, default_middleware
 
 from worker.actors import all_specs
-from worker.durability import RedisDurabilityCheck
 from worker.config import DEFAULT_HEARTBEAT_TIMEOUT_MS, Settings
 from worker.domain.program import Program
+from worker.durability import RedisDurabilityCheck
 from worker.runtime import LogContextMiddleware, RuntimeMiddleware, on_event_loop
 from worker.wire import QueueCheckedRedisBroker, TolerantJSONEncoder
 

@@ -7,7 +7,7 @@ recover from later, so it says so loudly when it boots.
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 import dramatiq
 import structlog

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Iterable, Iterator
 
 from prometheus_client import Counter, Histogram
 

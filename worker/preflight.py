@@ -171,17 +171,17 @@ def describe(error: BaseException, settings: Settings) -> PreflightError | None:
 async def check_database(settings: Settings) -> None:
     """PostgreSQL answers, the database exists and its schema is at the code's migration heads."""
     from sqlalchemy import pool
+    from sqlalchemy.exc import DBAPIError
 
     from db import migrate
     from db.engine import create_engine
-    from sqlalchemy.exc import DBAPIError
 
     postgres_address(settings.database_url)
     engine = create_engine(settings.database_url, poolclass=pool.NullPool, connect_args={"timeout": CONNECT_TIMEOUT_S})
     try:
         try:
             current = await asyncio.wait_for(migrate.revisions_in(engine), CONNECT_TIMEOUT_S * 2)
-        except (OSError, asyncio.TimeoutError, DBAPIError) as error:
+        except (TimeoutError, OSError, DBAPIError) as error:
             raise PreflightError(describe_postgres(error, settings.database_url) or _first_line(error)) from None
     finally:
         await engine.dispose()

@@ -9,14 +9,15 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 import dramatiq
 import structlog
-from dramatiq.brokers.stub import StubBroker
 from dramatiq.asyncio import get_event_loop_thread
+from dramatiq.brokers.stub import StubBroker
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from db.engine import create_engine

@@ -18,13 +18,14 @@ import inspect
 import json
 import re
 import time
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
+from dramatiq.broker import MessageProxy
 from dramatiq.brokers.redis import RedisBroker, _RedisConsumer
 from dramatiq.common import q_name
 from dramatiq.encoder import JSONEncoder, MessageData
 from dramatiq.errors import DecodeError
-from dramatiq.broker import MessageProxy
 from dramatiq.message import Message
 
 from worker.domain.events import JSON_DEPTH_MAX, nested_deeper_than, safe_text

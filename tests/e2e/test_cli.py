@@ -25,8 +25,9 @@ def line(**event) -> str:
 @pytest.fixture
 def clean(db, env):
     """An empty schema and an empty queue namespace."""
-    from tests.conftest import REDIS_URL
     import redis
+
+    from tests.conftest import REDIS_URL
 
     client = redis.Redis.from_url(REDIS_URL)
     for key in client.scan_iter(f"{env['LOYALTY_NAMESPACE']}:*"):

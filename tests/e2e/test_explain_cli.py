@@ -21,14 +21,21 @@ UNREACHABLE = "postgresql://postgres@127.0.0.1:1/loyalty"
 
 async def counts(db) -> dict:
     async with db.connect() as conn:
-        return {table: (await conn.execute(text(f"SELECT count(*) FROM {table}"))).scalar_one()
-                for table in ("members", "ledger_entries", "processed_events", "orders", "rejected_events")}
+        return {
+            table: (await conn.execute(text(f"SELECT count(*) FROM {table}"))).scalar_one()
+            for table in ("members", "ledger_entries", "processed_events", "orders", "rejected_events")
+        }
 
 
 async def test_a_purchase_is_explained_rule_by_rule_for_the_member_as_stored(clean, db, tmp_path):  # noqa: F811
     # Given a member who signed up with a birthday and has bought nothing yet.
-    await intake.process(db, DEFAULT_PROGRAM, f.signup("M1", birthday="1990-05-20", occurred_at="2026-11-01T09:00:00+08:00"),
-                         now=NOW, strict=True)
+    await intake.process(
+        db,
+        DEFAULT_PROGRAM,
+        f.signup("M1", birthday="1990-05-20", occurred_at="2026-11-01T09:00:00+08:00"),
+        now=NOW,
+        strict=True,
+    )
     before = await counts(db)
     event = tmp_path / "purchase.json"
     event.write_text(json.dumps(PURCHASE))
@@ -54,20 +61,43 @@ async def test_a_purchase_is_explained_rule_by_rule_for_the_member_as_stored(cle
 
 
 async def test_json_from_standard_input_for_a_member_with_a_purchase_already(clean, db):  # noqa: F811
-    await intake.process(db, DEFAULT_PROGRAM, f.purchase("M1", "800.00", order_id="o-1", event_id="p-1",
-                                                         occurred_at="2026-11-01T10:00:00+08:00"), now=NOW, strict=True)
+    await intake.process(
+        db,
+        DEFAULT_PROGRAM,
+        f.purchase("M1", "800.00", order_id="o-1", event_id="p-1", occurred_at="2026-11-01T10:00:00+08:00"),
+        now=NOW,
+        strict=True,
+    )
 
     done = loyalty(clean, "program", "explain", "-", "--json", stdin=json.dumps(PURCHASE))
 
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == {
-        "event": {"type": "purchase", "event_id": "p-2", "source": "pos", "member_id": "M1",
-                  "occurred_at": "2026-11-02T10:00:00+08:00", "local_at": "2026-11-02T10:00:00+08:00"},
+        "event": {
+            "type": "purchase",
+            "event_id": "p-2",
+            "source": "pos",
+            "member_id": "M1",
+            "occurred_at": "2026-11-02T10:00:00+08:00",
+            "local_at": "2026-11-02T10:00:00+08:00",
+        },
         "program_version": "file:default",
-        "member": {"member_id": "M1", "known": True, "tier": "Regular", "qualifying": 900, "purchase_count": 1,
-                   "birthday": None, "rule_state": {}},
+        "member": {
+            "member_id": "M1",
+            "known": True,
+            "tier": "Regular",
+            "qualifying": 900,
+            "purchase_count": 1,
+            "birthday": None,
+            "rule_state": {},
+        },
         "rules": [
-            {"rule": "purchase", "matched": True, "points": 350, "reason": "350.00 x 1 / 1 x1.0 (tier_multiplier), floor"},
+            {
+                "rule": "purchase",
+                "matched": True,
+                "points": 350,
+                "reason": "350.00 x 1 / 1 x1.0 (tier_multiplier), floor",
+            },
             {"rule": "tier_multiplier", "matched": True, "points": None, "reason": "x1.0"},
             {"rule": "member_day", "matched": False, "points": None, "reason": "2026-11-02 is not day 8 of the month"},
             {"rule": "birthday", "matched": False, "points": None, "reason": "2026-11-02 is not the member's birthday"},
@@ -88,12 +118,24 @@ async def test_an_invalid_event_exits_1_with_the_worker_s_reason(clean, db, tmp_
     bad_kind = loyalty(clean, "program", "explain", "-", stdin=json.dumps(activity))
 
     assert (bad_amount.returncode, bad_amount.stdout, bad_amount.stderr) == (
-        1, "", "error: payload.amount: must have at most 2 decimal places\n")
-    assert (bad_kind.returncode, bad_kind.stderr) == (1, (
-        "error: payload.kind: watch_live is not an activity kind of this program "
-        "(kinds: share, survey, trial, profile_completed, game)\n"))
-    assert await counts(db) == {"members": 0, "ledger_entries": 0, "processed_events": 0, "orders": 0,
-                                "rejected_events": 0}
+        1,
+        "",
+        "error: payload.amount: must have at most 2 decimal places\n",
+    )
+    assert (bad_kind.returncode, bad_kind.stderr) == (
+        1,
+        (
+            "error: payload.kind: watch_live is not an activity kind of this program "
+            "(kinds: share, survey, trial, profile_completed, game)\n"
+        ),
+    )
+    assert await counts(db) == {
+        "members": 0,
+        "ledger_entries": 0,
+        "processed_events": 0,
+        "orders": 0,
+        "rejected_events": 0,
+    }
 
 
 async def test_a_member_not_stored_and_an_event_processed_already_are_said(clean, db):  # noqa: F811
@@ -124,16 +166,22 @@ def test_without_a_database_the_event_is_explained_for_a_new_member_unless_one_i
     ]
     assert alone.stdout.splitlines()[-1] == "  = 450 points"
     assert (named.returncode, named.stdout, named.stderr) == (
-        3, "", "error: cannot connect to PostgreSQL at 127.0.0.1:1: connection refused\n")
+        3,
+        "",
+        "error: cannot connect to PostgreSQL at 127.0.0.1:1: connection refused\n",
+    )
 
 
 async def test_a_rule_language_program_file_explains_an_activity_over_its_daily_limit(clean, db, tmp_path):  # noqa: F811
     # Given three shares of one local day, applied with the share rule.
     for hour in (9, 10, 11):
-        await intake.process(db, sharing_program(), f.activity("A1", "share", f"2026-11-02T{hour:02d}:00:00+08:00"),
-                             now=NOW, strict=True)
+        await intake.process(
+            db, sharing_program(), f.activity("A1", "share", f"2026-11-02T{hour:02d}:00:00+08:00"), now=NOW, strict=True
+        )
     rules = tmp_path / "rules.toml"
-    rules.write_text(DEFAULT_PROGRAM_PATH.read_text().replace('version = "default-1"', 'version = "share-1"') + SHARE_RULE)
+    rules.write_text(
+        DEFAULT_PROGRAM_PATH.read_text().replace('version = "default-1"', 'version = "share-1"') + SHARE_RULE
+    )
     fourth = f.activity("A1", "share", "2026-11-02T20:00:00+08:00", {"channel": "wechat"}, event_id="share-4")
 
     done = loyalty(clean, "program", "explain", "-", "--program", str(rules), stdin=json.dumps(fourth))
@@ -150,8 +198,10 @@ async def test_a_rule_language_program_file_explains_an_activity_over_its_daily_
 
 def test_a_bad_program_file_exits_2_naming_the_key(clean, tmp_path):  # noqa: F811
     rules = tmp_path / "rules.toml"
-    rules.write_text(DEFAULT_PROGRAM_PATH.read_text() + '[[rules]]\nid = "x"\non = "purchse"\n'
-                     'effect = { kind = "fixed", points = 1 }\n')
+    rules.write_text(
+        DEFAULT_PROGRAM_PATH.read_text() + '[[rules]]\nid = "x"\non = "purchse"\n'
+        'effect = { kind = "fixed", points = 1 }\n'
+    )
 
     done = loyalty(clean, "program", "explain", "-", "--program", str(rules), stdin=json.dumps(PURCHASE))
 

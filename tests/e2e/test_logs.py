@@ -33,7 +33,7 @@ def test_context_is_bound_for_the_message_and_cleared_after():
     assert structlog.contextvars.get_contextvars() == {}
 
 
-def test_drain_writes_json_lines_with_message_context(clean):
+def test_drain_writes_json_lines_with_message_context(clean):  # noqa: F811
     env = clean
     events = [purchase("LOG-1", "120.00", event_id="log-e1"), purchase("LOG-2", "80.00", event_id="log-e2")]
     published = subprocess.run(
@@ -47,10 +47,10 @@ def test_drain_writes_json_lines_with_message_context(clean):
 
     assert drained.returncode == 0, drained.stderr
     lines = [json.loads(line) for line in drained.stderr.splitlines() if line.startswith("{")]
-    processed = sorted((l for l in lines if l["event"] == "event_processed"), key=lambda l: l["event_id"])
-    assert [(l["event_id"], l["member_id"], l["actor"], l["status"], l["points"]) for l in processed] == [
+    processed = sorted((log for log in lines if log["event"] == "event_processed"), key=lambda log: log["event_id"])
+    assert [(log["event_id"], log["member_id"], log["actor"], log["status"], log["points"]) for log in processed] == [
         ("log-e1", "LOG-1", "process_event", "applied", 220),
         ("log-e2", "LOG-2", "process_event", "applied", 180),
     ]
-    assert all(len(l["message_id"]) == 36 and l["level"] == "info" for l in processed)
-    assert len({l["message_id"] for l in processed}) == 2
+    assert all(len(log["message_id"]) == 36 and log["level"] == "info" for log in processed)
+    assert len({log["message_id"] for log in processed}) == 2

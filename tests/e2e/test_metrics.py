@@ -56,7 +56,7 @@ def worker_with_metrics(env, db, tmp_path):
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
-        raise AssertionError("the worker did not stop within 30 s of SIGTERM")
+        raise AssertionError("the worker did not stop within 30 s of SIGTERM") from None
 
 
 def test_metrics_count_known_events(worker_with_metrics, env):

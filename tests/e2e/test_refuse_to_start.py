@@ -11,10 +11,8 @@ import subprocess
 import sys
 import time
 import uuid
-from pathlib import Path
 
 import asyncpg
-import click
 import pytest
 import typer
 from sqlalchemy.engine import make_url
@@ -22,7 +20,7 @@ from sqlalchemy.engine import make_url
 from db import migrate
 from db.engine import async_url
 from tests.conftest import ADMIN_URL
-from tests.e2e.test_cli import LOYALTY, loyalty
+from tests.e2e.test_cli import loyalty
 
 # Every refusal must come within seconds, not after a connect timeout of a minute.
 REFUSAL_S_MAX = 20

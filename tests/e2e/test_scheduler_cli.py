@@ -10,7 +10,7 @@ PURCHASE_2025 = dict(event_id="p-1", type="purchase", member_id="M1", occurred_a
                      payload={"order_id": "o-1", "amount": "300.00", "currency": "CNY"})
 
 
-def test_expiry_for_a_given_day_then_drain_then_member_show(clean, tmp_path):
+def test_expiry_for_a_given_day_then_drain_then_member_show(clean, tmp_path):  # noqa: F811
     env = clean
     events = tmp_path / "events.jsonl"
     events.write_text(line(**PURCHASE_2025) + "\n")
@@ -33,7 +33,7 @@ def test_expiry_for_a_given_day_then_drain_then_member_show(clean, tmp_path):
     assert audit.returncode == 0, audit.stdout
 
 
-def test_jobs_listing_and_bad_arguments(clean):
+def test_jobs_listing_and_bad_arguments(clean):  # noqa: F811
     env = clean
     listing = json.loads(loyalty(env, "scheduler", "jobs", "--json").stdout)
     unknown = loyalty(env, "scheduler", "run", "expire")
@@ -50,7 +50,7 @@ def test_jobs_listing_and_bad_arguments(clean):
     assert naive.stderr.strip() == "error: --now: '2026-01-02T00:10:00' needs a UTC offset, e.g. 2026-01-02T00:05:00+08:00"
 
 
-def test_a_firing_more_than_a_day_ahead_needs_force_and_says_what_it_does(clean, tmp_path):
+def test_a_firing_more_than_a_day_ahead_needs_force_and_says_what_it_does(clean, tmp_path):  # noqa: F811
     from datetime import UTC, datetime, timedelta
 
     env = clean

@@ -12,8 +12,7 @@ from sqlalchemy.engine import make_url
 
 from db import migrate
 from db.engine import create_engine
-from tests.conftest import REDIS_URL, _drop, truncate_all
-
+from tests.conftest import _drop, truncate_all
 
 # Every birthday the fault workloads use falls in 1900-1999; no other date in a log does.
 _BIRTHDAY = re.compile(r"\b19[0-9]{2}-[01][0-9]-[0-3][0-9]\b")

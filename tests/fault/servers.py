@@ -15,8 +15,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import redis
 
@@ -63,7 +63,7 @@ class PrivateRedis:
              "--save", "", *self.args],
             stdout=open(self.directory / "redis.log", "ab"), stderr=subprocess.STDOUT,
         )
-        password = dict(zip(self.args[::2], self.args[1::2])).get("--requirepass")
+        password = dict(zip(self.args[::2], self.args[1::2], strict=False)).get("--requirepass")
         client = redis.Redis(host="127.0.0.1", port=self.port, password=password)
         wait_for(lambda: client.ping(), SERVER_START_S, "private redis")
 

@@ -12,7 +12,15 @@ from sqlalchemy.engine import make_url
 from db import migrate
 from db.engine import create_engine
 from tests.conftest import NOW
-from tests.fault.servers import PrivatePostgres, PrivateRedis, WorkerProcess, have_redis_server, loyalty, postgres_bin, wait_for
+from tests.fault.servers import (
+    PrivatePostgres,
+    PrivateRedis,
+    WorkerProcess,
+    have_redis_server,
+    loyalty,
+    postgres_bin,
+    wait_for,
+)
 from tests.fault.workload import snapshot, workload
 from worker.domain.program import DEFAULT_PROGRAM
 from worker.services import intake

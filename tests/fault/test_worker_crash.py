@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import text
 
 from tests.conftest import NOW
-from tests.fault.servers import WorkerProcess, loyalty, wait_for
+from tests.fault.servers import WorkerProcess, loyalty
 from tests.fault.workload import snapshot, workload
 from worker.broker import build_broker
 from worker.config import Settings

@@ -47,8 +47,13 @@ async def test_five_shares_in_one_local_day_pay_three_and_the_next_day_pays_agai
     program = sharing_program()
     # Given five shares of one member on 2 November, Shanghai time (the first at 00:30 local,
     # still 1 November in UTC), and one on 3 November.
-    times = ["2026-11-02T00:30:00+08:00", "2026-11-02T09:00:00+08:00", "2026-11-02T12:00:00+08:00",
-             "2026-11-02T18:00:00+08:00", "2026-11-02T23:59:00+08:00"]
+    times = [
+        "2026-11-02T00:30:00+08:00",
+        "2026-11-02T09:00:00+08:00",
+        "2026-11-02T12:00:00+08:00",
+        "2026-11-02T18:00:00+08:00",
+        "2026-11-02T23:59:00+08:00",
+    ]
     shares = [f.activity("A1", "share", at, {"channel": "wechat"}, event_id=f"share-{n}") for n, at in enumerate(times)]
     next_day = f.activity("A1", "share", "2026-11-03T08:00:00+08:00", event_id="share-5")
 
@@ -58,12 +63,17 @@ async def test_five_shares_in_one_local_day_pay_three_and_the_next_day_pays_agai
     # Then the first three of the day pay 5 each, the other two are applied with the limit as
     # their note and no entry, and the next day pays 5.
     assert [(o.status, o.points, o.note) for o in outcomes] == [
-        ("applied", 5, None), ("applied", 5, None), ("applied", 5, None),
-        ("applied", 0, "activity.daily_limit_reached"), ("applied", 0, "activity.daily_limit_reached"),
+        ("applied", 5, None),
+        ("applied", 5, None),
+        ("applied", 5, None),
+        ("applied", 0, "activity.daily_limit_reached"),
+        ("applied", 0, "activity.daily_limit_reached"),
         ("applied", 5, None),
     ]
     assert await rows(db, "SELECT available_points FROM members WHERE member_id = 'A1'") == [(20,)]
-    assert await rows(db, "SELECT event_id, status, result FROM processed_events WHERE result ? 'note' ORDER BY event_id") == [
+    assert await rows(
+        db, "SELECT event_id, status, result FROM processed_events WHERE result ? 'note' ORDER BY event_id"
+    ) == [
         ("share-3", "applied", {"points": 0, "note": "activity.daily_limit_reached"}),
         ("share-4", "applied", {"points": 0, "note": "activity.daily_limit_reached"}),
     ]
@@ -72,13 +82,15 @@ async def test_five_shares_in_one_local_day_pay_three_and_the_next_day_pays_agai
         (f"share-{n}", "activity", 5, [("share", 5, "share-1")]) for n in (0, 1, 2, 5)
     ]
     assert await rows(db, "SELECT rule_state -> 'share' FROM members WHERE member_id = 'A1'") == [
-        ({"day:2026-11-02": {"count": 3, "points": 15}, "day:2026-11-03": {"count": 1, "points": 5}},)]
+        ({"day:2026-11-02": {"count": 3, "points": 15}, "day:2026-11-03": {"count": 1, "points": 5}},)
+    ]
     assert (await audit_all(db)).clean
 
 
 async def test_an_activity_the_built_in_program_has_no_rule_for_earns_nothing(db):
-    outcome = await intake.process(db, DEFAULT_PROGRAM, f.activity("A2", "survey", "2026-11-02T10:00:00+08:00"),
-                                   now=NOW, strict=True)
+    outcome = await intake.process(
+        db, DEFAULT_PROGRAM, f.activity("A2", "survey", "2026-11-02T10:00:00+08:00"), now=NOW, strict=True
+    )
 
     assert (outcome.status, outcome.points, outcome.note) == ("applied", 0, "activity.no_rule_matched")
 

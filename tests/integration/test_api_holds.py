@@ -71,7 +71,7 @@ async def test_held_points_are_not_expired_and_a_lot_that_ran_out_meanwhile_expi
 
 
 async def test_redemptions_cannot_spend_held_points(db):
-    from worker.services.mall import redeem_now
+    from worker.services.redeem import redeem_now
 
     async with db.begin() as conn:
         await conn.execute(text("INSERT INTO rewards (reward_id, name, cost_points, min_tier) VALUES ('mug', 'Mug', 300, 'Regular')"))

@@ -12,7 +12,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 from sqlalchemy import text
 
 from db.engine import create_engine
@@ -39,7 +41,9 @@ limits = [{ per = "day", count = 3 }]
 """
 PROGRAM = rule_engine.with_rules(
     DEFAULT_PROGRAM,
-    rule_engine.parse_engine_program(tomllib.loads(DEFAULT_PROGRAM_PATH.read_text() + SHARE_RULE), version="event-time-1"),
+    rule_engine.parse_engine_program(
+        tomllib.loads(DEFAULT_PROGRAM_PATH.read_text() + SHARE_RULE), version="event-time-1"
+    ),
 )
 
 day = st.integers(min_value=0, max_value=9)
@@ -47,7 +51,9 @@ hour = st.integers(min_value=0, max_value=23)
 op = st.one_of(
     # Purchases of 10.00 to 3,000.00: a few cross Silver (1,000) and Gold (5,000).
     st.tuples(st.just("purchase"), day, hour, st.integers(min_value=1_000, max_value=300_000)),
-    st.tuples(st.just("refund"), st.integers(min_value=0, max_value=5), day, hour, st.integers(min_value=10, max_value=100)),
+    st.tuples(
+        st.just("refund"), st.integers(min_value=0, max_value=5), day, hour, st.integers(min_value=10, max_value=100)
+    ),
     st.tuples(st.just("check_in"), day, hour),
     st.tuples(st.just("review"), st.integers(min_value=0, max_value=5), day, hour, st.booleans()),
     st.tuples(st.just("activity"), day, hour),
@@ -69,28 +75,51 @@ def build(ops: list[tuple]) -> list[dict]:
     for i, o in enumerate(ops):
         kind, eid = o[0], f"e-{i:02d}"
         if kind == "purchase":
-            events.append(f.purchase(MEMBER, f"{o[3] // 100}.{o[3] % 100:02d}", order_id=f"o-{i}",
-                                     occurred_at=_at(o[1], o[2], i), event_id=eid))
+            events.append(
+                f.purchase(
+                    MEMBER,
+                    f"{o[3] // 100}.{o[3] % 100:02d}",
+                    order_id=f"o-{i}",
+                    occurred_at=_at(o[1], o[2], i),
+                    event_id=eid,
+                )
+            )
         elif kind == "refund":
             k = purchases[o[1]] if o[1] < len(purchases) else None
             if k is None:
                 continue
             cents = max(1, ops[k][3] * o[4] // 200)  # 5% to 50% of the order
-            events.append(f.refund(MEMBER, f"o-{k}", f"{cents // 100}.{cents % 100:02d}", refund_id=f"r-{i}",
-                                   occurred_at=_at(o[2], o[3], i), event_id=eid))
+            events.append(
+                f.refund(
+                    MEMBER,
+                    f"o-{k}",
+                    f"{cents // 100}.{cents % 100:02d}",
+                    refund_id=f"r-{i}",
+                    occurred_at=_at(o[2], o[3], i),
+                    event_id=eid,
+                )
+            )
         elif kind == "check_in":
             events.append(f.check_in(MEMBER, _at(o[1], o[2], i), event_id=eid))
         elif kind == "review":
             k = purchases[o[1]] if o[1] < len(purchases) else i
-            events.append(f.review(MEMBER, f"o-{k}", f"sku-{i}", has_media=o[4], occurred_at=_at(o[2], o[3], i),
-                                   event_id=eid))
+            events.append(
+                f.review(MEMBER, f"o-{k}", f"sku-{i}", has_media=o[4], occurred_at=_at(o[2], o[3], i), event_id=eid)
+            )
         elif kind == "activity":
             share = f.event("activity", MEMBER, _at(o[1], o[2], i), event_id=eid, source="app")
             share["payload"] = {"kind": "share"}
             events.append(share)
         elif kind == "signup":
-            events.append(f.signup(MEMBER, occurred_at=_at(o[1], o[2], i), event_id=eid, source="app",
-                                   birthday=(START + timedelta(days=o[1])).date().replace(year=1990).isoformat()))
+            events.append(
+                f.signup(
+                    MEMBER,
+                    occurred_at=_at(o[1], o[2], i),
+                    event_id=eid,
+                    source="app",
+                    birthday=(START + timedelta(days=o[1])).date().replace(year=1990).isoformat(),
+                )
+            )
         else:
             referee = REFEREES[o[1]]
             if referee in referred:  # one referrer per referee: who wins is a cross-member decision
@@ -121,23 +150,36 @@ async def state(db) -> dict[str, Any]:
     """Everything judged, per member: no ids, no wall-clock times, no entry or lot counts
     (corrections add entries whose number depends on the arrival order)."""
     async with db.connect() as conn:
+
         async def q(sql: str) -> list:
             return [tuple(r) for r in (await conn.execute(text(sql))).all()]
 
-        entries = (await conn.execute(text(
-            "SELECT member_id, source, event_id, kind, qualifying_points, rules FROM ledger_entries ORDER BY entry_id"
-        ))).mappings().all()
+        entries = (
+            (
+                await conn.execute(
+                    text(
+                        "SELECT member_id, source, event_id, kind, qualifying_points, rules FROM ledger_entries ORDER BY entry_id"
+                    )
+                )
+            )
+            .mappings()
+            .all()
+        )
         by_member: dict[str, list] = {}
         for row in entries:
             by_member.setdefault(row["member_id"], []).append(row)
         return {
-            "members": await q("SELECT member_id, tier, available_points, pending_points, qualifying_points, "
-                               "lifetime_points, birthday, signed_up_at, first_purchase_at, rule_state "
-                               "FROM members ORDER BY member_id"),
+            "members": await q(
+                "SELECT member_id, tier, available_points, pending_points, qualifying_points, "
+                "lifetime_points, birthday, signed_up_at, first_purchase_at, rule_state "
+                "FROM members ORDER BY member_id"
+            ),
             "points": {m: points_by_event(rows) for m, rows in sorted(by_member.items())},
             "lots": await q("SELECT member_id, sum(remaining) FROM lots GROUP BY member_id ORDER BY member_id"),
-            "orders": await q("SELECT member_id, order_id, amount, points_earned, points_reversed, refunded_amount "
-                              "FROM orders ORDER BY member_id, order_id"),
+            "orders": await q(
+                "SELECT member_id, order_id, amount, points_earned, points_reversed, refunded_amount "
+                "FROM orders ORDER BY member_id, order_id"
+            ),
             "refunds": await q("SELECT order_id, refund_id, status, points_reversed FROM refunds ORDER BY 1, 2"),
             "reviews": await q("SELECT order_id, sku, status FROM reviews ORDER BY 1, 2"),
             "processed": await q("SELECT source, event_id, status FROM processed_events ORDER BY 1, 2"),
@@ -175,8 +217,13 @@ def test_shuffled_duplicated_concurrent_delivery_gives_the_in_order_ledger(datab
 
 # Found by the property above with the re-evaluation switched off: a purchase that arrives
 # after a later one takes neither the first-purchase bonus nor its place before the tier.
-LATE_FIRST_PURCHASE = [("purchase", 1, 10, 150_000), ("purchase", 0, 10, 10_000), ("check_in", 2, 9),
-                       ("check_in", 1, 9), ("review", 0, 3, 12, True)]
+LATE_FIRST_PURCHASE = [
+    ("purchase", 1, 10, 150_000),
+    ("purchase", 0, 10, 10_000),
+    ("check_in", 2, 9),
+    ("check_in", 1, 9),
+    ("review", 0, 3, 12, True),
+]
 
 
 def test_without_the_re_evaluation_arrival_order_shows(database_url, monkeypatch):
@@ -217,14 +264,24 @@ async def test_a_late_first_purchase_moves_the_bonus_and_re_earns_the_later_purc
     view = await members.member_view(db, PROGRAM, MEMBER)
     assert (view["tier"], view["available_points"], view["qualifying_points"]) == ("Silver", 1700, 1700)
     async with db.connect() as conn:
-        entries = (await conn.execute(text(
-            "SELECT event_id, kind, points, rules -> 0 ->> 'note' FROM ledger_entries WHERE member_id = :m "
-            "ORDER BY entry_id"), {"m": MEMBER})).all()
-        adjusted = (await conn.execute(text(
-            "SELECT params FROM notifications WHERE member_id = :m AND kind = 'points_adjusted'"), {"m": MEMBER})).all()
+        entries = (
+            await conn.execute(
+                text(
+                    "SELECT event_id, kind, points, rules -> 0 ->> 'note' FROM ledger_entries WHERE member_id = :m "
+                    "ORDER BY entry_id"
+                ),
+                {"m": MEMBER},
+            )
+        ).all()
+        adjusted = (
+            await conn.execute(
+                text("SELECT params FROM notifications WHERE member_id = :m AND kind = 'points_adjusted'"),
+                {"m": MEMBER},
+            )
+        ).all()
     assert [tuple(e) for e in entries] == [
         ("e-00", "earn", 1600, None),  # arrived first: 1500 at Regular and the first-purchase bonus
-        ("e-01", "earn", 120, None),   # the late one on the fast path: at Silver, no bonus
+        ("e-01", "earn", 120, None),  # the late one on the fast path: at Silver, no bonus
         ("e-01", "earn", 100, "purchase e-01 re-earned in its place in occurrence order: +80"),
         ("e-01", "reverse", -20, "purchase e-01 re-earned in its place in occurrence order: +80"),
         ("e-01", "reverse", -100, "purchase e-00 re-earned after the late purchase e-01: -100"),

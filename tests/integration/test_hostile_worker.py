@@ -20,7 +20,6 @@ from worker.services.audit import audit_all
 from worker.services.intake import BATCH_BYTES_MAX, BATCH_EVENTS_MAX, raw_text
 
 
-
 def enqueue_raw(namespace: str, body: bytes) -> str:
     """HSET + RPUSH in one MULTI/EXEC, exactly as a non-Python producer does; {id} in the body
     is replaced by the Redis id."""

@@ -7,7 +7,7 @@ import asyncio
 from sqlalchemy import text
 
 from tests.conftest import NOW
-from tests.factories import purchase, refund, referral, signup
+from tests.factories import purchase, referral, refund, signup
 from tests.ledger_views import earned_by_event
 from worker.domain.program import DEFAULT_PROGRAM
 from worker.services import intake, members

@@ -12,7 +12,7 @@ from tests.conftest import NOW
 from tests.factories import event, purchase
 from worker.domain.mall import parse_catalog
 from worker.domain.program import DEFAULT_PROGRAM as P
-from worker.services import intake, mall, members
+from worker.services import intake, mall, members, redeem
 from worker.services.audit import audit_all
 
 BASE = {"name": "Mug", "cost_points": 500, "min_tier": "Regular"}  # overridden per reward
@@ -289,10 +289,10 @@ async def test_redeem_now_runs_the_same_service_and_is_idempotent_on_its_event_i
     await process(db, purchase("M1", "900.00"))  # 1000
     now = datetime(2026, 11, 24, 4, 0, tzinfo=UTC)
 
-    first = await mall.redeem_now(db, P, "M1", "mug", 1, now=now, event_id="till-7")
-    again = await mall.redeem_now(db, P, "M1", "mug", 1, now=now, event_id="till-7")
-    too_many = await mall.redeem_now(db, P, "M1", "mug", 2, now=now)
-    reused = await mall.redeem_now(db, P, "M1", "mug", 2, now=now, event_id="till-7")
+    first = await redeem.redeem_now(db, P, "M1", "mug", 1, now=now, event_id="till-7")
+    again = await redeem.redeem_now(db, P, "M1", "mug", 1, now=now, event_id="till-7")
+    too_many = await redeem.redeem_now(db, P, "M1", "mug", 2, now=now)
+    reused = await redeem.redeem_now(db, P, "M1", "mug", 2, now=now, event_id="till-7")
 
     assert {k: first[k] for k in ("status", "duplicate", "points", "available_points", "reason")} == {
         "status": "confirmed", "duplicate": False, "points": 500, "available_points": 500, "reason": None}

@@ -10,15 +10,14 @@ import redis
 from sqlalchemy import text
 
 from tests.conftest import REDIS_URL
-from tests.ledger_views import earned_by_event
 from tests.factories import purchase, signup
+from tests.ledger_views import earned_by_event
 from worker.domain.program import DEFAULT_PROGRAM
 from worker.drain import drain
 from worker.services import members
 from worker.services.audit import audit_all
 
 START = datetime(2026, 11, 2, 2, 0, tzinfo=UTC)
-
 
 async def scalar(db, sql: str):
     async with db.connect() as conn:

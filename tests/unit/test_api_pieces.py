@@ -33,7 +33,7 @@ def test_only_a_digest_of_the_key_is_compared():
 
 def test_every_reason_but_unknown_reward_has_a_text_in_every_language():
     locked = set(mall.REASONS) - {mall.UNKNOWN_REWARD}
-    assert {locale: set(texts) for locale, texts in TEXTS.items()} == {l: locked for l in ("en", "zh-Hans", "zh-Hant")}
+    assert {locale: set(texts) for locale, texts in TEXTS.items()} == {locale: locked for locale in ("en", "zh-Hans", "zh-Hant")}
 
 
 def test_lock_text_uses_the_member_language_then_the_program_default():

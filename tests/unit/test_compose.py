@@ -64,8 +64,9 @@ def test_every_variable_is_in_env_example_and_every_required_one_is_explained():
 
 
 def test_production_path_runs_scheduler_and_dashboard_with_health_checks():
-    from worker.cli import app
     import typer
+
+    from worker.cli import app
 
     commands = set(typer.main.get_command(app).list_commands(None))
     for name in ("migrate", "worker", "scheduler", "dashboard"):

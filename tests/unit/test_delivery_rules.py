@@ -90,7 +90,7 @@ def test_program_file_notifications_section():
 
 
 def test_signature_is_hmac_sha256_over_timestamp_dot_body():
-    body = '{"kind":"tier_nudge"}'.encode()
+    body = b'{"kind":"tier_nudge"}'
     expected = hmac.new(b"s3cret", b"1764000000." + body, hashlib.sha256).hexdigest()
     assert signing.sign("s3cret", 1764000000, body) == f"v1={expected}"
     signature = signing.sign("s3cret", 1764000000, body)

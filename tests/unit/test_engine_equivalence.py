@@ -171,7 +171,7 @@ def test_seven_day_streak_then_a_gap_matches_rules():
 def test_review_sequences_over_the_daily_cap_match_rules(program, steps, start):
     # Events in the order they occurred (see docs/rules.md for late reviews).
     offsets = sorted(step[0] for step in steps)
-    events = [("review", start + timedelta(days=o), media) for o, (_, media) in zip(offsets, steps)]
+    events = [("review", start + timedelta(days=o), media) for o, (_, media) in zip(offsets, steps, strict=True)]
     for legacy, engine in ((program, from_program(program)), (DEFAULT_PROGRAM, DEFAULT_ENGINE)):
         run_sequence(legacy, engine, MemberState(), events)
 

@@ -333,7 +333,7 @@ def test_limits_hold_for_any_sequence_of_events(steps, per_day, weekly_points):
     events = [purchase(amount, when=at(2026, 11, 1, hour) + timedelta(days=day)) for day, hour, amount in steps]
     by_day: dict = {}
     by_week: dict = {}
-    for ev, got in zip(events, replay(prog, events)):
+    for ev, got in zip(events, replay(prog, events), strict=True):
         local = ev.occurred_at.date()
         by_day[local] = by_day.get(local, 0) + (1 if got else 0)
         week = local.isocalendar()[:2]

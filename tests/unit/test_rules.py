@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from decimal import Decimal
 
 import pytest
@@ -15,9 +15,11 @@ from worker.domain.rules import MemberState
 
 ORDINARY_DAY = date(2026, 11, 2)  # not a member day, no birthday
 MEMBER_DAY = date(2026, 11, 8)
+# A member who has bought before (no first-purchase bonus), as most tests here need.
+PURCHASED_BEFORE = MemberState(has_purchased=True)
 
 
-def buy(amount: str, state: MemberState = MemberState(has_purchased=True), on: date = ORDINARY_DAY,
+def buy(amount: str, state: MemberState = PURCHASED_BEFORE, on: date = ORDINARY_DAY,
         source: str = "pos", program: Program = P, items: tuple = ()) -> rules.Outcome:
     return rules.purchase(program, state, amount=Decimal(amount), items=items, on=on, source=source)
 
@@ -181,7 +183,7 @@ def test_referral_gives_referrer_200_and_referee_100():
 
 def test_rules_use_the_program_local_date():
     # 17:30 UTC on the 7th is 01:30 on the 8th in Asia/Shanghai: a member day.
-    at = datetime(2026, 11, 7, 17, 30, tzinfo=timezone.utc)
+    at = datetime(2026, 11, 7, 17, 30, tzinfo=UTC)
 
     assert rules.local_date(P, at) == MEMBER_DAY
     assert rules.local_date(P.model_copy(update={"timezone": "UTC"}), at) == date(2026, 11, 7)

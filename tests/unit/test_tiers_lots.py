@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
@@ -56,7 +56,7 @@ def test_nudge_at_exactly_500_away():
 
 
 def _at(day: int) -> datetime:
-    return datetime(2027, 1, day, tzinfo=timezone.utc)
+    return datetime(2027, 1, day, tzinfo=UTC)
 
 
 def test_lots_are_taken_earliest_expiring_first():

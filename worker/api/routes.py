@@ -18,7 +18,13 @@ from worker.domain.errors import InvalidEvent
 from worker.services import holds, idempotency
 from worker.services.api_keys import ApiKey
 from worker.services.intake import BATCH_EVENTS_MAX, batch_problem
-from worker.services.member_reads import HISTORY_PAGE_DEFAULT, HISTORY_PAGE_MAX, history_page, member_state, rewards_for_member
+from worker.services.member_reads import (
+    HISTORY_PAGE_DEFAULT,
+    HISTORY_PAGE_MAX,
+    history_page,
+    member_state,
+    rewards_for_member,
+)
 from worker.services.publish import publish_lines
 
 router = APIRouter()
@@ -254,7 +260,7 @@ async def post_redemption(
 ):
     """Redeem at once. 201 confirmed, 409 with the reason when rejected; a retry with the same
     Idempotency-Key gets the first answer back, status and body."""
-    from worker.services.mall import redeem_now
+    from worker.services.redeem import redeem_now
 
     runtime = _runtime(request)
     if not idempotency_key or len(idempotency_key) > IDEMPOTENCY_KEY_MAX or not idempotency_key.isprintable():

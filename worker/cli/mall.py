@@ -58,7 +58,7 @@ def redeem(
 ) -> None:
     from worker.domain.errors import InvalidEvent, UnknownMember
     from worker.runtime import utc_now
-    from worker.services.mall import redeem_now
+    from worker.services.redeem import redeem_now
 
     s = settings()
     prog = program(s)

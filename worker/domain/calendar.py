@@ -21,7 +21,8 @@ JOB_KEYS: dict[str, str] = {
 def job_config(program: Program, name: str) -> Job:
     if name not in JOB_KEYS:
         raise KeyError(f"unknown job {name!r}; jobs: {', '.join(JOB_KEYS)}")
-    return getattr(program.schedule, JOB_KEYS[name])
+    job: Job = getattr(program.schedule, JOB_KEYS[name])
+    return job
 
 
 def firing_key(job: str, scheduled_for: datetime) -> str:

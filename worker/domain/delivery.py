@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
-from typing import Literal
+from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from worker.domain.program import Notifications, QuietHours
@@ -80,7 +80,8 @@ def decide(policy: Notifications, zone: ZoneInfo, kind: str, now: datetime, prom
 
 def retry_delay_s(attempts: int) -> int:
     """Seconds to wait after the `attempts`-th failed attempt (1-based)."""
-    return min(RETRY_BASE_S * 2 ** max(attempts - 1, 0), RETRY_MAX_S)
+    delay_s: int = RETRY_BASE_S * 2 ** max(attempts - 1, 0)  # typeshed: int ** int may be a float
+    return min(delay_s, RETRY_MAX_S)
 
 
 @dataclass(frozen=True)
@@ -106,7 +107,7 @@ def member_day_of(dedupe_key: str | None, created_at: datetime, zone: ZoneInfo) 
 
 
 def stale_reason(
-    kind: str, params: dict, about_day: date, now: datetime, zone: ZoneInfo,
+    kind: str, params: dict[str, Any], about_day: date, now: datetime, zone: ZoneInfo,
     member_tier: str | None, tier_names: list[str],
 ) -> str | None:
     """Why a promotional notification is no longer true and must not be sent, or None.

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
@@ -92,7 +92,7 @@ class Catalog(_Section):
     reward: Annotated[tuple[Reward, ...], Field(max_length=CATALOG_REWARDS_MAX)] = ()
 
 
-def parse_catalog(data: dict, program: Program, origin: str = "rewards") -> Catalog:
+def parse_catalog(data: dict[str, Any], program: Program, origin: str = "rewards") -> Catalog:
     """Validate a decoded rewards file against the model and the program's tiers."""
     try:
         catalog = Catalog.model_validate(data)

@@ -9,9 +9,10 @@ no unknown kind, and only the placeholders the kind provides. Rendering itself i
 from __future__ import annotations
 
 import string
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from worker.domain.errors import LoyaltyError
 from worker.domain.toml_files import read_toml
@@ -130,7 +131,7 @@ def placeholders(template: str) -> list[str]:
     return [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
 
 
-def check_locale_data(data: dict, origin: str) -> LocaleTexts:
+def check_locale_data(data: dict[str, Any], origin: str) -> LocaleTexts:
     """Validate one locale file's parsed TOML; errors name the file, kind and placeholder."""
     unknown_tables = sorted(set(data) - {"messages", "tiers", "reasons"})
     if unknown_tables:

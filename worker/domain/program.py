@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from datetime import date, time
 from decimal import Decimal
+from itertools import pairwise
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Protocol, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
@@ -26,14 +27,24 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-def check_ascending(levels: tuple, noun: str) -> tuple:
+class _Level(Protocol):
+    @property
+    def name(self) -> str: ...
+    @property
+    def threshold(self) -> int | Decimal: ...
+
+
+_LevelT = TypeVar("_LevelT", bound=_Level)
+
+
+def check_ascending(levels: tuple[_LevelT, ...], noun: str) -> tuple[_LevelT, ...]:
     """Tier levels (anything with name and threshold) from threshold 0, rising, names unique;
     `noun` names them in the errors ("tier", "level")."""
     if not levels:
         raise ValueError(f"at least one {noun} is required")
     if levels[0].threshold != 0:
         raise ValueError(f"the first {noun} must have threshold 0")
-    for lower, higher in zip(levels, levels[1:]):
+    for lower, higher in pairwise(levels):
         if higher.threshold <= lower.threshold:
             raise ValueError(f"{noun} {higher.name!r} must have a higher threshold than {lower.name!r}")
     names = [level.name for level in levels]
@@ -280,7 +291,7 @@ def describe_validation_error(error: ValidationError, prefix: str = "") -> str:
     return "; ".join(lines)
 
 
-def parse_program(data: dict, origin: str = "program") -> Program:
+def parse_program(data: dict[str, Any], origin: str = "program") -> Program:
     try:
         return Program.model_validate(data)
     except ValidationError as error:

@@ -8,9 +8,10 @@ difference is booked as correcting entries that name the event they correct.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 # An event on a member's ledger: (source, event_id) as its entries record it.
 EventKey = tuple[str, str]
@@ -75,8 +76,11 @@ class Correction:
         return sum(p for _, p in self.add) + sum(p for _, p in self.take)
 
 
-def corrections(should: Mapping[EventKey, Mapping[str, int]], booked: Mapping[EventKey, Mapping[str, int]],
-                order: Iterable[EventKey]) -> list[Correction]:
+def corrections(
+    should: Mapping[EventKey, Mapping[str, int]],
+    booked: Mapping[EventKey, Mapping[str, int]],
+    order: Iterable[EventKey],
+) -> list[Correction]:
     """For each event in `order`, the rule points by which `booked` differs from `should`."""
     out: list[Correction] = []
     for key in order:

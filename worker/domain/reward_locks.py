@@ -6,7 +6,8 @@ the member app shows next to a locked reward.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from worker.domain import mall
 

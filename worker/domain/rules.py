@@ -9,6 +9,7 @@ import calendar
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 from worker.domain.lots import floor_points
 from worker.domain.program import Program
@@ -20,9 +21,9 @@ class Award:
 
     rule: str
     points: int
-    detail: dict = field(default_factory=dict)
+    detail: dict[str, Any] = field(default_factory=dict)
 
-    def as_json(self) -> dict:
+    def as_json(self) -> dict[str, Any]:
         return {"rule": self.rule, "points": self.points, **self.detail}
 
 
@@ -100,7 +101,7 @@ def _line_multiplier(program: Program, sku: str, category: str) -> Decimal:
 
 
 def purchase(
-    program: Program, state: MemberState, *, amount: Decimal, items: tuple = (), on: date, source: str
+    program: Program, state: MemberState, *, amount: Decimal, items: tuple[Any, ...] = (), on: date, source: str
 ) -> Outcome:
     """floor(amount x line bonuses x tier multiplier x campaign multiplier), plus the first-purchase bonus."""
     tier = program.tier(state.tier)

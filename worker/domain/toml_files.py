@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
+from typing import Any
 
 from worker.domain.errors import LoyaltyError
 
 
-def read_toml(path: Path, what: str, error: type[LoyaltyError]) -> dict:
+def read_toml(path: Path, what: str, error: type[LoyaltyError]) -> dict[str, Any]:
     """The file's data, or `error` saying "<path>: no such <what>" / "<path>: not valid TOML: ..."."""
     try:
         return tomllib.loads(path.read_text(encoding="utf-8"))

@@ -17,9 +17,9 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Callable
 
 import structlog
 from sqlalchemy import bindparam, text
@@ -241,7 +241,7 @@ async def record(
 ) -> DispatchReport:
     report = DispatchReport()
     updates = []
-    for item, error in zip(deliveries, errors):
+    for item, error in zip(deliveries, errors, strict=True):
         if error is None:
             updates.append({"notification_id": item.notification_id, "attempts": item.attempt, "status": "sent",
                             "sent_at": now, "last_error": None, "next_attempt_at": None})
@@ -259,7 +259,7 @@ async def record(
     if updates:
         async with engine.begin() as conn:
             await conn.execute(_RECORD, updates)
-        for item, update in zip(deliveries, updates):
+        for item, update in zip(deliveries, updates, strict=True):
             metrics.count_delivery(item.kind, update["status"])
     return report
 

@@ -28,8 +28,16 @@ class Earned:
         return sum(a.points for a in self.awards)
 
 
-def evaluate_for(program: Program, account: Account, origin: Origin, payload: dict | None = None, *,
-                 event_type: str | None = None, purchase_count: int = 0, extra: dict | None = None) -> Earned:
+def evaluate_for(
+    program: Program,
+    account: Account,
+    origin: Origin,
+    payload: dict | None = None,
+    *,
+    event_type: str | None = None,
+    purchase_count: int = 0,
+    extra: dict | None = None,
+) -> Earned:
     """The program's rules for one event on this member as they are now (before the event)."""
     rules = engine.rules_of(program)
     member = member_snapshot(account, purchase_count)

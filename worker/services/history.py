@@ -14,9 +14,10 @@ referee, the first to arrive); the replay takes that decision as given (`referra
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, Iterable
+from typing import Any
 
 from worker.domain.engine import validate_state
 from worker.domain.lots import refund_reversal
@@ -97,7 +98,9 @@ class _Replay:
             order.refund_ids = waiting.refund_ids
             for refund in sorted(waiting.waiting_refunds, key=lambda r: (r.occurred_at, r.payload.refund_id)):
                 refund_origin = Origin(refund.source, refund.event_id, "refund", refund.occurred_at)
-                self._apply_refund(refund_origin, payload.order_id, order, refund.payload.refund_id, refund.payload.amount)
+                self._apply_refund(
+                    refund_origin, payload.order_id, order, refund.payload.refund_id, refund.payload.amount
+                )
 
     def _apply_refund(self, origin: Origin, order_id: str, order: _Order, refund_id: str, amount: Decimal) -> None:
         assert order.amount is not None
@@ -107,8 +110,12 @@ class _Replay:
             self.account.qualifying -= due
         order.refunded_amount = min(order.refunded_amount + amount, order.amount)
         order.points_reversed += due
-        self.refunds[(order_id, refund_id)] = {"order_id": order_id, "refund_id": refund_id, "status": "applied",
-                                               "points_reversed": due}
+        self.refunds[(order_id, refund_id)] = {
+            "order_id": order_id,
+            "refund_id": refund_id,
+            "status": "applied",
+            "points_reversed": due,
+        }
 
     def _refund(self, origin: Origin, event: Any) -> None:
         payload = event.payload
@@ -120,7 +127,11 @@ class _Replay:
             order.refund_ids.add(payload.refund_id)
             order.waiting_refunds.append(event)
             self.refunds[(payload.order_id, payload.refund_id)] = {
-                "order_id": payload.order_id, "refund_id": payload.refund_id, "status": "waiting", "points_reversed": 0}
+                "order_id": payload.order_id,
+                "refund_id": payload.refund_id,
+                "status": "waiting",
+                "points_reversed": 0,
+            }
             return
         order.refund_ids.add(payload.refund_id)
         self._apply_refund(origin, payload.order_id, order, payload.refund_id, payload.amount)
@@ -142,9 +153,16 @@ class _Replay:
         self.book(origin, evaluate_for(self.program, self.account, origin, event.payload.model_dump()))
 
     def _review_row(self, origin: Origin, payload: Any, status: str) -> dict:
-        return {"order_id": payload.order_id, "sku": payload.sku, "review_id": payload.review_id,
-                "source": origin.source, "event_id": origin.event_id, "status": status,
-                "has_media": payload.has_media, "occurred_at": origin.occurred_at}
+        return {
+            "order_id": payload.order_id,
+            "sku": payload.sku,
+            "review_id": payload.review_id,
+            "source": origin.source,
+            "event_id": origin.event_id,
+            "status": status,
+            "has_media": payload.has_media,
+            "occurred_at": origin.occurred_at,
+        }
 
     def _review(self, origin: Origin, event: Any) -> None:
         payload = event.payload
@@ -167,9 +185,17 @@ class _Replay:
         waiting = [r for (o, _), r in self.reviews.items() if o == order_id and r["status"] == "waiting"]
         for review in sorted(waiting, key=lambda r: (r["occurred_at"], r["source"], r["event_id"])):
             origin = Origin(review["source"], review["event_id"], "review", review["occurred_at"])
-            outcome = evaluate_for(self.program, self.account, origin,
-                                   {"order_id": order_id, "sku": review["sku"], "review_id": review["review_id"],
-                                    "has_media": review["has_media"]})
+            outcome = evaluate_for(
+                self.program,
+                self.account,
+                origin,
+                {
+                    "order_id": order_id,
+                    "sku": review["sku"],
+                    "review_id": review["review_id"],
+                    "has_media": review["has_media"],
+                },
+            )
             key = (order_id, review["sku"])
             if outcome.awards:
                 self.reviews[key] = {**review, "status": "applied"}
@@ -181,15 +207,27 @@ class _Replay:
         if (origin.source, origin.event_id) not in self.referrals_won:
             return
         referee = event.payload.referee_member_id
-        self.book(origin, evaluate_for(self.program, self.account, origin, event.payload.model_dump(),
-                                       extra={"referee_member_id": referee}))
+        self.book(
+            origin,
+            evaluate_for(
+                self.program, self.account, origin, event.payload.model_dump(), extra={"referee_member_id": referee}
+            ),
+        )
 
     def _referral_referee(self, origin: Origin, bonus: Any) -> None:
         if (origin.source, origin.event_id) not in self.referrals_won:
             return
-        self.book(origin, evaluate_for(self.program, self.account, origin,
-                                       {"referrer_member_id": bonus.referrer_member_id}, event_type="referral_referee",
-                                       extra={"referrer_member_id": bonus.referrer_member_id}))
+        self.book(
+            origin,
+            evaluate_for(
+                self.program,
+                self.account,
+                origin,
+                {"referrer_member_id": bonus.referrer_member_id},
+                event_type="referral_referee",
+                extra={"referrer_member_id": bonus.referrer_member_id},
+            ),
+        )
 
     def _birthday_gift(self, origin: Origin, gift: Any) -> None:
         points = self.program.birthday.gift_points
@@ -198,19 +236,36 @@ class _Replay:
             self.account.qualifying += points
 
 
-def replay(program: Program, *, tier_floor: str | None, baseline: int, events: Iterable[Any],
-           referrals_won: set[EventKey]) -> History:
+def replay(
+    program: Program, *, tier_floor: str | None, baseline: int, events: Iterable[Any], referrals_won: set[EventKey]
+) -> History:
     """Replay `events` (already in occurrence order) on a member who had none."""
     account = Account(
-        member_id="", tier=program.tiers[0].name, tier_floor=tier_floor, available=0, pending=0, qualifying=0,
-        lifetime=0, profile={"birthday": None, "locale": None, "signed_up_at": None, "first_purchase_at": None},
-        rule_state={}, baseline=baseline,
+        member_id="",
+        tier=program.tiers[0].name,
+        tier_floor=tier_floor,
+        available=0,
+        pending=0,
+        qualifying=0,
+        lifetime=0,
+        profile={"birthday": None, "locale": None, "signed_up_at": None, "first_purchase_at": None},
+        rule_state={},
+        baseline=baseline,
     )
     run = _Replay(program, account, referrals_won)
     for event in events:
         run.apply(event)
-    orders = [{"order_id": order_id, "points_earned": o.points_earned, "points_reversed": o.points_reversed,
-               "refunded_amount": str(o.refunded_amount)} for order_id, o in run.orders.items() if o.amount is not None]
+    orders = [
+        {
+            "order_id": order_id,
+            "points_earned": o.points_earned,
+            "points_reversed": o.points_reversed,
+            "refunded_amount": str(o.refunded_amount),
+        }
+        for order_id, o in run.orders.items()
+        if o.amount is not None
+    ]
     reviews = [{**r, "occurred_at": r["occurred_at"].isoformat()} for r in run.reviews.values()]
-    return History(run.points, account.tier, account.rule_state, dict(account.profile), orders, reviews,
-                   list(run.refunds.values()))
+    return History(
+        run.points, account.tier, account.rule_state, dict(account.profile), orders, reviews, list(run.refunds.values())
+    )

@@ -9,14 +9,16 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Iterable
+from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from worker import metrics
 from worker.domain.errors import InvalidEvent
 from worker.domain.events import (
     EVENT_BYTES_MAX,
@@ -28,7 +30,6 @@ from worker.domain.events import (
     safe_text,
 )
 from worker.domain.program import Program
-from worker import metrics
 from worker.services import audit
 from worker.services.ledger import Result, apply_event, follow_ups
 

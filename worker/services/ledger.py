@@ -6,7 +6,7 @@ commits with it or all rolls back, including the idempotency claim and the outbo
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -33,6 +33,7 @@ from worker.services import accounts
 from worker.services.accounts import Account, Origin
 from worker.services import mall, replay
 from worker.services.earning import Earned, evaluate_for
+from worker.services.ledger_result import Result
 
 # Effects the engine derives itself are claimed under a `source` containing ':', which the
 # contract forbids in producers' sources, so no producer event can take their key.
@@ -202,25 +203,6 @@ class BirthdayGift:
     @property
     def claim_key(self) -> tuple[str, str]:
         return f"job{INTERNAL_SOURCE_SEPARATOR}birthday", f"{self.year}:{self.member_id}"
-
-
-@dataclass(frozen=True)
-class Result:
-    status: str  # applied | duplicate | deferred | conflict
-    member_id: str
-    points: int = 0
-    note: str | None = None
-    detail: dict = field(default_factory=dict)
-    # (kind, points) of the entries and (from, to) of the tier changes this event wrote.
-    movements: tuple[tuple[str, int], ...] = ()
-    tier_moves: tuple[tuple[str, str], ...] = ()
-
-    def as_json(self) -> dict:
-        out: dict[str, Any] = {"points": self.points}
-        if self.note:
-            out["note"] = self.note
-        out.update(self.detail)
-        return out
 
 
 def follow_ups(event: Any) -> list[RefereeBonus]:

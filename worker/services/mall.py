@@ -3,12 +3,12 @@
 `redeem` and `cancel` are ledger handlers (registered in `ledger._HANDLERS`): they run with
 the member's row locked, inside the transaction that claims the event id, so a redelivered
 event changes nothing. A business rejection (not enough points, out of stock, ...) is a
-processed outcome: a `rejected` redemption row and a notification, no ledger entry.
+processed outcome: a `rejected` redemption row and a notification, no ledger entry. A
+redemption made at once, not queued, is `worker.services.redeem`, above the ledger.
 """
 
 from __future__ import annotations
 
-import uuid
 from datetime import datetime
 from typing import Any
 
@@ -17,15 +17,13 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from worker.domain import mall
-from worker.domain.errors import ProgramError, UnknownMember
+from worker.domain.errors import ProgramError
 from worker.domain.events import RedemptionCancelEvent, RedemptionEvent
 from worker.domain.lots import Lot, take_earliest_expiring
 from worker.domain.program import Program
 from worker.services import accounts
 from worker.services.accounts import Account, Origin
-
-# The source recorded for redemptions made through `redeem_now` without one of their own.
-SYNC_SOURCE = "api"
+from worker.services.ledger_result import Result
 
 _UPSERT_REWARD = text(
     """
@@ -108,14 +106,6 @@ _MARK_CANCELLED = text(
     UPDATE redemptions SET status = 'cancelled', cancel_source = :cancel_source, cancel_event_id = :cancel_event_id,
         points_restored = :points_restored, cancelled_at = :cancelled_at
     WHERE source = :source AND event_id = :event_id AND status = 'confirmed'
-    """
-)
-_MEMBER_LOCALE = text("SELECT locale FROM members WHERE member_id = :member_id")
-_FIRST_ATTEMPT_AT = text("SELECT occurred_at FROM processed_events WHERE source = :source AND event_id = :event_id")
-_REDEMPTION_OUTCOME = text(
-    """
-    SELECT r.*, w.name AS reward_name FROM redemptions r LEFT JOIN rewards w USING (reward_id)
-    WHERE r.source = :source AND r.event_id = :event_id
     """
 )
 # Stock bookkeeping: each reward's redeemed count equals the confirmed units.
@@ -220,13 +210,7 @@ def _terms(row) -> mall.RewardTerms:
 # ---------------------------------------------------------------- ledger handlers
 
 
-def _result(*args, **kwargs):
-    from worker.services.ledger import Result  # ledger imports this module for its handlers
-
-    return Result(*args, **kwargs)
-
-
-async def redeem(conn: AsyncConnection, program: Program, account: Account, origin: Origin, event: RedemptionEvent):
+async def redeem(conn: AsyncConnection, program: Program, account: Account, origin: Origin, event: RedemptionEvent) -> Result:
     """One redemption, under the member's lock: check, take stock, spend lots earliest-expiring first."""
     payload = event.payload
     quantity = payload.quantity
@@ -267,7 +251,7 @@ async def redeem(conn: AsyncConnection, program: Program, account: Account, orig
     if reason is not None:
         await conn.execute(_RECORD, {**record, "points": 0, "status": "rejected", "reason": reason, "entry_id": None})
         accounts.notify(account, "redemption_rejected", origin, reward_name=reward_name, reason=reason)
-        return _result(
+        return Result(
             "applied", account.member_id, note=f"redemption.{reason}",
             detail={"redemption": "rejected", "reason": reason, "reward_id": payload.reward_id},
         )
@@ -290,22 +274,22 @@ async def redeem(conn: AsyncConnection, program: Program, account: Account, orig
         account, "redemption_confirmed", origin,
         reward_name=reward_name, quantity=quantity, points=points, available_points=account.available,
     )
-    return _result(
+    return Result(
         "applied", account.member_id, points=-points,
         detail={"redemption": "confirmed", "reward_id": terms.reward_id, "entry_id": entry_id},
     )
 
 
-async def cancel(conn: AsyncConnection, program: Program, account: Account, origin: Origin, event: RedemptionCancelEvent):
+async def cancel(conn: AsyncConnection, program: Program, account: Account, origin: Origin, event: RedemptionCancelEvent) -> Result:
     """Give the points back to the lots they came from (an expired lot gets nothing) and the stock back."""
     target = event.payload.redemption_event_id
     found = (
         await conn.execute(_FIND_REDEMPTION, {"member_id": account.member_id, "event_id": target, "source": origin.source})
     ).mappings().first()
     if found is None:
-        return _result("applied", account.member_id, note="redemption_cancel.unknown_redemption")
+        return Result("applied", account.member_id, note="redemption_cancel.unknown_redemption")
     if found["status"] != "confirmed":
-        return _result("applied", account.member_id, note=f"redemption_cancel.redemption_{found['status']}")
+        return Result("applied", account.member_id, note=f"redemption_cancel.redemption_{found['status']}")
 
     at = origin.occurred_at
     taken = (await conn.execute(_TAKES_OF, {"entry_id": found["entry_id"]})).all()
@@ -333,78 +317,8 @@ async def cancel(conn: AsyncConnection, program: Program, account: Account, orig
     accounts.notify(
         account, "redemption_cancelled", origin, reward_name=found["reward_name"] or found["reward_id"], points=restored
     )
-    return _result("applied", account.member_id, points=restored, detail={"redemption": "cancelled", **detail})
+    return Result("applied", account.member_id, points=restored, detail={"redemption": "cancelled", **detail})
 
-
-# ---------------------------------------------------------------- synchronous API
-
-
-async def redeem_now(
-    engine: AsyncEngine,
-    program: Program,
-    member_id: str,
-    reward_id: str,
-    quantity: int = 1,
-    *,
-    now: datetime,
-    event_id: str | None = None,
-    source: str = SYNC_SOURCE,
-) -> dict[str, Any]:
-    """Redeem at once, through the same ledger path as a queued event, in one transaction.
-
-    `event_id` is the idempotency key (a fresh one when not given): calling again with the
-    same id and request returns the first outcome; the same id with another request is a
-    conflict. Raises UnknownMember for a member who is not enrolled (a queued redemption
-    would enrol them; a person at a counter has mistyped the id) and InvalidEvent when the
-    request breaks the contract.
-    """
-    from worker.domain.messages import catalog
-    from worker.services import audit
-    from worker.services.intake import validate
-    from worker.services.ledger import apply_event
-
-    async with engine.begin() as conn:
-        locale = (await conn.execute(_MEMBER_LOCALE, {"member_id": member_id})).first()
-        if locale is None:
-            raise UnknownMember(member_id)
-        # A retry is the same request made later: it carries the first attempt's time, so
-        # its payload hashes the same and the ledger returns the stored outcome.
-        first_at = None
-        if event_id is not None:
-            first_at = (await conn.execute(_FIRST_ATTEMPT_AT, {"source": source, "event_id": event_id})).scalar()
-        raw = {
-            "event_id": event_id or f"redeem-{uuid.uuid4().hex}",
-            "type": "redemption",
-            "source": source,
-            "member_id": member_id,
-            "occurred_at": (first_at or now).isoformat(),
-            "payload": {"reward_id": reward_id, "quantity": quantity},
-        }
-        event = validate(raw, program, now)
-        result = await apply_event(conn, program, event)
-        if result.status == "applied":
-            await audit.assert_member_consistent(conn, member_id)
-        row = (await conn.execute(_REDEMPTION_OUTCOME, {"source": source, "event_id": event.event_id})).mappings().first()
-        balance = (
-            await conn.execute(text("SELECT available_points FROM members WHERE member_id = :m"), {"m": member_id})
-        ).scalar()
-    if result.status == "conflict" or row is None:
-        return {"status": "conflict", "event_id": event.event_id, "member_id": member_id,
-                "reason": f"event_id: {event.event_id!r} from source {source!r} was already used with a different payload"}
-    return {
-        "status": row["status"],
-        "duplicate": result.status == "duplicate",
-        "event_id": row["event_id"],
-        "source": row["source"],
-        "member_id": row["member_id"],
-        "reward_id": row["reward_id"],
-        "reward_name": row["reward_name"],
-        "quantity": row["quantity"],
-        "points": row["points"],
-        "reason": row["reason"],
-        "reason_text": catalog().reason_text(row["reason"], locale[0], program.default_locale) if row["reason"] else None,
-        "available_points": balance,
-    }
 
 
 async def stock_differences(engine: AsyncEngine) -> list[str]:

@@ -12,8 +12,8 @@ from worker.domain import mall, reward_locks
 from worker.domain.program import Program
 from worker.services import holds
 from worker.services.holds import DUE_SQL
-from worker.services.members import entry_view, view_from_row
 from worker.services.mall import _terms
+from worker.services.members import entry_view, view_from_row
 
 # Points the member app warns about: those expiring within this window.
 EXPIRING_WINDOW = timedelta(days=30)
@@ -24,7 +24,7 @@ HISTORY_PAGE_MAX = 200
 # The member row, the two extra figures and whether holds or refunds are due, in one round
 # trip: this is the hottest read of the API.
 _STATE = text(
-    """
+    f"""
     SELECT m.*,
         (SELECT coalesce(sum(remaining), 0) FROM lots
          WHERE member_id = :member_id AND remaining > 0 AND pending_until IS NULL
@@ -32,9 +32,9 @@ _STATE = text(
         (SELECT min(expires_at) FROM lots
          WHERE member_id = :member_id AND remaining > 0 AND pending_until IS NULL AND expires_at > :now) AS next_expiry,
         (SELECT coalesce(sum(points), 0) FROM holds WHERE member_id = :member_id AND status = 'held') AS held,
-        (%s) AS due
+        ({DUE_SQL}) AS due
     FROM members m WHERE m.member_id = :member_id
-    """ % DUE_SQL
+    """
 )
 _HISTORY = text(
     """

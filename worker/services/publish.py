@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Callable, Iterable
 
 from worker.domain.errors import InvalidEvent
-from worker.domain.program import Program
 from worker.domain.events import event_size_bytes
+from worker.domain.program import Program
 from worker.services.intake import BATCH_BYTES_MAX, BATCH_EVENTS_MAX, validate
 
 

@@ -16,9 +16,10 @@ event on the fast path sees exactly the state the replay would have given it.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
-from typing import Any, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import structlog
 from sqlalchemy import bindparam, text
@@ -118,8 +119,9 @@ async def reevaluate(
         return None
     history = sorted((stored_event(row.event_type, row.payload) for row in rows), key=_order)
     won = {(r.source, r.event_id) for r in (await conn.execute(_REFERRALS_WON, {"member_id": account.member_id}))}
-    shadow = replay(program, tier_floor=account.tier_floor, baseline=account.baseline, events=history,
-                    referrals_won=won)
+    shadow = replay(
+        program, tier_floor=account.tier_floor, baseline=account.baseline, events=history, referrals_won=won
+    )
 
     booked_entries = [dict(r) for r in (await conn.execute(_ENTRIES, {"member_id": account.member_id})).mappings()]
     booked = reevaluation.points_by_event(booked_entries)
@@ -130,15 +132,28 @@ async def reevaluate(
     lots = {(r["source"], r["event_id"]): r["lot_id"] for r in booked_entries if r["lot_id"] is not None}
     net = 0
     for correction in found:
-        net += await _book(conn, program, account, late, correction, by_key.get(correction.key), lots.get(correction.key))
+        net += await _book(
+            conn, program, account, late, correction, by_key.get(correction.key), lots.get(correction.key)
+        )
     await _adopt(conn, program, account, late, shadow)
     if net:
-        accounts.notify(account, "points_adjusted", late,
-                        dedupe_key=f"points_adjusted:{account.member_id}:{late.source}:{late.event_id}",
-                        points=f"{net:+d}", available_points=account.available, late_event_id=late.event_id)
+        accounts.notify(
+            account,
+            "points_adjusted",
+            late,
+            dedupe_key=f"points_adjusted:{account.member_id}:{late.source}:{late.event_id}",
+            points=f"{net:+d}",
+            available_points=account.available,
+            late_event_id=late.event_id,
+        )
     replayed = Replayed(len(history), len(found), net, time.perf_counter() - started)
-    log.info("member_re_evaluated", member_id=account.member_id, late_event_id=late.event_id, **replayed.as_json(),
-             ms=round(replayed.seconds * 1000, 1))
+    log.info(
+        "member_re_evaluated",
+        member_id=account.member_id,
+        late_event_id=late.event_id,
+        **replayed.as_json(),
+        ms=round(replayed.seconds * 1000, 1),
+    )
     return replayed
 
 
@@ -146,8 +161,15 @@ def _order(event: Any) -> reevaluation.OrderKey:
     return reevaluation.order_key(event.occurred_at, event.source, event.event_id)
 
 
-async def _book(conn, program: Program, account: Account, late: Origin, correction: reevaluation.Correction,
-                event: Any, own_lot_id: int | None) -> int:
+async def _book(
+    conn,
+    program: Program,
+    account: Account,
+    late: Origin,
+    correction: reevaluation.Correction,
+    event: Any,
+    own_lot_id: int | None,
+) -> int:
     """One earn entry for what the event gains, one reversal for what it loses; both are
     entries of the late event, dated at the corrected event so its lots expire as its own."""
     source, event_id = correction.key
@@ -159,14 +181,26 @@ async def _book(conn, program: Program, account: Account, late: Origin, correcti
     # A refund's reversal moves no lifetime points, and neither does a correction of one.
     refund = all(rule == "refund" for rule, _ in (*correction.add, *correction.take))
     if correction.add:
-        pending = (program.pending.days > 0 and event_type == "purchase"
-                   and occurred_at + timedelta(days=program.pending.days) > datetime.now(timezone.utc))
+        pending = (
+            program.pending.days > 0
+            and event_type == "purchase"
+            and occurred_at + timedelta(days=program.pending.days) > datetime.now(UTC)
+        )
         awards = tuple(Award(rule, points, {"corrects": corrects, "note": note}) for rule, points in correction.add)
         await accounts.earn(conn, program, account, origin, awards, pending=pending, lifetime=not refund)
     if correction.take:
-        items = [{"rule": rule, "points": points, "corrects": corrects, "note": note} for rule, points in correction.take]
-        await accounts.reverse(conn, account, origin, -sum(p for _, p in correction.take), own_lot_id=own_lot_id,
-                               rules=items, correction=not refund)
+        items = [
+            {"rule": rule, "points": points, "corrects": corrects, "note": note} for rule, points in correction.take
+        ]
+        await accounts.reverse(
+            conn,
+            account,
+            origin,
+            -sum(p for _, p in correction.take),
+            own_lot_id=own_lot_id,
+            rules=items,
+            correction=not refund,
+        )
     return correction.points
 
 
@@ -180,8 +214,16 @@ async def _adopt(conn, program: Program, account: Account, late: Origin, shadow:
     # (upgrades still apply when the account closes), see docs/reliability.md. A tier the
     # account's close would reach anyway is left to it (an upgrade, with its notification).
     if tier not in (account.tier, accounts.next_tier(program, account)) and account.baseline == 0:
-        await conn.execute(_TIER_CHANGE, {"member_id": member_id, "from_tier": account.tier, "to_tier": tier,
-                                          "source": late.source, "event_id": late.event_id})
+        await conn.execute(
+            _TIER_CHANGE,
+            {
+                "member_id": member_id,
+                "from_tier": account.tier,
+                "to_tier": tier,
+                "source": late.source,
+                "event_id": late.event_id,
+            },
+        )
         kind = "tier_upgraded" if program.tier_rank(tier) > program.tier_rank(account.tier) else "tier_downgraded"
         accounts.notify(account, kind, late, from_tier=account.tier, to_tier=tier)
         account.tier_moves.append((account.tier, tier))

@@ -11,18 +11,19 @@ import asyncio
 import base64
 import hmac
 import json
+from collections.abc import Callable, Iterable
 from html import escape
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import redis
 import structlog
 from sqlalchemy.pool import NullPool
 
 from db.engine import create_engine
-from worker.config import Settings
 from worker.actors import queue_names
-from worker.services import dlq, stats
+from worker.config import Settings
 from worker.domain.units import human_duration
+from worker.services import dlq, stats
 from worker.web import svg
 
 log = structlog.get_logger(__name__)

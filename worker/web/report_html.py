@@ -105,7 +105,7 @@ generated {escape(generated_at)}</p>
 <div class="grid">
 <section><h2>Points flow</h2>{svg.bars(flows)}</section>
 <section><h2>Earned by source and type</h2>{svg.bars(earn_by)}
-{_table(["Source / type", "Points"], [[l, v] for l, v in earn_by], 1)}</section>
+{_table(["Source / type", "Points"], [[label, v] for label, v in earn_by], 1)}</section>
 <section><h2>Tier distribution (members now)</h2>{svg.bars(report.tiers)}</section>
 <section><h2>Tier movement</h2>{svg.bars(moves)}
 {_table(["From", "To", "Members"], [list(m) for m in report.moves], 2)}</section>

@@ -3,6 +3,7 @@
 The ledger earns through `evaluate`, with the rules `rules_of(program)` gives.
 """
 
+from worker.domain.engine.entries import entry_awards, order_points, outcome_note
 from worker.domain.engine.evaluate import Award, Considered, Evaluation, EventData, Member, evaluate, event_data
 from worker.domain.engine.explain import explain, explain_event, explanation, member_view, render_explanation
 from worker.domain.engine.language import (
@@ -12,7 +13,6 @@ from worker.domain.engine.language import (
     load_engine_program,
     parse_engine_program,
 )
-from worker.domain.engine.entries import entry_awards, order_points, outcome_note
 from worker.domain.engine.legacy import (
     file_version,
     from_program,

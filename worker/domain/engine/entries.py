@@ -13,8 +13,9 @@ award names the program version that produced it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from decimal import Decimal
-from typing import Any, Mapping
+from typing import Any
 
 from worker.domain.engine.evaluate import Award, Evaluation
 from worker.domain.engine.language import EngineProgram, Multiply
@@ -48,7 +49,7 @@ def entry_awards(program: EngineProgram, evaluation: Evaluation, extra: Mapping[
     return tuple(out)
 
 
-def _purchase_detail(program: EngineProgram, engine: Mapping[str, Any], by_id: Mapping) -> dict[str, Any]:
+def _purchase_detail(program: EngineProgram, engine: Mapping[str, Any], by_id: Mapping[str, Any]) -> dict[str, Any]:
     multipliers: dict[str, str] = dict(engine.get("multipliers", {}))
     tier_factor = next(
         (factor for rule_id, factor in multipliers.items()

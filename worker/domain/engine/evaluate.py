@@ -12,12 +12,24 @@ order of multiply and per_amount rules in the file does not matter, only their g
 from __future__ import annotations
 
 import calendar
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
-from typing import Any, Mapping
+from typing import Any
 
-from worker.domain.engine.language import ROUNDINGS, EngineProgram, ItemFilter, Multiply, PerAmount, Rule, When
+from worker.domain.engine.language import (
+    ROUNDINGS,
+    EngineProgram,
+    ItemFilter,
+    Mission,
+    Multiply,
+    PerAmount,
+    Rule,
+    Streak,
+    TimeWindow,
+    When,
+)
 from worker.domain.engine.state import is_closed, period_key, prune_periods, validate_state
 from worker.domain.errors import EngineError
 
@@ -54,9 +66,9 @@ class Award:
 
     rule: str
     points: int
-    detail: dict = field(default_factory=dict)
+    detail: dict[str, Any] = field(default_factory=dict)
 
-    def as_json(self) -> dict:
+    def as_json(self) -> dict[str, Any]:
         return {"rule": self.rule, "points": self.points, **self.detail}
 
 
@@ -76,7 +88,7 @@ class Evaluation:
     event_type: str
     local_at: datetime
     awards: tuple[Award, ...]
-    state: dict
+    state: dict[str, Any]
     trace: tuple[Considered, ...]
 
     @property
@@ -174,7 +186,7 @@ def _payload_field(payload: Mapping[str, Any], key: str) -> Any:
     return _MISSING
 
 
-def _in_time(window, at: time) -> bool:
+def _in_time(window: TimeWindow, at: time) -> bool:
     if window.start < window.end:
         return window.start <= at < window.end
     return at >= window.start or at < window.end
@@ -247,10 +259,12 @@ def _check(when: When, ctx: _Context) -> tuple[str | None, tuple[Line, ...]]:
         days = ctx.streak_days.get(when.streak.rule)
         if days is None:
             return f"the streak of {when.streak.rule!r} did not advance on this event", ()
-        wanted = when.streak.day if when.streak.day is not None else when.streak.every
-        hit = days == wanted if when.streak.day is not None else days % wanted == 0
-        if not hit:
-            return f"streak day {days}, not {'day' if when.streak.day else 'every'} {wanted}", ()
+        day, every = when.streak.day, when.streak.every
+        if day is not None:
+            if days != day:
+                return f"streak day {days}, not day {day}", ()
+        elif every is not None and days % every != 0:  # the language gives exactly one of them
+            return f"streak day {days}, not every {every}", ()
     lines: tuple[Line, ...] = ()
     if when.items is not None:
         lines = tuple(line for line in ctx.lines if _line_matches(when.items, line))
@@ -259,7 +273,7 @@ def _check(when: When, ctx: _Context) -> tuple[str | None, tuple[Line, ...]]:
     return None, lines
 
 
-def _limit_reason(rule: Rule, entries: Mapping, on: date) -> tuple[str | None, int | None]:
+def _limit_reason(rule: Rule, entries: Mapping[str, Any], on: date) -> tuple[str | None, int | None]:
     """Why the rule's limits refuse this event, or None and the points still allowed (None: no cap)."""
     allowed: int | None = None
     for limit in rule.limits:
@@ -277,20 +291,19 @@ def _limit_reason(rule: Rule, entries: Mapping, on: date) -> tuple[str | None, i
     return None, allowed
 
 
-def _advance_streak(rule: Rule, entries: dict, on: date) -> tuple[str | None, int]:
+def _advance_streak(rule: Streak, entries: dict[str, Any], on: date) -> tuple[str | None, int]:
     streak = entries.get("streak")
     last = date.fromisoformat(streak["last_on"]) if streak else None
     if last is not None and on <= last:
         return ("already counted " + str(on)) if on == last else f"{on} is before the streak's last day {last}", 0
-    days = streak["days"] + 1 if last == on - timedelta(days=1) else 1
-    stored = 0 if rule.streak.restart_after is not None and days >= rule.streak.restart_after else days
+    days = streak["days"] + 1 if streak and last == on - timedelta(days=1) else 1
+    stored = 0 if rule.restart_after is not None and days >= rule.restart_after else days
     entries["streak"] = {"last_on": on.isoformat(), "days": stored}
     return None, days
 
 
-def _advance_mission(rule: Rule, entries: dict, ctx: _Context) -> str | None:
+def _advance_mission(mission: Mission, entries: dict[str, Any], ctx: _Context) -> str | None:
     """None when this event completes the mission; else what it did to the mission."""
-    mission = rule.mission
     progress = entries.get("mission")
     steps_here = [step for step in mission.steps if ctx.event.type in step.on and _check(step.when, ctx)[0] is None]
     if progress is not None and progress["status"] != "open":
@@ -327,10 +340,20 @@ def _combine(mode: str, factors: list[tuple[str, Decimal]]) -> tuple[list[tuple[
     return [chosen], [rule for rule, _ in factors if rule != chosen[0]]
 
 
-def _grouped(program: EngineProgram, factors: list[tuple[Rule, Decimal]]) -> tuple[list[tuple[str, Decimal]], list[str]]:
+@dataclass(frozen=True)
+class _Multiplier:
+    """A matched multiply rule, its factor (the tier's for "tier") and the lines it matched."""
+
+    rule_id: str
+    effect: Multiply
+    factor: Decimal
+    lines: tuple[Line, ...]
+
+
+def _grouped(program: EngineProgram, factors: list[_Multiplier]) -> tuple[list[tuple[str, Decimal]], list[str]]:
     groups: dict[str, list[tuple[str, Decimal]]] = {}
-    for rule, factor in factors:
-        groups.setdefault(rule.effect.group or f"rule:{rule.id}", []).append((rule.id, factor))
+    for m in factors:
+        groups.setdefault(m.effect.group or f"rule:{m.rule_id}", []).append((m.rule_id, m.factor))
     applied: list[tuple[str, Decimal]] = []
     left_out: list[str] = []
     for name, members in groups.items():
@@ -350,7 +373,7 @@ def _rate_points(effect: PerAmount, plain: Decimal, weighted: Decimal) -> tuple[
         return weighted * rate / effect.unit, rate
     raw = Decimal(0)
     bounds = [step.amount_from for step in effect.steps[1:]] + [None]
-    for step, upper in zip(effect.steps, bounds):
+    for step, upper in zip(effect.steps, bounds, strict=True):
         top = plain if upper is None else min(plain, upper)
         if top > step.amount_from:
             raw += (top - step.amount_from) * step.rate
@@ -390,11 +413,11 @@ def evaluate(program: EngineProgram, member: Member, event: EventData) -> Evalua
         if reason is None and (rule.streak is not None or rule.mission is not None):
             entries = state.setdefault(rule.id, {})
             if rule.streak is not None:
-                reason, days = _advance_streak(rule, entries, ctx.on)
+                reason, days = _advance_streak(rule.streak, entries, ctx.on)
                 if reason is None:
                     ctx.streak_days[rule.id] = days
             if reason is None and rule.mission is not None:
-                reason = _advance_mission(rule, entries, ctx)
+                reason = _advance_mission(rule.mission, entries, ctx)
         if reason is not None:
             trace.append(Considered(rule.id, False, reason))
             continue
@@ -405,7 +428,7 @@ def evaluate(program: EngineProgram, member: Member, event: EventData) -> Evalua
             stopped_by = rule.id
 
     awards, reasons = _points(ctx, matched)
-    for rule, _lines_, _allowed in matched:
+    for rule, _, _allowed in matched:
         if not rule.limits:
             continue
         entries = state.setdefault(rule.id, {})
@@ -425,7 +448,7 @@ def evaluate(program: EngineProgram, member: Member, event: EventData) -> Evalua
     return Evaluation(program.version, event.type, local, tuple(awards), state, final_trace)
 
 
-def _award_reason(kind: str, detail: dict) -> str:
+def _award_reason(kind: str, detail: dict[str, Any]) -> str:
     capped = f", capped from {detail['capped_from']}" if "capped_from" in detail else ""
     if kind == "per_amount":
         text = f"{detail.get('weighted_amount', detail['amount'])} x {detail['rate']} / {detail['unit']}"
@@ -437,14 +460,23 @@ def _award_reason(kind: str, detail: dict) -> str:
     return f"fixed{capped}"
 
 
+def _line_factor(program: EngineProgram, line_rules: list[_Multiplier], line: Line) -> Decimal:
+    """The product of the line multipliers that reach this line, grouped as the program says."""
+    chosen, _ = _grouped(program, [m for m in line_rules if line in m.lines])
+    result = Decimal(1)
+    for _, f in chosen:
+        result *= f
+    return result
+
+
 def _points(ctx: _Context, matched: list[tuple[Rule, tuple[Line, ...], int | None]]) -> tuple[list[Award], dict[str, str]]:
     program, member = ctx.program, ctx.member
     reasons: dict[str, str] = {}
-    multipliers: list[tuple[Rule, Decimal, tuple[Line, ...]]] = []
+    multipliers: list[_Multiplier] = []
     for rule, lines, _ in matched:
         if isinstance(rule.effect, Multiply):
             factor = program.level(member.tier).multiplier if rule.effect.factor == "tier" else rule.effect.factor
-            multipliers.append((rule, factor, lines))
+            multipliers.append(_Multiplier(rule.id, rule.effect, factor, lines))
             reasons[rule.id] = f"x{factor}" + (f" (group {rule.effect.group})" if rule.effect.group else "")
     awards: list[Award] = []
     dropped_everywhere: dict[str, int] = {}
@@ -455,32 +487,25 @@ def _points(ctx: _Context, matched: list[tuple[Rule, tuple[Line, ...], int | Non
         if effect.kind == "fixed":
             points = effect.points
         elif effect.kind == "per_quantity":
-            counted = lines if rule.when.items is not None else tuple(l for l in ctx.lines if not l.shipping)
+            counted = lines if rule.when.items is not None else tuple(line for line in ctx.lines if not line.shipping)
             quantity = sum(line.quantity for line in counted)
             points = effect.points * quantity
             detail = {"quantity": quantity, "points_per_unit": effect.points}
         elif effect.kind == "per_amount":
             per_amount_rules += 1
-            applies = [(r, f, ls) for r, f, ls in multipliers if r.effect.applies_to is None or rule.id in r.effect.applies_to]
-            order_factors = [(r, f) for r, f, _ in applies if r.effect.target == "order"]
-            line_rules = [(r, f, ls) for r, f, ls in applies if r.effect.target == "lines"]
-
-            def line_factor(line: Line) -> Decimal:
-                here = [(r, f) for r, f, ls in line_rules if line in ls]
-                chosen, _ = _grouped(program, here)
-                result = Decimal(1)
-                for _, f in chosen:
-                    result *= f
-                return result
-
+            applies = [m for m in multipliers if m.effect.applies_to is None or rule.id in m.effect.applies_to]
+            order_factors = [m for m in applies if m.effect.target == "order"]
+            line_rules = [m for m in applies if m.effect.target == "lines"]
             if rule.when.items is not None:
                 plain = sum((line.amount for line in lines), Decimal(0))
-                weighted = sum((line.amount * line_factor(line) for line in lines), Decimal(0))
+                weighted = sum((line.amount * _line_factor(program, line_rules, line) for line in lines), Decimal(0))
             else:
                 goods = [line for line in ctx.lines if not line.shipping]
                 shipping = sum((line.amount for line in ctx.lines if line.shipping), Decimal(0))
+                # A per_amount rule without item conditions never matches an event without an amount.
+                assert ctx.amount is not None
                 plain = ctx.amount - shipping
-                weighted = plain + sum((line.amount * (line_factor(line) - 1) for line in goods), Decimal(0))
+                weighted = plain + sum((line.amount * (_line_factor(program, line_rules, line) - 1) for line in goods), Decimal(0))
             value, step_rate = _rate_points(effect, plain, weighted)
             applied, left_out = _grouped(program, order_factors)
             for rule_id in left_out:
@@ -501,11 +526,11 @@ def _points(ctx: _Context, matched: list[tuple[Rule, tuple[Line, ...], int | Non
             points = allowed
         awards.append(Award(rule.id, points, detail))
         reasons[rule.id] = _award_reason(effect.kind, detail)
-    for rule, factor, _ in multipliers:
-        if per_amount_rules and dropped_everywhere.get(rule.id, 0) == per_amount_rules:
-            reasons[rule.id] = f"x{factor} left out: its group {rule.effect.group!r} took another multiplier"
+    for m in multipliers:
+        if per_amount_rules and dropped_everywhere.get(m.rule_id, 0) == per_amount_rules:
+            reasons[m.rule_id] = f"x{m.factor} left out: its group {m.effect.group!r} took another multiplier"
         elif not per_amount_rules:
-            reasons[rule.id] = f"x{factor} matched, but no per_amount rule matched this event"
+            reasons[m.rule_id] = f"x{m.factor} matched, but no per_amount rule matched this event"
     return awards, reasons
 
 

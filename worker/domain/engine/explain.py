@@ -4,8 +4,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from worker.domain.engine.evaluate import Evaluation, Member, evaluate, event_data
 from worker.domain.engine.language import EngineProgram
@@ -19,7 +20,7 @@ def explain(evaluation: Evaluation) -> str:
     return "\n".join(lines)
 
 
-def _considered(evaluation: Evaluation) -> list[dict]:
+def _considered(evaluation: Evaluation) -> list[dict[str, Any]]:
     return [{"rule": c.rule, "matched": c.matched, "points": c.points, "reason": c.reason} for c in evaluation.trace]
 
 
@@ -35,7 +36,7 @@ def _rule_lines(rules: Sequence[Mapping[str, Any]]) -> list[str]:
     return lines
 
 
-def _multipliers(evaluation: Evaluation) -> list[dict]:
+def _multipliers(evaluation: Evaluation) -> list[dict[str, Any]]:
     """The order multipliers applied to the event's per_amount points, in the order first used."""
     seen: dict[str, str] = {}
     for award in evaluation.awards:
@@ -48,7 +49,7 @@ def _number(value: int | Decimal) -> int | str:
     return value if isinstance(value, int) else str(value)
 
 
-def member_view(member_id: str, member: Member, known: bool) -> dict:
+def member_view(member_id: str, member: Member, known: bool) -> dict[str, Any]:
     """The snapshot an evaluation used; `known` False for a member the ledger has not seen."""
     return {
         "member_id": member_id,
@@ -61,7 +62,9 @@ def member_view(member_id: str, member: Member, known: bool) -> dict:
     }
 
 
-def explanation(evaluation: Evaluation, event: Any, member: Mapping[str, Any], notes: Sequence[str] = ()) -> dict:
+def explanation(
+    evaluation: Evaluation, event: Any, member: Mapping[str, Any], notes: Sequence[str] = ()
+) -> dict[str, Any]:
     """Everything `loyalty program explain` shows about one contract event, JSON-ready:
     the event, the member snapshot, every rule considered (matched or why not, points),
     the multipliers applied and the total."""
@@ -83,8 +86,9 @@ def explanation(evaluation: Evaluation, event: Any, member: Mapping[str, Any], n
     }
 
 
-def explain_event(program: EngineProgram, event: Any, member_id: str, member: Member | None,
-                  notes: Sequence[str] = ()) -> dict:
+def explain_event(
+    program: EngineProgram, event: Any, member_id: str, member: Member | None, notes: Sequence[str] = ()
+) -> dict[str, Any]:
     """`explanation` of a contract event evaluated for `member` as it is now; None is a new
     member, in the program's first tier with no purchases and no rule state."""
     known = member is not None
@@ -105,8 +109,10 @@ def render_explanation(explained: Mapping[str, Any]) -> str:
     if member["rule_state"]:
         lines.append(f"rule state: {json.dumps(member['rule_state'], sort_keys=True)}")
     lines += [f"note: {note}" for note in explained["notes"]]
-    lines.append(f"{event['type']} {event['event_id']} from {event['source']} at {event['local_at']} "
-                 f"(program {explained['program_version']})")
+    lines.append(
+        f"{event['type']} {event['event_id']} from {event['source']} at {event['local_at']} "
+        f"(program {explained['program_version']})"
+    )
     lines += _rule_lines(explained["rules"])
     if explained["multipliers"]:
         lines.append("  multipliers: " + ", ".join(f"{m['rule']} x{m['factor']}" for m in explained["multipliers"]))

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from datetime import date, time
 from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_EVEN, ROUND_HALF_UP, Decimal
+from itertools import pairwise
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -53,7 +54,7 @@ def _weekday(value: Any) -> int:
 
 def _factor(value: Any) -> Decimal | str:
     if value == "tier":
-        return value
+        return "tier"
     problem = 'must be "tier" or a decimal string greater than 0 and at most 100, e.g. "1.5"'
     if isinstance(value, (bool, float)) or not isinstance(value, (str, int, Decimal)):
         raise ValueError(problem)
@@ -179,7 +180,7 @@ class PerAmount(_Section):
     def _steps_rise(cls, steps: tuple[Step, ...]) -> tuple[Step, ...]:
         if steps and steps[0].amount_from != 0:
             raise ValueError("the first step must start from 0")
-        for lower, higher in zip(steps, steps[1:]):
+        for lower, higher in pairwise(steps):
             if higher.amount_from <= lower.amount_from:
                 raise ValueError("steps must start at rising amounts")
         return steps
@@ -206,7 +207,7 @@ class Multiply(_Section):
     applies_to: tuple[RuleId, ...] | None = None
 
 
-Effect = Annotated[Union[FixedPoints, PerAmount, PerQuantity, Multiply], Field(discriminator="kind")]
+Effect = Annotated[FixedPoints | PerAmount | PerQuantity | Multiply, Field(discriminator="kind")]
 EFFECT_KINDS = ("fixed", "per_amount", "per_quantity", "multiply")
 
 
@@ -425,7 +426,7 @@ def describe_errors(error: ValidationError) -> list[str]:
     return problems
 
 
-def parse_engine_program(data: dict, origin: str = "program", version: str | int | None = None) -> EngineProgram:
+def parse_engine_program(data: dict[str, Any], origin: str = "program", version: str | int | None = None) -> EngineProgram:
     """The program a decoded TOML table describes; ProgramError naming each bad key otherwise.
 
     `version`, when given, replaces the file's own (the caller numbers stored versions).

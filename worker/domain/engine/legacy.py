@@ -8,6 +8,7 @@ equivalence tests hold this translation to the results of worker/domain/rules.py
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from worker.domain.engine.language import EngineProgram, parse_engine_program
 from worker.domain.errors import ProgramError
@@ -16,9 +17,9 @@ from worker.domain.rules import MemberState
 from worker.domain.toml_files import read_toml
 
 
-def program_rules(program: Program) -> list[dict]:
+def program_rules(program: Program) -> list[dict[str, Any]]:
     """The rule tables (as a program file would hold them) for today's earning rules."""
-    rules: list[dict] = [
+    rules: list[dict[str, Any]] = [
         {"id": "purchase", "on": ["purchase"], "effect": {"kind": "per_amount", "rate": "1", "unit": "1"}},
         {"id": "tier_multiplier", "on": ["purchase"], "effect": {"kind": "multiply", "factor": "tier"}},
     ]
@@ -37,7 +38,7 @@ def program_rules(program: Program) -> list[dict]:
     rules.append({"id": "birthday", "on": ["purchase"], "when": {"birthday": "day"},
                   "effect": {"kind": "multiply", "factor": str(program.birthday.multiplier), "group": "campaign"}})
     for index, campaign in enumerate(program.campaigns):
-        when: dict = {"starts_on": campaign.starts_on, "ends_on": campaign.ends_on}
+        when: dict[str, Any] = {"starts_on": campaign.starts_on, "ends_on": campaign.ends_on}
         if campaign.sources is not None:
             when["sources"] = list(campaign.sources)
         rules.append({"id": f"campaign_{index}", "on": ["purchase"], "description": campaign.name, "when": when,
@@ -85,9 +86,9 @@ def from_program(program: Program, version: str | int = "legacy") -> EngineProgr
     return parse_engine_program(data, origin=f"program {program.name!r}")
 
 
-def state_from_member(state: MemberState) -> dict:
+def state_from_member(state: MemberState) -> dict[str, Any]:
     """Today's rule columns of a member as engine rule state (for moving members over)."""
-    rule_state: dict = {}
+    rule_state: dict[str, Any] = {}
     if state.signed_up:
         rule_state["signup"] = {"ever": {"count": 1, "points": 0}}
     if state.check_in_last_on is not None:
@@ -112,7 +113,8 @@ def rules_of(program: Program) -> EngineProgram:
     """The earning rules in force for `program`: the ones set by `with_rules`, else its own
     sections translated by `from_program` (computed once per Program)."""
     if program._rules is not None:
-        return program._rules
+        rules: EngineProgram = program._rules  # set by with_rules; Any in Program, which language imports
+        return rules
     held = _DERIVED.get(id(program))
     if held is not None and held[0] is program:
         return held[1]
@@ -130,7 +132,7 @@ def with_rules(program: Program, rules: EngineProgram) -> Program:
     return copy
 
 
-def is_rule_language(data: dict) -> bool:
+def is_rule_language(data: dict[str, Any]) -> bool:
     """Whether a decoded program file is in the rule language: it has rules, or tiers as a
     table with levels (the section-per-rule file has neither, its tiers are an array)."""
     return "rules" in data or isinstance(data.get("tiers"), dict)

@@ -12,9 +12,10 @@ Period keys are program-local: `day:YYYY-MM-DD`, `week:YYYY-Www` (ISO weeks, Mon
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from copy import deepcopy
 from datetime import date, datetime
-from typing import Any, Mapping
+from typing import Any
 
 from worker.domain.errors import RuleStateError
 
@@ -59,7 +60,7 @@ def _date(path: str, value: Any) -> None:
         raise _fail(path, "must be a date as YYYY-MM-DD") from None
 
 
-def validate_state(state: Any) -> dict:
+def validate_state(state: Any) -> dict[str, Any]:
     """A deep copy of `state` if it has the shape the engine writes; RuleStateError naming the key if not."""
     if state is None:
         return {}
@@ -103,7 +104,7 @@ def validate_state(state: Any) -> dict:
     return deepcopy(dict(state))
 
 
-def prune_periods(entries: dict) -> None:
+def prune_periods(entries: dict[str, Any]) -> None:
     """Drop the oldest period counters of each kind beyond PERIODS_KEPT (in place)."""
     for kind, kept in PERIODS_KEPT.items():
         keys = sorted((k for k in entries if k.split(":", 1)[0] == kind and k not in ("streak", "mission")), reverse=True)
@@ -111,7 +112,7 @@ def prune_periods(entries: dict) -> None:
             del entries[key]
 
 
-def is_closed(entries: Mapping, key: str) -> bool:
+def is_closed(entries: Mapping[str, Any], key: str) -> bool:
     """True when `key` is older than every period counter still kept of its kind (a very late event)."""
     kind = key.split(":", 1)[0]
     keys = sorted((k for k in entries if k.split(":", 1)[0] == kind), reverse=True)

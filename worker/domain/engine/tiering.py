@@ -6,9 +6,9 @@ spent less refunded (basis "amount"); the caller keeps the running total and the
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import date, timedelta
 from decimal import Decimal
-from typing import Iterable
 
 from worker.domain.engine.evaluate import Evaluation, EventData, _money
 from worker.domain.engine.language import EngineProgram, Level, TierFloor
