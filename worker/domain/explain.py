@@ -9,6 +9,8 @@ from typing import Any
 def describe_rule(rule: Mapping[str, Any]) -> str:
     """One rule application as the operator reads it: `1299.00 x1.0 (Regular) x2 (member_day) = 2598`."""
     name = rule.get("rule")
+    if "corrects" in rule:  # a correction booked by a late event's re-evaluation
+        return f"{name} {rule.get('points', 0):+d}: {rule.get('note', '')}".rstrip(": ")
     if name == "purchase":
         text = f"{rule['amount']} x{rule['tier_multiplier']} ({rule['tier']})"
         if "campaign" in rule:
