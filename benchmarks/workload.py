@@ -2,7 +2,8 @@
 
 About 70% purchases with items, 10% check-ins, 8% reviews, 5% refunds, 5% signups and
 referrals, 2% more purchases standing in for redemptions (not an event type yet); a few hot
-members get a large share of the traffic, as on a member day.
+members get a large share of the traffic, as on a member day. Events occur in the order they
+are generated, except a chosen share of late ones (`Workload.late`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ SKUS = 500
 HOT_MEMBERS = 10
 # Share of all events that go to the hot members (a member-day rush on a few accounts).
 HOT_SHARE = 0.05
+# Time between two generated events: 20 days hold about 200,000 of them.
+CLOCK_STEP = timedelta(seconds=8.64)
 
 
 class Workload:
@@ -28,6 +31,10 @@ class Workload:
         self.now = now
         self.prefix = prefix
         self.counter = 0
+        # Events occur in the order they are generated, CLOCK_STEP apart, from 20 days ago;
+        # a share `late` of them is dated up to three days earlier (an offline till's upload).
+        self.clock = now - timedelta(days=20)
+        self.late = 0.0
         self.purchases: list[tuple[str, str, Decimal, str]] = []  # member, order, amount, sku
         self.fresh_members = 0
 
@@ -41,8 +48,11 @@ class Workload:
         return f"M{self.rng.randrange(self.members):07d}"
 
     def _when(self) -> str:
-        at = self.now - timedelta(days=self.rng.randrange(20), seconds=self.rng.randrange(86_400))
-        return at.astimezone(SHANGHAI).isoformat(timespec="seconds")
+        self.clock = min(self.clock + CLOCK_STEP, self.now)
+        at = self.clock
+        if self.late and self.rng.random() < self.late:
+            at -= timedelta(seconds=self.rng.randrange(3_600, 3 * 86_400))
+        return at.astimezone(SHANGHAI).isoformat(timespec="milliseconds")
 
     def _event(self, kind: str, member: str, source: str, payload: dict) -> dict:
         return {"event_id": self._id(kind), "type": kind, "source": source, "member_id": member,
