@@ -1,9 +1,14 @@
-"""Event builders for tests: plain dicts in the wire format, with sensible defaults."""
+"""Event builders for tests: plain dicts in the wire format, with sensible defaults; programs
+with other tier settings."""
 
 from __future__ import annotations
 
 import itertools
 from typing import Any
+
+from worker.domain.engine import rules_of, with_rules
+from worker.domain.engine.language import TierSettings
+from worker.domain.program import Program
 
 _ids = itertools.count(1)
 
@@ -47,3 +52,10 @@ def review(member_id: str, order_id: str, sku: str, has_media: bool = False, **k
 
 def referral(member_id: str, referee: str, **kw: Any) -> dict:
     return event("referral", member_id, referee_member_id=referee, **kw)
+
+
+def with_tiers(program: Program, **settings: Any) -> Program:
+    """`program` with its engine's `[tiers]` settings changed (basis, downgrade, review_*), validated."""
+    rules = rules_of(program)
+    tiers = TierSettings.model_validate({**rules.tiers.model_dump(), **settings})
+    return with_rules(program, rules.model_copy(update={"tiers": tiers}))

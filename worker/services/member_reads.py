@@ -12,7 +12,7 @@ from worker.domain import mall, reward_locks
 from worker.domain.program import Program
 from worker.services import holds
 from worker.services.holds import DUE_SQL
-from worker.services.members import entry_view, view_from_row
+from worker.services.members import FLOOR_RECORD_JOIN, entry_view, view_from_row
 from worker.services.mall import _terms
 
 # Points the member app warns about: those expiring within this window.
@@ -25,7 +25,7 @@ HISTORY_PAGE_MAX = 200
 # trip: this is the hottest read of the API.
 _STATE = text(
     """
-    SELECT m.*,
+    SELECT m.*, floor_record.*,
         (SELECT coalesce(sum(remaining), 0) FROM lots
          WHERE member_id = :member_id AND remaining > 0 AND pending_until IS NULL
            AND expires_at > :now AND expires_at <= :until) AS expiring,
@@ -33,8 +33,8 @@ _STATE = text(
          WHERE member_id = :member_id AND remaining > 0 AND pending_until IS NULL AND expires_at > :now) AS next_expiry,
         (SELECT coalesce(sum(points), 0) FROM holds WHERE member_id = :member_id AND status = 'held') AS held,
         (%s) AS due
-    FROM members m WHERE m.member_id = :member_id
-    """ % DUE_SQL
+    FROM members m %s WHERE m.member_id = :member_id
+    """ % (DUE_SQL, FLOOR_RECORD_JOIN)
 )
 _HISTORY = text(
     """
@@ -84,7 +84,7 @@ async def member_state(
             break
         await holds.settle_member(engine, program, member_id, now=now)
     return {
-        **view_from_row(program, row),
+        **view_from_row(program, row, now=now),
         "held_points": int(row["held"]),
         "points_expiring_in_30_days": int(row["expiring"]),
         "next_expiry_at": _iso(row["next_expiry"]),
