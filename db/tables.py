@@ -43,6 +43,10 @@ members = Table(
     Column("updated_at", TS, nullable=False),
     Column("erased_at", TS),
     Column("qualifying_baseline", BigInteger, nullable=False, server_default="0"),
+    # Tiers on the amount basis, and the floor's end (migration 0009_tiers).
+    Column("qualifying_amount", Numeric(16, 2), nullable=False, server_default="0"),
+    Column("qualifying_amount_baseline", Numeric(16, 2), nullable=False, server_default="0"),
+    Column("tier_floor_ends_on", Date),
 )
 
 ledger_entries = Table(
@@ -179,6 +183,19 @@ tier_changes = Table(
     Column("source", Text),
     Column("event_id", Text),
     Column("changed_at", TS, nullable=False),
+    Column("occurred_at", TS, nullable=False),
+)
+
+tier_floors = Table(
+    "tier_floors",
+    metadata,
+    Column("floor_id", BigInteger, primary_key=True),
+    Column("member_id", Text, nullable=False),
+    Column("tier", Text),
+    Column("ends_on", Date),
+    Column("reason", Text, nullable=False),
+    Column("set_by", Text, nullable=False),
+    Column("set_at", TS, nullable=False),
 )
 
 notifications = Table(

@@ -1,9 +1,14 @@
-"""Event builders for tests: plain dicts in the wire format, with sensible defaults."""
+"""Event builders for tests: plain dicts in the wire format, with sensible defaults; programs
+with other tier settings."""
 
 from __future__ import annotations
 
 import itertools
 from typing import Any
+
+from worker.domain.engine import rules_of, with_rules
+from worker.domain.engine.language import TierSettings
+from worker.domain.program import Program
 
 _ids = itertools.count(1)
 
@@ -54,3 +59,10 @@ def activity(member_id: str, kind: str, occurred_at: str, attributes: dict | Non
     # Set after: `kind` is also event()'s name for the event type.
     built["payload"] = {"kind": kind} if attributes is None else {"kind": kind, "attributes": attributes}
     return built
+
+
+def with_tiers(program: Program, **settings: Any) -> Program:
+    """`program` with its engine's `[tiers]` settings changed (basis, downgrade, review_*), validated."""
+    rules = rules_of(program)
+    tiers = TierSettings.model_validate({**rules.tiers.model_dump(), **settings})
+    return with_rules(program, rules.model_copy(update={"tiers": tiers}))

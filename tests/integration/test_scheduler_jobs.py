@@ -188,7 +188,7 @@ def _review_program(grace_days: int = 0):
     return DEFAULT_PROGRAM.model_copy(update={"schedule": schedule.model_copy(update={"tier_review": review})})
 
 
-async def test_tier_review_drops_one_tier_respects_floor_and_recent_points(db):
+async def test_tier_review_recalculates_from_the_window_respects_floor_and_recent_points(db):
     program = _review_program()
     for member in ("OLD", "FLOOR", "ACTIVE"):
         await process(db, purchase(member, "6000.00", occurred_at="2025-02-01T10:00:00+08:00"), program)  # Gold
@@ -202,18 +202,19 @@ async def test_tier_review_drops_one_tier_respects_floor_and_recent_points(db):
                   now=at("2027-01-05T12:00:00+08:00"))
     old = await view(db, "OLD", program)
 
-    assert tiers_after == {"OLD": "Silver", "FLOOR": "Gold", "ACTIVE": "Gold"}
-    # After the review only points from the window on count towards tiers: 0 + 120 (Silver x1.2).
-    assert (old["tier"], old["next_tier"], old["points_to_next_tier"]) == ("Silver", "Gold", 5000 - 120)
+    # Nothing in OLD's window: the level of 0 points, two tiers down at once.
+    assert tiers_after == {"OLD": "Regular", "FLOOR": "Gold", "ACTIVE": "Gold"}
+    # After the review only points from the window on count towards tiers: 0 + 100 (Regular x1.0).
+    assert (old["tier"], old["next_tier"], old["points_to_next_tier"]) == ("Regular", "Silver", 1000 - 100)
     assert await rows(db, "SELECT member_id, from_tier, to_tier, reason FROM tier_changes WHERE reason = 'review'") == [
-        ("OLD", "Gold", "Silver", "review")]
+        ("OLD", "Gold", "Regular", "review")]
     assert await rows(db, "SELECT params->>'from_tier', params->>'to_tier' FROM notifications WHERE kind = 'tier_downgraded'") == [
-        ("Gold", "Silver")]
+        ("Gold", "Regular")]
     assert (await audit_all(db)).clean
 
 
 async def test_tier_review_grace_period_keeps_a_recent_upgrade(db):
-    program = _review_program(grace_days=36500)  # every upgrade in these tests is "recent"
+    program = _review_program(grace_days=3660)  # the longest grace a program may give: every upgrade here is recent
     await process(db, purchase("NEW", "6000.00", occurred_at="2025-02-01T10:00:00+08:00"), program)
 
     await run_job(db, "tier-review", at("2027-01-01T02:00:00+08:00"), program)

@@ -8,7 +8,9 @@ import pytest
 
 from scheduler.runner import Scheduler
 from scheduler.schedule import job_specs, last_fire_time
-from worker.domain.calendar import birthdays_on, chunk_ranges, firing_key, job_config, reviewed_tier
+from tests.factories import with_tiers
+from worker.domain.calendar import birthdays_on, chunk_ranges, firing_key, job_config
+from worker.domain.engine import rules_of
 from worker.domain.program import DEFAULT_PROGRAM as P
 
 CST = timezone(timedelta(hours=8))
@@ -46,26 +48,13 @@ def _review(grace_days=0):
 NOW = datetime(2027, 1, 1, 2, tzinfo=CST)
 
 
-@pytest.mark.parametrize(
-    ("tier", "window_points", "floor", "expected"),
-    [
-        ("Gold", 4999, None, "Silver"),  # short of Gold's 5000: one tier down, not to Regular
-        ("Gold", 0, None, "Silver"),
-        ("Gold", 5000, None, None),  # kept
-        ("Diamond", 100, "Diamond", None),  # the floor holds
-        ("Diamond", 100, "Gold", "Gold"),
-        ("Regular", 0, None, None),
-    ],
-)
-def test_reviewed_tier(tier, window_points, floor, expected):
-    assert reviewed_tier(_review(), tier, window_points, floor=floor, upgraded_at=None, now=NOW) == expected
-
-
-def test_grace_period_after_an_upgrade():
-    program = _review(grace_days=30)
-
-    assert reviewed_tier(program, "Gold", 0, floor=None, upgraded_at=NOW - timedelta(days=29), now=NOW) is None
-    assert reviewed_tier(program, "Gold", 0, floor=None, upgraded_at=NOW - timedelta(days=31), now=NOW) == "Silver"
+def test_tier_review_runs_when_the_program_tiers_go_down_at_a_review():
+    assert job_config(P, "tier-review").enabled is False
+    assert job_config(_review(), "tier-review").enabled is True
+    assert job_config(with_tiers(_review(), downgrade="automatic"), "tier-review").enabled is False
+    assert job_config(with_tiers(P, downgrade="review"), "tier-review").enabled is True
+    tiers = rules_of(_review(grace_days=30)).tiers
+    assert (tiers.downgrade, tiers.review_window_days, tiers.review_grace_days) == ("review", 365, 30)
 
 
 def test_last_fire_time_in_the_program_zone():

@@ -1,4 +1,4 @@
-"""member show / history, notifications list."""
+"""member show / history / set-tier / tier-history, notifications list."""
 
 from __future__ import annotations
 
@@ -15,6 +15,12 @@ def register(app: typer.Typer) -> None:
     app.add_typer(member_app, name="member")
     member_app.command("show", help="Tier, points and the next tier of one member; exit 1 when unknown.")(member_show)
     member_app.command("history", help="The member's ledger entries with the rules behind each; exit 1 when unknown.")(member_history)
+    member_app.command(
+        "set-tier",
+        help="Keep the member at least at TIER until --until (or without end); the lowest tier or --clear removes "
+             "the floor. Exit 1 for an unknown member, 2 for an unknown tier.",
+    )(member_set_tier)
+    member_app.command("tier-history", help="The member's tier changes with their reasons, and the floors set; exit 1 when unknown.")(member_tier_history)
     member_app.command("erase", help="Erase the member's personal data; ledger amounts stay.")(member_erase)
     notifications_app = typer.Typer(help="The notification outbox.")
     app.add_typer(notifications_app, name="notifications")
@@ -34,7 +40,104 @@ def member_show(member_id: str = typer.Argument(..., help="The member id."), as_
         emit_json(view)
         return
     for key, value in view.items():
+        if key == "tier_floor" and value is not None:
+            value = _floor_text(value, prog.zone)
         typer.echo(f"{key:>20}: {value}")
+
+
+def _floor_text(floor: dict, zone) -> str:
+    """`Gold until 2026-12-31 (set by alice on 2026-11-24: complaint handled)`, dates program-local."""
+    from datetime import datetime
+
+    until = f"until {floor['ends_on']}" if floor["ends_on"] else "without end"
+    state = "" if floor["in_force"] else ", ended"
+    when = f" on {datetime.fromisoformat(floor['set_at']).astimezone(zone).date()}" if floor["set_at"] else ""
+    return f"{floor['tier']} {until}{state} (set by {floor['set_by'] or 'unknown'}{when}: {floor['reason'] or 'no reason recorded'})"
+
+
+def member_set_tier(
+    member_id: str = typer.Argument(..., help="The member id."),
+    tier: Optional[str] = typer.Argument(None, help="The lowest tier the member keeps."),
+    until: Optional[str] = typer.Option(
+        None, "--until", help="The floor's last day, YYYY-MM-DD in the program's time zone (included); default: without end."
+    ),
+    clear: bool = typer.Option(False, "--clear", help="Remove the member's floor."),
+    reason: str = typer.Option(..., "--reason", help="Why; recorded with the floor and in tier history (required)."),
+    by: Optional[str] = typer.Option(None, "--by", help="Who sets it; default: $USER."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable JSON on standard output."),
+) -> None:
+    import os
+    from datetime import date
+
+    from worker.domain.engine import rules_of
+    from worker.domain.engine.tiering import operator_floor
+    from worker.domain.errors import InvalidFloor, UnknownMember
+    from worker.runtime import utc_now
+    from worker.services.floors import set_tier_floor
+
+    if (tier is None) == (not clear):
+        fail("give a tier, or --clear to remove the floor" if tier is None else "give a tier or --clear, not both")
+    if clear and until is not None:
+        fail("--until goes with a tier, not with --clear")
+    ends_on = None
+    if until is not None:
+        try:
+            ends_on = date.fromisoformat(until)
+        except ValueError:
+            fail(f"--until: {until!r} is not a date (YYYY-MM-DD)")
+    s = settings()
+    prog = program(s)
+    rules = rules_of(prog)
+    now = utc_now()
+    try:
+        floor = None if clear else operator_floor(rules, tier, ends_on, today=now.astimezone(rules.zone).date())
+        done = run(lambda engine: set_tier_floor(engine, prog, member_id, floor, reason=reason,
+                                                 by=by or os.environ.get("USER") or "unknown", now=now), s)
+    except InvalidFloor as error:
+        fail(str(error))
+    except UnknownMember as error:
+        fail(str(error), code=1)
+    if as_json:
+        emit_json(done.as_json())
+        return
+    if done.floor is not None:
+        until_text = f"until {done.floor['ends_on']}" if done.floor["ends_on"] else "without end"
+        said = f"floor {done.floor['tier']} {until_text}, set by {done.floor['set_by']}"
+    elif done.floor_id is not None:
+        said = "floor removed"
+    else:
+        said = "no floor to remove"
+    moved = f"tier {done.tier_before} -> {done.tier}" if done.tier != done.tier_before else f"tier stays {done.tier}"
+    typer.echo(f"member {member_id}: {said}; {moved}")
+
+
+def member_tier_history(
+    member_id: str = typer.Argument(..., help="The member id."),
+    limit: int = typer.Option(100, help="The latest N rows."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable JSON on standard output."),
+) -> None:
+    from datetime import datetime
+
+    from worker.services.members import tier_history
+
+    s = settings()
+    prog = program(s)
+    rows = run(lambda engine: tier_history(engine, member_id, limit), s)
+    if rows is None:
+        fail(f"no member {member_id!r}", code=1)
+    if as_json:
+        emit_json(rows)
+        return
+    for r in rows:
+        at = datetime.fromisoformat(r["at"]).astimezone(prog.zone).strftime("%Y-%m-%d %H:%M")
+        if r["kind"] == "change":
+            event = f" ({r['event']['source']} {r['event']['event_id']})" if r["event"]["event_id"] else ""
+            typer.echo(f"{at}  {r['from_tier']} -> {r['to_tier']}  {r['reason']}{event}")
+        elif r["tier"] is None:
+            typer.echo(f"{at}  floor removed by {r['set_by']}: {r['reason']}")
+        else:
+            until = f"until {r['ends_on']}" if r["ends_on"] else "without end"
+            typer.echo(f"{at}  floor {r['tier']} {until} set by {r['set_by']}: {r['reason']}")
 
 
 def member_history(

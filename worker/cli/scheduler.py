@@ -101,7 +101,7 @@ JOB_EFFECTS = {
     "release-pending": "make available every pending purchase whose return window closed before then",
     "birthday": "give the birthday gift to members whose birthday is that day",
     "member-day": "send the member-day notice for that day if it is a member day",
-    "tier-review": "move members down a tier by their qualifying points in the window before then",
+    "tier-review": "move members down to the tier their qualifying value in the window up to then reaches",
 }
 # A firing more than this ahead of the clock acts on the future (e.g. expires points that are
 # still valid); it needs --force. Catching up on a missed firing in the past does not.

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import calendar
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 
+from worker.domain.engine import rules_of
 from worker.domain.program import Job, Program
 
 # Job names as operators type them, and the program-file keys that configure them.
@@ -19,10 +20,15 @@ JOB_KEYS: dict[str, str] = {
 
 
 def job_config(program: Program, name: str) -> Job:
+    """The job's section of `[schedule]`. The tier review runs exactly when the program's tiers
+    go down at a review (downgrade "review"; an enabled `[schedule.tier_review]` says so in
+    an old-style file), on that section's crontab."""
     if name not in JOB_KEYS:
         raise KeyError(f"unknown job {name!r}; jobs: {', '.join(JOB_KEYS)}")
-    job: Job = getattr(program.schedule, JOB_KEYS[name])
-    return job
+    config: Job = getattr(program.schedule, JOB_KEYS[name])
+    if name == "tier-review":
+        config = config.model_copy(update={"enabled": rules_of(program).tiers.downgrade == "review"})
+    return config
 
 
 def firing_key(job: str, scheduled_for: datetime) -> str:
@@ -51,29 +57,3 @@ def chunk_ranges(boundaries: list[str]) -> list[tuple[str, str | None]]:
         after = upto
     ranges.append((after, None))
     return ranges
-
-
-def reviewed_tier(
-    program: Program,
-    tier: str,
-    window_points: int,
-    *,
-    floor: str | None,
-    upgraded_at: datetime | None,
-    now: datetime,
-) -> str | None:
-    """The tier after a review, or None to keep the current one.
-
-    A member whose points in the window fall short of their tier's threshold drops one tier,
-    never below an operator's floor, and not while inside the grace period after an upgrade.
-    """
-    rule = program.schedule.tier_review
-    rank = program.tier_rank(tier)
-    if rank == 0 or window_points >= program.tiers[rank].threshold:
-        return None
-    if upgraded_at is not None and now - upgraded_at < timedelta(days=rule.grace_days):
-        return None
-    lower = program.tiers[rank - 1].name
-    if floor is not None and program.tier_rank(floor) > program.tier_rank(lower):
-        lower = floor
-    return None if lower == tier else lower

@@ -30,6 +30,10 @@ class UnknownMember(LoyaltyError):
         self.member_id = member_id
 
 
+class InvalidFloor(LoyaltyError):
+    """An operator's tier floor names no tier of the program, or ends before today."""
+
+
 class InvariantViolation(LoyaltyError):
     """The ledger disagrees with itself; a bug, never an input problem."""
 

@@ -2,23 +2,27 @@
 
 Every write helper here appends ledger entries and moves lots; nothing updates or deletes an
 entry. The balance row is written once, at the end, and checked against the deltas applied.
+Tiers change here too, and only here: after an event (`close`), at a calendar review
+(`review_tiers`) and when an operator sets a floor (`set_floor`), each with its tier_changes
+row, under the program's tier settings (`engine.rules_of(program).tiers`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import BigInteger, bindparam, text
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from worker.domain import tiers
+from worker.domain import engine
+from worker.domain.engine import Award, EngineProgram, TierFloor, tiering, validate_state
 from worker.domain.errors import InvariantViolation
 from worker.domain.lots import Lot, take_earliest_expiring
 from worker.domain.program import Program
-from worker.domain.engine import Award, validate_state
 
 _LOCK_MEMBER = text(
     """
@@ -76,6 +80,7 @@ _WRITE_MEMBER = text(
     UPDATE members SET
         tier = :tier, available_points = :available_points, pending_points = :pending_points,
         qualifying_points = :qualifying_points, lifetime_points = :lifetime_points,
+        qualifying_amount = :qualifying_amount, tier_floor = :tier_floor, tier_floor_ends_on = :tier_floor_ends_on,
         birthday = :birthday, locale = :locale, signed_up_at = :signed_up_at,
         first_purchase_at = :first_purchase_at, rule_state = :rule_state,
         latest_event_at = :latest_event_at, latest_event_source = :latest_event_source,
@@ -127,10 +132,39 @@ _MEMBER_WRITES = {(n, r): _member_write(n, r) for n in (False, True) for r in (F
 
 _WRITE_TIER_CHANGE = text(
     """
-    INSERT INTO tier_changes (member_id, from_tier, to_tier, reason, source, event_id)
-    VALUES (:member_id, :from_tier, :to_tier, :reason, :source, :event_id)
+    INSERT INTO tier_changes (member_id, from_tier, to_tier, reason, source, event_id, occurred_at)
+    VALUES (:member_id, :from_tier, :to_tier, :reason, :source, :event_id, :occurred_at)
     """
 )
+# A review's downgrades of one chunk, executed as one batch per statement (the members are
+# locked by the review's candidate query).
+_WRITE_REVIEWED = text(
+    """
+    UPDATE members SET tier = :to_tier,
+        qualifying_baseline = coalesce(CAST(:baseline AS bigint), qualifying_baseline),
+        qualifying_amount_baseline = coalesce(CAST(:amount_baseline AS numeric), qualifying_amount_baseline),
+        updated_at = now()
+    WHERE member_id = :member_id
+    """
+)
+_NOTIFY_REVIEWED = text(
+    """
+    INSERT INTO notifications (member_id, kind, params, dedupe_key, source, event_id)
+    VALUES (:member_id, 'tier_downgraded',
+            jsonb_build_object('from_tier', CAST(:from_tier AS text), 'to_tier', CAST(:to_tier AS text)),
+            'tier_downgraded:' || :member_id || ':' || :event_id, :source, :event_id)
+    ON CONFLICT (dedupe_key) DO NOTHING
+    """
+)
+_WRITE_FLOOR = text(
+    """
+    INSERT INTO tier_floors (member_id, tier, ends_on, reason, set_by)
+    VALUES (:member_id, :tier, :ends_on, :reason, :set_by)
+    RETURNING floor_id, set_at
+    """
+)
+# The `source` of tier changes an operator's floor makes; their event id is `floor:<floor_id>`.
+OPERATOR_SOURCE = "operator"
 
 
 @dataclass(frozen=True)
@@ -154,13 +188,19 @@ class Account:
     pending: int
     qualifying: int
     lifetime: int
+    # Money spent less refunded: the qualifying value on the amount basis.
+    qualifying_amount: Decimal
     profile: dict[str, Any]
     # Every stateful rule's counters, streaks and missions, keyed by rule id (engine/state.py).
     rule_state: dict[str, Any]
     opened: dict[str, int] = field(default_factory=dict)
     notifications: list[dict] = field(default_factory=list)
-    # Qualifying points below this do not count towards tiers (moved by a tier review).
+    # Qualifying points below this do not count towards tiers (moved by a tier review);
+    # amount_baseline is the same for money spent.
     baseline: int = 0
+    amount_baseline: Decimal = Decimal(0)
+    # The operator's floor lasts until this local date, included (None: without end).
+    tier_floor_ends_on: date | None = None
     # (entry kind, points) and (from tier, to tier) written in this transaction, for the
     # metrics counted once it commits.
     movements: list[tuple[str, int]] = field(default_factory=list)
@@ -180,6 +220,16 @@ class Account:
         key = (origin.occurred_at, origin.source, origin.event_id)
         if self.latest is None or key > self.latest:
             self.latest = key
+
+    @property
+    def floor(self) -> TierFloor | None:
+        return TierFloor(tier=self.tier_floor, ends_on=self.tier_floor_ends_on) if self.tier_floor else None
+
+    def tier_value(self, rules: EngineProgram) -> int | Decimal:
+        """What counts towards tiers now: qualifying points or money above the review baseline."""
+        if rules.tiers.basis == "amount":
+            return self.qualifying_amount - self.amount_baseline
+        return self.qualifying - self.baseline
 
 
 async def lock_member(conn: AsyncConnection, program: Program, member_id: str) -> Account:
@@ -203,6 +253,9 @@ def account_from_row(member_id: str, row: Any) -> Account:
         baseline=row["qualifying_baseline"],
         latest=(row["latest_event_at"], row["latest_event_source"], row["latest_event_id"])
         if row["latest_event_at"] is not None else None,
+        qualifying_amount=row["qualifying_amount"],
+        amount_baseline=row["qualifying_amount_baseline"],
+        tier_floor_ends_on=row["tier_floor_ends_on"],
     )
     account.opened = {"available": account.available, "pending": account.pending, "qualifying": account.qualifying}
     return account
@@ -311,6 +364,12 @@ async def reverse(
     return detail
 
 
+def count_spend(account: Account, amount: Decimal) -> None:
+    """Money towards tiers on the amount basis: a purchase's amount, a refund's (negative) share
+    of it that was not refunded before. Kept on every basis, so a program may change basis."""
+    account.qualifying_amount += amount
+
+
 async def take_from_lots(conn: AsyncConnection, entry_id: int, takes: list[tuple[int, int]]) -> None:
     if takes:
         await conn.execute(
@@ -332,34 +391,30 @@ def notify(account: Account, kind: str, origin: Origin | None, dedupe_key: str |
     )
 
 
-def next_tier(program: Program, account: Account) -> str:
-    """The tier the account closes with (the re-evaluation's replay decides it the same way)."""
-    return tiers.upgraded_tier(program, account.tier, account.qualifying - account.baseline, account.tier_floor)
+def next_tier(program: Program, account: Account, origin: Origin) -> str:
+    """The tier the account closes an event with (the re-evaluation's replay decides it so too)."""
+    rules = engine.rules_of(program)
+    on = origin.occurred_at.astimezone(rules.zone).date()
+    return engine.tier_after(rules, account.tier, account.tier_value(rules), on=on, floor=account.floor)
 
 
 async def close(
     conn: AsyncConnection, program: Program, account: Account, origin: Origin | None, record: dict | None = None
 ) -> None:
-    """Upgrade the tier, queue nudges, write the balance row and the outbox rows, and the event's
-    outcome (`record`: status, result, source, event_id of its processed_events row) if given."""
-    new_tier = next_tier(program, account)
-    if new_tier != account.tier:
-        await conn.execute(
-            _WRITE_TIER_CHANGE,
-            {
-                "member_id": account.member_id,
-                "from_tier": account.tier,
-                "to_tier": new_tier,
-                "reason": "upgrade",
-                "source": origin.source if origin else None,
-                "event_id": origin.event_id if origin else None,
-            },
-        )
-        notify(account, "tier_upgraded", origin, from_tier=account.tier, to_tier=new_tier)
-        account.tier_moves.append((account.tier, new_tier))
-        account.tier = new_tier
-    nudge = tiers.nudge(
-        program, account.tier, account.opened["qualifying"] - account.baseline, account.qualifying - account.baseline
+    """Settle the tier, queue nudges, write the balance row and the outbox rows, and the event's
+    outcome (`record`: status, result, source, event_id of its processed_events row) if given.
+
+    Without an origin (a points payment) nothing that counts towards tiers moved, so the tier
+    is left as it is."""
+    rules = engine.rules_of(program)
+    if origin is not None:
+        new_tier = next_tier(program, account, origin)
+        if new_tier != account.tier:
+            reason = "upgrade" if rules.rank(new_tier) > rules.rank(account.tier) else "downgrade"
+            await change_tier(conn, rules, account, new_tier, reason, origin)
+    nudge = tiering.nudge(
+        rules, account.tier, account.opened["qualifying"] - account.baseline, account.qualifying - account.baseline,
+        program.nudge.window_points,
     )
     if nudge is not None:
         notify(
@@ -370,6 +425,32 @@ async def close(
             tier=nudge.tier,
             points_away=nudge.points_away,
         )
+    await _write_back(conn, account, record)
+
+
+async def change_tier(
+    conn: AsyncConnection, rules: EngineProgram, account: Account, to_tier: str, reason: str, origin: Origin
+) -> None:
+    """Move the member to `to_tier` with a tier_changes row saying why, and tell them."""
+    await conn.execute(
+        _WRITE_TIER_CHANGE,
+        {
+            "member_id": account.member_id,
+            "from_tier": account.tier,
+            "to_tier": to_tier,
+            "reason": reason,
+            "source": origin.source,
+            "event_id": origin.event_id,
+            "occurred_at": origin.occurred_at,
+        },
+    )
+    kind = "tier_upgraded" if rules.rank(to_tier) > rules.rank(account.tier) else "tier_downgraded"
+    notify(account, kind, origin, from_tier=account.tier, to_tier=to_tier)
+    account.tier_moves.append((account.tier, to_tier))
+    account.tier = to_tier
+
+
+async def _write_back(conn: AsyncConnection, account: Account, record: dict | None) -> None:
     if account.available < 0 or account.pending < 0:
         raise InvariantViolation(
             f"member {account.member_id}: balance would go negative "
@@ -382,6 +463,9 @@ async def close(
         "pending_points": account.pending,
         "qualifying_points": account.qualifying,
         "lifetime_points": account.lifetime,
+        "qualifying_amount": account.qualifying_amount,
+        "tier_floor": account.tier_floor,
+        "tier_floor_ends_on": account.tier_floor_ends_on,
         "birthday": account.profile["birthday"],
         "locale": account.profile["locale"],
         "signed_up_at": account.profile["signed_up_at"],
@@ -398,6 +482,81 @@ async def close(
     if record is not None:
         params.update({f"record_{key}": value for key, value in record.items()})
     await conn.execute(_MEMBER_WRITES[(bool(account.notifications), record is not None)], params)
+
+
+# ---------------------------------------------------------------- operator floors and reviews
+
+
+@dataclass(frozen=True)
+class FloorSet:
+    floor_id: int
+    # When it was recorded: the transaction's time, as tier_changes.changed_at.
+    set_at: datetime
+    tier_before: str
+    tier: str
+
+
+async def set_floor(
+    conn: AsyncConnection, program: Program, account: Account, floor: TierFloor | None, *, reason: str, by: str,
+    now: datetime,
+) -> FloorSet:
+    """Record an operator's floor (None removes it) and, when it is in force on `now`'s local
+    date and above the member's tier, raise the tier to it at once with the change's reason
+    `operator floor: <reason>`.
+
+    Removing or lowering a floor moves no tier here: the next review (or, with downgrade
+    "automatic", the next event) lets the tier fall to what qualifying says.
+    """
+    floor_id, set_at = (
+        await conn.execute(
+            _WRITE_FLOOR,
+            {"member_id": account.member_id, "tier": floor.tier if floor else None,
+             "ends_on": floor.ends_on if floor else None, "reason": reason, "set_by": by},
+        )
+    ).one()
+    account.tier_floor = floor.tier if floor else None
+    account.tier_floor_ends_on = floor.ends_on if floor else None
+    rules = engine.rules_of(program)
+    before = account.tier
+    active = tiering.floor_in_force(floor, now.astimezone(rules.zone).date())
+    if active is not None and rules.rank(active.tier) > rules.rank(account.tier):
+        origin = Origin(OPERATOR_SOURCE, f"floor:{floor_id}", "set-tier", now)
+        await change_tier(conn, rules, account, active.tier, f"operator floor: {reason}", origin)
+    await _write_back(conn, account, None)
+    return FloorSet(floor_id, set_at, before, account.tier)
+
+
+@dataclass(frozen=True)
+class Reviewed:
+    """One member's downgrade at a tier review, with the new baseline of the basis reviewed
+    (what the qualifying value was before the window; None: unchanged), so that upgrades
+    afterwards count the window and what follows."""
+
+    member_id: str
+    from_tier: str
+    to_tier: str
+    baseline: int | None
+    amount_baseline: Decimal | None
+
+
+async def review_tiers(conn: AsyncConnection, reviewed: list[Reviewed], origin: Origin) -> None:
+    """Write a review's downgrades: tiers and baselines, tier_changes rows with reason
+    `review`, and `tier_downgraded` notifications, one batched statement each. The caller
+    holds the members' row locks."""
+    if not reviewed:
+        return
+    await conn.execute(_WRITE_REVIEWED, [
+        {"member_id": r.member_id, "to_tier": r.to_tier, "baseline": r.baseline, "amount_baseline": r.amount_baseline}
+        for r in reviewed
+    ])
+    moves = [
+        {"member_id": r.member_id, "from_tier": r.from_tier, "to_tier": r.to_tier, "reason": "review",
+         "source": origin.source, "event_id": origin.event_id, "occurred_at": origin.occurred_at}
+        for r in reviewed
+    ]
+    await conn.execute(_WRITE_TIER_CHANGE, moves)
+    await conn.execute(_NOTIFY_REVIEWED, [{k: m[k] for k in ("member_id", "from_tier", "to_tier", "source", "event_id")}
+                                          for m in moves])
 
 
 # ---------------------------------------------------------------- points payments (HTTP API holds)

@@ -1,8 +1,9 @@
-"""Recompute balances from entries and lots and compare them with the balance rows."""
+"""Recompute balances from entries, lots and orders and compare them with the balance rows."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -17,7 +18,8 @@ SELECT m.member_id,
        m.available_points, m.pending_points, m.qualifying_points, m.lifetime_points,
        coalesce(e.available, 0) AS entries_available, coalesce(e.pending, 0) AS entries_pending,
        coalesce(e.qualifying, 0) AS entries_qualifying, coalesce(e.lifetime, 0) AS entries_lifetime,
-       coalesce(l.available, 0) AS lots_available, coalesce(l.pending, 0) AS lots_pending
+       coalesce(l.available, 0) AS lots_available, coalesce(l.pending, 0) AS lots_pending,
+       m.qualifying_amount, coalesce(o.spent, 0) AS orders_spent
 FROM members m
 LEFT JOIN (
     SELECT member_id, sum(points) AS available, sum(pending_points) AS pending,
@@ -38,6 +40,10 @@ LEFT JOIN (
            coalesce(sum(remaining) FILTER (WHERE pending_until IS NOT NULL), 0) AS pending
     FROM lots WHERE {lots_filter} GROUP BY member_id
 ) l USING (member_id)
+LEFT JOIN (
+    SELECT member_id, sum(amount - refunded_amount) AS spent
+    FROM orders WHERE amount IS NOT NULL AND {entries_filter} GROUP BY member_id
+) o USING (member_id)
 WHERE {members_filter}
 ORDER BY m.member_id
 """
@@ -63,8 +69,8 @@ _CHUNK_END = text(
 class Difference:
     member_id: str
     field: str
-    balance: int
-    recomputed: int
+    balance: int | Decimal
+    recomputed: int | Decimal
 
     def __str__(self) -> str:
         return f"{self.member_id}: {self.field} is {self.balance} but entries/lots say {self.recomputed}"
@@ -78,9 +84,12 @@ def _differences(row) -> list[Difference]:
         ("pending_points", row.pending_points, "lots", row.lots_pending),
         ("qualifying_points", row.qualifying_points, "entries", row.entries_qualifying),
         ("lifetime_points", row.lifetime_points, "entries", row.entries_lifetime),
+        ("qualifying_amount", row.qualifying_amount, "orders", row.orders_spent),
     ]
     return [
-        Difference(row.member_id, f"{name} ({against})", balance, int(recomputed))
+        # Sums of bigints come back as numeric: points are compared as integers, money as Decimal.
+        Difference(row.member_id, f"{name} ({against})", balance,
+                   Decimal(recomputed) if name.endswith("_amount") else int(recomputed))
         for name, balance, against, recomputed in checks
         if balance != recomputed
     ]

@@ -78,7 +78,7 @@ class _Replay:
         origin = Origin(event.source, event.event_id, event.type, event.occurred_at)
         self.account.rule_state = validate_state(self.account.rule_state)  # as the row reads back
         getattr(self, "_" + event.type)(origin, event)
-        self.account.tier = accounts.next_tier(self.program, self.account)
+        self.account.tier = accounts.next_tier(self.program, self.account, origin)
 
     def _purchase(self, origin: Origin, event: Any) -> None:
         payload = event.payload
@@ -90,6 +90,7 @@ class _Replay:
         if first is None or origin.occurred_at < first:
             self.account.profile["first_purchase_at"] = origin.occurred_at
         self.book(origin, outcome)
+        accounts.count_spend(self.account, payload.amount)
         waiting = order
         order = self.orders[payload.order_id] = _Order(payload.amount, outcome.order_points)
         self.purchases += 1
@@ -108,6 +109,7 @@ class _Replay:
         if due > 0:
             self.credit(origin, "refund", -due)
             self.account.qualifying -= due
+        accounts.count_spend(self.account, order.refunded_amount - min(order.refunded_amount + amount, order.amount))
         order.refunded_amount = min(order.refunded_amount + amount, order.amount)
         order.points_reversed += due
         self.refunds[(order_id, refund_id)] = {
@@ -236,21 +238,23 @@ class _Replay:
             self.account.qualifying += points
 
 
-def replay(
-    program: Program, *, tier_floor: str | None, baseline: int, events: Iterable[Any], referrals_won: set[EventKey]
-) -> History:
-    """Replay `events` (already in occurrence order) on a member who had none."""
+def replay(program: Program, member: Account, *, events: Iterable[Any], referrals_won: set[EventKey]) -> History:
+    """Replay `events` (already in occurrence order) on a member who had none, with `member`'s
+    operator floor and review baselines."""
     account = Account(
-        member_id="",
+        member_id=member.member_id,
         tier=program.tiers[0].name,
-        tier_floor=tier_floor,
+        tier_floor=member.tier_floor,
+        tier_floor_ends_on=member.tier_floor_ends_on,
         available=0,
         pending=0,
         qualifying=0,
+        qualifying_amount=Decimal(0),
         lifetime=0,
         profile={"birthday": None, "locale": None, "signed_up_at": None, "first_purchase_at": None},
         rule_state={},
-        baseline=baseline,
+        baseline=member.baseline,
+        amount_baseline=member.amount_baseline,
     )
     run = _Replay(program, account, referrals_won)
     for event in events:

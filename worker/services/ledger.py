@@ -337,6 +337,7 @@ async def _purchase(conn, program: Program, account: Account, origin: Origin, ev
     if first is None or origin.occurred_at < first:
         account.profile["first_purchase_at"] = origin.occurred_at
     result = await _book(conn, program, account, origin, outcome, pending=program.pending.days > 0)
+    accounts.count_spend(account, payload.amount)
     # Reversals are for what the order itself earned; the one-off first-purchase bonus stays.
     order_points = outcome.order_points
     lot_id = result.detail.get("lot_id")
@@ -371,6 +372,7 @@ async def _apply_refund(conn, account: Account, origin: Origin, order_key: dict,
         rule = {"rule": "refund", "order_id": order_key["order_id"], "refund_id": refund_id, "amount": str(amount),
                 "order_amount": str(order["amount"]), "order_points": order["points_earned"]}
         await accounts.reverse(conn, account, origin, due, own_lot_id=order["lot_id"], rules=[rule])
+    accounts.count_spend(account, order["refunded_amount"] - min(order["refunded_amount"] + amount, order["amount"]))
     order = {**order, "refunded_amount": min(order["refunded_amount"] + amount, order["amount"]),
              "points_reversed": order["points_reversed"] + due}
     await conn.execute(_ORDER_REFUNDED, {**order_key, "refunded_amount": order["refunded_amount"],

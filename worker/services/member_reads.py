@@ -13,7 +13,7 @@ from worker.domain.program import Program
 from worker.services import holds
 from worker.services.holds import DUE_SQL
 from worker.services.mall import _terms
-from worker.services.members import entry_view, view_from_row
+from worker.services.members import FLOOR_RECORD_JOIN, entry_view, view_from_row
 
 # Points the member app warns about: those expiring within this window.
 EXPIRING_WINDOW = timedelta(days=30)
@@ -25,7 +25,7 @@ HISTORY_PAGE_MAX = 200
 # trip: this is the hottest read of the API.
 _STATE = text(
     f"""
-    SELECT m.*,
+    SELECT m.*, floor_record.*,
         (SELECT coalesce(sum(remaining), 0) FROM lots
          WHERE member_id = :member_id AND remaining > 0 AND pending_until IS NULL
            AND expires_at > :now AND expires_at <= :until) AS expiring,
@@ -33,7 +33,7 @@ _STATE = text(
          WHERE member_id = :member_id AND remaining > 0 AND pending_until IS NULL AND expires_at > :now) AS next_expiry,
         (SELECT coalesce(sum(points), 0) FROM holds WHERE member_id = :member_id AND status = 'held') AS held,
         ({DUE_SQL}) AS due
-    FROM members m WHERE m.member_id = :member_id
+    FROM members m {FLOOR_RECORD_JOIN} WHERE m.member_id = :member_id
     """
 )
 _HISTORY = text(
@@ -84,7 +84,7 @@ async def member_state(
             break
         await holds.settle_member(engine, program, member_id, now=now)
     return {
-        **view_from_row(program, row),
+        **view_from_row(program, row, now=now),
         "held_points": int(row["held"]),
         "points_expiring_in_30_days": int(row["expiring"]),
         "next_expiry_at": _iso(row["next_expiry"]),

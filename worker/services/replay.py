@@ -27,7 +27,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from worker.domain import reevaluation
-from worker.domain.engine import Award
+from worker.domain.engine import Award, rules_of
 from worker.domain.program import Program
 from worker.services import accounts
 from worker.services.accounts import Account, Origin
@@ -79,12 +79,6 @@ _SYNC_REFUNDS = text(
     WHERE r.member_id = :member_id AND r.order_id = s.order_id AND r.refund_id = s.refund_id
     """
 ).bindparams(bindparam("rows", type_=JSONB))
-_TIER_CHANGE = text(
-    """
-    INSERT INTO tier_changes (member_id, from_tier, to_tier, reason, source, event_id)
-    VALUES (:member_id, :from_tier, :to_tier, 're-evaluation', :source, :event_id)
-    """
-)
 
 
 @dataclass(frozen=True)
@@ -119,9 +113,7 @@ async def reevaluate(
         return None
     history = sorted((stored_event(row.event_type, row.payload) for row in rows), key=_order)
     won = {(r.source, r.event_id) for r in (await conn.execute(_REFERRALS_WON, {"member_id": account.member_id}))}
-    shadow = replay(
-        program, tier_floor=account.tier_floor, baseline=account.baseline, events=history, referrals_won=won
-    )
+    shadow = replay(program, account, events=history, referrals_won=won)
 
     booked_entries = [dict(r) for r in (await conn.execute(_ENTRIES, {"member_id": account.member_id})).mappings()]
     booked = reevaluation.points_by_event(booked_entries)
@@ -213,21 +205,9 @@ async def _adopt(conn, program: Program, account: Account, late: Origin, shadow:
     # A tier review moves the qualifying baseline; a member reviewed keeps the reviewed tier
     # (upgrades still apply when the account closes), see docs/reliability.md. A tier the
     # account's close would reach anyway is left to it (an upgrade, with its notification).
-    if tier not in (account.tier, accounts.next_tier(program, account)) and account.baseline == 0:
-        await conn.execute(
-            _TIER_CHANGE,
-            {
-                "member_id": member_id,
-                "from_tier": account.tier,
-                "to_tier": tier,
-                "source": late.source,
-                "event_id": late.event_id,
-            },
-        )
-        kind = "tier_upgraded" if program.tier_rank(tier) > program.tier_rank(account.tier) else "tier_downgraded"
-        accounts.notify(account, kind, late, from_tier=account.tier, to_tier=tier)
-        account.tier_moves.append((account.tier, tier))
-        account.tier = tier
+    reviewed = account.baseline or account.amount_baseline
+    if tier not in (account.tier, accounts.next_tier(program, account, late)) and not reviewed:
+        await accounts.change_tier(conn, rules_of(program), account, tier, "re-evaluation", late)
     if shadow.orders:
         await conn.execute(_SYNC_ORDERS, {"member_id": member_id, "rows": shadow.orders})
     await conn.execute(_CLEAR_REVIEWS, {"member_id": member_id})

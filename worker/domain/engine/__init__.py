@@ -22,12 +22,22 @@ from worker.domain.engine.legacy import (
     with_rules,
 )
 from worker.domain.engine.state import period_key, validate_state
-from worker.domain.engine.tiering import level_for, qualifying_change, review_tier, tier_after
+from worker.domain.engine.tiering import (
+    floor_in_force,
+    level_for,
+    qualifying_change,
+    review_tier,
+    review_window,
+    tier_after,
+    tier_at_review,
+    to_next,
+)
 
 __all__ = [
     "Award", "Considered", "EngineProgram", "Evaluation", "EventData", "Member", "TierFloor",
     "default_engine_program", "entry_awards", "evaluate", "event_data", "explain", "explain_event", "explanation",
-    "file_version", "from_program", "level_for", "load_engine_program", "load_program_file",
-    "member_view", "order_points", "outcome_note", "parse_engine_program", "period_key", "qualifying_change", "review_tier",
-    "render_explanation", "rules_of", "state_from_member", "tier_after", "validate_state", "with_rules",
+    "file_version", "floor_in_force", "from_program", "level_for", "load_engine_program", "load_program_file",
+    "member_view", "order_points", "outcome_note", "parse_engine_program", "period_key", "qualifying_change",
+    "render_explanation", "review_tier", "review_window", "rules_of", "state_from_member", "tier_after",
+    "tier_at_review", "to_next", "validate_state", "with_rules",
 ]

@@ -290,6 +290,8 @@ class TierSettings(_Section):
     # review: tiers go up at once and down only at a review over `review_window_days`.
     downgrade: Literal["never", "automatic", "review"] = "never"
     review_window_days: Annotated[int, Field(ge=1, le=3660)] = 365
+    # review: a member whose last upgrade happened (event time) fewer days ago keeps the tier.
+    review_grace_days: Annotated[int, Field(ge=0, le=3660)] = 0
     levels: tuple[Level, ...]
 
     @field_validator("levels")

@@ -69,7 +69,8 @@ def program_rules(program: Program) -> list[dict[str, Any]]:
 
 
 def from_program(program: Program, version: str | int = "legacy") -> EngineProgram:
-    """The engine program equivalent to today's Program (tiers never go down between reviews)."""
+    """The engine program equivalent to today's Program: tiers never go down, or, with
+    `[schedule.tier_review]` enabled, only at that review (its window and grace days)."""
     data = {
         "version": version,
         "name": program.name,
@@ -79,6 +80,7 @@ def from_program(program: Program, version: str | int = "legacy") -> EngineProgr
             "basis": "points",
             "downgrade": "review" if program.schedule.tier_review.enabled else "never",
             "review_window_days": program.schedule.tier_review.window_days,
+            "review_grace_days": program.schedule.tier_review.grace_days,
             "levels": [{"name": t.name, "threshold": t.threshold, "multiplier": str(t.multiplier)} for t in program.tiers],
         },
         "rules": program_rules(program),
@@ -126,7 +128,8 @@ def rules_of(program: Program) -> EngineProgram:
 
 
 def with_rules(program: Program, rules: EngineProgram) -> Program:
-    """A copy of `program` whose earning rules are `rules` (tiers, jobs, mall stay the program's)."""
+    """A copy of `program` whose earning rules and tier settings are `rules`' (jobs and the
+    mall stay the program's)."""
     copy = program.model_copy()
     copy._rules = rules
     return copy

@@ -77,6 +77,8 @@ class Plan:
 def _skip_reason(program: Program, job: str, scheduled_for: datetime) -> str | None:
     if job == "member-day" and not member_days.is_today(program, scheduled_for):
         return "not a member day"
+    if job == "tier-review":
+        return tier_review.skip_reason(program)
     return None
 
 

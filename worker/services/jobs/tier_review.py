@@ -1,80 +1,106 @@
-"""tier-review: on a rolling window, members whose recent qualifying points fall short of
-their tier's threshold drop one tier (never below an operator's floor; not in the grace period).
+"""tier-review: with downgrade "review", each member's tier is recalculated from the qualifying
+value of the rolling window (points or money, as the program's tiers say); it may drop several
+tiers, never below an operator's floor in force, and not within the grace period that follows
+the occurrence of the event behind their last upgrade.
 
 A downgrade moves the member's qualifying baseline so that upgrades afterwards count only the
-window's points and what is earned from then on, not the whole history again.
+window's value and what is earned from then on, not the whole history again. The decision is
+`engine.tier_at_review`; the writes are `accounts.review_tiers`.
 """
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
+from decimal import Decimal
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from worker.domain.calendar import firing_key, reviewed_tier
+from worker.domain import engine
+from worker.domain.calendar import firing_key
+from worker.domain.engine import EngineProgram, TierFloor
 from worker.domain.program import Program
+from worker.services import accounts
 from worker.services.jobs.common import IN_RANGE, ChunkResult, Range
 
-_CANDIDATES = text(
-    f"""
-    SELECT m.member_id, m.tier, m.tier_floor, m.qualifying_points,
-           coalesce((SELECT sum(e.qualifying_points) FROM ledger_entries e
-                     WHERE e.member_id = m.member_id AND e.occurred_at > :since AND e.occurred_at <= :now), 0)
-               AS window_points,
-           (SELECT max(t.changed_at) FROM tier_changes t WHERE t.member_id = m.member_id AND t.to_tier = m.tier)
-               AS upgraded_at
+# The window's qualifying value of one member (m): points of the entries that occurred in
+# it, or money of the purchases in it less the refunds in it. A refund counts only the part
+# of its order not refunded before it (in occurrence order), as orders.refunded_amount does.
+_WINDOW_POINTS = """
+    coalesce((SELECT sum(e.qualifying_points) FROM ledger_entries e
+              WHERE e.member_id = m.member_id AND e.occurred_at >= :since AND e.occurred_at < :until), 0)
+"""
+_WINDOW_AMOUNT = """
+    coalesce((SELECT sum(o.amount) FROM orders o
+              WHERE o.member_id = m.member_id AND o.amount IS NOT NULL
+                AND o.purchased_at >= :since AND o.purchased_at < :until), 0)
+    - coalesce((SELECT sum(r.counted) FROM (
+          SELECT r.occurred_at,
+                 least(r.amount, greatest(o.amount - coalesce(sum(r.amount) OVER (
+                     PARTITION BY r.order_id ORDER BY r.occurred_at, r.refund_id
+                     ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0), 0)) AS counted
+          FROM refunds r JOIN orders o ON o.member_id = r.member_id AND o.order_id = r.order_id
+          WHERE r.member_id = m.member_id AND r.status = 'applied' AND o.amount IS NOT NULL
+      ) r WHERE r.occurred_at >= :since AND r.occurred_at < :until), 0)
+"""
+# Grace counts from the event behind the last upgrade to the member's tier: tier_changes
+# keep that event's occurred_at. Changes by reviews or floors are not upgrades.
+_CANDIDATES = """
+    SELECT m.member_id, m.tier, m.tier_floor, m.tier_floor_ends_on,
+           m.qualifying_points, m.qualifying_amount, ({window}) AS window_value,
+           (SELECT max(t.occurred_at) FROM tier_changes t
+            WHERE t.member_id = m.member_id AND t.to_tier = m.tier AND t.reason = 'upgrade') AS upgraded_at
     FROM members m
-    WHERE {IN_RANGE} AND m.tier <> :first_tier AND m.erased_at IS NULL
+    WHERE {in_range} AND m.tier <> :first_tier AND m.erased_at IS NULL
     ORDER BY m.member_id
     FOR UPDATE OF m
-    """
-)
-_DOWNGRADE = text(
-    """
-    UPDATE members SET tier = :to_tier, qualifying_baseline = :baseline, updated_at = now()
-    WHERE member_id = :member_id
-    """
-)
-_TIER_CHANGE = text(
-    """
-    INSERT INTO tier_changes (member_id, from_tier, to_tier, reason, source, event_id)
-    VALUES (:member_id, :from_tier, :to_tier, 'review', 'scheduler', :key)
-    """
-)
-_NOTIFY = text(
-    """
-    INSERT INTO notifications (member_id, kind, params, dedupe_key, source, event_id)
-    VALUES (:member_id, 'tier_downgraded', jsonb_build_object('from_tier', CAST(:from_tier AS text), 'to_tier', CAST(:to_tier AS text)),
-            'tier_downgraded:' || :member_id || ':' || :key, 'scheduler', :key)
-    ON CONFLICT (dedupe_key) DO NOTHING
-    """
-)
+"""
+_CANDIDATES_BY_BASIS = {
+    "points": text(_CANDIDATES.format(window=_WINDOW_POINTS, in_range=IN_RANGE)),
+    "amount": text(_CANDIDATES.format(window=_WINDOW_AMOUNT, in_range=IN_RANGE)),
+}
+
+
+def window_bounds(rules: EngineProgram, now: datetime) -> tuple[datetime, datetime]:
+    """The review window as instants: from the start of its first local day to the end of its last."""
+    first, last = engine.review_window(rules, now.astimezone(rules.zone).date())
+    return (datetime.combine(first, time(0), tzinfo=rules.zone),
+            datetime.combine(last + timedelta(days=1), time(0), tzinfo=rules.zone))
+
+
+def skip_reason(program: Program) -> str | None:
+    """Why a firing does nothing: tiers only go down at a review with downgrade "review"."""
+    downgrade = engine.rules_of(program).tiers.downgrade
+    return None if downgrade == "review" else f"tier downgrade is {downgrade!r}, not 'review'"
 
 
 async def run(conn: AsyncConnection, program: Program, now: datetime, span: Range) -> ChunkResult:
-    rule = program.schedule.tier_review
+    rules = engine.rules_of(program)
+    if skip_reason(program) is not None:
+        return ChunkResult()
+    since, until = window_bounds(rules, now)
     rows = (
         await conn.execute(
-            _CANDIDATES,
-            {**span.params(), "now": now, "since": now - timedelta(days=rule.window_days),
-             "first_tier": program.tiers[0].name},
+            _CANDIDATES_BY_BASIS[rules.tiers.basis],
+            {**span.params(), "since": since, "until": until, "first_tier": rules.tiers.levels[0].name},
         )
     ).mappings().all()
-    key = firing_key("tier-review", now)
-    changes = []
+    on = now.astimezone(rules.zone).date()
+    reviewed = []
     for row in rows:
-        to_tier = reviewed_tier(
-            program, row["tier"], int(row["window_points"]), floor=row["tier_floor"],
-            upgraded_at=row["upgraded_at"], now=now,
-        )
-        if to_tier is not None:
-            changes.append({
-                "member_id": row["member_id"], "from_tier": row["tier"], "to_tier": to_tier, "key": key,
-                "baseline": row["qualifying_points"] - int(row["window_points"]),
-            })
-    if changes:
-        await conn.execute(_DOWNGRADE, changes)
-        await conn.execute(_TIER_CHANGE, [{k: c[k] for k in ("member_id", "from_tier", "to_tier", "key")} for c in changes])
-        await conn.execute(_NOTIFY, [{k: c[k] for k in ("member_id", "from_tier", "to_tier", "key")} for c in changes])
-    return ChunkResult(members=len(changes))
+        floor = TierFloor(tier=row["tier_floor"], ends_on=row["tier_floor_ends_on"]) if row["tier_floor"] else None
+        window = row["window_value"]
+        to_tier = engine.tier_at_review(rules, row["tier"], [(on, window)], now=now, floor=floor,
+                                        upgraded_at=row["upgraded_at"])
+        if to_tier is None:
+            continue
+        # The baseline of the basis under review moves; the other stays as it was.
+        points, amount = (int(window), None) if rules.tiers.basis == "points" else (None, Decimal(window))
+        reviewed.append(accounts.Reviewed(
+            member_id=row["member_id"], from_tier=row["tier"], to_tier=to_tier,
+            baseline=row["qualifying_points"] - points if points is not None else None,
+            amount_baseline=row["qualifying_amount"] - amount if amount is not None else None,
+        ))
+    origin = accounts.Origin("scheduler", firing_key("tier-review", now), "tier-review", now)
+    await accounts.review_tiers(conn, reviewed, origin)
+    return ChunkResult(members=len(reviewed))
