@@ -18,6 +18,7 @@ from db.engine import create_engine
 from tests.conftest import NOW, truncate_all
 from tests.factories import event
 from worker.domain.program import DEFAULT_PROGRAM
+from worker.domain.reevaluation import points_by_event
 from worker.domain.tiers import tier_for
 from worker.services import intake
 from worker.services.audit import audit_all
@@ -100,17 +101,22 @@ async def check_invariants(engine, events: list[dict]) -> None:
         refunds_of = {e["event_id"]: (e["member_id"], e["payload"]["order_id"]) for e in events if e["type"] == "refund"}
         purchase_of = {(e["member_id"], e["payload"]["order_id"]): e["event_id"] for e in events if e["type"] == "purchase"}
         entries = (await conn.execute(text(
-            "SELECT member_id, kind, points + pending_points AS total, event_id FROM ledger_entries"))).all()
+            "SELECT member_id, source, event_id, kind, qualifying_points, rules FROM ledger_entries"))).mappings().all()
+        by_member: dict[str, list] = {}
+        for e in entries:
+            by_member.setdefault(e["member_id"], []).append(e)
+        # What each purchase earned and each refund took back, corrections of late events included.
         earned: dict[tuple, int] = {}
         reversed_: dict[tuple, int] = {}
-        for e in entries:
-            if e.kind == "earn" and e.event_id in purchase_of.values():
-                key = next(k for k, v in purchase_of.items() if v == e.event_id)
-                earned[key] = earned.get(key, 0) + e.total
-            elif e.kind == "reverse":
-                assert e.event_id in refunds_of, e
-                key = refunds_of[e.event_id]
-                reversed_[key] = reversed_.get(key, 0) - e.total
+        for member_id, rows in by_member.items():
+            for (_, event_id), rules in points_by_event(rows).items():
+                if event_id in refunds_of:
+                    assert set(rules) == {"refund"}, (event_id, rules)
+                    key = refunds_of[event_id]
+                    reversed_[key] = reversed_.get(key, 0) - rules["refund"]
+                elif (member_id, event_id) in {(m, e) for (m, _), e in purchase_of.items()}:
+                    key = next(k for k, v in purchase_of.items() if v == event_id and k[0] == member_id)
+                    earned[key] = earned.get(key, 0) + sum(p for r, p in rules.items() if r != "first_purchase")
         for key, points in reversed_.items():
             assert 0 <= points <= earned.get(key, 0), (key, points, earned.get(key))
         orders = (await conn.execute(text(
