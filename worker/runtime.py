@@ -22,8 +22,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from db.engine import create_engine
 from worker.config import Settings
 from worker.domain import messages
+from worker.domain.engine import load_program
 from worker.domain.events import safe_text
-from worker.domain.program import Program, load_program
+from worker.domain.program import Program
 
 log = structlog.get_logger(__name__)
 

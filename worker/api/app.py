@@ -82,7 +82,7 @@ def create_app(settings: Settings | None = None, api_settings: ApiSettings | Non
         from worker.api.auth import KeyCache
         from worker.api.limits import RateLimiter
         from worker.broker import build_broker
-        from worker.domain.program import load_program
+        from worker.domain.engine import load_program
         from worker.runtime import utc_now
 
         s = settings or Settings.from_env()

@@ -13,8 +13,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from db.engine import create_engine
 from worker.config import Settings
+from worker.domain.engine import load_program
 from worker.domain.errors import ProgramError
-from worker.domain.program import Program, load_program
+from worker.domain.program import Program
 
 T = TypeVar("T")
 CONNECT_TIMEOUT_S = 10

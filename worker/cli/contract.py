@@ -26,7 +26,7 @@ def schema() -> None:
 def _load(file: Optional[str]):
     from worker.cli.common import settings
     from worker.domain.errors import ProgramError
-    from worker.domain.program import load_program
+    from worker.domain.engine import load_program
 
     path = file if file is not None else settings().program_file
     try:

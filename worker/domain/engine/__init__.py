@@ -1,6 +1,7 @@
 """The rule engine: program-file rules evaluated as a pure function (docs/rules.md).
 
-The ledger earns through `evaluate`, with the rules `rules_of(program)` gives.
+The ledger earns through `evaluate`, with the rules `rules_of(program)` gives; `load_program`
+reads a program file in either shape (program_file.py).
 """
 
 from worker.domain.engine.evaluate import Award, Considered, Evaluation, EventData, Member, evaluate, event_data
@@ -14,12 +15,20 @@ from worker.domain.engine.language import (
 )
 from worker.domain.engine.entries import entry_awards, order_points, outcome_note
 from worker.domain.engine.legacy import file_version, from_program, rules_of, state_from_member, with_rules
+from worker.domain.engine.program_file import (
+    load_program,
+    parse_program_data,
+    parse_program_text,
+    program_version,
+    version_id,
+)
 from worker.domain.engine.state import period_key, validate_state
 from worker.domain.engine.tiering import level_for, qualifying_change, review_tier, tier_after
 
 __all__ = [
     "Award", "Considered", "EngineProgram", "Evaluation", "EventData", "Member", "TierFloor",
     "default_engine_program", "entry_awards", "evaluate", "event_data", "explain", "file_version", "from_program", "level_for", "load_engine_program",
-    "order_points", "outcome_note", "parse_engine_program", "period_key", "qualifying_change", "review_tier",
-    "rules_of", "state_from_member", "tier_after", "validate_state", "with_rules",
+    "load_program", "order_points", "outcome_note", "parse_engine_program", "parse_program_data", "parse_program_text",
+    "period_key", "program_version", "qualifying_change", "review_tier",
+    "rules_of", "state_from_member", "tier_after", "validate_state", "version_id", "with_rules",
 ]
