@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from worker.cli.common import emit_json, fail, program, settings
+from worker.cli.common import emit_json, fail, parse_time, program, settings
 
 
 def register(app: typer.Typer) -> None:
@@ -63,13 +63,7 @@ def _parse_now(now: Optional[str]) -> datetime:
 
     if now is None:
         return utc_now()
-    try:
-        at = datetime.fromisoformat(now)
-    except ValueError:
-        fail(f"--now: {now!r} is not an ISO 8601 time, e.g. 2026-01-02T00:05:00+08:00")
-    if at.tzinfo is None:
-        fail(f"--now: {now!r} needs a UTC offset, e.g. 2026-01-02T00:05:00+08:00")
-    return at
+    return parse_time(now, "--now")
 
 
 def scheduler_jobs(as_json: bool = typer.Option(False, "--json", help="Machine-readable JSON on standard output.")) -> None:

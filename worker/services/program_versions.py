@@ -78,6 +78,8 @@ class Published:
     version: str
     name: str
     effective_from: datetime
+    published_at: datetime
+    published_by: str
     # False: this content was already published under this version; nothing was written.
     created: bool
 
@@ -108,7 +110,7 @@ async def publish(
             )
         ).first()
         if row is not None:
-            return Published(version, program.name, start, created=True)
+            return Published(version, program.name, start, now, by, created=True)
         stored = (await conn.execute(_STORED, {"version": version})).mappings().one()
     said = f"published {stored['published_at'].isoformat()} by {stored['published_by']}"
     if stored["checksum"] != digest:
@@ -121,7 +123,8 @@ async def publish(
             f"version {version!r} is already published, in force from {stored['effective_from'].isoformat()} "
             f"({said}); a published version never changes: give this file a new version key"
         )
-    return Published(version, program.name, stored["effective_from"], created=False)
+    return Published(version, program.name, stored["effective_from"], stored["published_at"], stored["published_by"],
+                     created=False)
 
 
 async def list_versions(engine: AsyncEngine, now: datetime, limit: int = 50) -> list[dict[str, Any]]:
@@ -138,6 +141,22 @@ async def list_versions(engine: AsyncEngine, now: datetime, limit: int = 50) -> 
             "published_by": row["published_by"], "checksum": row["checksum"],
         })
     return out
+
+
+async def program_in_force(engine: AsyncEngine, fallback: Program, now: datetime) -> Program:
+    """The program in force at `now` for a one-off command: the published version, else
+    `fallback`. Unlike a process's ProgramInForce, a problem is raised, not logged."""
+    store = StoredVersions(engine)
+    found = await store.in_force(now)
+    if found.version is None or found.checksum is None:
+        return fallback
+    content = await store.content(found.version, found.checksum)
+    return fallback if content is None else stored_program(found.version, content)
+
+
+def stored_program(version: str, content: str) -> Program:
+    """A stored version's program, whose entries record its id."""
+    return parse_program_text(content, f"program version {version!r}", version=version)
 
 
 @dataclass(frozen=True)
@@ -232,7 +251,7 @@ class ProgramInForce:
         if content is None:  # removed between the two reads: the next refresh sees what is left
             return self.program
         try:
-            program = parse_program_text(content, f"program version {found.version!r}", version=found.version)
+            program = stored_program(found.version, content)
         except ProgramError as error:
             self._unusable = (found.version, found.checksum)
             log.error("program_version_unusable", version=found.version, reason=str(error),

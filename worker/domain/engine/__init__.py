@@ -14,7 +14,7 @@ from worker.domain.engine.language import (
     parse_engine_program,
 )
 from worker.domain.engine.entries import entry_awards, order_points, outcome_note
-from worker.domain.engine.legacy import file_version, from_program, rules_of, state_from_member, with_rules
+from worker.domain.engine.legacy import file_version, from_program, has_rules, rules_of, state_from_member, with_rules
 from worker.domain.engine.program_file import (
     load_program,
     parse_program_data,
@@ -27,7 +27,7 @@ from worker.domain.engine.tiering import level_for, qualifying_change, review_ti
 
 __all__ = [
     "Award", "Considered", "EngineProgram", "Evaluation", "EventData", "Member", "TierFloor",
-    "default_engine_program", "entry_awards", "evaluate", "event_data", "explain", "file_version", "from_program", "level_for", "load_engine_program",
+    "default_engine_program", "entry_awards", "evaluate", "event_data", "explain", "file_version", "from_program", "has_rules", "level_for", "load_engine_program",
     "load_program", "order_points", "outcome_note", "parse_engine_program", "parse_program_data", "parse_program_text",
     "period_key", "program_version", "qualifying_change", "review_tier",
     "rules_of", "state_from_member", "tier_after", "validate_state", "version_id", "with_rules",
