@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
+import threading
 from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -112,6 +113,27 @@ async def _stop(runtime: Runtime) -> None:
         with suppress(asyncio.CancelledError):
             await runtime.reloader
     await runtime.engine.dispose()
+
+
+def programs_in_thread(settings: Settings, fallback: Program) -> ProgramInForce:
+    """The program in force for a process without an event loop of its own (the scheduler):
+    a daemon thread runs one, with a one-connection engine, re-reading the published versions.
+    Returns after the first read (or its timeout)."""
+    engine = create_engine(settings.database_url, pool_size=1, max_overflow=0)
+    programs = ProgramInForce(fallback, StoredVersions(engine), settings.program_reload_s)
+    started = threading.Event()
+
+    async def follow() -> None:
+        try:
+            task = await programs.start(utc_now)
+        finally:
+            started.set()
+        if task is not None:
+            await task
+
+    threading.Thread(target=asyncio.run, args=(follow(),), name="program-versions", daemon=True).start()
+    started.wait()
+    return programs
 
 
 def _preflight_or_exit(settings: Settings) -> None:
