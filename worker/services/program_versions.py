@@ -204,7 +204,8 @@ class ProgramInForce:
         # The published version in force and its checksum; None while the fallback is.
         self.version: str | None = None
         self._checksum: str | None = None
-        self._checked_at: datetime | None = None
+        # When the table was last read (the process clock).
+        self.checked_at: datetime | None = None
         self._next_at: datetime | None = None
         # A stored version that did not parse: not read again (its content never changes).
         self._unusable: tuple[str, str] | None = None
@@ -216,9 +217,9 @@ class ProgramInForce:
 
     def wait_s(self, now: datetime) -> float:
         """Seconds until the next refresh is due: the reload interval, or a scheduled start."""
-        if self._checked_at is None:
+        if self.checked_at is None:
             return 0.0
-        due = self._checked_at + timedelta(seconds=self.reload_s)
+        due = self.checked_at + timedelta(seconds=self.reload_s)
         if self._next_at is not None and self._next_at < due:
             due = self._next_at
         return max((due - now).total_seconds(), 0.0)
@@ -227,7 +228,7 @@ class ProgramInForce:
         """Read which version is in force at `now` and switch to it; the program in force after."""
         if self.store is None:
             return self.program
-        self._checked_at = now
+        self.checked_at = now
         try:
             found = await self.store.in_force(now)
         except Exception as error:  # an outage must not stop the process: the current program stays
