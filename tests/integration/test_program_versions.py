@@ -149,3 +149,14 @@ async def test_the_same_version_again_is_a_no_op_and_with_other_content_is_refus
     assert (first.created, again.created, again.published_by, again.effective_from) == (True, False, "ana", now)
     async with db.connect() as conn:
         assert (await conn.execute(text("SELECT count(*) FROM program_versions"))).scalar_one() == 1
+
+
+async def test_a_version_without_a_tier_members_hold_is_refused(db):
+    now = datetime.fromisoformat("2026-12-01T10:00:00+08:00")
+    async with db.begin() as conn:
+        await conn.execute(text("INSERT INTO members (member_id, tier) VALUES ('G1', 'Gold'), ('R1', 'Regular')"))
+    renamed = version_text("v-renamed").replace('name = "Gold"', 'name = "Platinum"')
+
+    with pytest.raises(PublishRefused, match=r"^renamed.toml: tiers: 'Gold' held by members; a version keeps every tier"):
+        await publish(db, renamed, "renamed.toml", by="ana", now=now)
+    assert (await publish(db, version_text("v-same-tiers"), "same.toml", by="ana", now=now)).created

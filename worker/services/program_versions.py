@@ -60,6 +60,19 @@ _IN_FORCE = text(
     ) AS f ON true
     """
 )
+# The tiers members hold, by a loose scan of the members_tier index: one probe per distinct
+# tier, however many members there are.
+_HELD_TIERS = text(
+    """
+    WITH RECURSIVE held(tier) AS (
+        (SELECT tier FROM members ORDER BY tier LIMIT 1)
+        UNION ALL
+        SELECT (SELECT m.tier FROM members m WHERE m.tier > held.tier ORDER BY m.tier LIMIT 1)
+        FROM held WHERE held.tier IS NOT NULL
+    )
+    SELECT tier FROM held WHERE tier IS NOT NULL
+    """
+)
 _CONTENT = text("SELECT content FROM program_versions WHERE version = :version AND checksum = :checksum")
 _LIST = text(
     """
@@ -90,7 +103,8 @@ async def publish(
     """Store a program file's text as the version its `version` key names.
 
     ProgramError (naming the key, as `program check` does) for a file that does not validate;
-    PublishRefused for a start in the past, or a version already published otherwise.
+    PublishRefused for a start in the past, a version already published otherwise, or one
+    without a tier that members hold (their events could not be applied).
     """
     version = version_id(content, origin)
     program = parse_program_text(content, origin, version=version)
@@ -102,6 +116,13 @@ async def publish(
     digest = checksum(content)
     start = effective_from or now
     async with engine.begin() as conn:
+        held = (await conn.execute(_HELD_TIERS)).scalars().all()
+        missing = [tier for tier in held if tier not in {t.name for t in program.tiers}]
+        if missing:
+            raise PublishRefused(
+                f"{origin}: tiers: {', '.join(repr(t) for t in missing)} held by members; a version keeps "
+                "every tier members hold"
+            )
         row = (
             await conn.execute(
                 _PUBLISH,
