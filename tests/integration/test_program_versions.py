@@ -137,6 +137,7 @@ async def test_the_same_version_again_is_a_no_op_and_with_other_content_is_refus
     now = datetime.fromisoformat("2026-12-01T10:00:00+08:00")
     first = await publish(db, version_text("v1"), "a.toml", by="ana", now=now)
     again = await publish(db, version_text("v1"), "a.toml", by="bo", now=now + timedelta(minutes=5))
+    rerun = await publish(db, version_text("v1"), "a.toml", by="bo", now=now + timedelta(days=1), effective_from=now)
 
     with pytest.raises(PublishRefused, match=r"^version 'v1' is already published with other content "
                                              r"\(published 2026-12-01T02:00:00\+00:00 by ana\)"):
@@ -147,6 +148,7 @@ async def test_the_same_version_again_is_a_no_op_and_with_other_content_is_refus
         await publish(db, version_text("v2"), "c.toml", by="bo", now=now, effective_from=now - timedelta(seconds=1))
 
     assert (first.created, again.created, again.published_by, again.effective_from) == (True, False, "ana", now)
+    assert (rerun.created, rerun.effective_from) == (False, now)
     async with db.connect() as conn:
         assert (await conn.execute(text("SELECT count(*) FROM program_versions"))).scalar_one() == 1
 

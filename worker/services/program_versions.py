@@ -100,7 +100,8 @@ class Published:
 async def publish(
     engine: AsyncEngine, content: str, origin: str, *, by: str, now: datetime, effective_from: datetime | None = None
 ) -> Published:
-    """Store a program file's text as the version its `version` key names.
+    """Store a program file's text as the version its `version` key names. The same content
+    again is a no-op (`created` False, the stored start kept), whenever it is repeated.
 
     ProgramError (naming the key, as `program check` does) for a file that does not validate;
     PublishRefused for a start in the past, a version already published otherwise, or one
@@ -108,31 +109,34 @@ async def publish(
     """
     version = version_id(content, origin)
     program = parse_program_text(content, origin, version=version)
-    if effective_from is not None and effective_from < now:
-        raise PublishRefused(
-            f"--effective-from: {effective_from.isoformat()} is in the past; a version takes effect now or later "
-            "(leave the option out for now)"
-        )
     digest = checksum(content)
     start = effective_from or now
     async with engine.begin() as conn:
-        held = (await conn.execute(_HELD_TIERS)).scalars().all()
-        missing = [tier for tier in held if tier not in {t.name for t in program.tiers}]
-        if missing:
-            raise PublishRefused(
-                f"{origin}: tiers: {', '.join(repr(t) for t in missing)} held by members; a version keeps "
-                "every tier members hold"
-            )
-        row = (
-            await conn.execute(
-                _PUBLISH,
-                {"version": version, "name": program.name, "content": content, "checksum": digest,
-                 "effective_from": start, "published_at": now, "published_by": by},
-            )
-        ).first()
-        if row is not None:
-            return Published(version, program.name, start, now, by, created=True)
-        stored = (await conn.execute(_STORED, {"version": version})).mappings().one()
+        stored = (await conn.execute(_STORED, {"version": version})).mappings().first()
+        if stored is None:
+            if start < now:
+                raise PublishRefused(
+                    f"--effective-from: {start.isoformat()} is in the past; a version takes effect now or later "
+                    "(leave the option out for now)"
+                )
+            held = (await conn.execute(_HELD_TIERS)).scalars().all()
+            missing = [tier for tier in held if tier not in {t.name for t in program.tiers}]
+            if missing:
+                raise PublishRefused(
+                    f"{origin}: tiers: {', '.join(repr(t) for t in missing)} held by members; a version keeps "
+                    "every tier members hold"
+                )
+            row = (
+                await conn.execute(
+                    _PUBLISH,
+                    {"version": version, "name": program.name, "content": content, "checksum": digest,
+                     "effective_from": start, "published_at": now, "published_by": by},
+                )
+            ).first()
+            if row is not None:
+                return Published(version, program.name, start, now, by, created=True)
+            # Published by another command at the same moment: compared as any earlier one.
+            stored = (await conn.execute(_STORED, {"version": version})).mappings().one()
     said = f"published {stored['published_at'].isoformat()} by {stored['published_by']}"
     if stored["checksum"] != digest:
         raise PublishRefused(
