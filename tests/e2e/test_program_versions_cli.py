@@ -187,3 +187,32 @@ async def test_a_running_worker_process_switches_to_a_published_version_without_
 
     assert await await_earned(db, "after") == (200, "v2026-12-double")
     assert switch_s < SWITCH_S_MAX
+
+
+def test_the_api_answers_with_the_program_in_force_without_restart(clean, tmp_path):
+    import httpx
+
+    from tests.e2e.api_server import api_process
+
+    env = clean
+    events = tmp_path / "events.jsonl"
+    events.write_text(line(event_id="p-1", type="purchase", member_id="A1",
+                           payload={"order_id": "o-1", "amount": "300.00", "currency": "CNY"}) + "\n")
+    assert loyalty(env, "db", "upgrade").returncode == 0
+    assert loyalty(env, "publish", str(events)).returncode == 0
+    assert loyalty(env, "drain", "--timeout", "60", "--threads", "1").returncode == 0
+    created = loyalty(env, "api-key", "create", "--name", "app", "--scopes", "members:read", "--json")
+    headers = {"Authorization": f"Bearer {json.loads(created.stdout)['key']}"}
+    silver_at_600 = program_file(tmp_path, "v-low-silver").read_text().replace("threshold = 1000", "threshold = 600")
+    (tmp_path / "low.toml").write_text(silver_at_600)
+
+    with api_process(env, tmp_path / "api.log", LOYALTY_PROGRAM_RELOAD_S="1", LOYALTY_API_SWEEP_S="0") as url:
+        def away() -> int:
+            return httpx.get(f"{url}/v1/members/A1", headers=headers, timeout=10).json()["points_to_next_tier"]
+
+        before = away()
+        assert loyalty(env, "program", "publish", str(tmp_path / "low.toml")).returncode == 0
+        switch_s = wait_for(lambda: away() != before, "the API to switch", SWITCH_S_MAX)
+
+        # 400 qualifying points (300 + the first-purchase bonus): Silver is 600 away, then 200.
+        assert (before, away(), switch_s < SWITCH_S_MAX) == (600, 200, True)
