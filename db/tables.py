@@ -265,3 +265,16 @@ api_idempotency = Table(
     Column("response", JSONB, nullable=False),
     Column("created_at", TS, nullable=False),
 )
+
+# Published program files (migration 0008_program_versions).
+program_versions = Table(
+    "program_versions",
+    metadata,
+    Column("version", Text, primary_key=True),
+    Column("name", Text, nullable=False),
+    Column("content", Text, nullable=False),
+    Column("checksum", Text, nullable=False),
+    Column("effective_from", TS, nullable=False),
+    Column("published_at", TS, nullable=False),
+    Column("published_by", Text, nullable=False),
+)

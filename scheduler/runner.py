@@ -5,6 +5,11 @@ Several schedulers may run (replicas, a rolling deploy): each firing is announce
 Redis key set with NX, so normally one replica sends it, and the worker side claims
 (job, scheduled_for) in PostgreSQL, so even a second send changes nothing. After downtime the
 latest missed firing of each job within `schedule.misfire_grace_s` is sent once at start.
+
+The calendar follows the program in force: given a `program_source` (the process's
+ProgramInForce, which re-reads the published versions), the jobs are rescheduled when a new
+version changes the time zone or the schedule. The jobs themselves run in the workers, with
+the workers' program in force.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 import structlog
+from apscheduler.schedulers.base import BaseScheduler
 from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
@@ -32,7 +38,8 @@ Claim = Callable[[str, datetime], bool]  # first announcement of this firing?
 
 class Scheduler:
     def __init__(self, program: Program, send_plan: Send, claim: Claim, clock: Callable[[], datetime],
-                 send_dispatch: Callable[[], None] | None = None):
+                 send_dispatch: Callable[[], None] | None = None,
+                 program_source: Callable[[], Program] | None = None, follow_s: float = 5):
         self.program = program
         self.specs = [spec for spec in job_specs(program) if spec.enabled]
         self.send_plan = send_plan
@@ -40,6 +47,10 @@ class Scheduler:
         self.clock = clock
         self.send_dispatch = send_dispatch
         self.grace = timedelta(seconds=program.schedule.misfire_grace_s)
+        self.program_source = program_source
+        self.follow_s = follow_s
+        # A program whose calendar could not be scheduled: said once, not at every check.
+        self._refused: Program | None = None
 
     def fire(self, spec: JobSpec, scheduled_for: datetime | None = None) -> bool:
         """Announce one firing; False when another scheduler already did."""
@@ -73,7 +84,35 @@ class Scheduler:
         if self.send_dispatch is not None:
             scheduler.add_job(self.send_dispatch, IntervalTrigger(seconds=DISPATCH_INTERVAL_S),
                               id="dispatch-notifications", name="dispatch-notifications")
+        if self.program_source is not None:
+            scheduler.add_job(self.follow_program, IntervalTrigger(seconds=self.follow_s), args=[scheduler],
+                              id="follow-program", name="follow-program")
         return scheduler
+
+    def follow_program(self, scheduler: BaseScheduler) -> bool:
+        """Reschedule the jobs when the program in force has another calendar; True when it did."""
+        assert self.program_source is not None
+        program = self.program_source()
+        if program is self.program or program is self._refused:
+            return False
+        if (program.timezone, program.schedule) == (self.program.timezone, self.program.schedule):
+            self.program = program
+            return False
+        try:
+            specs = [spec for spec in job_specs(program) if spec.enabled]
+        except ValueError as error:
+            self._refused = program
+            log.error("scheduler_program_refused", reason=str(error), kept=[s.name for s in self.specs])
+            return False
+        grace_s = program.schedule.misfire_grace_s
+        for spec in self.specs:
+            scheduler.remove_job(spec.name)
+        for spec in specs:
+            scheduler.add_job(self.fire, spec.trigger, args=[spec], id=spec.name, name=spec.name,
+                              misfire_grace_time=grace_s)
+        self.program, self.specs, self.grace = program, specs, timedelta(seconds=grace_s)
+        log.info("scheduler_jobs_rescheduled", jobs=[s.name for s in specs], program=program.name)
+        return True
 
     def run(self) -> None:
         self.catch_up()

@@ -17,6 +17,9 @@ DEFAULT_HEARTBEAT_TIMEOUT_MS = 30_000
 # 100_000 an idle worker polling once a second requeues within ~30 s after the timeout.
 DEFAULT_MAINTENANCE_CHANCE = 100_000
 MAINTENANCE_SCALE = 1_000_000
+# Workers, API processes and the scheduler look for a newly published program version this
+# often (one indexed query); a new version is in force everywhere within about this long.
+DEFAULT_PROGRAM_RELOAD_S = 5
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,7 @@ class Settings:
     templates_dir: str | None = None
     heartbeat_timeout_ms: int = DEFAULT_HEARTBEAT_TIMEOUT_MS
     maintenance_chance: int = DEFAULT_MAINTENANCE_CHANCE
+    program_reload_s: int = DEFAULT_PROGRAM_RELOAD_S
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -50,6 +54,7 @@ class Settings:
             templates_dir=env.get("LOYALTY_TEMPLATES_DIR") or None,
             heartbeat_timeout_ms=_int_setting(env, "LOYALTY_HEARTBEAT_TIMEOUT_MS", DEFAULT_HEARTBEAT_TIMEOUT_MS, 1_000, 3_600_000),
             maintenance_chance=_int_setting(env, "LOYALTY_MAINTENANCE_CHANCE", DEFAULT_MAINTENANCE_CHANCE, 1, MAINTENANCE_SCALE),
+            program_reload_s=_int_setting(env, "LOYALTY_PROGRAM_RELOAD_S", DEFAULT_PROGRAM_RELOAD_S, 1, 3600),
         )
 
 

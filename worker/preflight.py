@@ -14,8 +14,9 @@ import socket
 from dataclasses import dataclass
 
 from worker.config import Settings
+from worker.domain.engine import load_program
 from worker.domain.errors import LoyaltyError
-from worker.domain.program import Program, load_program
+from worker.domain.program import Program
 
 # How long a start-up check waits for a server: long enough for a slow network, short enough
 # that an operator sees the cause "within seconds" instead of a hung process.

@@ -1,7 +1,8 @@
-"""Per-process resources (engine, program, clock), created when a worker boots.
+"""Per-process resources (engine, program in force, clock), created when a worker boots.
 
 Nothing here runs at import time: the RuntimeMiddleware builds the runtime in
-`after_worker_boot` and disposes of it in `before_worker_shutdown`.
+`before_worker_boot` and disposes of it in `before_worker_shutdown`. The program in force
+is re-read from the published versions by a task on the process's event loop.
 """
 
 from __future__ import annotations
@@ -9,7 +10,9 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
+import threading
 from collections.abc import Awaitable, Callable
+from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -23,8 +26,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from db.engine import create_engine
 from worker.config import Settings
 from worker.domain import messages
+from worker.domain.engine import load_program
 from worker.domain.events import safe_text
-from worker.domain.program import Program, load_program
+from worker.domain.program import Program
+from worker.services.program_versions import ProgramInForce, StoredVersions
 
 log = structlog.get_logger(__name__)
 
@@ -36,9 +41,16 @@ def utc_now() -> datetime:
 @dataclass
 class Runtime:
     settings: Settings
-    program: Program
+    programs: ProgramInForce
     engine: AsyncEngine
     clock: Callable[[], datetime] = field(default=utc_now)
+    # The task re-reading the program versions (None: the program is fixed).
+    reloader: asyncio.Task | None = None
+
+    @property
+    def program(self) -> Program:
+        """The program in force now. A message reads it once and keeps it to its end."""
+        return self.programs.program
 
 
 _current: Runtime | None = None
@@ -57,7 +69,13 @@ def install(runtime: Runtime | None) -> None:
 
 class RuntimeMiddleware(dramatiq.Middleware):
     """Builds the process's engine as the worker boots (before its threads take messages),
-    sized to its worker threads. Listed after AsyncIO, whose event loop it needs at shutdown."""
+    sized to its worker threads, and the program in force. Listed after AsyncIO, whose event
+    loop runs the program reloads and is needed at shutdown.
+
+    A `program` given here is fixed (the demo, tests); otherwise the published version in
+    force wins over LOYALTY_PROGRAM_FILE (or the built-in default) and is re-read every
+    `settings.program_reload_s` seconds.
+    """
 
     def __init__(self, settings: Settings, program: Program | None = None):
         self.settings = settings
@@ -66,21 +84,61 @@ class RuntimeMiddleware(dramatiq.Middleware):
     def before_worker_boot(self, broker, worker) -> None:
         if self.program is None and not isinstance(broker, StubBroker):
             _preflight_or_exit(self.settings)
-        program = self.program or load_program(self.settings.program_file)
+        fallback = self.program or load_program(self.settings.program_file)
         messages.install_catalog(messages.load_catalog(self.settings.templates_dir))
         # No pre-ping: it costs a round trip per transaction. A connection broken by a database
         # restart fails its message, the pool discards it, and the actor's retries ride it out.
         engine = create_engine(
             self.settings.database_url, pool_size=worker.worker_threads, max_overflow=2, pre_ping=False
         )
-        install(Runtime(self.settings, program, engine))
-        log.info("worker_runtime_ready", program=program.name, threads=worker.worker_threads)
+        store = StoredVersions(engine) if self.program is None else None
+        runtime = Runtime(self.settings, ProgramInForce(fallback, store, self.settings.program_reload_s), engine)
+        loop_thread = get_event_loop_thread()
+        if loop_thread is not None:
+            # Before the first message: a restarted worker starts with the version in force.
+            runtime.reloader = loop_thread.run_coroutine(runtime.programs.start(runtime.clock))
+        install(runtime)
+        log.info(
+            "worker_runtime_ready",
+            program=runtime.program.name,
+            version=runtime.programs.version_label,
+            threads=worker.worker_threads,
+        )
 
     def before_worker_shutdown(self, broker, worker) -> None:
         runtime, loop_thread = _current, get_event_loop_thread()
         if runtime is not None and loop_thread is not None:
-            loop_thread.run_coroutine(runtime.engine.dispose())
+            loop_thread.run_coroutine(_stop(runtime))
         install(None)
+
+
+async def _stop(runtime: Runtime) -> None:
+    if runtime.reloader is not None:
+        runtime.reloader.cancel()
+        with suppress(asyncio.CancelledError):
+            await runtime.reloader
+    await runtime.engine.dispose()
+
+
+def programs_in_thread(settings: Settings, fallback: Program) -> ProgramInForce:
+    """The program in force for a process without an event loop of its own (the scheduler):
+    a daemon thread runs one, with a one-connection engine, re-reading the published versions.
+    Returns after the first read (or its timeout)."""
+    engine = create_engine(settings.database_url, pool_size=1, max_overflow=0)
+    programs = ProgramInForce(fallback, StoredVersions(engine), settings.program_reload_s)
+    started = threading.Event()
+
+    async def follow() -> None:
+        try:
+            task = await programs.start(utc_now)
+        finally:
+            started.set()
+        if task is not None:
+            await task
+
+    threading.Thread(target=asyncio.run, args=(follow(),), name="program-versions", daemon=True).start()
+    started.wait()
+    return programs
 
 
 def _preflight_or_exit(settings: Settings) -> None:

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from worker.domain.engine import load_program
 from worker.domain.errors import ProgramError
-from worker.domain.program import DEFAULT_PROGRAM, load_program
+from worker.domain.program import DEFAULT_PROGRAM
 
 EXAMPLE = Path(__file__).parents[2] / "docs" / "program.example.toml"
 

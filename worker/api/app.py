@@ -48,7 +48,7 @@ class Runtime:
 
     settings: Settings
     api: ApiSettings
-    program: Program
+    programs: Any  # worker.services.program_versions.ProgramInForce
     engine: Any
     # The same pool without BEGIN/ROLLBACK around each checkout, for single-statement reads only.
     read_engine: Any
@@ -59,6 +59,11 @@ class Runtime:
     limiter: Any
     clock: Callable[[], Any]
     tasks: list[asyncio.Task] = field(default_factory=list)
+
+    @property
+    def program(self) -> Program:
+        """The program in force now, as the workers have it (re-read every few seconds)."""
+        return self.programs.program
 
 
 async def _sweeper(runtime: Runtime) -> None:
@@ -83,8 +88,9 @@ def create_app(settings: Settings | None = None, api_settings: ApiSettings | Non
         from worker.api.auth import KeyCache
         from worker.api.limits import RateLimiter
         from worker.broker import build_broker
-        from worker.domain.program import load_program
+        from worker.domain.engine import load_program
         from worker.runtime import utc_now
+        from worker.services.program_versions import ProgramInForce, StoredVersions
 
         s = settings or Settings.from_env()
         a = api_settings or ApiSettings.from_env()
@@ -92,14 +98,19 @@ def create_app(settings: Settings | None = None, api_settings: ApiSettings | Non
         engine = create_engine(s.database_url, pool_size=POOL_SIZE, max_overflow=0)
         broker = build_broker(s, program=prog)
         client = aioredis.Redis.from_url(s.redis_url)
+        # The same program in force as the workers': a given `program` is fixed (tests).
+        programs = ProgramInForce(prog, StoredVersions(engine) if program is None else None, s.program_reload_s)
+        reloader = await programs.start(utc_now)
         runtime = Runtime(
-            settings=s, api=a, program=prog, engine=engine,
+            settings=s, api=a, programs=programs, engine=engine,
             read_engine=engine.execution_options(isolation_level="AUTOCOMMIT"), redis=client,
             send_one=broker.get_actor("process_event").send, send_many=broker.get_actor("process_batch").send,
             keys=KeyCache(engine), limiter=RateLimiter(client, s.namespace, a.rate_per_key), clock=utc_now,
         )
         if a.sweep_s > 0:
             runtime.tasks.append(asyncio.create_task(_sweeper(runtime)))
+        if reloader is not None:
+            runtime.tasks.append(reloader)
         app.state.runtime = runtime
         try:
             yield

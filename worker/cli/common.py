@@ -6,6 +6,7 @@ import asyncio
 import json
 import sys
 from contextlib import asynccontextmanager
+from datetime import datetime
 from typing import Any, AsyncIterator, Awaitable, Callable, TypeVar
 
 import typer
@@ -13,8 +14,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from db.engine import create_engine
 from worker.config import Settings
+from worker.domain.engine import load_program
 from worker.domain.errors import ProgramError
-from worker.domain.program import Program, load_program
+from worker.domain.program import Program
 
 T = TypeVar("T")
 CONNECT_TIMEOUT_S = 10
@@ -27,11 +29,36 @@ def settings() -> Settings:
         fail(str(error))
 
 
-def program(s: Settings) -> Program:
+def program_file(s: Settings) -> Program:
+    """The program of LOYALTY_PROGRAM_FILE (or the built-in default), read without the database."""
     try:
         return load_program(s.program_file)
     except ProgramError as error:
         fail(str(error))
+
+
+def program(s: Settings) -> Program:
+    """The program in force, as the workers have it: the published version whose start has
+    passed, else the program file's."""
+    from worker.runtime import utc_now
+    from worker.services.program_versions import program_in_force
+
+    fallback = program_file(s)
+    try:
+        return run(lambda engine: program_in_force(engine, fallback, utc_now()), s)
+    except ProgramError as error:
+        fail(str(error))
+
+
+def parse_time(value: str, option: str) -> datetime:
+    """An option's ISO 8601 time, which must carry a UTC offset; exit 2 naming the option otherwise."""
+    try:
+        at = datetime.fromisoformat(value)
+    except ValueError:
+        fail(f"{option}: {value!r} is not an ISO 8601 time, e.g. 2026-01-02T00:05:00+08:00")
+    if at.tzinfo is None:
+        fail(f"{option}: {value!r} needs a UTC offset, e.g. 2026-01-02T00:05:00+08:00")
+    return at
 
 
 def fail(message: str, code: int = 2):

@@ -1,28 +1,36 @@
-"""schema, program check/show/explain: the contract and the program as the worker sees them."""
+"""schema, program check/show/explain/publish/versions: the contract and the program as the workers see them."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 from pathlib import Path
 from typing import Optional
 
 import typer
 
-from worker.cli.common import emit_json, fail
+from worker.cli.common import emit_json, fail, parse_time
 
 
 def register(app: typer.Typer) -> None:
     app.command(help="Print the JSON Schema of the event contract.")(schema)
-    program_app = typer.Typer(help="The loyalty program (earning rules, tiers, calendar).")
+    program_app = typer.Typer(help="The loyalty program (earning rules, tiers, calendar) and its published versions.")
     app.add_typer(program_app, name="program")
-    program_app.command("check", help="Validate a program file; exit 2 naming the bad key.")(program_check)
+    program_app.command("check", help="Validate a program file (either shape); exit 2 naming the bad key.")(program_check)
     program_app.command("show", help="Print the program in force (defaults filled in) as JSON.")(program_show)
     program_app.command(
         "explain",
         help="Dry run of one event: validate it as the worker does (exit 1 naming the field), then show every rule "
              "considered for the member as stored, with its points or why not; writes nothing.",
     )(program_explain)
+    program_app.command(
+        "publish", help="Validate a program file and store it as the version its `version` key names; workers "
+                        "switch to it within LOYALTY_PROGRAM_RELOAD_S seconds of its start."
+    )(program_publish)
+    program_app.command("versions", help="List the published versions, newest first, and which is in force.")(
+        program_versions
+    )
 
 
 def schema() -> None:
@@ -31,26 +39,99 @@ def schema() -> None:
     emit_json(event_json_schema())
 
 
-def _load(file: Optional[str]):
-    from worker.cli.common import settings
+def _load(file: str):
+    from worker.domain.engine import load_program
     from worker.domain.errors import ProgramError
-    from worker.domain.program import load_program
 
-    path = file if file is not None else settings().program_file
     try:
-        return load_program(path)
+        return load_program(file)
     except ProgramError as error:
         fail(str(error))
 
 
-def program_check(file: str = typer.Argument(..., help="Program file (TOML).")) -> None:
+def program_check(file: str = typer.Argument(..., help="Program file (TOML), old shape or rule language.")) -> None:
+    from worker.domain.engine import has_rules, rules_of
+
     loaded = _load(file)
     tiers = ", ".join(f"{t.name} {t.threshold}+ x{t.multiplier}" for t in loaded.tiers)
-    typer.echo(f"{file}: valid; program {loaded.name!r}, time zone {loaded.timezone}, tiers {tiers}")
+    said = f"{file}: valid; program {loaded.name!r}, time zone {loaded.timezone}, tiers {tiers}"
+    if has_rules(loaded):
+        said += f"; rule language, {len(rules_of(loaded).rules)} rules"
+    typer.echo(said)
 
 
-def program_show(file: Optional[str] = typer.Argument(None, help="Program file; default LOYALTY_PROGRAM_FILE or built in.")) -> None:
-    emit_json(_load(file).model_dump(mode="json"))
+def program_show(
+    file: Optional[str] = typer.Argument(
+        None, help="Program file; default the published version in force, else LOYALTY_PROGRAM_FILE or built in."
+    ),
+) -> None:
+    from worker.cli.common import program, settings
+    from worker.domain.engine import has_rules, program_version, rules_of
+
+    shown = _load(file) if file is not None else program(settings())
+    out = shown.model_dump(mode="json")
+    if has_rules(shown):  # a rule-language file or a published version: its rules too
+        out["program_version"] = program_version(shown)
+        out["rules"] = rules_of(shown).model_dump(mode="json", by_alias=True, exclude={"version", "name", "timezone"})
+    emit_json(out)
+
+
+def program_publish(
+    file: str = typer.Argument(..., help="Program file (TOML) with a top-level `version` key, e.g. \"2026-12-spring\"."),
+    effective_from: Optional[str] = typer.Option(
+        None, "--effective-from", help="When it takes effect (ISO 8601 with offset, not in the past); default: now."
+    ),
+    by: Optional[str] = typer.Option(None, "--by", help="Who publishes it, as recorded; default: $USER."),
+    as_json: bool = typer.Option(False, "--json", help="Print the stored version as JSON."),
+) -> None:
+    from worker.cli.common import run
+    from worker.domain.errors import ProgramError, PublishRefused
+    from worker.runtime import utc_now
+    from worker.services.program_versions import publish
+
+    start = parse_time(effective_from, "--effective-from") if effective_from is not None else None
+    try:
+        content = Path(file).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        fail(f"{file}: no such program file")
+    except (OSError, UnicodeDecodeError) as error:
+        fail(f"{file}: cannot be read: {error}")
+    publisher = by or os.environ.get("USER") or os.environ.get("LOGNAME") or "unknown"
+    try:
+        done = run(lambda engine: publish(engine, content, file, by=publisher, now=utc_now(), effective_from=start))
+    except (ProgramError, PublishRefused) as error:
+        fail(str(error))
+    if as_json:
+        emit_json({"version": done.version, "name": done.name, "effective_from": done.effective_from.isoformat(),
+                   "published_at": done.published_at.isoformat(), "published_by": done.published_by,
+                   "created": done.created})
+        return
+    if done.created:
+        typer.echo(f"published version {done.version!r} (program {done.name!r}), in force from "
+                   f"{done.effective_from.isoformat()}")
+    else:
+        typer.echo(f"version {done.version!r} is already published with this content, in force from "
+                   f"{done.effective_from.isoformat()}; nothing changed")
+
+
+def program_versions(
+    limit: int = typer.Option(50, help="Show at most this many (newest first)."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable JSON on standard output."),
+) -> None:
+    from worker.cli.common import run
+    from worker.runtime import utc_now
+    from worker.services.program_versions import list_versions
+
+    rows = run(lambda engine: list_versions(engine, utc_now(), limit))
+    if as_json:
+        emit_json(rows)
+        return
+    if not rows:
+        typer.echo("no published versions; the workers use LOYALTY_PROGRAM_FILE or the built-in program")
+        return
+    for r in rows:
+        typer.echo(f"{r['version']:<24} {r['status']:<10}  from {r['effective_from']}  {r['name']:<16} "
+                   f"published {r['published_at']} by {r['published_by']}")
 
 
 def program_explain(

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import typer
 
-from worker.cli.common import emit_json, fail, program, run, settings
+from worker.cli.common import emit_json, fail, program, program_file, run, settings
 from worker.services.intake import BATCH_EVENTS_MAX
 
 
@@ -48,7 +48,9 @@ def publish(
     if batch < 0 or batch > BATCH_EVENTS_MAX:
         fail(f"--batch must be between 0 and {BATCH_EVENTS_MAX}")
     s = settings()
-    prog = program(s)
+    # The program file's checks, without the database; the workers check again with the
+    # program in force, which a published version may have changed.
+    prog = program_file(s)
     if dry_run:
         send_one = send_many = _Discard()
     else:

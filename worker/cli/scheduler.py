@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from worker.cli.common import emit_json, fail, program, settings
+from worker.cli.common import emit_json, fail, parse_time, program, settings
 
 
 def register(app: typer.Typer) -> None:
@@ -30,7 +30,7 @@ def scheduler_main(ctx: typer.Context) -> None:
     from scheduler.runner import Scheduler, redis_claim
     from worker import logs
     from worker.broker import build_broker
-    from worker.runtime import utc_now
+    from worker.runtime import programs_in_thread, utc_now
 
     from worker import metrics
     from worker.preflight import PreflightError, check_files, check_redis, check_urls
@@ -43,12 +43,16 @@ def scheduler_main(ctx: typer.Context) -> None:
         check_redis(s)
     except PreflightError as error:
         fail(str(error), code=error.code)
+    # The calendar of the published version in force, followed as versions are published; with
+    # the database out of reach the scheduler starts on the program file and keeps trying.
+    programs = programs_in_thread(s, prog)
     broker = build_broker(s)
     plan = broker.get_actor("plan_job")
     dispatch = broker.get_actor("dispatch_notifications") if "dispatch_notifications" in broker.get_declared_actors() else None
     try:
-        runner = Scheduler(prog, plan.send, redis_claim(redis.Redis.from_url(s.redis_url), s.namespace), utc_now,
-                           send_dispatch=dispatch.send if dispatch else None)
+        runner = Scheduler(programs.program, plan.send, redis_claim(redis.Redis.from_url(s.redis_url), s.namespace),
+                           utc_now, send_dispatch=dispatch.send if dispatch else None,
+                           program_source=lambda: programs.program, follow_s=s.program_reload_s)
     except ValueError as error:
         fail(str(error))
     # Only when asked for: a scheduler beside a worker on one host would take its port.
@@ -63,13 +67,7 @@ def _parse_now(now: Optional[str]) -> datetime:
 
     if now is None:
         return utc_now()
-    try:
-        at = datetime.fromisoformat(now)
-    except ValueError:
-        fail(f"--now: {now!r} is not an ISO 8601 time, e.g. 2026-01-02T00:05:00+08:00")
-    if at.tzinfo is None:
-        fail(f"--now: {now!r} needs a UTC offset, e.g. 2026-01-02T00:05:00+08:00")
-    return at
+    return parse_time(now, "--now")
 
 
 def scheduler_jobs(as_json: bool = typer.Option(False, "--json", help="Machine-readable JSON on standard output.")) -> None:

@@ -44,3 +44,8 @@ class RuleStateError(LoyaltyError):
 
 class EngineError(LoyaltyError):
     """An event or member snapshot the rule engine cannot evaluate (e.g. an unknown tier)."""
+
+
+class PublishRefused(LoyaltyError):
+    """A program version that cannot be published as asked: its version id is taken by other
+    content or another start, or its start is in the past. Nothing was written."""

@@ -1,7 +1,8 @@
 """The loyalty program: every number the earning rules use, with the built-in default.
 
 A program file (TOML) replaces any of these values; unknown keys are errors, so a
-typo never silently falls back to a default.
+typo never silently falls back to a default. Files are read by
+worker.domain.engine.program_file, which also reads the rule language.
 """
 
 from __future__ import annotations
@@ -9,7 +10,6 @@ from __future__ import annotations
 from datetime import date, time
 from decimal import Decimal
 from itertools import pairwise
-from pathlib import Path
 from typing import Annotated, Any, Literal, Protocol, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -17,7 +17,6 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 
 from worker.domain.errors import ProgramError
 from worker.domain.events import ACTIVITY_KINDS
-from worker.domain.toml_files import read_toml
 
 Multiplier = Annotated[Decimal, Field(gt=0, le=100)]
 Points = Annotated[int, Field(ge=0, le=1_000_000)]
@@ -296,12 +295,3 @@ def parse_program(data: dict[str, Any], origin: str = "program") -> Program:
         return Program.model_validate(data)
     except ValidationError as error:
         raise ProgramError(f"{origin}: {describe_validation_error(error)}") from None
-
-
-def load_program(path: str | Path | None) -> Program:
-    """The program from a TOML file, or the built-in default when no path is given."""
-    if path is None or str(path) == "":
-        return DEFAULT_PROGRAM
-    path = Path(path)
-    data = read_toml(path, "program file", ProgramError)
-    return parse_program(data, origin=str(path))

@@ -1,6 +1,7 @@
 """The rule engine: program-file rules evaluated as a pure function (docs/rules.md).
 
-The ledger earns through `evaluate`, with the rules `rules_of(program)` gives.
+The ledger earns through `evaluate`, with the rules `rules_of(program)` gives; `load_program`
+reads a program file in either shape (program_file.py).
 """
 
 from worker.domain.engine.entries import entry_awards, order_points, outcome_note
@@ -16,10 +17,18 @@ from worker.domain.engine.language import (
 from worker.domain.engine.legacy import (
     file_version,
     from_program,
+    has_rules,
     load_program_file,
     rules_of,
     state_from_member,
     with_rules,
+)
+from worker.domain.engine.program_file import (
+    load_program,
+    parse_program_data,
+    parse_program_text,
+    program_version,
+    version_id,
 )
 from worker.domain.engine.state import period_key, validate_state
 from worker.domain.engine.tiering import (
@@ -36,8 +45,9 @@ from worker.domain.engine.tiering import (
 __all__ = [
     "Award", "Considered", "EngineProgram", "Evaluation", "EventData", "Member", "TierFloor",
     "default_engine_program", "entry_awards", "evaluate", "event_data", "explain", "explain_event", "explanation",
-    "file_version", "floor_in_force", "from_program", "level_for", "load_engine_program", "load_program_file",
-    "member_view", "order_points", "outcome_note", "parse_engine_program", "period_key", "qualifying_change",
-    "render_explanation", "review_tier", "review_window", "rules_of", "state_from_member", "tier_after",
-    "tier_at_review", "to_next", "validate_state", "with_rules",
+    "file_version", "floor_in_force", "from_program", "has_rules", "level_for", "load_engine_program", "load_program",
+    "load_program_file", "member_view", "order_points", "outcome_note", "parse_engine_program", "parse_program_data",
+    "parse_program_text", "period_key", "program_version", "qualifying_change", "render_explanation", "review_tier",
+    "review_window", "rules_of", "state_from_member", "tier_after", "tier_at_review", "to_next", "validate_state",
+    "version_id", "with_rules",
 ]

@@ -127,6 +127,12 @@ def rules_of(program: Program) -> EngineProgram:
     return derived
 
 
+def has_rules(program: Program) -> bool:
+    """Whether the program's earning rules were set (a rule-language file, a published version)
+    rather than derived from its sections."""
+    return program._rules is not None
+
+
 def with_rules(program: Program, rules: EngineProgram) -> Program:
     """A copy of `program` whose earning rules and tier settings are `rules`' (jobs and the
     mall stay the program's)."""
