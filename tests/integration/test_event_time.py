@@ -298,3 +298,47 @@ async def test_seven_daily_check_ins_pay_the_streak_whatever_the_order(db, deliv
     # 7 x 10 and the 50-point bonus on the 7th day, as in occurrence order.
     assert await earned_by_event(db, MEMBER) == {**{f"ci-{d}": 10 for d in range(6)}, "ci-6": 60}
     assert (await audit_all(db)).clean
+
+
+DOUBLE = (
+    DEFAULT_PROGRAM_PATH.read_text()
+    .replace('version = "default-1"', 'version = "double-1"')
+    .replace(
+        'effect = { kind = "per_amount", rate = "1", unit = "1", rounding = "floor" }',
+        'effect = { kind = "per_amount", rate = "2", unit = "1", rounding = "floor" }',
+    )
+)
+
+
+async def test_a_re_evaluation_keeps_each_event_on_the_version_that_applied_it(db):
+    from worker.services.program_versions import publish, remember, stored_program
+
+    # Given a purchase applied by the built-in program, then a version earning 2 points per
+    # 1.00 published, a later purchase applied by it, and a purchase dated between the two
+    # that arrives last.
+    default = remember(DEFAULT_PROGRAM)  # the process's program file, as ProgramInForce remembers it
+    await publish(db, DOUBLE, "double.toml", by="test", now=NOW)
+    double = stored_program("double-1", DOUBLE)
+    first, late, last = (f.purchase(MEMBER, "100.00", occurred_at=_at(d, 10, 0), event_id=f"v-{d}") for d in (0, 1, 2))
+    assert (await intake.process(db, default, first, now=NOW, strict=True)).points == 200  # 100 + the bonus
+    assert (await intake.process(db, double, last, now=NOW, strict=True)).points == 200
+    assert (await intake.process(db, double, late, now=NOW, strict=True)).points == 200
+
+    # Then nothing already applied is re-decided by the newer version: each event keeps the
+    # points of the version that applied it, and the re-evaluation books no correction.
+    assert await earned_by_event(db, MEMBER) == {"v-0": 200, "v-1": 200, "v-2": 200}
+    async with db.connect() as conn:
+        versions = (
+            await conn.execute(
+                text(
+                    "SELECT event_id, program_version, result -> 're_evaluated' ->> 'corrected_events' "
+                    "FROM processed_events WHERE member_id = :m ORDER BY event_id"
+                ),
+                {"m": MEMBER},
+            )
+        ).all()
+    assert [tuple(v) for v in versions] == [
+        ("v-0", "file:default", None),
+        ("v-1", "double-1", "0"),
+        ("v-2", "double-1", None),
+    ]

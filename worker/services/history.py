@@ -14,7 +14,6 @@ referee, the first to arrive); the replay takes that decision as given (`referra
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -238,9 +237,17 @@ class _Replay:
             self.account.qualifying += points
 
 
-def replay(program: Program, member: Account, *, events: Iterable[Any], referrals_won: set[EventKey]) -> History:
+def replay(
+    program: Program,
+    member: Account,
+    *,
+    events: list[Any],
+    referrals_won: set[EventKey],
+    programs: list[Program] | None = None,
+) -> History:
     """Replay `events` (already in occurrence order) on a member who had none, with `member`'s
-    operator floor and review baselines."""
+    operator floor and review baselines; each event with its program in `programs` (the
+    version that applied it), or `program`."""
     account = Account(
         member_id=member.member_id,
         tier=program.tiers[0].name,
@@ -257,7 +264,8 @@ def replay(program: Program, member: Account, *, events: Iterable[Any], referral
         amount_baseline=member.amount_baseline,
     )
     run = _Replay(program, account, referrals_won)
-    for event in events:
+    for event, applied_with in zip(events, programs or [program] * len(events), strict=True):
+        run.program = applied_with
         run.apply(event)
     orders = [
         {

@@ -27,6 +27,7 @@ from worker.domain.events import (
     payload_hash,
 )
 from worker.domain.lots import refund_reversal
+from worker.domain import engine
 from worker.domain.engine import Award
 from worker.domain.program import Program
 from worker.services import accounts
@@ -44,8 +45,10 @@ INTERNAL_SOURCE_SEPARATOR = ":"
 _CLAIM_AND_LOCK = text(
     """
     WITH claim AS (
-        INSERT INTO processed_events (source, event_id, payload_hash, member_id, event_type, status, occurred_at, payload)
-        VALUES (:source, :event_id, :payload_hash, :member_id, :event_type, 'applied', :occurred_at, :payload)
+        INSERT INTO processed_events
+            (source, event_id, payload_hash, member_id, event_type, status, occurred_at, payload, program_version)
+        VALUES (:source, :event_id, :payload_hash, :member_id, :event_type, 'applied', :occurred_at, :payload,
+                :program_version)
         ON CONFLICT (source, event_id) DO NOTHING
         RETURNING 1
     )
@@ -241,6 +244,7 @@ async def apply_event(conn: AsyncConnection, program: Program, event: Any) -> Re
                 "occurred_at": event.occurred_at,
                 "tier": program.tiers[0].name,
                 "payload": stored,
+                "program_version": str(engine.rules_of(program).version) if stored is not None else None,
             },
         )
     ).mappings().first()

@@ -235,6 +235,22 @@ class StoredVersions:
             return (await conn.execute(_CONTENT, {"version": version, "checksum": digest})).scalar()
 
 
+# Every program this process has worked with, by the version its entries record: a
+# re-evaluation evaluates each event again with the program that applied it
+# (worker/services/replay.py). A stored version never changes and a file's program is the
+# one this process loaded, so one entry per label is enough.
+_KNOWN: dict[str, Program] = {}
+
+
+def remember(program: Program) -> Program:
+    _KNOWN[program_version(program)] = program
+    return program
+
+
+def known_program(version: str) -> Program | None:
+    return _KNOWN.get(version)
+
+
 class ProgramInForce:
     """The program a process works with now; `program` is read by every message or request.
 
@@ -242,7 +258,7 @@ class ProgramInForce:
     """
 
     def __init__(self, fallback: Program, store: VersionStore | None = None, reload_s: float = 5):
-        self.fallback = fallback
+        self.fallback = remember(fallback)
         self.program = fallback
         self.store = store
         self.reload_s = reload_s
@@ -309,7 +325,7 @@ class ProgramInForce:
 
     def _switch(self, program: Program, version: str | None, digest: str | None) -> None:
         before = self.version_label
-        self.program, self.version, self._checksum = program, version, digest
+        self.program, self.version, self._checksum = remember(program), version, digest
         log.info("program_in_force", version=self.version_label, previous=before, name=program.name)
 
     async def start(self, clock: Callable[[], datetime]) -> asyncio.Task | None:

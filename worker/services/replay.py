@@ -32,12 +32,13 @@ from worker.domain.program import Program
 from worker.services import accounts
 from worker.services.accounts import Account, Origin
 from worker.services.history import History, replay
+from worker.services.program_versions import known_program, remember, stored_program
 
 log = structlog.get_logger(__name__)
 
 _HISTORY = text(
     """
-    SELECT event_type, payload FROM processed_events
+    SELECT event_type, payload, program_version FROM processed_events
     WHERE member_id = :member_id AND event_type = ANY(:types)
     """
 ).bindparams(bindparam("types"))
@@ -49,6 +50,7 @@ _ENTRIES = text(
     ORDER BY e.entry_id
     """
 )
+_VERSION = text("SELECT content FROM program_versions WHERE version = :version")
 _REFERRALS_WON = text(
     """
     SELECT source, event_id FROM referrals WHERE referrer_member_id = :member_id OR referee_member_id = :member_id
@@ -111,9 +113,14 @@ async def reevaluate(
     if erased or any(row.payload is None for row in rows):
         log.warning("replay_skipped", member_id=account.member_id, reason="erased" if erased else "history_not_stored")
         return None
-    history = sorted((stored_event(row.event_type, row.payload) for row in rows), key=_order)
+    applied = sorted(
+        ((stored_event(r.event_type, r.payload), r.program_version) for r in rows), key=lambda p: _order(p[0])
+    )
+    history = [event for event, _ in applied]
+    versions = await _programs(conn, program, {version for _, version in applied})
+    programs = [versions.get(version, program) for _, version in applied]
     won = {(r.source, r.event_id) for r in (await conn.execute(_REFERRALS_WON, {"member_id": account.member_id}))}
-    shadow = replay(program, account, events=history, referrals_won=won)
+    shadow = replay(program, account, events=history, programs=programs, referrals_won=won)
 
     booked_entries = [dict(r) for r in (await conn.execute(_ENTRIES, {"member_id": account.member_id})).mappings()]
     booked = reevaluation.points_by_event(booked_entries)
@@ -147,6 +154,26 @@ async def reevaluate(
         ms=round(replayed.seconds * 1000, 1),
     )
     return replayed
+
+
+async def _programs(conn, current: Program, wanted: set[str | None]) -> dict[str | None, Program]:
+    """The program each event was applied with, by version id: the current one, one this process
+    has worked with, or a published version read from its table. A version that is none of
+    these (a program file this process never loaded) is evaluated with the current program,
+    and logged."""
+    found: dict[str | None, Program] = {str(rules_of(current).version): current}
+    for version in wanted - set(found):
+        if version is None:
+            continue
+        program = known_program(version)
+        if program is None:
+            content = (await conn.execute(_VERSION, {"version": version})).scalar()
+            if content is None:
+                log.warning("replay_version_unknown", version=version, used=str(rules_of(current).version))
+                continue
+            program = remember(stored_program(version, content))
+        found[version] = program
+    return found
 
 
 def _order(event: Any) -> reevaluation.OrderKey:

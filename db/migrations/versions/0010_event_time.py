@@ -7,7 +7,8 @@ A member's earning is a function of their accepted events in occurrence order. A
 arrives after a later one is applied and then the member's history is evaluated again from
 the stored events (worker/services/replay.py). `processed_events.payload` holds what that
 needs; events accepted before this revision have none, and a member with such events is not
-re-evaluated (docs/reliability.md). `members.latest_event_*` is the occurrence key
+re-evaluated (docs/reliability.md); `program_version` is the version that applied the
+event, which a replay evaluates it with again. `members.latest_event_*` is the occurrence key
 (occurred_at, source, event_id) of the latest event applied, which tells a late event apart.
 """
 
@@ -19,7 +20,7 @@ branch_labels = None
 depends_on = None
 
 UPGRADE = """
-ALTER TABLE processed_events ADD COLUMN payload jsonb;
+ALTER TABLE processed_events ADD COLUMN payload jsonb, ADD COLUMN program_version text;
 CREATE INDEX processed_events_member ON processed_events (member_id, occurred_at);
 ALTER TABLE members
     ADD COLUMN latest_event_at timestamptz,
@@ -30,7 +31,7 @@ ALTER TABLE members
 DOWNGRADE = """
 ALTER TABLE members DROP COLUMN latest_event_at, DROP COLUMN latest_event_source, DROP COLUMN latest_event_id;
 DROP INDEX processed_events_member;
-ALTER TABLE processed_events DROP COLUMN payload;
+ALTER TABLE processed_events DROP COLUMN payload, DROP COLUMN program_version;
 """
 
 
