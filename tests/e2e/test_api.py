@@ -290,9 +290,10 @@ def test_member_state_history_and_rewards_as_the_member_sees_them(api, clean, tm
             state["tier"], state["next_tier"], state["points_to_next_tier"]) == (950, 0, 950, 950, "Regular", "Silver", 50)
     assert (state["held_points"], state["points_expiring_in_30_days"]) == (0, 400)
     assert [e["kind"] for e in first["entries"]] == ["earn", "earn"] and first["next_before"] is not None
-    assert [e["event"]["event_id"] for e in first["entries"] + second["entries"]] == ["p-1", "p-old", "s-1"]
+    # Newest first; a batch applies each member's events in occurrence order, the old purchase first.
+    assert [e["event"]["event_id"] for e in first["entries"] + second["entries"]] == ["p-1", "s-1", "p-old"]
     assert second["next_before"] is None
-    assert [r["rule"] for r in first["entries"][1]["rules"]] == ["purchase", "first_purchase"]
+    assert [r["rule"] for r in second["entries"][0]["rules"]] == ["purchase", "first_purchase"]
     assert (bad_page.status_code, bad_page.json()["error"], bad_page.json()["field"]) == (422, "invalid_request", "limit")
     assert [(r["reward_id"], r["eligible"], r["locked"]) for r in rewards["rewards"]] == [
         ("mug", True, None),

@@ -8,7 +8,8 @@ from tests.e2e.test_cli import clean, line, loyalty  # noqa: F401  (clean is a f
 def test_history_explains_entries_in_occurrence_order_and_local_time(clean, tmp_path):  # noqa: F811
     env = clean
     events = tmp_path / "events.jsonl"
-    # Sent out of order: the later check-in is processed first, the earlier one earns nothing.
+    # Sent out of order: the later check-in is processed first; the earlier one earns nothing
+    # as it arrives, and then its 10 points in its place in occurrence order.
     events.write_text("\n".join([
         line(event_id="c-2", type="check_in", member_id="M1", source="app", occurred_at="2026-11-09T09:00:00+08:00"),
         line(event_id="p-1", type="purchase", member_id="M1", occurred_at="2026-11-08T23:30:00+08:00",
@@ -24,12 +25,13 @@ def test_history_explains_entries_in_occurrence_order_and_local_time(clean, tmp_
 
     assert text.returncode == 0, text.stderr
     assert text.stdout.splitlines() == [
+        "2026-11-08 08:00  earn         +10  check_in   check_in +10 (check_in c-1 re-earned in its place in "
+        "occurrence order: +10)",
         "2026-11-08 23:30  earn       +2698  purchase   1299.00 x1.0 (Regular) x2 (member_day) = 2598; first_purchase 100",
         "2026-11-09 09:00  earn         +10  check_in   check_in 10",
     ]
-    assert everything.stdout.splitlines()[0] == (
-        "2026-11-08 08:00  none          +0  check_in   check_in.earlier_than_last_check_in (applied)")
-    assert everything.stdout.splitlines()[1:] == text.stdout.splitlines()
+    # No zero-point row: the check-in earned in its place, so its first outcome is superseded.
+    assert everything.stdout.splitlines() == text.stdout.splitlines()
 
 
 def test_history_of_an_unknown_member_is_an_error(clean):  # noqa: F811

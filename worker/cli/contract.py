@@ -145,6 +145,7 @@ def program_explain(
     from sqlalchemy.exc import DBAPIError
 
     from worker.cli.common import program, run, settings
+    from worker.cli.common import program_file as program_from_file
     from worker.domain import engine
     from worker.domain.errors import EngineError, InvalidEvent, ProgramError
     from worker.preflight import describe_postgres
@@ -153,7 +154,10 @@ def program_explain(
     from worker.services.intake import validate
 
     s = settings()
-    prog = program(s)
+    try:
+        prog = program(s)
+    except (OSError, asyncio.TimeoutError, DBAPIError):
+        prog = program_from_file(s)  # without the database: the program file's (a note below says so)
     if program_file is not None:
         try:
             prog = engine.load_program_file(program_file, base=prog)

@@ -9,8 +9,8 @@ from typing import Any
 def describe_rule(rule: Mapping[str, Any]) -> str:
     """One rule application as the operator reads it: `1299.00 x1.0 (Regular) x2 (member_day) = 2598`."""
     name = rule.get("rule")
-    if "corrects" in rule:  # a correction booked by a late event's re-evaluation
-        return f"{name} {rule.get('points', 0):+d}: {rule.get('note', '')}".rstrip(": ")
+    if "corrects" in rule:  # a correction booked by a late event's re-evaluation (its note follows)
+        return f"{name} {rule.get('points', 0):+d}"
     if name == "purchase":
         text = f"{rule['amount']} x{rule['tier_multiplier']} ({rule['tier']})"
         if "campaign" in rule:
@@ -26,4 +26,8 @@ def describe_rule(rule: Mapping[str, Any]) -> str:
 
 
 def describe_rules(rules: list[Mapping[str, Any]] | None) -> str:
-    return "; ".join(describe_rule(r) for r in rules or [])
+    """`check_in 10; ...`; a correction ends with why: `first_purchase -100 (purchase p-2
+    re-earned after the late purchase p-1: -100)`."""
+    text = "; ".join(describe_rule(r) for r in rules or [])
+    note = next((r["note"] for r in rules or [] if "corrects" in r and r.get("note")), None)
+    return f"{text} ({note})" if note else text

@@ -265,7 +265,11 @@ async def apply_event(conn: AsyncConnection, program: Program, event: Any) -> Re
                 erased=member_row["erased_at"] is not None, stored_event=stored_event,
             )
             if replayed is not None:
-                result = replace(result, detail={**result.detail, "re_evaluated": replayed.as_json()})
+                # In its place the event may earn after all: its note (why it did not) goes then.
+                earned = result.points + replayed.own_points
+                note = result.note if earned == 0 else None
+                detail = {**result.detail, "re_evaluated": replayed.as_json()}
+                result = replace(result, points=earned, note=note, detail=detail)
     record = None
     if result.status != "applied" or result.note or result.detail or result.points:
         record = {"status": result.status, "result": result.as_json(), "source": key_source, "event_id": key_id}

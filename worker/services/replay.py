@@ -91,6 +91,7 @@ class Replayed:
     corrected: int  # events whose points changed
     points: int  # net points booked
     seconds: float
+    own_points: int = 0  # of which for the late event itself
 
     def as_json(self) -> dict:
         return {"events": self.events, "corrected_events": self.corrected, "points": self.points}
@@ -130,6 +131,7 @@ async def reevaluate(
     by_key = {(e.source, e.event_id): e for e in history}
     lots = {(r["source"], r["event_id"]): r["lot_id"] for r in booked_entries if r["lot_id"] is not None}
     net = 0
+    own = sum(c.points for c in found if c.key == (late.source, late.event_id))
     for correction in found:
         net += await _book(
             conn, program, account, late, correction, by_key.get(correction.key), lots.get(correction.key)
@@ -145,7 +147,7 @@ async def reevaluate(
             available_points=account.available,
             late_event_id=late.event_id,
         )
-    replayed = Replayed(len(history), len(found), net, time.perf_counter() - started)
+    replayed = Replayed(len(history), len(found), net, time.perf_counter() - started, own)
     log.info(
         "member_re_evaluated",
         member_id=account.member_id,
