@@ -13,21 +13,23 @@ not written anywhere but member_identities.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import bindparam, text
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.types import Text
 
 from worker.domain import reevaluation
 from worker.domain.errors import InvalidEvent, LinkContended
 from worker.domain.events import IdentityLinkEvent, named_member, payload_hash
-from worker.domain.identities import identity_member_id, normalise, survivor_of
+from worker.domain.identities import identity_member_id, looks_like_identity, normalise, parse_identity, survivor_of
 from worker.domain.program import Program
 from worker.services import accounts, replay
-from worker.services.accounts import Account, Origin
+from worker.services.accounts import OPERATOR_SOURCE, Account, Origin
 from worker.services.ledger_result import Result
 
 # A link retries its locks when a concurrent merge moved the identity's owner meanwhile; each
@@ -154,6 +156,30 @@ async def resolve_many(conn: AsyncConnection, program: Program, events: list[Any
         else:
             out.append(event)
     return out
+
+
+async def member_named(engine: AsyncEngine, name: str) -> str | None:
+    """The member an operator's argument names: `KIND:VALUE` (when KIND is an identity kind) is
+    looked up, anything else is a member id. IdentityError for an identity out of form."""
+    if not looks_like_identity(name):
+        return name
+    kind, value = parse_identity(name)
+    async with engine.connect() as conn:
+        return await find_member(conn, kind, value)
+
+
+def link_event(member_id: str, kind: str, value: str, now: datetime) -> dict:
+    """The identity_link an operator's `member link` sends, at `now`. Its id is a digest (the
+    identity is personal data, and event ids are kept after an erasure)."""
+    digest = hashlib.sha256(f"{member_id}|{kind}:{value}|{now.isoformat()}".encode()).hexdigest()[:20]
+    return {
+        "event_id": f"link-{digest}",
+        "type": "identity_link",
+        "source": OPERATOR_SOURCE,
+        "member_id": member_id,
+        "occurred_at": now.isoformat(),
+        "payload": {"kind": kind, "value": value},
+    }
 
 
 def land_on(event: Any, member_id: str) -> Any:
