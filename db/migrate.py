@@ -59,6 +59,18 @@ def heads() -> list[str]:
     return sorted(ScriptDirectory.from_config(_config()).get_heads())
 
 
+def up_to_date(current: set[str]) -> bool:
+    """Whether a database at revisions `current` has every head applied. A revision that depends
+    on another head (`depends_on`) stands for both in alembic_version, so the current revisions
+    and the heads are compared through what they contain, not as sets."""
+    script = ScriptDirectory.from_config(_config())
+    known = {r.revision for r in script.walk_revisions()}
+    if not current or not current <= known:
+        return False
+    applied = {r.revision for r in script.iterate_revisions(tuple(sorted(current)), "base")}
+    return set(heads()) <= applied
+
+
 async def revisions_in(engine) -> set[str]:
     """The revisions the database's schema is at; empty when it has no schema yet."""
     async with engine.connect() as conn:

@@ -54,7 +54,7 @@ CASES: list[tuple[str, str]] = [
     (json.dumps(_purchase(17, member_id='M"1')), f"member_id: {ID_RULE}"),
     (json.dumps(_purchase(18, member_id="M\u00001")), f"member_id: {ID_RULE}"),
     (json.dumps(_purchase(19, member_id="M\n1\x1b[2J")), f"member_id: {ID_RULE}"),
-    (json.dumps(_purchase(20, type="purchase_v2")), "type: must be one of purchase, refund, review, referral, check_in, signup, activity, redemption, redemption_cancel"),
+    (json.dumps(_purchase(20, type="purchase_v2")), "type: must be one of purchase, refund, review, referral, check_in, signup, activity, redemption, redemption_cancel, identity_link"),
     (json.dumps(_without(21, "type")), "type: is required"),
     (json.dumps([_purchase(22)]), "event: must be a JSON object, got list"),
     ("null", "event: must be a JSON object, got NoneType"),

@@ -61,5 +61,5 @@ CASES: list[tuple[str, str, str]] = [
      f"member_id: {_ID_RULE}"),
     ("id with control characters", json.dumps(good("bad\x00\n\x1b[31m", p_order_id="o-ctl")), f"event_id: {_ID_RULE}"),
     ("unknown event type", json.dumps(good("bad-type", type="gift")),
-     "type: must be one of purchase, refund, review, referral, check_in, signup, activity, redemption, redemption_cancel"),
+     "type: must be one of purchase, refund, review, referral, check_in, signup, activity, redemption, redemption_cancel, identity_link"),
 ]

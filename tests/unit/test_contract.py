@@ -69,7 +69,7 @@ def test_a_valid_purchase_parses_with_decimal_amounts():
         ("[1, 2]", "event: must be a JSON object, got list"),
         (edited("event_id", delete=True), "event_id: is required"),
         (edited("color", "red"), "color: is not a known field"),
-        (edited("type", "teleport"), "type: must be one of purchase, refund, review, referral, check_in, signup, activity, redemption, redemption_cancel"),
+        (edited("type", "teleport"), "type: must be one of purchase, refund, review, referral, check_in, signup, activity, redemption, redemption_cancel, identity_link"),
         (edited("type", delete=True), "type: is required"),
         (edited("payload.amount", "-1.00"), "payload.amount: must be greater than 0"),
         (edited("payload.amount", "0.00"), "payload.amount: must be greater than 0"),

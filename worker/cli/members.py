@@ -22,17 +22,38 @@ def register(app: typer.Typer) -> None:
     )(member_set_tier)
     member_app.command("tier-history", help="The member's tier changes with their reasons, and the floors set; exit 1 when unknown.")(member_tier_history)
     member_app.command("erase", help="Erase the member's personal data; ledger amounts stay.")(member_erase)
+    member_app.command(
+        "link",
+        help="Give the member an identity (KIND:VALUE, e.g. phone:+8613800000000); when another member has it, "
+             "the two are merged into the older one. Exit 1 when refused.",
+    )(member_link)
+    member_app.command("unlink", help="Refused: a merge is not undone automatically (docs/identities.md).")(member_unlink)
     notifications_app = typer.Typer(help="The notification outbox.")
     app.add_typer(notifications_app, name="notifications")
     notifications_app.command("list", help="Outbox rows with kind, status and the rendered text.")(notifications_list)
     notifications.register(notifications_app)
 
 
-def member_show(member_id: str = typer.Argument(..., help="The member id."), as_json: bool = typer.Option(False, "--json", help="Machine-readable JSON on standard output.")) -> None:
+def _member_named(name: str, s) -> str:
+    """The member id an argument names: a member id, or an identity as KIND:VALUE."""
+    from worker.domain.identities import IdentityError
+    from worker.services.identities import member_named
+
+    try:
+        found = run(lambda engine: member_named(engine, name), s)
+    except IdentityError as error:
+        fail(str(error))
+    if found is None:
+        fail(f"no member has this {name.partition(':')[0]}", code=1)
+    return found
+
+
+def member_show(member_id: str = typer.Argument(..., help="The member id, or an identity as KIND:VALUE (card:8800123)."), as_json: bool = typer.Option(False, "--json", help="Machine-readable JSON on standard output.")) -> None:
     from worker.services.members import member_view
 
     s = settings()
     prog = program(s)
+    member_id = _member_named(member_id, s)
     view = run(lambda engine: member_view(engine, prog, member_id), s)
     if view is None:
         fail(f"no member {member_id!r}", code=1)
@@ -141,7 +162,7 @@ def member_tier_history(
 
 
 def member_history(
-    member_id: str = typer.Argument(..., help="The member id."),
+    member_id: str = typer.Argument(..., help="The member id, or an identity as KIND:VALUE."),
     limit: int = typer.Option(100, help="The latest N entries."),
     show_all: bool = typer.Option(
         False, "--all", help="Also the outcomes that moved no points, with their reason."
@@ -155,6 +176,7 @@ def member_history(
 
     s = settings()
     prog = program(s)
+    member_id = _member_named(member_id, s)
     entries = run(lambda engine: history(engine, member_id, limit, zero_point=show_all), s)
     if entries is None:
         fail(f"no member {member_id!r}", code=1)
@@ -203,3 +225,52 @@ def member_erase(member_id: str = typer.Argument(..., help="The member id."), as
     state = "was already erased" if done.already_erased else "erased"
     typer.echo(f"member {member_id} {state} at {done.erased_at.isoformat()}; "
                f"{done.identities_removed} identities removed, {done.rejected_redacted} rejected events redacted")
+
+
+def member_link(
+    member_id: str = typer.Argument(..., help="The member that gets the identity."),
+    identity: str = typer.Argument(..., help="KIND:VALUE, KIND one of phone, card, wechat_openid, email."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable JSON on standard output."),
+) -> None:
+    from worker import logs
+    from worker.domain.identities import IdentityError, parse_identity
+    from worker.runtime import utc_now
+    from worker.services.identities import link_event
+    from worker.services.intake import process
+
+    logs.configure()  # to standard error: standard output is the command's answer
+    try:
+        kind, value = parse_identity(identity)
+    except IdentityError as error:
+        fail(str(error))
+    s = settings()
+    prog = program(s)
+    now = utc_now()
+    outcome = run(lambda engine: process(engine, prog, link_event(member_id, kind, value, now), now=now), s)
+    if as_json:
+        emit_json({"status": outcome.status, "member_id": outcome.member_id, "reason": outcome.reason, **outcome.detail})
+    if outcome.status == "rejected":
+        if not as_json:
+            fail(outcome.reason or "refused", code=1)
+        raise typer.Exit(1)
+    if as_json:
+        return
+    detail = outcome.detail
+    if outcome.status == "duplicate":
+        typer.echo(f"member {member_id}: this link was applied before")
+    elif detail.get("linked") == "merged":
+        replayed = detail.get("re_evaluated") or {}
+        typer.echo(f"member {detail['absorbed']} merged into {detail['survivor']} (the older); "
+                   f"{replayed.get('events', 0)} events re-evaluated, {outcome.points:+d} points corrected")
+    elif detail.get("linked") == "already_linked":
+        typer.echo(f"member {outcome.member_id} already has this {kind}")
+    else:
+        typer.echo(f"member {outcome.member_id}: {kind} linked")
+
+
+def member_unlink(
+    member_id: str = typer.Argument(..., help="The member."),
+    identity: str = typer.Argument(..., help="KIND:VALUE."),
+) -> None:
+    fail("a merge is not undone automatically: the members' events and lots are one history now; an operator "
+         "adjusts by hand (docs/identities.md)")

@@ -49,3 +49,18 @@ class EngineError(LoyaltyError):
 class PublishRefused(LoyaltyError):
     """A program version that cannot be published as asked: its version id is taken by other
     content or another start, or its start is in the past. Nothing was written."""
+
+
+class MemberMerged(LoyaltyError):
+    """The event's member was merged into another after intake resolved it; the transaction is
+    rolled back and the event resolved again (to `survivor_id`)."""
+
+    def __init__(self, member_id: str, survivor_id: str):
+        super().__init__(f"member {member_id!r} was merged into {survivor_id!r}")
+        self.member_id = member_id
+        self.survivor_id = survivor_id
+
+
+class LinkContended(LoyaltyError):
+    """Concurrent merges kept moving an identity's owner while a link tried to lock it; the
+    message is retried like an outage."""

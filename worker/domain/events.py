@@ -21,6 +21,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PrivateAttr,
     StrictBool,
     StrictInt,
     StrictStr,
@@ -32,6 +33,7 @@ from pydantic import (
 )
 
 from worker.domain.errors import InvalidEvent
+from worker.domain.identities import KINDS as IDENTITY_KINDS, IdentityError, normalise
 
 # A raw event larger than this is refused before parsing: no legitimate event comes close,
 # and parsing megabytes of JSON would stall a worker.
@@ -263,11 +265,79 @@ class ActivityPayload(_Strict):
     attributes: Attributes = Field(default_factory=dict)
 
 
+def _identity_kind(value: Any) -> Any:
+    if value not in IDENTITY_KINDS:
+        raise ValueError(f"must be one of {', '.join(IDENTITY_KINDS)}")
+    return value
+
+
+IdentityKind = Annotated[
+    str, BeforeValidator(_identity_kind), WithJsonSchema({"type": "string", "enum": list(IDENTITY_KINDS)})
+]
+IdentityValue = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+
+
+class MemberIdentity(_Strict):
+    """A member named by one of their identities (docs/identities.md); `value` is kept in its
+    normal form (E.164 phone, lower-case e-mail, trimmed card and openid)."""
+
+    kind: IdentityKind
+    value: IdentityValue
+
+    @model_validator(mode="after")
+    def _normal_form(self) -> "MemberIdentity":
+        try:
+            normal = normalise(self.kind, self.value)
+        except IdentityError as error:
+            raise ValueError(str(error)) from None
+        if normal != self.value:
+            object.__setattr__(self, "value", normal)
+        return self
+
+
+# Problems are reported in the order of the envelope's fields.
+_FIELD_ORDER = {name: i for i, name in enumerate(("event_id", "source", "member_id", "member", "occurred_at"))}
+
+
 class _Envelope(_Strict):
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        str_strip_whitespace=False,
+        json_schema_extra={"oneOf": [{"required": ["member_id"]}, {"required": ["member"]}]},
+    )
+
     event_id: Identifier
     source: Source
-    member_id: Identifier
+    # Exactly one of the two: the member's id, or one of their identities (resolved to the
+    # member's id by intake before the ledger sees the event).
+    member_id: Identifier | None = None
+    member: MemberIdentity | None = None
     occurred_at: Timestamp
+    # How the producer named the member, once intake has resolved member_id (named_member):
+    # the event's digest is of the event as sent, so a redelivery after a merge is a duplicate.
+    _sent: dict[str, Any] | None = PrivateAttr(default=None)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _one_member(cls, data: Any, handler: Any) -> Any:
+        # A wrap validator, so that a missing member is reported with the event's other problems.
+        missing = isinstance(data, dict) and "member_id" not in data and "member" not in data
+        try:
+            event = handler(data)
+        except ValidationError as error:
+            if not missing:
+                raise
+            problems = [{"type": "missing", "loc": ("member_id",), "input": data}, *error.errors()]
+            problems.sort(key=lambda p: _FIELD_ORDER.get(str(p["loc"][0]) if p["loc"] else "", len(_FIELD_ORDER)))
+            raise ValidationError.from_exception_data(error.title, problems) from None  # type: ignore[arg-type]
+        if missing:
+            raise ValidationError.from_exception_data(
+                cls.__name__, [{"type": "missing", "loc": ("member_id",), "input": data}]
+            )
+        if event.member_id is not None and event.member is not None:
+            raise ValueError("member: give member_id or member, not both")
+        return event
 
 
 class PurchaseEvent(_Envelope):
@@ -334,9 +404,29 @@ class RedemptionCancelEvent(_Envelope):
 
 MALL_EVENTS = (RedemptionEvent, RedemptionCancelEvent)
 
+
+class IdentityLinkPayload(MemberIdentity):
+    pass
+
+
+class IdentityLinkEvent(_Envelope):
+    """The identity now belongs to `member_id`: attached if free, else the two members merge."""
+
+    type: Literal["identity_link"]
+    payload: IdentityLinkPayload
+
+    @model_validator(mode="after")
+    def _by_member_id(self) -> "IdentityLinkEvent":
+        if self.member is not None:
+            raise ValueError("member: an identity_link names the member that gets the identity by member_id")
+        return self
+
+
+IDENTITY_EVENTS = (IdentityLinkEvent,)
+
 # The one list of event types: the union, EVENT_TYPES, the schema and its reasons derive from
 # it; a test holds docs/events.md to it. A new type is its model here and a ledger handler.
-EVENT_MODELS = (*EARNING_EVENTS, *MALL_EVENTS)
+EVENT_MODELS = (*EARNING_EVENTS, *MALL_EVENTS, *IDENTITY_EVENTS)
 Event = Annotated[Union[EVENT_MODELS], Field(discriminator="type")]  # type: ignore[valid-type]
 EVENT_TYPES: tuple[str, ...] = tuple(cls.model_fields["type"].annotation.__args__[0] for cls in EVENT_MODELS)
 
@@ -532,9 +622,27 @@ def check_against_program(event: Any, program: Any, now: datetime) -> None:
         raise InvalidEvent("payload.referee_member_id: a member cannot refer themselves")
 
 
+def named_member(event: Any, member_id: str) -> Any:
+    """The event with `member_id` the member it lands on (the owner of its identity, or the
+    member a merge kept), remembering how it was sent for its digest."""
+    if event.member_id == member_id:
+        return event
+    resolved = event.model_copy(update={"member_id": member_id})
+    resolved._sent = event._sent or {
+        "member_id": event.member_id,
+        "member": event.member.model_dump(mode="json") if event.member is not None else None,
+    }
+    return resolved
+
+
 def payload_hash(event: Any) -> str:
-    """A digest of the validated event, so a replay can be told from a reused id."""
-    canonical = json.dumps(event.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    """A digest of the validated event as its producer sent it, so a replay can be told from a
+    reused id."""
+    data = event.model_dump(mode="json")
+    data.update(event._sent or {})
+    if data.get("member") is None:  # as events were hashed before identities: no such key
+        data.pop("member", None)
+    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 

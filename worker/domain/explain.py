@@ -9,6 +9,12 @@ from typing import Any
 def describe_rule(rule: Mapping[str, Any]) -> str:
     """One rule application as the operator reads it: `1299.00 x1.0 (Regular) x2 (member_day) = 2598`."""
     name = rule.get("rule")
+    if "merge" in rule:  # a merge's transfer entry (docs/identities.md)
+        merge = rule["merge"]
+        return f"member {merge.get('absorbed')} merged into {merge.get('survivor')}"
+    if "moves" in rule:
+        moves = rule["moves"]
+        return f"{name} {rule.get('points', 0):+d} of {moves.get('event_type') or 'event'} {moves.get('event_id')}"
     if "corrects" in rule:  # a correction booked by a late event's re-evaluation (its note follows)
         return f"{name} {rule.get('points', 0):+d}"
     if name == "purchase":

@@ -37,7 +37,9 @@ def points_by_event(entries: Iterable[Mapping[str, Any]]) -> dict[EventKey, dict
 
     An earn entry gives each rule item's points to its event; a refund's reversal gives its
     qualifying points to rule "refund"; a correcting item gives its points to the event it
-    names. Spending, expiry and pending releases move no qualifying points and count nowhere.
+    names; a merge's `transfer` entry gives each moved item's points to the event it names
+    (`moves`), so the member kept has booked what the member absorbed had. Spending, expiry
+    and pending releases move no qualifying points and count nowhere.
     """
     totals: dict[EventKey, dict[str, int]] = {}
 
@@ -46,6 +48,12 @@ def points_by_event(entries: Iterable[Mapping[str, Any]]) -> dict[EventKey, dict
         by_rule[rule] = by_rule.get(rule, 0) + points
 
     for entry in entries:
+        if entry["kind"] == "transfer":
+            for item in entry["rules"] or []:
+                moves = item.get("moves") if isinstance(item, Mapping) else None
+                if isinstance(moves, Mapping):
+                    add((str(moves["source"]), str(moves["event_id"])), str(item["rule"]), int(item["points"]))
+            continue
         if entry["kind"] not in ("earn", "reverse"):
             continue
         own: EventKey = (entry["source"], entry["event_id"])

@@ -599,3 +599,116 @@ async def move_points(
     account.available += points
     account.movements.append((kind, abs(points)))
     return entry_id
+
+
+# ---------------------------------------------------------------- merges (worker/services/identities.py)
+
+_ENROL = text(
+    """
+    INSERT INTO members (member_id, tier) VALUES (:member_id, :tier)
+    ON CONFLICT (member_id) DO NOTHING
+    """
+)
+_LOCK_MEMBERS = text("SELECT * FROM members WHERE member_id = ANY(:member_ids) ORDER BY member_id FOR UPDATE")
+_ALL_OPEN_LOTS = text(
+    """
+    SELECT lot_id, remaining, earned_at, expires_at, pending_until FROM lots
+    WHERE member_id = :member_id AND remaining > 0
+    ORDER BY lot_id
+    """
+)
+_COPY_LOTS = text(
+    """
+    INSERT INTO lots (member_id, entry_id, points, remaining, earned_at, expires_at, pending_until)
+    SELECT :member_id, :entry_id, s.remaining, s.remaining, s.earned_at, s.expires_at, s.pending_until
+    FROM jsonb_to_recordset(:lots) AS s(remaining bigint, earned_at timestamptz, expires_at timestamptz,
+                                        pending_until timestamptz)
+    """
+).bindparams(bindparam("lots", type_=JSONB))
+
+
+async def enrol(conn: AsyncConnection, program: Program, member_id: str) -> None:
+    """Enrol the member if new, taking no lock on an existing member's row."""
+    await conn.execute(_ENROL, {"member_id": member_id, "tier": program.tiers[0].name})
+
+
+async def lock_members(conn: AsyncConnection, program: Program, member_ids: list[str]) -> dict[str, Any]:
+    """Enrol the members that are new and lock all of their rows, in member-id order (the one
+    order every transaction that locks two members takes, so that two of them cannot deadlock).
+    Returns the rows by member id."""
+    ordered = sorted(set(member_ids))
+    for member_id in ordered:
+        await enrol(conn, program, member_id)
+    rows = (await conn.execute(_LOCK_MEMBERS, {"member_ids": ordered})).mappings().all()
+    return {row["member_id"]: row for row in rows}
+
+
+async def transfer(
+    conn: AsyncConnection, absorbed: Account, survivor: Account, origin: Origin, moved: list[dict], merge: dict
+) -> None:
+    """Move everything `absorbed` holds to `survivor`: each open lot is emptied into a lot of the
+    survivor with the same points, earning time, expiry and pending window; the qualifying,
+    lifetime and amount values and review baselines follow. Two `transfer` entries record it,
+    one per member, each listing by event what the absorbed member's ledger had booked for it
+    (`moved`: rule, points, moves), so that a re-evaluation of the survivor finds those points
+    booked. The first rule item of each entry carries the lifetime points it moves."""
+    lots = [dict(r) for r in (await conn.execute(_ALL_OPEN_LOTS, {"member_id": absorbed.member_id})).mappings()]
+    available = sum(r["remaining"] for r in lots if r["pending_until"] is None)
+    pending = sum(r["remaining"] for r in lots if r["pending_until"] is not None)
+    if (available, pending) != (absorbed.available, absorbed.pending):
+        raise InvariantViolation(
+            f"member {absorbed.member_id}: lots hold {available} available and {pending} pending, "
+            f"the balance says {absorbed.available} and {absorbed.pending}"
+        )
+    sides = ((absorbed, -1, {**merge, "lifetime_points": -absorbed.lifetime}),
+             (survivor, 1, {**merge, "lifetime_points": absorbed.lifetime}))
+    entry_ids = {}
+    for account, sign, head in sides:
+        items = [head, *({**item, "points": sign * item["points"]} for item in moved)]
+        entry_ids[account.member_id] = (
+            await conn.execute(
+                _WRITE_ENTRY,
+                {
+                    "member_id": account.member_id,
+                    "kind": "transfer",
+                    "points": sign * available,
+                    "pending": sign * pending,
+                    "qualifying": sign * absorbed.qualifying,
+                    "source": origin.source,
+                    "event_id": origin.event_id,
+                    "event_type": origin.event_type,
+                    "rules": items,
+                    "occurred_at": origin.occurred_at,
+                },
+            )
+        ).scalar_one()
+    await take_from_lots(conn, entry_ids[absorbed.member_id], [(r["lot_id"], r["remaining"]) for r in lots])
+    if lots:
+        await conn.execute(
+            _COPY_LOTS,
+            {
+                "member_id": survivor.member_id,
+                "entry_id": entry_ids[survivor.member_id],
+                "lots": [
+                    {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in r.items() if k != "lot_id"}
+                    for r in lots
+                ],
+            },
+        )
+    survivor.available += available
+    survivor.pending += pending
+    survivor.qualifying += absorbed.qualifying
+    survivor.lifetime += absorbed.lifetime
+    survivor.qualifying_amount += absorbed.qualifying_amount
+    if absorbed.latest is not None and (survivor.latest is None or absorbed.latest > survivor.latest):
+        survivor.latest = absorbed.latest
+    survivor.movements.append(("transfer", available + pending))
+    absorbed.movements.append(("transfer", available + pending))
+    absorbed.available = absorbed.pending = absorbed.qualifying = absorbed.lifetime = 0
+    absorbed.qualifying_amount = Decimal(0)
+
+
+async def write_back(conn: AsyncConnection, account: Account) -> None:
+    """Write a locked account's balance row as it is, with no tier decision (a member absorbed
+    by a merge keeps the tier it had, for its history)."""
+    await _write_back(conn, account, None)

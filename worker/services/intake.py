@@ -10,7 +10,7 @@ import hashlib
 import json
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -19,7 +19,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from worker import metrics
-from worker.domain.errors import InvalidEvent
+from worker.domain.errors import InvalidEvent, MemberMerged
 from worker.domain.events import (
     EVENT_BYTES_MAX,
     check_against_program,
@@ -30,7 +30,7 @@ from worker.domain.events import (
     safe_text,
 )
 from worker.domain.program import Program
-from worker.services import audit
+from worker.services import audit, identities
 from worker.services.ledger import Result, apply_event, follow_ups
 
 # A batch message is one POS end-of-day upload or one backfill page; larger ones are split
@@ -98,6 +98,7 @@ class Outcome:
     points: int = 0
     reason: str | None = None
     note: str | None = None
+    detail: dict = field(default_factory=dict)
 
 
 def raw_text(raw: Any) -> str:
@@ -154,7 +155,8 @@ def validate(raw: Any, program: Program, now: datetime) -> Any:
 
 
 def _outcome(event: Any, result: Result) -> Outcome:
-    return Outcome(result.status, event.member_id, event.type, event.source, result.points, note=result.note)
+    return Outcome(result.status, result.member_id, event.type, event.source, result.points, note=result.note,
+                   detail=result.detail)
 
 
 def _count_written(result: Result) -> None:
@@ -168,15 +170,29 @@ def _count_written(result: Result) -> None:
     metrics.count_tier_changes(result.tier_moves)
 
 
-async def _apply_one(engine: AsyncEngine, program: Program, event: Any, strict: bool) -> Result:
-    async with engine.begin() as conn:
-        result = await apply_event(conn, program, event)
-        if strict and result.status in ("applied", "deferred"):
-            await audit.assert_member_consistent(conn, event.member_id)
+# A merge committing between an event's resolution and its ledger transaction sends it round
+# once more; each round follows one more merge of its member.
+MERGED_ROUNDS_MAX = 5
+
+
+async def _apply_one(engine: AsyncEngine, program: Program, event: Any, strict: bool) -> tuple[Any, Result]:
+    """The event as resolved to its member (identity, merges) and what applying it gave."""
+    for _ in range(MERGED_ROUNDS_MAX):
+        try:
+            async with engine.begin() as conn:
+                event = (await identities.resolve_many(conn, program, [event]))[0]
+                result = await apply_event(conn, program, event)
+                if strict and result.status in ("applied", "deferred"):
+                    await audit.assert_member_consistent(conn, result.member_id)
+            break
+        except MemberMerged as merged:
+            event = identities.land_on(event, merged.survivor_id)
+    else:
+        raise MemberMerged(event.member_id, event.member_id)
     if result.status in ("applied", "deferred"):
         _count_written(result)
         metrics.observe_lag(event.type, event.occurred_at)
-    return result
+    return event, result
 
 
 def refusal(error: BaseException) -> str | None:
@@ -211,7 +227,7 @@ async def _process(engine: AsyncEngine, program: Program, raw: Any, *, now: date
     except InvalidEvent as error:
         return await _reject(engine, raw, error.reason)
     try:
-        result = await _apply_one(engine, program, event, strict)
+        event, result = await _apply_one(engine, program, event, strict)
     except (InvalidEvent, DBAPIError) as error:
         if (reason := refusal(error)) is None:
             raise
@@ -295,13 +311,19 @@ async def process_batch(
         raise InvalidEvent(f"batch: {len(raws)} events is over the limit of {BATCH_EVENTS_MAX}")
     outcomes: list[Outcome | None] = [None] * len(raws)
     by_member: dict[str, list[tuple[int, Any]]] = {}
+    valid: list[tuple[int, Any]] = []
     for index, raw in enumerate(raws):
         try:
-            event = validate(raw, program, now)
+            valid.append((index, validate(raw, program, now)))
         except InvalidEvent as error:
             outcomes[index] = await _reject(engine, raw, error.reason)
-            continue
-        by_member.setdefault(event.member_id, []).append((index, event))
+    # Identities and merges resolved in one short transaction of their own: a new identity is
+    # recorded (and its member enrolled) even if the member's share then waits for a retry.
+    if valid:
+        async with engine.begin() as conn:
+            resolved = await identities.resolve_many(conn, program, [event for _, event in valid])
+        for (index, _), event in zip(valid, resolved, strict=True):
+            by_member.setdefault(event.member_id, []).append((index, event))
     effects = []
     refused: list[tuple[int, Any, str]] = []
     # One connection for the whole batch (no checkout per member), one transaction per group.

@@ -14,10 +14,11 @@ from sqlalchemy import bindparam, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from worker.domain.errors import InvalidEvent
+from worker.domain.errors import InvalidEvent, MemberMerged
 from worker.domain.events import (
     ActivityEvent,
     CheckInEvent,
+    IdentityLinkEvent,
     PurchaseEvent,
     ReferralEvent,
     RefundEvent,
@@ -32,7 +33,7 @@ from worker.domain.engine import Award
 from worker.domain.program import Program
 from worker.services import accounts
 from worker.services.accounts import Account, Origin
-from worker.services import mall, replay
+from worker.services import identities, mall, replay
 from worker.services.earning import Earned, evaluate_for
 from worker.services.ledger_result import Result
 
@@ -228,7 +229,10 @@ async def apply_event(conn: AsyncConnection, program: Program, event: Any) -> Re
     """Claim the event's key, lock its member, apply the rules, write entries, lots and outbox.
 
     An event earlier (in occurrence order) than the latest the member has had is applied and
-    then the member's history is evaluated again (worker/services/replay.py)."""
+    then the member's history is evaluated again (worker/services/replay.py). An identity_link
+    locks two members and claims its key itself (worker/services/identities.py)."""
+    if isinstance(event, IdentityLinkEvent):
+        return await identities.link(conn, program, event, types=REPLAYED_TYPES, stored_event=stored_event)
     key_source, key_id = getattr(event, "claim_key", (event.source, event.event_id))
     digest = _digest(event)
     stored = stored_form(event)
@@ -251,6 +255,8 @@ async def apply_event(conn: AsyncConnection, program: Program, event: Any) -> Re
     if member_row is None:
         stored_hash = (await conn.execute(_CLAIMED_HASH, {"source": key_source, "event_id": key_id})).scalar_one()
         return Result("duplicate" if stored_hash == digest else "conflict", event.member_id)
+    if member_row["merged_into"] is not None:  # merged after intake resolved the event: resolve again
+        raise MemberMerged(event.member_id, member_row["merged_into"])
 
     account = accounts.account_from_row(event.member_id, member_row)
     origin = Origin(event.source, event.event_id, event.type, event.occurred_at)
@@ -293,7 +299,8 @@ def stored_form(event: Any) -> dict | None:
     if isinstance(event, BirthdayGift):
         return {"member_id": event.member_id, "year": event.year, "occurred_at": event.occurred_at.isoformat()}
     if event.type in REPLAYED_TYPES:
-        return event.model_dump(mode="json")
+        # The member it landed on, not the identity it was sent with: a replay parses it again.
+        return event.model_dump(mode="json", exclude={"member"})
     return None
 
 

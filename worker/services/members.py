@@ -58,7 +58,10 @@ async def member_view(
         row = (await conn.execute(_MEMBER, {"member_id": member_id})).mappings().first()
     if row is None:
         return None
-    return view_from_row(program, row, now=now or datetime.now(UTC))
+    view = view_from_row(program, row, now=now or datetime.now(UTC))
+    if row["merged_into"] is not None:  # events for this id land on that member now
+        view["merged_into"] = row["merged_into"]
+    return view
 
 
 def view_from_row(program: Program, row, *, now: datetime) -> dict[str, Any]:

@@ -45,8 +45,8 @@ _HISTORY = text(
 _ENTRIES = text(
     """
     SELECT e.source, e.event_id, e.kind, e.qualifying_points, e.rules, l.lot_id
-    FROM ledger_entries e LEFT JOIN lots l ON l.entry_id = e.entry_id
-    WHERE e.member_id = :member_id AND e.kind IN ('earn', 'reverse')
+    FROM ledger_entries e LEFT JOIN lots l ON l.entry_id = e.entry_id AND e.kind = 'earn'
+    WHERE e.member_id = :member_id AND e.kind IN ('earn', 'reverse', 'transfer')
     ORDER BY e.entry_id
     """
 )

@@ -1,0 +1,89 @@
+"""Identities: the phone numbers, cards, WeChat openids and e-mail addresses that name a member.
+
+Pure. Each kind has one normal form, so that the same person typed two ways at two tills is
+one identity: a phone as E.164 (`+` and 8 to 15 digits, the country code included: no
+default country is assumed, since one program may serve several), an e-mail trimmed and
+lower-cased, a card number or openid trimmed. Identities are personal data: they are never
+logged, and `identity_member_id` derives a member id from one without showing it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from datetime import datetime
+
+KINDS: tuple[str, ...] = ("phone", "card", "wechat_openid", "email")
+
+# E.164: a country code and subscriber number, at most 15 digits, never starting with 0.
+_E164 = re.compile(r"^\+[1-9][0-9]{7,14}$")
+# What people put between the digits of a phone number.
+_PHONE_SEPARATORS = re.compile(r"[ \t\-.()]")
+_CARD = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_OPENID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+EMAIL_LENGTH_MAX = 254
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s.]+(\.[^@\s.]+)+$")
+# The member id of a member enrolled by an identity: `id-` and this many hex digits of the
+# identity's digest (64 bits: a collision needs billions of identities).
+GENERATED_ID_HEX = 16
+
+
+class IdentityError(ValueError):
+    """An identity that is not of a known kind or not in a form its kind accepts; the message
+    names the field (`kind: ...` or `value: ...`) and never repeats the value."""
+
+
+def normalise(kind: str, value: str) -> str:
+    """The normal form of `value` as an identity of `kind`; IdentityError when it has none."""
+    if kind not in KINDS:
+        raise IdentityError(f"kind: must be one of {', '.join(KINDS)}")
+    if not isinstance(value, str):
+        raise IdentityError("value: must be a string")
+    trimmed = value.strip()
+    if kind == "phone":
+        phone = _PHONE_SEPARATORS.sub("", trimmed)
+        if not _E164.fullmatch(phone):
+            raise IdentityError(
+                "value: must be a phone number in E.164 form with its country code, e.g. +8613800000000"
+            )
+        return phone
+    if kind == "email":
+        email = trimmed.lower()
+        if len(email) > EMAIL_LENGTH_MAX or not _EMAIL.fullmatch(email):
+            raise IdentityError("value: must be an e-mail address such as name@example.com")
+        return email
+    if kind == "card":
+        if not _CARD.fullmatch(trimmed):
+            raise IdentityError("value: must be 1-64 characters of letters, digits, _ and -")
+        return trimmed
+    if not _OPENID.fullmatch(trimmed):
+        raise IdentityError("value: must be 1-128 characters of letters, digits, _ and -")
+    return trimmed
+
+
+def parse_identity(text: str) -> tuple[str, str]:
+    """`phone:+8613800000000` as (kind, normal form); IdentityError naming what is wrong."""
+    kind, separator, value = text.partition(":")
+    if not separator:
+        raise IdentityError("identity: must be KIND:VALUE, e.g. phone:+8613800000000")
+    return kind, normalise(kind, value)
+
+
+def looks_like_identity(text: str) -> bool:
+    """Whether an operator's argument names an identity (`card:8800123`) rather than a member id:
+    its part before the first `:` is a kind."""
+    kind, separator, _ = text.partition(":")
+    return bool(separator) and kind in KINDS
+
+
+def identity_member_id(kind: str, value: str) -> str:
+    """The member id of the member an identity enrols: the same for every redelivery and every
+    worker, so two workers seeing a new card at once enrol one member."""
+    digest = hashlib.sha256(f"{kind}:{value}".encode()).hexdigest()
+    return f"id-{digest[:GENERATED_ID_HEX]}"
+
+
+def survivor_of(first: tuple[datetime, str], second: tuple[datetime, str]) -> str:
+    """Of two members to merge, as (enrolled_at, member_id), the one that stays: the older,
+    and of two enrolled at the same moment the lower member id."""
+    return min(first, second)[1]
