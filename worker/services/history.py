@@ -43,6 +43,7 @@ class History:
 
     points: dict[EventKey, dict[str, int]]
     tier: str
+    qualifying_amount: Decimal
     rule_state: dict
     profile: dict
     orders: list[dict]
@@ -279,5 +280,12 @@ def replay(
     ]
     reviews = [{**r, "occurred_at": r["occurred_at"].isoformat()} for r in run.reviews.values()]
     return History(
-        run.points, account.tier, account.rule_state, dict(account.profile), orders, reviews, list(run.refunds.values())
+        run.points,
+        account.tier,
+        account.qualifying_amount,
+        account.rule_state,
+        dict(account.profile),
+        orders,
+        reviews,
+        list(run.refunds.values()),
     )

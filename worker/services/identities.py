@@ -73,9 +73,27 @@ _CLAIMED_HASH = text("SELECT payload_hash FROM processed_events WHERE source = :
 _SHARED_ORDERS = text(
     """
     SELECT a.order_id FROM orders a JOIN orders b ON b.order_id = a.order_id
-    WHERE a.member_id = :absorbed AND b.member_id = :survivor ORDER BY a.order_id LIMIT 1
+    WHERE a.member_id = :absorbed AND b.member_id = :survivor AND a.amount IS NOT NULL AND b.amount IS NOT NULL
+    ORDER BY a.order_id LIMIT 1
     """
 )
+# An order one member bought and the other has only seen refunds or reviews of (a stub row
+# without an amount): the stub goes, its waiting refunds and reviews follow to the survivor,
+# and the re-evaluation applies them with the purchase.
+_DROP_STUBS = [
+    text(
+        """
+        DELETE FROM orders a WHERE a.member_id = :absorbed AND a.amount IS NULL
+        AND EXISTS (SELECT 1 FROM orders b WHERE b.member_id = :survivor AND b.order_id = a.order_id)
+        """
+    ),
+    text(
+        """
+        DELETE FROM orders b WHERE b.member_id = :survivor AND b.amount IS NULL
+        AND EXISTS (SELECT 1 FROM orders a WHERE a.member_id = :absorbed AND a.order_id = b.order_id)
+        """
+    ),
+]
 _BOOKED = text(
     """
     SELECT source, event_id, kind, qualifying_points, rules FROM ledger_entries
@@ -284,7 +302,7 @@ async def _merge(
         for (source, event_id), by_rule in booked.items()
         for rule, points in sorted(by_rule.items())
     ]
-    for statement in _REPOINT:
+    for statement in (*_DROP_STUBS, *_REPOINT):
         await conn.execute(statement, ids)
     merge = {"merge": {"survivor": survivor.member_id, "absorbed": absorbed.member_id}}
     await accounts.transfer(conn, absorbed, survivor, origin, moved, merge)

@@ -230,6 +230,8 @@ async def _adopt(conn, program: Program, account: Account, late: Origin, shadow:
     member_id = account.member_id
     account.rule_state = shadow.rule_state
     account.profile.update(shadow.profile)
+    # Money spent less refunded, as the orders say once the replay's refunds are in them.
+    account.qualifying_amount = shadow.qualifying_amount
     tier = shadow.tier
     # A tier review moves the qualifying baseline; a member reviewed keeps the reviewed tier
     # (upgrades still apply when the account closes), see docs/reliability.md. A tier the
