@@ -35,7 +35,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 ADMIN_URL = os.environ.get("LOYALTY_BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("LOYALTY_BENCH_REDIS_URL", "redis://127.0.0.1:6379/15")
 SEED = 20261124
-PROCESSES, THREADS = 2, 8
+PROCESSES, THREADS = 2, 32
 BATCH_SIZE = 1000
 # Messages per Redis pipeline while loading: large enough to be quick, small enough to keep
 # each round trip short for other clients of a shared Redis.
