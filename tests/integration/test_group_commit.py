@@ -79,3 +79,20 @@ async def test_a_referral_and_its_referee_bonus_go_through_the_group_as_follow_u
     assert outcome.status == "applied"
     assert await rows(db, "SELECT event_id FROM processed_events WHERE event_type = 'referral_referee'") == [("ref-1",)]
     assert (await audit_all(db)).clean
+
+
+async def test_each_event_is_committed_before_its_actor_is_answered(db):
+    group = GroupCommit(db, group_max=8, wait_ms=1, concurrency=2, strict=True)
+
+    async def process_then_look(event: dict) -> int:
+        await intake.process(db, DEFAULT_PROGRAM, event, now=NOW, apply=group.apply)
+        # Another connection sees committed rows only: what a message's ack relies on.
+        async with db.connect() as conn:
+            sql = text("SELECT count(*) FROM processed_events WHERE event_id = :id")
+            return (await conn.execute(sql, {"id": event["event_id"]})).scalar_one()
+
+    seen = await asyncio.gather(*(process_then_look(f.purchase(f"C{n}", "5.00", event_id=f"c-{n}")) for n in range(20)))
+    await group.stop()
+
+    assert seen == [1] * 20
+    assert group.groups_committed < 20
