@@ -340,7 +340,7 @@ def table(r: dict) -> str:
         ("  extra time per late event (ms)", f"{r['late']['extra_ms_per_late_event']:.1f}", ""),
         ("batch messages (events/s)", f"{batch:,.0f}", f">= {TARGETS['batch']:,}"),
         ("  / PostgreSQL ceiling", f"{r['ratios']['batch_vs_pg']:.2f}", ""),
-        ("  / COPY ceiling (rows/s)", f"{r['ratios']['batch_vs_copy']:.3f}", ""),
+        ("  / COPY ceiling (rows/s)", f"{r['ratios']['batch_vs_copy']:.4f}", ""),
         (f"latency at {r['latency']['offered_per_s']:,.0f} ev/s p50/p95/p99 (ms)",
          f"{r['latency']['p50_ms']:.0f} / {r['latency']['p95_ms']:.0f} / {r['latency']['p99_ms']:.0f}",
          f"p99 <= {TARGETS['p99_ms']}"),
