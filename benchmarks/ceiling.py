@@ -1,4 +1,5 @@
-"""PostgreSQL ceiling: a ledger-style insert+update transaction, as fast as the server takes it.
+"""PostgreSQL ceilings: a ledger-style insert+update transaction, as fast as the server takes it
+(the yardstick of one-event messages), and COPY of ledger-style rows (the yardstick of batches).
 
 Two client processes with 8 asyncpg connections each (16 in all, like 2 workers × 8 threads),
 so that the Python client side is not the limit.
@@ -61,6 +62,47 @@ async def _exec(dsn: str, sql: str) -> None:
         await conn.execute(sql)
     finally:
         await conn.close()
+
+
+# Rows per COPY, each COPY its own transaction: the size of one batch message.
+COPY_ROWS = 1000
+
+
+async def _copy_client(dsn: str, seconds: float, seed: int) -> int:
+    rng = random.Random(seed)
+    conn = await asyncpg.connect(dsn)
+    rows = [(rng.randrange(ACCOUNTS), rng.randint(1, 500)) for _ in range(COPY_ROWS)]
+    done = 0
+    deadline = time.perf_counter() + seconds
+    try:
+        while time.perf_counter() < deadline:
+            await conn.copy_records_to_table("bench_ledger", records=rows, columns=["account", "points"])
+            done += len(rows)
+    finally:
+        await conn.close()
+    return done
+
+
+async def _copy_clients(dsn: str, seconds: float, seed: int) -> int:
+    counts = await asyncio.gather(*(_copy_client(dsn, seconds, seed * 100 + i) for i in range(2)))
+    return sum(counts)
+
+
+def _copy_process(args: tuple[str, float, int]) -> int:
+    return asyncio.run(_copy_clients(*args))
+
+
+def measure_copy(dsn: str, seconds: float) -> float:
+    """Rows per second that COPY (COPY_ROWS rows per statement, 2 connections in each of the
+    2 client processes) writes into a ledger-style table with a primary key."""
+    asyncio.run(_exec(dsn, SETUP))
+    try:
+        context = multiprocessing.get_context("spawn")
+        with context.Pool(CLIENT_PROCESSES) as pool:
+            counts = pool.map(_copy_process, [(dsn, seconds, i) for i in range(CLIENT_PROCESSES)])
+    finally:
+        asyncio.run(_exec(dsn, TEARDOWN))
+    return sum(counts) / seconds
 
 
 def measure(dsn: str, seconds: float) -> float:

@@ -35,7 +35,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 ADMIN_URL = os.environ.get("LOYALTY_BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("LOYALTY_BENCH_REDIS_URL", "redis://127.0.0.1:6379/15")
 SEED = 20261124
-PROCESSES, THREADS = 2, 8
+PROCESSES, THREADS = 2, 32
 BATCH_SIZE = 1000
 # Messages per Redis pipeline while loading: large enough to be quick, small enough to keep
 # each round trip short for other clients of a shared Redis.
@@ -340,12 +340,17 @@ def table(r: dict) -> str:
         ("  extra time per late event (ms)", f"{r['late']['extra_ms_per_late_event']:.1f}", ""),
         ("batch messages (events/s)", f"{batch:,.0f}", f">= {TARGETS['batch']:,}"),
         ("  / PostgreSQL ceiling", f"{r['ratios']['batch_vs_pg']:.2f}", ""),
+        ("  / COPY ceiling (rows/s)", f"{r['ratios']['batch_vs_copy']:.4f}", ""),
         (f"latency at {r['latency']['offered_per_s']:,.0f} ev/s p50/p95/p99 (ms)",
          f"{r['latency']['p50_ms']:.0f} / {r['latency']['p95_ms']:.0f} / {r['latency']['p99_ms']:.0f}",
          f"p99 <= {TARGETS['p99_ms']}"),
+        *((f"latency at {lat['offered_per_s']:,.0f} ev/s p50/p95/p99 (ms)",
+           f"{lat['p50_ms']:.0f} / {lat['p95_ms']:.0f} / {lat['p99_ms']:.0f}", f"p99 <= {TARGETS['p99_ms']}")
+          for lat in r.get("latency_by_rate", [])[1:]),
         ("peak RSS per worker process (MB)", " / ".join(f"{m:.0f}" for m in r["rss_mb"]), f"<= {TARGETS['rss_mb']}"),
         ("ceiling: dramatiq no-op (messages/s)", f"{noop:,.0f}", ""),
         ("ceiling: PostgreSQL insert+update (tx/s)", f"{pg:,.0f}", ""),
+        ("ceiling: PostgreSQL COPY (rows/s)", f"{r['ceilings']['pg_copy_rows_per_s']:,.0f}", ""),
     ]
     if r.get("expiry"):
         rows.append(("expiry of 1,000,000 lots (s)", f"{r['expiry'].get('seconds', float('nan')):.1f}",
@@ -364,6 +369,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--keep", action="store_true", help="Keep the benchmark database afterwards.")
     parser.add_argument("--only", choices=["one_event", "late", "batch", "latency"],
                         help="Run one phase (no ceilings; `late` runs the in-order one-event phase first to compare).")
+    parser.add_argument("--threads", type=int, default=THREADS, help="Worker threads per process.")
+    parser.add_argument("--latency-rates", default="1000",
+                        help="Offered events/s of the latency phases (comma-separated; the first is in the table's "
+                             "main row).")
     parser.add_argument("--api", action="store_true",
                         help="Only the HTTP API phase: GET /v1/members/{id} through 2 `loyalty api` processes.")
     parser.add_argument("--api-rate", default="100,500",
@@ -379,7 +388,7 @@ def main(argv: list[str] | None = None) -> None:
     client = redis.Redis.from_url(REDIS_URL)
     env = worker_env(url, namespace)
     result: dict = {"started_at": datetime.now(UTC).isoformat(timespec="seconds"), "quick": args.quick,
-                    "sizes": sizes.__dict__, "processes": PROCESSES, "threads": THREADS, "machine": machine()}
+                    "sizes": sizes.__dict__, "processes": PROCESSES, "threads": args.threads, "machine": machine()}
     workers = None
     log(f"database loyalty_bench_{run_id}, namespace {namespace}")
     asyncio.run(migrate.upgrade(url))
@@ -404,16 +413,20 @@ def main(argv: list[str] | None = None) -> None:
             log("PostgreSQL insert+update ceiling")
             pg = ceiling.measure(pg_dsn(url), sizes.pg_ceiling_s)
             log(f"  {pg:,.0f} tx/s")
+            log("PostgreSQL COPY ceiling")
+            copy_rows = ceiling.measure_copy(pg_dsn(url), sizes.pg_ceiling_s)
+            log(f"  {copy_rows:,.0f} rows/s")
             log("dramatiq no-op ceiling")
             noop = noop_ceiling(namespace, sizes.noop)
             log(f"  {noop['events_per_s']:,.0f} messages/s")
             result["ceilings"] = {"noop_messages_per_s": noop["events_per_s"], "noop": noop,
-                                  "pg_insert_update_tx_per_s": round(pg, 1)}
+                                  "pg_insert_update_tx_per_s": round(pg, 1),
+                                  "pg_copy_rows_per_s": round(copy_rows, 1)}
 
         workload = Workload(sizes.members, SEED, datetime.now(UTC), run_id[:4])
         generated: set[str] = set()
         queue = Queue(client, namespace, "events")
-        workers = Workers([*loyalty_command(), "worker", "--processes", str(PROCESSES), "--threads", str(THREADS)],
+        workers = Workers([*loyalty_command(), "worker", "--processes", str(PROCESSES), "--threads", str(args.threads)],
                           env, "loyalty-workers")
         warm = workload.take(200)
         generated.update(e["event_id"] for e in warm)
@@ -454,11 +467,14 @@ def main(argv: list[str] | None = None) -> None:
             result["batch"] = drain_phase(queue, workers, "process_batch", batches, len(events))
             log(f"  {result['batch']['events_per_s']:,.0f} events/s")
         if args.only in (None, "latency"):
-            log(f"latency at {sizes.latency_rate:,} events/s for {sizes.latency_s:g}s")
-            latency = latency_phase(queue, workload, url, sizes.latency_rate, sizes.latency_s)
-            generated.update(latency.pop("ids"))
-            result["latency"] = latency
-            log(f"  p50 {latency['p50_ms']} ms, p95 {latency['p95_ms']} ms, p99 {latency['p99_ms']} ms")
+            result["latency_by_rate"] = []
+            for rate in [int(r) for r in args.latency_rates.split(",")]:
+                log(f"latency at {rate:,} events/s for {sizes.latency_s:g}s")
+                latency = latency_phase(queue, workload, url, rate, sizes.latency_s)
+                generated.update(latency.pop("ids"))
+                result["latency_by_rate"].append(latency)
+                log(f"  p50 {latency['p50_ms']} ms, p95 {latency['p95_ms']} ms, p99 {latency['p99_ms']} ms")
+            result["latency"] = result["latency_by_rate"][0]
         result["rss_mb"] = [round(m, 1) for m in sorted(workers.peak_rss_mb())]
         workers.stop()
         workers = None
@@ -475,6 +491,7 @@ def main(argv: list[str] | None = None) -> None:
                 "one_event_vs_noop": round(result["one_event"]["events_per_s"] / c["noop_messages_per_s"], 3),
                 "one_event_vs_pg": round(result["one_event"]["events_per_s"] / c["pg_insert_update_tx_per_s"], 3),
                 "batch_vs_pg": round(result["batch"]["events_per_s"] / c["pg_insert_update_tx_per_s"], 3),
+                "batch_vs_copy": round(result["batch"]["events_per_s"] / c["pg_copy_rows_per_s"], 3),
                 "late_vs_in_order": round(result["late"]["events_per_s"] / result["one_event"]["events_per_s"], 3),
             }
     finally:

@@ -29,6 +29,7 @@ from worker.domain import messages
 from worker.domain.engine import load_program
 from worker.domain.events import safe_text
 from worker.domain.program import Program
+from worker.services.group_commit import GroupCommit
 from worker.services.program_versions import ProgramInForce, StoredVersions
 
 log = structlog.get_logger(__name__)
@@ -46,6 +47,8 @@ class Runtime:
     clock: Callable[[], datetime] = field(default=utc_now)
     # The task re-reading the program versions (None: the program is fixed).
     reloader: asyncio.Task | None = None
+    # Commits the process's one-event messages in groups (None: a transaction per event).
+    group: GroupCommit | None = None
 
     @property
     def program(self) -> Program:
@@ -97,6 +100,9 @@ class RuntimeMiddleware(dramatiq.Middleware):
         if loop_thread is not None:
             # Before the first message: a restarted worker starts with the version in force.
             runtime.reloader = loop_thread.run_coroutine(runtime.programs.start(runtime.clock))
+            if self.settings.group_max > 1:
+                # Built on the loop it serves; no more groups at once than the pool can hold.
+                runtime.group = loop_thread.run_coroutine(_group_commit(self.settings, engine, worker.worker_threads))
         install(runtime)
         log.info(
             "worker_runtime_ready",
@@ -112,7 +118,19 @@ class RuntimeMiddleware(dramatiq.Middleware):
         install(None)
 
 
+async def _group_commit(settings: Settings, engine: AsyncEngine, threads: int) -> GroupCommit:
+    return GroupCommit(
+        engine,
+        group_max=settings.group_max,
+        wait_ms=settings.group_wait_ms,
+        concurrency=max(1, min(settings.group_concurrency, threads)),
+        strict=settings.strict_checks,
+    )
+
+
 async def _stop(runtime: Runtime) -> None:
+    if runtime.group is not None:
+        await runtime.group.stop()
     if runtime.reloader is not None:
         runtime.reloader.cancel()
         with suppress(asyncio.CancelledError):

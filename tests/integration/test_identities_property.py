@@ -8,12 +8,14 @@ from __future__ import annotations
 import asyncio
 import random
 
-from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 from sqlalchemy import text
 
 from db.engine import create_engine
 from tests.conftest import NOW, truncate_all
-from tests.integration.test_event_time import MEMBER, PROGRAM, build, occurrence, op
+from tests.integration.test_event_time import PROGRAM, build, occurrence, op
 from worker.domain.identities import identity_member_id
 from worker.domain.reevaluation import points_by_event
 from worker.services import intake

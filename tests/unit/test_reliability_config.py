@@ -18,6 +18,13 @@ def test_heartbeat_and_maintenance_come_from_the_environment():
     assert Settings.from_env({}).heartbeat_timeout_ms == DEFAULT_HEARTBEAT_TIMEOUT_MS == 30_000
 
 
+def test_group_commit_settings_come_from_the_environment_and_1_turns_grouping_off():
+    s = Settings.from_env({"LOYALTY_GROUP_MAX": "1", "LOYALTY_GROUP_WAIT_MS": "3", "LOYALTY_GROUP_CONCURRENCY": "4"})
+    assert (s.group_max, s.group_wait_ms, s.group_concurrency) == (1, 3, 4)
+    with pytest.raises(ValueError, match="LOYALTY_GROUP_MAX must be between 1 and 1000, got 0"):
+        Settings.from_env({"LOYALTY_GROUP_MAX": "0"})
+
+
 @pytest.mark.parametrize(
     "value, message",
     [

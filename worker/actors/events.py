@@ -22,7 +22,10 @@ RETRIES = {"max_retries": 20, "min_backoff": 500, "max_backoff": 60_000}
 
 async def process_event(event: Any) -> None:
     rt = runtime.current()
-    outcome = await intake.process(rt.engine, rt.program, event, now=rt.clock(), strict=rt.settings.strict_checks)
+    apply = rt.group.apply if rt.group is not None else None
+    outcome = await intake.process(
+        rt.engine, rt.program, event, now=rt.clock(), strict=rt.settings.strict_checks, apply=apply
+    )
     log.info("event_processed", status=outcome.status, type=outcome.event_type, points=outcome.points,
              reason=outcome.reason, note=outcome.note)
 

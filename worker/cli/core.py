@@ -86,7 +86,9 @@ class _Discard:
 
 def worker(
     processes: int = typer.Option(2, help="Worker processes."),
-    threads: int = typer.Option(8, help="Worker threads per process."),
+    # 32: with group commit the threads are mostly waiting for their group to commit, and
+    # more of them in flight make larger groups (docs/performance.md, measured 8 to 64).
+    threads: int = typer.Option(32, help="Worker threads per process."),
 ) -> None:
     from worker.preflight import PreflightError, check_all
 

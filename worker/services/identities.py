@@ -176,6 +176,13 @@ async def resolve_many(conn: AsyncConnection, program: Program, events: list[Any
     return out
 
 
+def landed(event: Any, member_id: str) -> Any:
+    """The event as applied to `member_id`: its identity's owner, or the member it was merged into."""
+    if getattr(event, "member", None) is not None:
+        return named_member(event, member_id)
+    return land_on(event, member_id)
+
+
 async def member_named(engine: AsyncEngine, name: str) -> str | None:
     """The member an operator's argument names: `KIND:VALUE` (when KIND is an identity kind) is
     looked up, anything else is a member id. IdentityError for an identity out of form."""

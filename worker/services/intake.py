@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -159,6 +159,13 @@ def _outcome(event: Any, result: Result) -> Outcome:
                    detail=result.detail)
 
 
+def count_committed(event: Any, result: Result) -> None:
+    """The metrics of a committed event: what it wrote and how late it was applied."""
+    if result.status in ("applied", "deferred"):
+        _count_written(result)
+        metrics.observe_lag(event.type, event.occurred_at)
+
+
 def _count_written(result: Result) -> None:
     """Bump the ledger and tier metrics for what a committed event wrote."""
     by_kind: dict[str, list[int]] = {}
@@ -175,8 +182,8 @@ def _count_written(result: Result) -> None:
 MERGED_ROUNDS_MAX = 5
 
 
-async def _apply_one(engine: AsyncEngine, program: Program, event: Any, strict: bool) -> tuple[Any, Result]:
-    """The event as resolved to its member (identity, merges) and what applying it gave."""
+async def _apply_one(engine: AsyncEngine, program: Program, event: Any, strict: bool) -> Result:
+    """Resolve the event to its member (identity, merges) and apply it, in one transaction."""
     for _ in range(MERGED_ROUNDS_MAX):
         try:
             async with engine.begin() as conn:
@@ -189,10 +196,23 @@ async def _apply_one(engine: AsyncEngine, program: Program, event: Any, strict: 
             event = identities.land_on(event, merged.survivor_id)
     else:
         raise MemberMerged(event.member_id, event.member_id)
-    if result.status in ("applied", "deferred"):
-        _count_written(result)
-        metrics.observe_lag(event.type, event.occurred_at)
-    return event, result
+    count_committed(event, result)
+    return result
+
+
+# How one validated event reaches the ledger: by default a transaction of its own; a worker
+# passes its GroupCommit's `apply`, which commits the events in flight together. Either way
+# the result is returned after COMMIT, and a refusal raises InvalidEvent (or a data error).
+Apply = Callable[[Program, Any], Awaitable[Result]]
+
+
+def own_transaction(engine: AsyncEngine, strict: bool) -> Apply:
+    """The Apply that gives each event a transaction of its own."""
+
+    def apply(program: Program, event: Any) -> Awaitable[Result]:
+        return _apply_one(engine, program, event, strict)
+
+    return apply
 
 
 def refusal(error: BaseException) -> str | None:
@@ -206,9 +226,11 @@ def _conflict_reason(event: Any) -> str:
     return f"event_id: {event.event_id!r} from source {event.source!r} was already used with a different payload"
 
 
-async def process(engine: AsyncEngine, program: Program, raw: Any, *, now: datetime, strict: bool = False) -> Outcome:
+async def process(
+    engine: AsyncEngine, program: Program, raw: Any, *, now: datetime, strict: bool = False, apply: Apply | None = None
+) -> Outcome:
     """Apply one raw event; every path ends in exactly one recorded outcome."""
-    outcome = await _process(engine, program, raw, now=now, strict=strict)
+    outcome = await _process(engine, program, raw, now=now, apply=apply or own_transaction(engine, strict))
     metrics.count_outcome(outcome.event_type, outcome.source, outcome.status)
     return outcome
 
@@ -221,27 +243,29 @@ async def _reject(engine: AsyncEngine, raw: Any, reason: str, event: Any = None)
     return Outcome("rejected", event.member_id, event.type, event.source, reason=safe_text(reason))
 
 
-async def _process(engine: AsyncEngine, program: Program, raw: Any, *, now: datetime, strict: bool) -> Outcome:
+async def _process(engine: AsyncEngine, program: Program, raw: Any, *, now: datetime, apply: Apply) -> Outcome:
     try:
         event = validate(raw, program, now)
     except InvalidEvent as error:
         return await _reject(engine, raw, error.reason)
     try:
-        event, result = await _apply_one(engine, program, event, strict)
+        result = await apply(program, event)
     except (InvalidEvent, DBAPIError) as error:
         if (reason := refusal(error)) is None:
             raise
         return await _reject(engine, raw, reason, event)
+    if result.member_id != event.member_id:  # named by an identity, or merged: where it landed
+        event = identities.landed(event, result.member_id)
     if result.status == "conflict":
         return await _reject(engine, raw, _conflict_reason(event), event)
-    await _apply_follow_ups(engine, program, raw, follow_ups(event), strict)
+    await _apply_follow_ups(engine, program, raw, follow_ups(event), apply)
     return _outcome(event, result)
 
 
-async def _apply_follow_ups(engine: AsyncEngine, program: Program, raw: Any, effects: list, strict: bool) -> None:
+async def _apply_follow_ups(engine: AsyncEngine, program: Program, raw: Any, effects: list, apply: Apply) -> None:
     for effect in effects:
         try:
-            await _apply_one(engine, program, effect, strict)
+            await apply(program, effect)
         except (InvalidEvent, DBAPIError) as error:
             if (reason := refusal(error)) is None:
                 raise
@@ -280,7 +304,7 @@ async def _apply_isolated(conn: AsyncConnection, program: Program, member_id: st
     return done
 
 
-async def _apply_group(conn: AsyncConnection, program: Program, shares: list[tuple[str, list]], strict: bool) -> list[_Applied]:
+async def apply_group(conn: AsyncConnection, program: Program, shares: list[tuple[str, list]], strict: bool) -> list[_Applied]:
     """One transaction for a group of members. The fast path applies them straight; if the
     ledger refuses one event, the group is rolled back and applied again with a savepoint per
     event, so one bad event never blocks the others (and is the only one rejected)."""
@@ -334,15 +358,12 @@ async def process_batch(
     async with engine.connect() as conn:
         for start in range(0, len(member_ids), BATCH_MEMBERS_PER_TRANSACTION):
             group = [(m, by_member[m]) for m in member_ids[start:start + BATCH_MEMBERS_PER_TRANSACTION]]
-            for applied in await _apply_group(conn, program, group, strict):
+            for applied in await apply_group(conn, program, group, strict):
                 result, event = applied.result, applied.event
                 if result is None:
                     refused.append((applied.index, event, applied.reason or ""))
                     continue
-                # after commit: metrics count what is durable
-                if result.status in ("applied", "deferred"):
-                    _count_written(result)
-                    metrics.observe_lag(event.type, event.occurred_at)
+                count_committed(event, result)  # after commit: metrics count what is durable
                 if result.status == "conflict":
                     refused.append((applied.index, event, _conflict_reason(event)))
                 else:
@@ -351,7 +372,7 @@ async def process_batch(
     for index, event, reason in refused:
         outcomes[index] = await _reject(engine, raws[index], reason, event)
     for raw, follow in effects:
-        await _apply_follow_ups(engine, program, raw, follow, strict)
+        await _apply_follow_ups(engine, program, raw, follow, own_transaction(engine, strict))
     final = [o for o in outcomes if o is not None]
     for outcome in final:
         metrics.count_outcome(outcome.event_type, outcome.source, outcome.status)
