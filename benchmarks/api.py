@@ -138,14 +138,20 @@ async def _saturation(urls: list[str], headers: dict, seconds: float, members: i
     return {"concurrency": CONCURRENCY, "seconds": seconds, **_summary(latencies, errors, elapsed)}
 
 
-def run(database_url: str, env: dict[str, str], loyalty: list[str], results: Path, *, rates: list[int],
-        seconds: float) -> dict:
+def run(
+    database_url: str, env: dict[str, str], loyalty: list[str], results: Path, *, rates: list[int], seconds: float
+) -> dict:
     from benchmarks.run import log, pg_dsn
 
     log(f"API: seeding {MEMBERS:,} members")
     asyncio.run(_seed(pg_dsn(database_url), MEMBERS))
-    created = subprocess.run([*loyalty, "api-key", "create", "--name", "bench", "--scopes", "members:read", "--json"],
-                             env=env, capture_output=True, text=True, check=True)
+    created = subprocess.run(
+        [*loyalty, "api-key", "create", "--name", "bench", "--scopes", "members:read", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     headers = {"Authorization": f"Bearer {json.loads(created.stdout)['key']}"}
     # No rate limit in the way of the measurement; the access log at WARNING is off.
     api_env = {**env, "LOYALTY_API_RATE_PER_KEY": "1000000", "LOYALTY_API_SWEEP_S": "0"}
@@ -153,8 +159,15 @@ def run(database_url: str, env: dict[str, str], loyalty: list[str], results: Pat
     for n in range(API_PROCESSES):
         port = _free_port()
         out = (results / f"loyalty-api-{n}.log").open("wb")
-        procs.append(subprocess.Popen([*loyalty, "api", "--port", str(port)], env=api_env,
-                                      stdout=out, stderr=subprocess.STDOUT, start_new_session=True))
+        procs.append(
+            subprocess.Popen(
+                [*loyalty, "api", "--port", str(port)],
+                env=api_env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        )
         urls.append(f"http://127.0.0.1:{port}")
     try:
         deadline = time.monotonic() + START_DEADLINE_S
@@ -176,11 +189,15 @@ def run(database_url: str, env: dict[str, str], loyalty: list[str], results: Pat
         for rate in rates:
             log(f"API: GET /v1/members/{{id}} at {rate} requests/s for {seconds:g}s over {API_PROCESSES} processes")
             fixed.append(asyncio.run(_fixed_rate(urls, headers, rate, seconds, MEMBERS)))
-            log(f"  {fixed[-1]['requests_per_s']:,.0f} requests/s, p50 {fixed[-1]['p50_ms']} ms, "
-                f"p99 {fixed[-1]['p99_ms']} ms, {fixed[-1]['errors']} errors")
+            log(
+                f"  {fixed[-1]['requests_per_s']:,.0f} requests/s, p50 {fixed[-1]['p50_ms']} ms, "
+                f"p99 {fixed[-1]['p99_ms']} ms, {fixed[-1]['errors']} errors"
+            )
         log(f"API: saturation, {CONCURRENCY} in flight for {seconds:g}s")
         saturated = asyncio.run(_saturation(urls, headers, seconds, MEMBERS))
-        log(f"  {saturated['requests_per_s']:,.0f} requests/s, p50 {saturated['p50_ms']} ms, p99 {saturated['p99_ms']} ms")
+        log(
+            f"  {saturated['requests_per_s']:,.0f} requests/s, p50 {saturated['p50_ms']} ms, p99 {saturated['p99_ms']} ms"
+        )
     finally:
         for proc in procs:
             proc.terminate()
@@ -189,5 +206,10 @@ def run(database_url: str, env: dict[str, str], loyalty: list[str], results: Pat
                 proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 proc.kill()
-    return {"processes": API_PROCESSES, "members": MEMBERS, "fixed_rate": fixed, "saturation": saturated,
-            "python": sys.version.split()[0]}
+    return {
+        "processes": API_PROCESSES,
+        "members": MEMBERS,
+        "fixed_rate": fixed,
+        "saturation": saturated,
+        "python": sys.version.split()[0],
+    }

@@ -52,20 +52,25 @@ _LOAD = [
 
 async def _admin(url: str) -> asyncpg.Connection:
     parsed = make_url(url)
-    return await asyncpg.connect(host=parsed.host, port=parsed.port, user=parsed.username,
-                                 password=parsed.password, database="postgres")
+    return await asyncpg.connect(
+        host=parsed.host, port=parsed.port, user=parsed.username, password=parsed.password, database="postgres"
+    )
 
 
 async def bench(lots: int, per_member: int, concurrency: int) -> dict:
-    url = make_url(async_url(ADMIN_URL)).set(database=f"loyalty_bench_{uuid.uuid4().hex[:8]}").render_as_string(
-        hide_password=False)
+    url = (
+        make_url(async_url(ADMIN_URL))
+        .set(database=f"loyalty_bench_{uuid.uuid4().hex[:8]}")
+        .render_as_string(hide_password=False)
+    )
     await migrate.upgrade(url)
     members = lots // per_member
     engine = create_engine(url, pool_size=concurrency, max_overflow=0)
     try:
         parsed = make_url(url)
-        conn = await asyncpg.connect(host=parsed.host, port=parsed.port, user=parsed.username,
-                                     password=parsed.password, database=parsed.database)
+        conn = await asyncpg.connect(
+            host=parsed.host, port=parsed.port, user=parsed.username, password=parsed.password, database=parsed.database
+        )
         started = time.perf_counter()
         values = (members, per_member, EARNED_AT)
         for statement in _LOAD:
@@ -92,9 +97,15 @@ async def bench(lots: int, per_member: int, concurrency: int) -> dict:
         expired = sum(r.points for r in results) // 50
         audit = await audit_all(engine)
         return {
-            "lots": members * per_member, "members": members, "chunks": len(ranges), "concurrency": concurrency,
-            "load_s": round(load_s, 1), "expire_s": round(expire_s, 2),
-            "lots_per_s": round(expired / expire_s), "lots_expired": expired, "audit_clean": audit.clean,
+            "lots": members * per_member,
+            "members": members,
+            "chunks": len(ranges),
+            "concurrency": concurrency,
+            "load_s": round(load_s, 1),
+            "expire_s": round(expire_s, 2),
+            "lots_per_s": round(expired / expire_s),
+            "lots_expired": expired,
+            "audit_clean": audit.clean,
         }
     finally:
         await engine.dispose()
@@ -119,9 +130,11 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=4, help="chunks run at once (workers)")
     args = parser.parse_args()
     result = asyncio.run(bench(args.lots, args.lots_per_member, args.concurrency))
-    print(f"expired {result['lots_expired']:,} lots of {result['members']:,} members in {result['expire_s']} s "
-          f"({result['lots_per_s']:,} lots/s, {result['chunks']} chunks, {result['concurrency']} at a time); "
-          f"target <= 30 s; audit {'clean' if result['audit_clean'] else 'NOT CLEAN'}")
+    print(
+        f"expired {result['lots_expired']:,} lots of {result['members']:,} members in {result['expire_s']} s "
+        f"({result['lots_per_s']:,} lots/s, {result['chunks']} chunks, {result['concurrency']} at a time); "
+        f"target <= 30 s; audit {'clean' if result['audit_clean'] else 'NOT CLEAN'}"
+    )
     print(json.dumps(result))
 
 

@@ -55,10 +55,12 @@ class Sizes:
     pg_ceiling_s: float
 
 
-FULL = Sizes(members=50_000, one_event=20_000, batch_events=40_000, noop=30_000, latency_s=15,
-             latency_rate=1000, pg_ceiling_s=8)
-QUICK = Sizes(members=5_000, one_event=5_000, batch_events=20_000, noop=10_000, latency_s=5,
-              latency_rate=1000, pg_ceiling_s=3)
+FULL = Sizes(
+    members=50_000, one_event=20_000, batch_events=40_000, noop=30_000, latency_s=15, latency_rate=1000, pg_ceiling_s=8
+)
+QUICK = Sizes(
+    members=5_000, one_event=5_000, batch_events=20_000, noop=10_000, latency_s=5, latency_rate=1000, pg_ceiling_s=3
+)
 
 
 def log(message: str) -> None:
@@ -77,9 +79,15 @@ class Queue:
 
     def _message(self, actor: str, args: list) -> tuple[str, bytes]:
         rid = str(uuid.uuid4())
-        body = {"queue_name": self.queue, "actor_name": actor, "args": args, "kwargs": {},
-                "options": {"redis_message_id": rid}, "message_id": rid,
-                "message_timestamp": int(time.time() * 1000)}
+        body = {
+            "queue_name": self.queue,
+            "actor_name": actor,
+            "args": args,
+            "kwargs": {},
+            "options": {"redis_message_id": rid},
+            "message_id": rid,
+            "message_timestamp": int(time.time() * 1000),
+        }
         return rid, json.dumps(body, separators=(",", ":")).encode()
 
     def push(self, actor: str, arg_lists: list[list], *, staged: bool) -> None:
@@ -88,7 +96,7 @@ class Queue:
         for start in range(0, len(arg_lists), PIPELINE_MESSAGES):
             pipe = self.client.pipeline(transaction=not staged)
             ids = []
-            for args in arg_lists[start:start + PIPELINE_MESSAGES]:
+            for args in arg_lists[start : start + PIPELINE_MESSAGES]:
                 rid, body = self._message(actor, args)
                 pipe.hset(self.msgs_key, rid, body)
                 ids.append(rid)
@@ -124,8 +132,9 @@ class Workers:
         self.name = name
         self.log_path = RESULTS / f"{name}.log"
         self.log_file = self.log_path.open("wb")
-        self.proc = subprocess.Popen(argv, env=env, cwd=ROOT, stdout=self.log_file, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
+        self.proc = subprocess.Popen(
+            argv, env=env, cwd=ROOT, stdout=self.log_file, stderr=subprocess.STDOUT, start_new_session=True
+        )
 
     def descendants(self) -> list[int]:
         found, todo = [], [self.proc.pid]
@@ -167,9 +176,16 @@ class Workers:
 
 
 def worker_env(database_url: str, namespace: str) -> dict[str, str]:
-    return {**os.environ, "LOYALTY_DATABASE_URL": database_url, "LOYALTY_REDIS_URL": REDIS_URL,
-            "LOYALTY_NAMESPACE": namespace, "LOYALTY_LOG_LEVEL": "WARNING", "LOYALTY_LOG_FORMAT": "json",
-            "LOYALTY_STRICT_CHECKS": "0", "PYTHONPATH": str(ROOT)}
+    return {
+        **os.environ,
+        "LOYALTY_DATABASE_URL": database_url,
+        "LOYALTY_REDIS_URL": REDIS_URL,
+        "LOYALTY_NAMESPACE": namespace,
+        "LOYALTY_LOG_LEVEL": "WARNING",
+        "LOYALTY_LOG_FORMAT": "json",
+        "LOYALTY_STRICT_CHECKS": "0",
+        "PYTHONPATH": str(ROOT),
+    }
 
 
 def loyalty_command() -> list[str]:
@@ -204,8 +220,11 @@ def fetch(url: str, sql: str, *args) -> list:
 
 
 def counted(url: str) -> int:
-    rows = fetch(url, """SELECT (SELECT count(*) FROM processed_events WHERE source NOT LIKE '%:%')
-                              + (SELECT count(*) FROM rejected_events) AS n""")
+    rows = fetch(
+        url,
+        """SELECT (SELECT count(*) FROM processed_events WHERE source NOT LIKE '%:%')
+                              + (SELECT count(*) FROM rejected_events) AS n""",
+    )
     return rows[0]["n"]
 
 
@@ -219,16 +238,23 @@ def drain_phase(queue: Queue, workers: Workers, actor: str, arg_lists: list[list
     finished = queue.wait_drained()
     workers.check_alive()
     elapsed = finished - started
-    return {"events": events, "messages": len(arg_lists), "seconds": round(elapsed, 3),
-            "events_per_s": round(events / elapsed, 1)}
+    return {
+        "events": events,
+        "messages": len(arg_lists),
+        "seconds": round(elapsed, 3),
+        "events_per_s": round(events / elapsed, 1),
+    }
 
 
 def noop_ceiling(namespace: str, messages: int) -> dict:
     client = redis.Redis.from_url(REDIS_URL)
     queue = Queue(client, namespace, "noop")
     env = worker_env("", namespace)
-    workers = Workers([sys.executable, "-m", "dramatiq", "benchmarks.noop", "--processes", str(PROCESSES),
-                       "--threads", str(THREADS)], env, "noop-workers")
+    workers = Workers(
+        [sys.executable, "-m", "dramatiq", "benchmarks.noop", "--processes", str(PROCESSES), "--threads", str(THREADS)],
+        env,
+        "noop-workers",
+    )
     try:
         queue.push("noop", [[]] * 200, staged=False)  # warm-up: both processes up and consuming
         queue.wait_drained(timeout_s=60)
@@ -257,16 +283,29 @@ def latency_phase(queue: Queue, workload: Workload, url: str, rate: int, seconds
             enqueued[e["event_id"]] = now
     offered_s = time.perf_counter() - started
     queue.wait_drained()
-    rows = fetch(url, "SELECT event_id, extract(epoch FROM processed_at)::float8 AS at FROM processed_events "
-                      "WHERE event_id = ANY($1::text[])", list(enqueued))
+    rows = fetch(
+        url,
+        "SELECT event_id, extract(epoch FROM processed_at)::float8 AS at FROM processed_events "
+        "WHERE event_id = ANY($1::text[])",
+        list(enqueued),
+    )
     latencies = sorted((r["at"] - enqueued[r["event_id"]]) * 1000 for r in rows)
 
     def pct(p: float) -> float:
-        return round(latencies[min(len(latencies) - 1, int(p / 100 * len(latencies)))], 1) if latencies else float("nan")
+        return (
+            round(latencies[min(len(latencies) - 1, int(p / 100 * len(latencies)))], 1) if latencies else float("nan")
+        )
 
-    return {"offered_per_s": round(len(enqueued) / offered_s, 1), "events": len(enqueued), "measured": len(latencies),
-            "p50_ms": pct(50), "p95_ms": pct(95), "p99_ms": pct(99), "max_ms": round(latencies[-1], 1) if latencies else None,
-            "ids": list(enqueued)}
+    return {
+        "offered_per_s": round(len(enqueued) / offered_s, 1),
+        "events": len(enqueued),
+        "measured": len(latencies),
+        "p50_ms": pct(50),
+        "p95_ms": pct(95),
+        "p99_ms": pct(99),
+        "max_ms": round(latencies[-1], 1) if latencies else None,
+        "ids": list(enqueued),
+    }
 
 
 def run_expiry(database_url: str) -> dict | None:
@@ -284,9 +323,12 @@ def correctness(url: str, env: dict[str, str], generated: set[str]) -> dict:
     rejected = [r["event_id"] for r in fetch(url, "SELECT event_id FROM rejected_events")]
     seen = processed + rejected
     # Corrections booked by a re-evaluation are entries of the late event too: not counted here.
-    doubled = fetch(url, """SELECT count(*) AS n FROM (SELECT 1 FROM ledger_entries WHERE kind = 'earn'
+    doubled = fetch(
+        url,
+        """SELECT count(*) AS n FROM (SELECT 1 FROM ledger_entries WHERE kind = 'earn'
                            AND NOT rules @> '[{"corrects": {}}]'
-                           GROUP BY member_id, source, event_id HAVING count(*) > 1) d""")[0]["n"]
+                           GROUP BY member_id, source, event_id HAVING count(*) > 1) d""",
+    )[0]["n"]
     return {
         "audit_clean": audit.returncode == 0 and bool(report.get("clean")),
         "members_checked": report.get("members_checked"),
@@ -306,13 +348,20 @@ def correctness(url: str, env: dict[str, str], generated: set[str]) -> dict:
 def machine() -> dict:
     info = {"cores": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()}
     try:
-        kb = int(next(line for line in Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal")).split()[1])
+        kb = int(
+            next(
+                line for line in Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal")
+            ).split()[1]
+        )
         info["ram_gb"] = round(kb / 1024 / 1024, 1)
     except (OSError, StopIteration):
         pass
     try:
-        info["cpu"] = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                           if line.startswith("model name"))
+        info["cpu"] = next(
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        )
     except (OSError, StopIteration):
         pass
     info["postgresql"] = fetch(ADMIN_URL, "SHOW server_version")[0][0]
@@ -320,8 +369,15 @@ def machine() -> dict:
     return info
 
 
-TARGETS = {"one_event": 2500, "one_event_vs_noop": 0.6, "batch": 20_000, "p99_ms": 100, "rss_mb": 200, "expiry_s": 30,
-           "late_vs_in_order": 0.8}
+TARGETS = {
+    "one_event": 2500,
+    "one_event_vs_noop": 0.6,
+    "batch": 20_000,
+    "p99_ms": 100,
+    "rss_mb": 200,
+    "expiry_s": 30,
+    "late_vs_in_order": 0.8,
+}
 # Share of events dated before events already sent, in the late-events phase.
 LATE_SHARE = 0.05
 
@@ -336,25 +392,41 @@ def table(r: dict) -> str:
         ("  / no-op ceiling", f"{r['ratios']['one_event_vs_noop']:.2f}", f">= {TARGETS['one_event_vs_noop']}"),
         ("  / PostgreSQL ceiling", f"{r['ratios']['one_event_vs_pg']:.2f}", ""),
         (f"one-event messages, {LATE_SHARE:.0%} late (events/s)", f"{r['late']['events_per_s']:,.0f}", ""),
-        ("  / in-order one-event messages", f"{r['ratios']['late_vs_in_order']:.2f}", f">= {TARGETS['late_vs_in_order']}"),
+        (
+            "  / in-order one-event messages",
+            f"{r['ratios']['late_vs_in_order']:.2f}",
+            f">= {TARGETS['late_vs_in_order']}",
+        ),
         ("  extra time per late event (ms)", f"{r['late']['extra_ms_per_late_event']:.1f}", ""),
         ("batch messages (events/s)", f"{batch:,.0f}", f">= {TARGETS['batch']:,}"),
         ("  / PostgreSQL ceiling", f"{r['ratios']['batch_vs_pg']:.2f}", ""),
         ("  / COPY ceiling (rows/s)", f"{r['ratios']['batch_vs_copy']:.4f}", ""),
-        (f"latency at {r['latency']['offered_per_s']:,.0f} ev/s p50/p95/p99 (ms)",
-         f"{r['latency']['p50_ms']:.0f} / {r['latency']['p95_ms']:.0f} / {r['latency']['p99_ms']:.0f}",
-         f"p99 <= {TARGETS['p99_ms']}"),
-        *((f"latency at {lat['offered_per_s']:,.0f} ev/s p50/p95/p99 (ms)",
-           f"{lat['p50_ms']:.0f} / {lat['p95_ms']:.0f} / {lat['p99_ms']:.0f}", f"p99 <= {TARGETS['p99_ms']}")
-          for lat in r.get("latency_by_rate", [])[1:]),
+        (
+            f"latency at {r['latency']['offered_per_s']:,.0f} ev/s p50/p95/p99 (ms)",
+            f"{r['latency']['p50_ms']:.0f} / {r['latency']['p95_ms']:.0f} / {r['latency']['p99_ms']:.0f}",
+            f"p99 <= {TARGETS['p99_ms']}",
+        ),
+        *(
+            (
+                f"latency at {lat['offered_per_s']:,.0f} ev/s p50/p95/p99 (ms)",
+                f"{lat['p50_ms']:.0f} / {lat['p95_ms']:.0f} / {lat['p99_ms']:.0f}",
+                f"p99 <= {TARGETS['p99_ms']}",
+            )
+            for lat in r.get("latency_by_rate", [])[1:]
+        ),
         ("peak RSS per worker process (MB)", " / ".join(f"{m:.0f}" for m in r["rss_mb"]), f"<= {TARGETS['rss_mb']}"),
         ("ceiling: dramatiq no-op (messages/s)", f"{noop:,.0f}", ""),
         ("ceiling: PostgreSQL insert+update (tx/s)", f"{pg:,.0f}", ""),
         ("ceiling: PostgreSQL COPY (rows/s)", f"{r['ceilings']['pg_copy_rows_per_s']:,.0f}", ""),
     ]
     if r.get("expiry"):
-        rows.append(("expiry of 1,000,000 lots (s)", f"{r['expiry'].get('seconds', float('nan')):.1f}",
-                     f"<= {TARGETS['expiry_s']}"))
+        rows.append(
+            (
+                "expiry of 1,000,000 lots (s)",
+                f"{r['expiry'].get('seconds', float('nan')):.1f}",
+                f"<= {TARGETS['expiry_s']}",
+            )
+        )
     c = r["correctness"]
     rows.append(("correctness: audit clean, each event once", "yes" if c["ok"] else f"NO {c}", "yes"))
     width = [max(len(row[i]) for row in rows) for i in range(3)]
@@ -367,16 +439,25 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="Smaller sizes: a smoke run of about two minutes.")
     parser.add_argument("--keep", action="store_true", help="Keep the benchmark database afterwards.")
-    parser.add_argument("--only", choices=["one_event", "late", "batch", "latency"],
-                        help="Run one phase (no ceilings; `late` runs the in-order one-event phase first to compare).")
+    parser.add_argument(
+        "--only",
+        choices=["one_event", "late", "batch", "latency"],
+        help="Run one phase (no ceilings; `late` runs the in-order one-event phase first to compare).",
+    )
     parser.add_argument("--threads", type=int, default=THREADS, help="Worker threads per process.")
-    parser.add_argument("--latency-rates", default="1000",
-                        help="Offered events/s of the latency phases (comma-separated; the first is in the table's "
-                             "main row).")
-    parser.add_argument("--api", action="store_true",
-                        help="Only the HTTP API phase: GET /v1/members/{id} through 2 `loyalty api` processes.")
-    parser.add_argument("--api-rate", default="100,500",
-                        help="Requests per second of the API's fixed-rate phases (comma-separated).")
+    parser.add_argument(
+        "--latency-rates",
+        default="1000",
+        help="Offered events/s of the latency phases (comma-separated; the first is in the table's main row).",
+    )
+    parser.add_argument(
+        "--api",
+        action="store_true",
+        help="Only the HTTP API phase: GET /v1/members/{id} through 2 `loyalty api` processes.",
+    )
+    parser.add_argument(
+        "--api-rate", default="100,500", help="Requests per second of the API's fixed-rate phases (comma-separated)."
+    )
     parser.add_argument("--api-seconds", type=float, default=10, help="Length of each API measurement.")
     args = parser.parse_args(argv)
     sizes = QUICK if args.quick else FULL
@@ -387,8 +468,14 @@ def main(argv: list[str] | None = None) -> None:
     namespace = f"loyalty-bench-{run_id}"
     client = redis.Redis.from_url(REDIS_URL)
     env = worker_env(url, namespace)
-    result: dict = {"started_at": datetime.now(UTC).isoformat(timespec="seconds"), "quick": args.quick,
-                    "sizes": sizes.__dict__, "processes": PROCESSES, "threads": args.threads, "machine": machine()}
+    result: dict = {
+        "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "quick": args.quick,
+        "sizes": sizes.__dict__,
+        "processes": PROCESSES,
+        "threads": args.threads,
+        "machine": machine(),
+    }
     workers = None
     log(f"database loyalty_bench_{run_id}, namespace {namespace}")
     asyncio.run(migrate.upgrade(url))
@@ -396,8 +483,14 @@ def main(argv: list[str] | None = None) -> None:
         from benchmarks import api
 
         try:
-            result["api"] = api.run(url, env, loyalty_command(), RESULTS, rates=[int(r) for r in args.api_rate.split(",")],
-                                    seconds=args.api_seconds)
+            result["api"] = api.run(
+                url,
+                env,
+                loyalty_command(),
+                RESULTS,
+                rates=[int(r) for r in args.api_rate.split(",")],
+                seconds=args.api_seconds,
+            )
         finally:
             for key in client.scan_iter(f"{namespace}:*", count=1000):
                 client.delete(key)
@@ -419,15 +512,21 @@ def main(argv: list[str] | None = None) -> None:
             log("dramatiq no-op ceiling")
             noop = noop_ceiling(namespace, sizes.noop)
             log(f"  {noop['events_per_s']:,.0f} messages/s")
-            result["ceilings"] = {"noop_messages_per_s": noop["events_per_s"], "noop": noop,
-                                  "pg_insert_update_tx_per_s": round(pg, 1),
-                                  "pg_copy_rows_per_s": round(copy_rows, 1)}
+            result["ceilings"] = {
+                "noop_messages_per_s": noop["events_per_s"],
+                "noop": noop,
+                "pg_insert_update_tx_per_s": round(pg, 1),
+                "pg_copy_rows_per_s": round(copy_rows, 1),
+            }
 
         workload = Workload(sizes.members, SEED, datetime.now(UTC), run_id[:4])
         generated: set[str] = set()
         queue = Queue(client, namespace, "events")
-        workers = Workers([*loyalty_command(), "worker", "--processes", str(PROCESSES), "--threads", str(args.threads)],
-                          env, "loyalty-workers")
+        workers = Workers(
+            [*loyalty_command(), "worker", "--processes", str(PROCESSES), "--threads", str(args.threads)],
+            env,
+            "loyalty-workers",
+        )
         warm = workload.take(200)
         generated.update(e["event_id"] for e in warm)
         queue.push("process_event", [[e] for e in warm], staged=False)
@@ -451,19 +550,25 @@ def main(argv: list[str] | None = None) -> None:
             workload.late = 0.0
             generated.update(e["event_id"] for e in events)
             late = drain_phase(queue, workers, "process_event", [[e] for e in events], len(events))
-            late_events = fetch(url, "SELECT count(*) AS n FROM processed_events WHERE result ? 're_evaluated' "
-                                     "AND event_id = ANY($1::text[])", [e["event_id"] for e in events])[0]["n"]
+            late_events = fetch(
+                url,
+                "SELECT count(*) AS n FROM processed_events WHERE result ? 're_evaluated' "
+                "AND event_id = ANY($1::text[])",
+                [e["event_id"] for e in events],
+            )[0]["n"]
             in_order_s = late["events"] / result["one_event"]["events_per_s"]
             late["late_events"] = late_events
             late["extra_ms_per_late_event"] = round((late["seconds"] - in_order_s) * 1000 / max(late_events, 1), 2)
             result["late"] = late
-            log(f"  {late['events_per_s']:,.0f} events/s; {late_events} re-evaluated, "
-                f"{late['extra_ms_per_late_event']} ms extra each")
+            log(
+                f"  {late['events_per_s']:,.0f} events/s; {late_events} re-evaluated, "
+                f"{late['extra_ms_per_late_event']} ms extra each"
+            )
         if args.only in (None, "batch"):
             log(f"batch messages: {sizes.batch_events:,} events in messages of {BATCH_SIZE:,}")
             events = workload.take(sizes.batch_events)
             generated.update(e["event_id"] for e in events)
-            batches = [[events[i:i + BATCH_SIZE]] for i in range(0, len(events), BATCH_SIZE)]
+            batches = [[events[i : i + BATCH_SIZE]] for i in range(0, len(events), BATCH_SIZE)]
             result["batch"] = drain_phase(queue, workers, "process_batch", batches, len(events))
             log(f"  {result['batch']['events_per_s']:,.0f} events/s")
         if args.only in (None, "latency"):

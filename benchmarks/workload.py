@@ -55,8 +55,14 @@ class Workload:
         return at.astimezone(SHANGHAI).isoformat(timespec="milliseconds")
 
     def _event(self, kind: str, member: str, source: str, payload: dict) -> dict:
-        return {"event_id": self._id(kind), "type": kind, "source": source, "member_id": member,
-                "occurred_at": self._when(), "payload": payload}
+        return {
+            "event_id": self._id(kind),
+            "type": kind,
+            "source": source,
+            "member_id": member,
+            "occurred_at": self._when(),
+            "payload": payload,
+        }
 
     def _purchase(self) -> dict:
         member = self._member()
@@ -64,13 +70,20 @@ class Workload:
         for _ in range(self.rng.randint(1, 4)):
             quantity = self.rng.randint(1, 3)
             unit = Decimal(self.rng.randint(300, 20_000)) / 100
-            items.append({"sku": f"SKU{self.rng.randrange(SKUS):04d}", "category": self.rng.choice(CATEGORIES),
-                          "amount": str(unit * quantity), "quantity": quantity})
+            items.append(
+                {
+                    "sku": f"SKU{self.rng.randrange(SKUS):04d}",
+                    "category": self.rng.choice(CATEGORIES),
+                    "amount": str(unit * quantity),
+                    "quantity": quantity,
+                }
+            )
         amount = sum(Decimal(i["amount"]) for i in items)
         order_id = self._id("o")
         self.purchases.append((member, order_id, amount, items[0]["sku"]))
-        return self._event("purchase", member, "pos",
-                           {"order_id": order_id, "amount": str(amount), "currency": "CNY", "items": items})
+        return self._event(
+            "purchase", member, "pos", {"order_id": order_id, "amount": str(amount), "currency": "CNY", "items": items}
+        )
 
     def _earlier_purchase(self) -> tuple[str, str, Decimal, str] | None:
         return self.rng.choice(self.purchases) if self.purchases else None
@@ -86,21 +99,36 @@ class Workload:
             if earlier is None:
                 return self._purchase()
             member, order_id, _, sku = earlier
-            return self._event("review", member, "app", {"review_id": self._id("rv"), "order_id": order_id,
-                                                         "sku": sku, "has_media": self.rng.random() < 0.3})
+            return self._event(
+                "review",
+                member,
+                "app",
+                {"review_id": self._id("rv"), "order_id": order_id, "sku": sku, "has_media": self.rng.random() < 0.3},
+            )
         if roll < 0.95:
             earlier = self._earlier_purchase()
             if earlier is None:
                 return self._purchase()
             member, order_id, amount, _ = earlier
             part = (amount * Decimal(self.rng.randint(10, 60)) / 100).quantize(Decimal("0.01"))
-            return self._event("refund", member, "pos",
-                               {"order_id": order_id, "refund_id": self._id("rf"), "amount": str(max(part, Decimal("0.01")))})
+            return self._event(
+                "refund",
+                member,
+                "pos",
+                {"order_id": order_id, "refund_id": self._id("rf"), "amount": str(max(part, Decimal("0.01")))},
+            )
         self.fresh_members += 1
         fresh = f"N{self.prefix}{self.fresh_members:07d}"
         if roll < 0.975:
-            return self._event("signup", fresh, "app", {"birthday": f"19{self.rng.randint(60, 99)}-0{self.rng.randint(1, 9)}-1{self.rng.randint(0, 9)}",
-                                                        "locale": self.rng.choice(("en", "zh-Hans", "zh-Hant"))})
+            return self._event(
+                "signup",
+                fresh,
+                "app",
+                {
+                    "birthday": f"19{self.rng.randint(60, 99)}-0{self.rng.randint(1, 9)}-1{self.rng.randint(0, 9)}",
+                    "locale": self.rng.choice(("en", "zh-Hans", "zh-Hant")),
+                },
+            )
         return self._event("referral", self._member(), "app", {"referee_member_id": fresh})
 
     def take(self, n: int) -> list[dict]:

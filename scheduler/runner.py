@@ -37,9 +37,16 @@ Claim = Callable[[str, datetime], bool]  # first announcement of this firing?
 
 
 class Scheduler:
-    def __init__(self, program: Program, send_plan: Send, claim: Claim, clock: Callable[[], datetime],
-                 send_dispatch: Callable[[], None] | None = None,
-                 program_source: Callable[[], Program] | None = None, follow_s: float = 5):
+    def __init__(
+        self,
+        program: Program,
+        send_plan: Send,
+        claim: Claim,
+        clock: Callable[[], datetime],
+        send_dispatch: Callable[[], None] | None = None,
+        program_source: Callable[[], Program] | None = None,
+        follow_s: float = 5,
+    ):
         self.program = program
         self.specs = [spec for spec in job_specs(program) if spec.enabled]
         self.send_plan = send_plan
@@ -57,7 +64,9 @@ class Scheduler:
         if scheduled_for is None:
             scheduled_for = last_fire_time(spec.trigger, self.clock(), self.grace) or self.clock()
         if not self.claim(spec.name, scheduled_for):
-            log.info("job_firing_skipped", job=spec.name, scheduled_for=scheduled_for.isoformat(), why="already announced")
+            log.info(
+                "job_firing_skipped", job=spec.name, scheduled_for=scheduled_for.isoformat(), why="already announced"
+            )
             return False
         self.send_plan(spec.name, scheduled_for.isoformat())
         log.info("job_fired", job=spec.name, scheduled_for=scheduled_for.isoformat())
@@ -76,17 +85,29 @@ class Scheduler:
     def build(self) -> BlockingScheduler:
         scheduler = BlockingScheduler(
             timezone=self.program.zone,
-            job_defaults={"coalesce": True, "misfire_grace_time": self.program.schedule.misfire_grace_s,
-                          "max_instances": 1},
+            job_defaults={
+                "coalesce": True,
+                "misfire_grace_time": self.program.schedule.misfire_grace_s,
+                "max_instances": 1,
+            },
         )
         for spec in self.specs:
             scheduler.add_job(self.fire, spec.trigger, args=[spec], id=spec.name, name=spec.name)
         if self.send_dispatch is not None:
-            scheduler.add_job(self.send_dispatch, IntervalTrigger(seconds=DISPATCH_INTERVAL_S),
-                              id="dispatch-notifications", name="dispatch-notifications")
+            scheduler.add_job(
+                self.send_dispatch,
+                IntervalTrigger(seconds=DISPATCH_INTERVAL_S),
+                id="dispatch-notifications",
+                name="dispatch-notifications",
+            )
         if self.program_source is not None:
-            scheduler.add_job(self.follow_program, IntervalTrigger(seconds=self.follow_s), args=[scheduler],
-                              id="follow-program", name="follow-program")
+            scheduler.add_job(
+                self.follow_program,
+                IntervalTrigger(seconds=self.follow_s),
+                args=[scheduler],
+                id="follow-program",
+                name="follow-program",
+            )
         return scheduler
 
     def follow_program(self, scheduler: BaseScheduler) -> bool:
@@ -108,8 +129,9 @@ class Scheduler:
         for spec in self.specs:
             scheduler.remove_job(spec.name)
         for spec in specs:
-            scheduler.add_job(self.fire, spec.trigger, args=[spec], id=spec.name, name=spec.name,
-                              misfire_grace_time=grace_s)
+            scheduler.add_job(
+                self.fire, spec.trigger, args=[spec], id=spec.name, name=spec.name, misfire_grace_time=grace_s
+            )
         self.program, self.specs, self.grace = program, specs, timedelta(seconds=grace_s)
         log.info("scheduler_jobs_rescheduled", jobs=[s.name for s in specs], program=program.name)
         return True

@@ -78,10 +78,16 @@ async def engine(database_url: str) -> AsyncIterator:
 async def truncate_all(engine) -> None:
     async with engine.begin() as conn:
         names = (
-            await conn.execute(
-                text("SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'alembic_version'")
+            (
+                await conn.execute(
+                    text(
+                        "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'alembic_version'"
+                    )
+                )
             )
-        ).scalars().all()
+            .scalars()
+            .all()
+        )
         await conn.execute(text(f"TRUNCATE {', '.join(names)} RESTART IDENTITY CASCADE"))
 
 

@@ -13,8 +13,15 @@ from worker.domain.program import Program
 _ids = itertools.count(1)
 
 
-def event(kind: str, member_id: str, occurred_at: str = "2026-11-02T10:00:00+08:00", *, source: str = "pos",
-          event_id: str | None = None, **payload: Any) -> dict:
+def event(
+    kind: str,
+    member_id: str,
+    occurred_at: str = "2026-11-02T10:00:00+08:00",
+    *,
+    source: str = "pos",
+    event_id: str | None = None,
+    **payload: Any,
+) -> dict:
     return {
         "event_id": event_id or f"{kind}-{next(_ids)}",
         "type": kind,
@@ -27,7 +34,11 @@ def event(kind: str, member_id: str, occurred_at: str = "2026-11-02T10:00:00+08:
 
 def purchase(member_id: str, amount: str, order_id: str | None = None, **kw: Any) -> dict:
     items = kw.pop("items", None)
-    payload: dict[str, Any] = {"order_id": order_id or f"o-{next(_ids)}", "amount": amount, "currency": kw.pop("currency", "CNY")}
+    payload: dict[str, Any] = {
+        "order_id": order_id or f"o-{next(_ids)}",
+        "amount": amount,
+        "currency": kw.pop("currency", "CNY"),
+    }
     if items is not None:
         payload["items"] = items
     return event("purchase", member_id, **kw, **payload)
@@ -47,7 +58,9 @@ def check_in(member_id: str, occurred_at: str, **kw: Any) -> dict:
 
 
 def review(member_id: str, order_id: str, sku: str, has_media: bool = False, **kw: Any) -> dict:
-    return event("review", member_id, review_id=f"rv-{next(_ids)}", order_id=order_id, sku=sku, has_media=has_media, **kw)
+    return event(
+        "review", member_id, review_id=f"rv-{next(_ids)}", order_id=order_id, sku=sku, has_media=has_media, **kw
+    )
 
 
 def referral(member_id: str, referee: str, **kw: Any) -> dict:

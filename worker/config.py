@@ -62,8 +62,12 @@ class Settings:
             webhook_url=env.get("LOYALTY_WEBHOOK_URL") or None,
             webhook_secret=env.get("LOYALTY_WEBHOOK_SECRET") or None,
             templates_dir=env.get("LOYALTY_TEMPLATES_DIR") or None,
-            heartbeat_timeout_ms=_int_setting(env, "LOYALTY_HEARTBEAT_TIMEOUT_MS", DEFAULT_HEARTBEAT_TIMEOUT_MS, 1_000, 3_600_000),
-            maintenance_chance=_int_setting(env, "LOYALTY_MAINTENANCE_CHANCE", DEFAULT_MAINTENANCE_CHANCE, 1, MAINTENANCE_SCALE),
+            heartbeat_timeout_ms=_int_setting(
+                env, "LOYALTY_HEARTBEAT_TIMEOUT_MS", DEFAULT_HEARTBEAT_TIMEOUT_MS, 1_000, 3_600_000
+            ),
+            maintenance_chance=_int_setting(
+                env, "LOYALTY_MAINTENANCE_CHANCE", DEFAULT_MAINTENANCE_CHANCE, 1, MAINTENANCE_SCALE
+            ),
             program_reload_s=_int_setting(env, "LOYALTY_PROGRAM_RELOAD_S", DEFAULT_PROGRAM_RELOAD_S, 1, 3600),
             group_max=_int_setting(env, "LOYALTY_GROUP_MAX", DEFAULT_GROUP_MAX, 1, 1000),
             group_wait_ms=_int_setting(env, "LOYALTY_GROUP_WAIT_MS", DEFAULT_GROUP_WAIT_MS, 0, 1000),

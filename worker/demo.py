@@ -39,12 +39,30 @@ def scenario() -> list[dict]:
     for day in range(1, 8):
         events.append(_event(10 + day, "check_in", "mini_program", ALICE, f"{day:02d}T08:30:00"))
     events += [
-        _event(20, "purchase", "pos", ALICE, "03T18:20:00", order_id="P-1001", amount="350.00", currency="CNY",
-               items=[{"sku": "TEA-01", "category": "beverage", "amount": "350.00", "quantity": 2}]),
+        _event(
+            20,
+            "purchase",
+            "pos",
+            ALICE,
+            "03T18:20:00",
+            order_id="P-1001",
+            amount="350.00",
+            currency="CNY",
+            items=[{"sku": "TEA-01", "category": "beverage", "amount": "350.00", "quantity": 2}],
+        ),
         # The 8th is member day: double points.
         _event(21, "purchase", "ecommerce", ALICE, "08T21:05:00", order_id="W-2001", amount="1200.00", currency="CNY"),
-        _event(22, "review", "app", ALICE, "09T10:00:00", review_id="R-1", order_id="W-2001", sku="JACKET-7",
-               has_media=True),
+        _event(
+            22,
+            "review",
+            "app",
+            ALICE,
+            "09T10:00:00",
+            review_id="R-1",
+            order_id="W-2001",
+            sku="JACKET-7",
+            has_media=True,
+        ),
         # Bob is referred before his own signup arrives: the referral enrolls him.
         _event(23, "referral", "app", ALICE, "12T12:00:00", referee_member_id=BOB),
         _event(24, "signup", "app", BOB, "12T12:01:00", locale="zh-Hans"),
@@ -125,7 +143,9 @@ def run_demo(data_dir: Path | None = None, program: Program = DEFAULT_PROGRAM) -
             drain(broker, timeout_s=120, threads=1)
             after = metrics.outcome_totals()
             result = asyncio.run(_collect(url, program))
-            result.outcomes = {k: after.get(k, 0) - before.get(k, 0) for k in after if after.get(k, 0) - before.get(k, 0)}
+            result.outcomes = {
+                k: after.get(k, 0) - before.get(k, 0) for k in after if after.get(k, 0) - before.get(k, 0)
+            }
             return result
         finally:
             server.cleanup()
@@ -141,7 +161,9 @@ def format_summary(result: DemoResult) -> str:
     lines += ["", f"{'member':<8} {'tier':<8} {'available':>9} {'qualifying':>10}  next tier"]
     for m in result.members:
         nxt = f"{m['points_to_next_tier']} points to {m['next_tier']}" if m["next_tier"] else "top tier"
-        lines.append(f"{m['member_id']:<8} {m['tier']:<8} {m['available_points']:>9} {m['qualifying_points']:>10}  {nxt}")
+        lines.append(
+            f"{m['member_id']:<8} {m['tier']:<8} {m['available_points']:>9} {m['qualifying_points']:>10}  {nxt}"
+        )
     lines += ["", f"Why {ALICE} has her points (member history):"]
     for e in result.history:
         why = describe_rules(e["rules"])

@@ -26,10 +26,14 @@ def durability_warnings(config: Mapping[str, str]) -> list[str]:
     if appendonly != "yes" and not save:
         warnings.append("Redis has no persistence (appendonly no, no save points): a restart loses queued events")
     elif appendonly != "yes":
-        warnings.append("Redis persists only by snapshots (appendonly no): a restart loses events queued since the last one")
+        warnings.append(
+            "Redis persists only by snapshots (appendonly no): a restart loses events queued since the last one"
+        )
     policy = (config.get("maxmemory-policy") or "").lower()
     if policy and policy != REQUIRED_MAXMEMORY_POLICY:
-        warnings.append(f"Redis maxmemory-policy is {policy}, not noeviction: under memory pressure it drops queued events")
+        warnings.append(
+            f"Redis maxmemory-policy is {policy}, not noeviction: under memory pressure it drops queued events"
+        )
     return warnings
 
 

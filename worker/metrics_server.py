@@ -41,8 +41,12 @@ class WorkerMetrics(Prometheus):
         from worker import metrics
         from worker.domain.messages import KIND_PARAMS
 
-        counters = (self.total_messages, self.total_errored_messages, self.total_retried_messages,
-                    self.total_rejected_messages)
+        counters = (
+            self.total_messages,
+            self.total_errored_messages,
+            self.total_retried_messages,
+            self.total_rejected_messages,
+        )
         for name in broker.get_declared_actors():
             actor = broker.get_actor(name)
             for counter in counters:
@@ -63,14 +67,17 @@ class StateCollector:
         from worker.actors import queue_names
         from worker.services import stats
 
-        queues = GaugeMetricFamily("loyalty_queue_messages", "Messages in the broker by queue and state.",
-                                   labels=["queue", "state"])
+        queues = GaugeMetricFamily(
+            "loyalty_queue_messages", "Messages in the broker by queue and state.", labels=["queue", "state"]
+        )
         outbox = GaugeMetricFamily("loyalty_outbox_notifications", "Outbox rows by status.", labels=["status"])
         rejected = GaugeMetricFamily("loyalty_rejected_events_open", "Rejected events not yet replayed.")
         up = GaugeMetricFamily("loyalty_state_up", "1 when the last state read from Redis and PostgreSQL worked.")
-        heartbeats = GaugeMetricFamily("loyalty_worker_heartbeat_age_seconds",
-                                       "Seconds since each live worker process's last broker heartbeat.",
-                                       labels=["worker"])
+        heartbeats = GaugeMetricFamily(
+            "loyalty_worker_heartbeat_age_seconds",
+            "Seconds since each live worker process's last broker heartbeat.",
+            labels=["worker"],
+        )
 
         async def read():
             engine = create_engine(self.settings.database_url, pool_size=1, max_overflow=0)

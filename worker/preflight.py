@@ -188,7 +188,9 @@ async def check_database(settings: Settings) -> None:
         await engine.dispose()
     wanted = set(migrate.heads())
     if not current:
-        raise PreflightError(f"the schema on {postgres_address(settings.database_url)} is missing; run loyalty db upgrade")
+        raise PreflightError(
+            f"the schema on {postgres_address(settings.database_url)} is missing; run loyalty db upgrade"
+        )
     if not migrate.up_to_date(current):
         raise PreflightError(
             f"the schema is behind the code (database at {', '.join(sorted(current))}, code at "

@@ -40,8 +40,15 @@ RAW_KEPT_CHARS_MAX = 64 * 1024
 MESSAGE_BYTES_MAX = 16 * 1024 * 1024
 # A message wraps its events in three more levels: the message, its args, a batch's list.
 MESSAGE_DEPTH_MAX = JSON_DEPTH_MAX + 3
-_REQUIRED = {"queue_name": str, "actor_name": str, "args": list, "kwargs": dict, "options": dict,
-             "message_id": str, "message_timestamp": int}
+_REQUIRED = {
+    "queue_name": str,
+    "actor_name": str,
+    "args": list,
+    "kwargs": dict,
+    "options": dict,
+    "message_id": str,
+    "message_timestamp": int,
+}
 _REDIS_ID = re.compile(rb'"redis_message_id"\s*:\s*"([0-9A-Za-z-]{1,64})"')
 
 
@@ -67,8 +74,7 @@ def arguments_problem(name: str, signature: inspect.Signature, args: list, kwarg
         signature.bind(*args, **kwargs)
     except TypeError:
         shown = ", ".join(signature.parameters)
-        return (f"message.args: {name}({shown}) cannot take {len(args)} positional and "
-                f"{len(kwargs)} keyword arguments")
+        return f"message.args: {name}({shown}) cannot take {len(args)} positional and {len(kwargs)} keyword arguments"
     return None
 
 
@@ -115,9 +121,15 @@ class TolerantJSONEncoder(JSONEncoder):
 
 def rejection(raw: str, problem: str, message_id: str, redis_id: str) -> MessageData:
     """A message for the reject_message actor in place of one that cannot be run."""
-    return {"queue_name": "events", "actor_name": REJECT_ACTOR, "args": [raw[:RAW_KEPT_CHARS_MAX], problem],
-            "kwargs": {}, "options": {"redis_message_id": redis_id}, "message_id": message_id,
-            "message_timestamp": int(time.time() * 1000)}
+    return {
+        "queue_name": "events",
+        "actor_name": REJECT_ACTOR,
+        "args": [raw[:RAW_KEPT_CHARS_MAX], problem],
+        "kwargs": {},
+        "options": {"redis_message_id": redis_id},
+        "message_id": message_id,
+        "message_timestamp": int(time.time() * 1000),
+    }
 
 
 def _redis_id(data: bytes, fields: Any) -> str | None:
@@ -158,8 +170,12 @@ class _QueueCheckedConsumer(_RedisConsumer):
         problem = queue_problem(actor.queue_name if actor else None, proxy.queue_name, self.queue_name)
         if problem is None:
             return proxy
-        fields = rejection(message.encode().decode("utf-8", errors="replace"), problem,
-                           message.message_id, message.options["redis_message_id"])
+        fields = rejection(
+            message.encode().decode("utf-8", errors="replace"),
+            problem,
+            message.message_id,
+            message.options["redis_message_id"],
+        )
         fields.update(args=tuple(fields["args"]), queue_name=self.queue_name)
         return type(proxy)(Message(**fields))
 
@@ -172,7 +188,9 @@ class _QueueCheckedConsumer(_RedisConsumer):
         for redis_id in in_flight:
             if client.hget(f"{prefix}{self.queue_name}.msgs", redis_id) == data:
                 problem = str(error.error) if error.error else "message: cannot be decoded"
-                fields = rejection(data.decode("utf-8", errors="replace"), problem, redis_id.decode(), redis_id.decode())
+                fields = rejection(
+                    data.decode("utf-8", errors="replace"), problem, redis_id.decode(), redis_id.decode()
+                )
                 fields.update(args=tuple(fields["args"]), queue_name=self.queue_name)
                 return MessageProxy(Message(**fields))
         raise error

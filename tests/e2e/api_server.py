@@ -28,9 +28,13 @@ def api_process(env: dict, log_path: Path, **extra_env: str):
     """Start `loyalty api` and yield its base URL once /healthz answers 200; stop it after."""
     port = free_port()
     with open(log_path, "w") as output:  # a file: a full pipe would block the server
-        proc = subprocess.Popen([LOYALTY, "api", "--host", "127.0.0.1", "--port", str(port)],
-                                env={**env, **extra_env}, stdout=output, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            [LOYALTY, "api", "--host", "127.0.0.1", "--port", str(port)],
+            env={**env, **extra_env},
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + START_DEADLINE_S

@@ -27,11 +27,22 @@ PAST = "2026-11-03T10:00:00+08:00"
 
 @pytest.fixture(scope="module")
 def server(database_url, redis_namespace, tmp_path_factory):
-    env = {**os.environ, "LOYALTY_DATABASE_URL": database_url, "LOYALTY_REDIS_URL": REDIS_URL,
-           "LOYALTY_NAMESPACE": redis_namespace, "LOYALTY_STRICT_CHECKS": "1", "LOYALTY_LOG_FORMAT": "json"}
+    env = {
+        **os.environ,
+        "LOYALTY_DATABASE_URL": database_url,
+        "LOYALTY_REDIS_URL": REDIS_URL,
+        "LOYALTY_NAMESPACE": redis_namespace,
+        "LOYALTY_STRICT_CHECKS": "1",
+        "LOYALTY_LOG_FORMAT": "json",
+    }
     log_path = tmp_path_factory.mktemp("api") / "api.log"
-    with api_process(env, log_path, LOYALTY_API_RATE_PER_KEY=str(RATE_PER_KEY),
-                     LOYALTY_API_BODY_BYTES_MAX=str(BODY_BYTES_MAX), LOYALTY_API_SWEEP_S="0") as url:
+    with api_process(
+        env,
+        log_path,
+        LOYALTY_API_RATE_PER_KEY=str(RATE_PER_KEY),
+        LOYALTY_API_BODY_BYTES_MAX=str(BODY_BYTES_MAX),
+        LOYALTY_API_SWEEP_S="0",
+    ) as url:
         yield url, log_path
 
 
@@ -70,8 +81,14 @@ ALL = "events:write,members:read,points:spend,rewards:redeem"
 
 
 def ev(event_id: str, type_: str, member_id: str, source: str = "pos", occurred_at: str = PAST, **payload) -> dict:
-    return {"event_id": event_id, "type": type_, "source": source, "member_id": member_id,
-            "occurred_at": occurred_at, "payload": payload}
+    return {
+        "event_id": event_id,
+        "type": type_,
+        "source": source,
+        "member_id": member_id,
+        "occurred_at": occurred_at,
+        "payload": payload,
+    }
 
 
 def purchase(event_id: str, member_id: str, order_id: str, amount: str, **kw) -> dict:
@@ -85,7 +102,9 @@ def drain(env) -> None:
 
 def fund(url, env, headers, member_id: str, amount: str = "1000.00") -> None:
     """A member with floor(amount) + 100 (first purchase) available points."""
-    response = httpx.post(f"{url}/v1/events", headers=headers, json=purchase(f"fund-{member_id}", member_id, f"o-{member_id}", amount))
+    response = httpx.post(
+        f"{url}/v1/events", headers=headers, json=purchase(f"fund-{member_id}", member_id, f"o-{member_id}", amount)
+    )
     assert response.status_code == 202, response.text
     drain(env)
 
@@ -104,10 +123,19 @@ def test_health_ready_openapi_and_docs(api):
     ready = httpx.get(f"{api}/readyz")
     assert (ready.status_code, ready.json()) == (200, {"status": "ready", "postgresql": "ok", "redis": "ok"})
     paths = set(httpx.get(f"{api}/openapi.json").json()["paths"])
-    assert paths == {"/healthz", "/readyz", "/v1/events", "/v1/events/{source}/{event_id}", "/v1/members/{member_id}",
-                     "/v1/members/{member_id}/history", "/v1/members/{member_id}/rewards",
-                     "/v1/members/{member_id}/holds", "/v1/holds/{hold_id}/capture", "/v1/holds/{hold_id}/void",
-                     "/v1/members/{member_id}/redemptions"}
+    assert paths == {
+        "/healthz",
+        "/readyz",
+        "/v1/events",
+        "/v1/events/{source}/{event_id}",
+        "/v1/members/{member_id}",
+        "/v1/members/{member_id}/history",
+        "/v1/members/{member_id}/rewards",
+        "/v1/members/{member_id}/holds",
+        "/v1/holds/{hold_id}/capture",
+        "/v1/holds/{hold_id}/void",
+        "/v1/members/{member_id}/redemptions",
+    }
     docs = httpx.get(f"{api}/docs")
     assert docs.status_code == 200 and "swagger" in docs.text.lower()
 
@@ -121,11 +149,16 @@ def test_keys_are_shown_once_stored_hashed_and_checked(api, clean):  # noqa: F81
 
     assert created.returncode == 0 and key.startswith("lk_") and len(key) > 40
     assert duplicate.returncode == 2
-    assert duplicate.stderr.strip() == "error: --name: a key named 'app-1' already exists (revoked keys keep their name)"
+    assert (
+        duplicate.stderr.strip() == "error: --name: a key named 'app-1' already exists (revoked keys keep their name)"
+    )
     assert bad_scope.stderr.strip() == (
-        "error: --scopes: unknown value 'members:write' (one of events:write, members:read, points:spend, rewards:redeem)")
+        "error: --scopes: unknown value 'members:write' (one of events:write, members:read, points:spend, rewards:redeem)"
+    )
     rows = json.loads(listed.stdout)
-    assert [(r["name"], r["scopes"], r["sources"], r["revoked_at"]) for r in rows] == [("app-1", ["members:read"], None, None)]
+    assert [(r["name"], r["scopes"], r["sources"], r["revoked_at"]) for r in rows] == [
+        ("app-1", ["members:read"], None, None)
+    ]
     assert key not in listed.stdout and hashlib.sha256(key.encode()).hexdigest() not in listed.stdout
     assert sql(clean, "SELECT key_hash FROM api_keys") == [(hashlib.sha256(key.encode()).hexdigest(),)]
 
@@ -133,12 +166,19 @@ def test_keys_are_shown_once_stored_hashed_and_checked(api, clean):  # noqa: F81
     unknown = httpx.get(f"{api}/v1/members/M1", headers={"Authorization": "Bearer lk_nope"})
     wrong_scope = httpx.post(f"{api}/v1/events", headers={"Authorization": f"Bearer {key}"}, json={})
     allowed = httpx.get(f"{api}/v1/members/M1", headers={"Authorization": f"Bearer {key}"})
-    assert (no_key.status_code, no_key.json()) == (401, {"error": "missing_key", "detail": "Authorization: send `Bearer KEY`"})
+    assert (no_key.status_code, no_key.json()) == (
+        401,
+        {"error": "missing_key", "detail": "Authorization: send `Bearer KEY`"},
+    )
     assert (unknown.status_code, unknown.json()["error"]) == (401, "unknown_key")
     assert (wrong_scope.status_code, wrong_scope.json()) == (
-        403, {"error": "missing_scope", "detail": "this key does not have the events:write scope"})
+        403,
+        {"error": "missing_scope", "detail": "this key does not have the events:write scope"},
+    )
     assert (allowed.status_code, allowed.json()) == (
-        404, {"error": "unknown_member", "detail": "member_id: no member 'M1'", "field": "member_id"})
+        404,
+        {"error": "unknown_member", "detail": "member_id: no member 'M1'", "field": "member_id"},
+    )
 
     revoked = loyalty(clean, "api-key", "revoke", "app-1")
     assert revoked.returncode == 0 and revoked.stdout.startswith("key 'app-1' revoked at ")
@@ -161,17 +201,31 @@ def test_events_validated_like_publish_queued_and_their_outcomes(api, clean, tmp
     ecommerce = httpx.post(f"{api}/v1/events", headers=till, json=purchase("w-1", "M1", "o-2", "10.00", source="web"))
     shop_reads_pos = httpx.get(f"{api}/v1/events/pos/p-1", headers=shop)
     bad = purchase("p-3", "M1", "o-3", "1.999")
-    mixed = httpx.post(f"{api}/v1/events", headers=till, json=[purchase("p-2", "M1", "o-2", "20.00"), bad, {"event_id": "x"}])
+    mixed = httpx.post(
+        f"{api}/v1/events", headers=till, json=[purchase("p-2", "M1", "o-2", "20.00"), bad, {"event_id": "x"}]
+    )
     queued = httpx.get(f"{api}/v1/events/pos/p-1", headers=till)
     not_queued = httpx.get(f"{api}/v1/events/pos/p-2", headers=till)
-    slashed = httpx.post(f"{api}/v1/events", headers=till, json=[
-        purchase("till-7/000123", "M2", "o-7", "10.00"), {**purchase("p-9", "M2", "o-9", "1.00"), "source": ["web"]}])
+    slashed = httpx.post(
+        f"{api}/v1/events",
+        headers=till,
+        json=[
+            purchase("till-7/000123", "M2", "o-7", "10.00"),
+            {**purchase("p-9", "M2", "o-9", "1.00"), "source": ["web"]},
+        ],
+    )
     slashed_ok = httpx.post(f"{api}/v1/events", headers=till, json=purchase("till-7/000123", "M2", "o-7", "10.00"))
     slashed_queued = httpx.get(f"{api}/v1/events/pos/till-7/000123", headers=till)
 
     assert (one.status_code, one.json()) == (202, {"accepted": 1, "events": [{"source": "pos", "event_id": "p-1"}]})
-    assert (ecommerce.status_code, ecommerce.json()) == (403, {
-        "error": "source_not_allowed", "detail": "source: this key may not send events from source 'web'", "field": "source"})
+    assert (ecommerce.status_code, ecommerce.json()) == (
+        403,
+        {
+            "error": "source_not_allowed",
+            "detail": "source: this key may not send events from source 'web'",
+            "field": "source",
+        },
+    )
     assert shop_reads_pos.status_code == 403
     assert mixed.status_code == 422
     # The same reasons as `loyalty publish` gives for the same lines.
@@ -179,22 +233,39 @@ def test_events_validated_like_publish_queued_and_their_outcomes(api, clean, tmp
     lines.write_text(json.dumps(bad) + "\n" + json.dumps({"event_id": "x"}) + "\n")
     published = loyalty(clean, "publish", str(lines)).stderr.strip().splitlines()
     assert mixed.json() == {
-        "error": "invalid_events", "detail": "2 of 3 events are invalid; none was queued",
-        "events": [{"index": 1, "reason": published[0].split(": ", 1)[1]},
-                   {"index": 2, "reason": published[1].split(": ", 1)[1]}]}
+        "error": "invalid_events",
+        "detail": "2 of 3 events are invalid; none was queued",
+        "events": [
+            {"index": 1, "reason": published[0].split(": ", 1)[1]},
+            {"index": 2, "reason": published[1].split(": ", 1)[1]},
+        ],
+    }
     assert mixed.json()["events"][0]["reason"] == "payload.amount: must have at most 2 decimal places"
     assert (queued.status_code, queued.json()) == (
-        200, {"source": "pos", "event_id": "p-1", "status": "queued", "points": 0, "reason": None, "processed_at": None})
+        200,
+        {"source": "pos", "event_id": "p-1", "status": "queued", "points": 0, "reason": None, "processed_at": None},
+    )
     assert (not_queued.status_code, not_queued.json()["error"]) == (404, "unknown_event")
-    assert (slashed.status_code, slashed.json()["events"]) == (422, [{"index": 1, "reason": "source: must be a valid string"}])
+    assert (slashed.status_code, slashed.json()["events"]) == (
+        422,
+        [{"index": 1, "reason": "source: must be a valid string"}],
+    )
     assert slashed_ok.status_code == 202
     assert (slashed_queued.status_code, slashed_queued.json()["event_id"], slashed_queued.json()["status"]) == (
-        200, "till-7/000123", "queued")
+        200,
+        "till-7/000123",
+        "queued",
+    )
 
     single_bad = httpx.post(f"{api}/v1/events", headers=till, json=bad)
-    assert (single_bad.status_code, single_bad.json()) == (422, {
-        "error": "invalid_events", "detail": "payload.amount: must have at most 2 decimal places",
-        "events": [{"index": 0, "reason": "payload.amount: must have at most 2 decimal places"}]})
+    assert (single_bad.status_code, single_bad.json()) == (
+        422,
+        {
+            "error": "invalid_events",
+            "detail": "payload.amount: must have at most 2 decimal places",
+            "events": [{"index": 0, "reason": "payload.amount: must have at most 2 decimal places"}],
+        },
+    )
 
     drain(clean)
     applied = httpx.get(f"{api}/v1/events/pos/p-1", headers=till).json()
@@ -203,35 +274,56 @@ def test_events_validated_like_publish_queued_and_their_outcomes(api, clean, tmp
     reused = httpx.post(f"{api}/v1/events", headers=till, json=purchase("p-1", "M1", "o-1", "999.00"))
     drain(clean)
     conflict = httpx.get(f"{api}/v1/events/pos/p-1", headers=till).json()
-    refund_first = httpx.post(f"{api}/v1/events", headers=till,
-                              json=ev("r-9", "refund", "M1", order_id="o-9", refund_id="rf-9", amount="5.00"))
+    refund_first = httpx.post(
+        f"{api}/v1/events",
+        headers=till,
+        json=ev("r-9", "refund", "M1", order_id="o-9", refund_id="rf-9", amount="5.00"),
+    )
     drain(clean)
     deferred = httpx.get(f"{api}/v1/events/pos/r-9", headers=till).json()
 
-    assert (applied["status"], applied["points"], applied["reason"]) == ("applied", 450, None)  # 350 + 100 first purchase
+    assert (applied["status"], applied["points"], applied["reason"]) == (
+        "applied",
+        450,
+        None,
+    )  # 350 + 100 first purchase
     assert applied["processed_at"] is not None
     assert resent.status_code == 202 and reused.status_code == 202 and refund_first.status_code == 202
     assert (duplicate["status"], duplicate["points"]) == ("duplicate", 0)
     assert (conflict["status"], conflict["reason"]) == (
-        "rejected", "event_id: 'p-1' from source 'pos' was already used with a different payload")
+        "rejected",
+        "event_id: 'p-1' from source 'pos' was already used with a different payload",
+    )
     assert (deferred["status"], deferred["points"]) == ("deferred", 0)
 
 
 def test_event_limits_array_length_and_body_size(api, clean):  # noqa: F811
     till = make_key(clean, "till-1", "events:write", sources="pos")
     too_many = httpx.post(f"{api}/v1/events", headers=till, json=[{"event_id": str(i)} for i in range(1001)])
-    too_big = httpx.post(f"{api}/v1/events", headers={**till, "Content-Type": "application/json"},
-                         content=b"[" + b" " * BODY_BYTES_MAX + b"]")
+    too_big = httpx.post(
+        f"{api}/v1/events",
+        headers={**till, "Content-Type": "application/json"},
+        content=b"[" + b" " * BODY_BYTES_MAX + b"]",
+    )
     not_json = httpx.post(f"{api}/v1/events", headers=till, content=b"{nope")
     # No Content-Length (chunked): counted while reading.
-    chunked = httpx.post(f"{api}/v1/events", headers=till, content=(b" " * 65536 for _ in range(BODY_BYTES_MAX // 65536 + 1)))
+    chunked = httpx.post(
+        f"{api}/v1/events", headers=till, content=(b" " * 65536 for _ in range(BODY_BYTES_MAX // 65536 + 1))
+    )
 
-    assert (too_many.status_code, too_many.json()) == (413, {
-        "error": "too_many_events", "detail": "body: 1001 events is over the limit of 1000", "field": "body"})
-    assert (too_big.status_code, too_big.json()) == (413, {
-        "error": "body_too_large", "detail": f"body: over the limit of {BODY_BYTES_MAX} bytes"})
+    assert (too_many.status_code, too_many.json()) == (
+        413,
+        {"error": "too_many_events", "detail": "body: 1001 events is over the limit of 1000", "field": "body"},
+    )
+    assert (too_big.status_code, too_big.json()) == (
+        413,
+        {"error": "body_too_large", "detail": f"body: over the limit of {BODY_BYTES_MAX} bytes"},
+    )
     assert (chunked.status_code, chunked.json()["error"]) == (413, "body_too_large")
-    assert (not_json.status_code, not_json.json()) == (400, {"error": "invalid_json", "detail": "body: is not valid JSON"})
+    assert (not_json.status_code, not_json.json()) == (
+        400,
+        {"error": "invalid_json", "detail": "body: is not valid JSON"},
+    )
 
 
 def test_rate_limit_answers_429_with_retry_after(api, clean):  # noqa: F811
@@ -249,7 +341,10 @@ def test_rate_limit_answers_429_with_retry_after(api, clean):  # noqa: F811
     # The first 429 comes once a one-second window has had its RATE_PER_KEY requests.
     assert RATE_PER_KEY <= len(statuses) - 1 <= 2 * RATE_PER_KEY
     assert limited.headers["retry-after"] == "1"
-    assert limited.json() == {"error": "rate_limited", "detail": f"over {RATE_PER_KEY} requests per second for this key"}
+    assert limited.json() == {
+        "error": "rate_limited",
+        "detail": f"over {RATE_PER_KEY} requests per second for this key",
+    }
 
 
 # ---------------------------------------------------------------- members
@@ -268,17 +363,23 @@ def test_member_state_history_and_rewards_as_the_member_sees_them(api, clean, tm
         '\n[[reward]]\nreward_id = "tv"\nname = "TV"\ncost_points = 90000\nmin_tier = "Regular"\n'
     )
     assert loyalty(clean, "rewards", "load", str(catalog)).returncode == 0
-    posted = httpx.post(f"{api}/v1/events", headers=key, json=[
-        ev("s-1", "signup", "M1", source="app", locale="zh-Hans"),
-        purchase("p-old", "M1", "o-0", "300.00", occurred_at=old.isoformat()),
-        purchase("p-1", "M1", "o-1", "500.00"),
-    ])
+    posted = httpx.post(
+        f"{api}/v1/events",
+        headers=key,
+        json=[
+            ev("s-1", "signup", "M1", source="app", locale="zh-Hans"),
+            purchase("p-old", "M1", "o-0", "300.00", occurred_at=old.isoformat()),
+            purchase("p-1", "M1", "o-1", "500.00"),
+        ],
+    )
     assert posted.status_code == 202, posted.text
     drain(clean)
 
     state = member(api, key, "M1")
     first = httpx.get(f"{api}/v1/members/M1/history", params={"limit": 2}, headers=key).json()
-    second = httpx.get(f"{api}/v1/members/M1/history", params={"limit": 2, "before": first["next_before"]}, headers=key).json()
+    second = httpx.get(
+        f"{api}/v1/members/M1/history", params={"limit": 2, "before": first["next_before"]}, headers=key
+    ).json()
     bad_page = httpx.get(f"{api}/v1/members/M1/history", params={"limit": 0}, headers=key)
     rewards = httpx.get(f"{api}/v1/members/M1/rewards", headers=key).json()
     unknown = [httpx.get(f"{api}/v1/members/M404{p}", headers=key) for p in ("", "/history", "/rewards")]
@@ -286,15 +387,26 @@ def test_member_state_history_and_rewards_as_the_member_sees_them(api, clean, tm
     # 50 signup + 300 + 100 first purchase + 500; Regular (850 qualifying < Silver 1000).
     shown = json.loads(loyalty(clean, "member", "show", "M1", "--json").stdout)
     assert {k: state[k] for k in shown} == shown
-    assert (state["available_points"], state["pending_points"], state["qualifying_points"], state["lifetime_points"],
-            state["tier"], state["next_tier"], state["points_to_next_tier"]) == (950, 0, 950, 950, "Regular", "Silver", 50)
+    assert (
+        state["available_points"],
+        state["pending_points"],
+        state["qualifying_points"],
+        state["lifetime_points"],
+        state["tier"],
+        state["next_tier"],
+        state["points_to_next_tier"],
+    ) == (950, 0, 950, 950, "Regular", "Silver", 50)
     assert (state["held_points"], state["points_expiring_in_30_days"]) == (0, 400)
     assert [e["kind"] for e in first["entries"]] == ["earn", "earn"] and first["next_before"] is not None
     # Newest first; a batch applies each member's events in occurrence order, the old purchase first.
     assert [e["event"]["event_id"] for e in first["entries"] + second["entries"]] == ["p-1", "s-1", "p-old"]
     assert second["next_before"] is None
     assert [r["rule"] for r in second["entries"][0]["rules"]] == ["purchase", "first_purchase"]
-    assert (bad_page.status_code, bad_page.json()["error"], bad_page.json()["field"]) == (422, "invalid_request", "limit")
+    assert (bad_page.status_code, bad_page.json()["error"], bad_page.json()["field"]) == (
+        422,
+        "invalid_request",
+        "limit",
+    )
     assert [(r["reward_id"], r["eligible"], r["locked"]) for r in rewards["rewards"]] == [
         ("mug", True, None),
         ("bag", False, {"reason": "tier_too_low", "text": "Gold及以上会员专享。"}),
@@ -307,8 +419,11 @@ def test_member_state_history_and_rewards_as_the_member_sees_them(api, clean, tm
 
 
 def hold(url, headers, member_id, hold_id, points, order_id="order-1", **extra):
-    return httpx.post(f"{url}/v1/members/{member_id}/holds", headers=headers,
-                      json={"hold_id": hold_id, "points": points, "order_id": order_id, **extra})
+    return httpx.post(
+        f"{url}/v1/members/{member_id}/holds",
+        headers=headers,
+        json={"hold_id": hold_id, "points": points, "order_id": order_id, **extra},
+    )
 
 
 def test_concurrent_holds_never_reserve_more_than_the_balance(api, clean):  # noqa: F811
@@ -350,14 +465,24 @@ def test_hold_capture_void_are_idempotent_and_capture_books_once(api, clean):  #
 
     assert created.status_code == 201
     assert {k: created.json()[k] for k in ("hold_id", "member_id", "order_id", "points", "status", "settled_at")} == {
-        "hold_id": "h-1", "member_id": "M1", "order_id": "order-1", "points": 300, "status": "held", "settled_at": None}
+        "hold_id": "h-1",
+        "member_id": "M1",
+        "order_id": "order-1",
+        "points": 300,
+        "status": "held",
+        "settled_at": None,
+    }
     assert (repeated.status_code, repeated.json()) == (200, created.json())
     assert (other_terms.status_code, other_terms.json()["error"]) == (409, "hold_id_conflict")
-    assert (too_much.status_code, too_much.json()) == (409, {
-        "error": "not_enough_points", "detail": "points: 801 requested but 800 available", "field": "points"})
+    assert (too_much.status_code, too_much.json()) == (
+        409,
+        {"error": "not_enough_points", "detail": "points: 801 requested but 800 available", "field": "points"},
+    )
     assert (unknown_member.status_code, unknown_member.json()["error"]) == (404, "unknown_member")
-    assert (invalid.status_code, invalid.json()) == (422, {
-        "error": "invalid_request", "detail": "points: must be greater than or equal to 1", "field": "points"})
+    assert (invalid.status_code, invalid.json()) == (
+        422,
+        {"error": "invalid_request", "detail": "points: must be greater than or equal to 1", "field": "points"},
+    )
     assert (held["available_points"], held["held_points"]) == (800, 300)
     assert (captured.status_code, captured.json()["status"]) == (200, "captured")
     assert (captured_again.status_code, captured_again.json()) == (200, captured.json())
@@ -366,15 +491,26 @@ def test_hold_capture_void_are_idempotent_and_capture_books_once(api, clean):  #
     assert (voided.status_code, voided.json()["status"]) == (200, "voided")
     assert (voided_again.status_code, voided_again.json()) == (200, voided.json())
     assert (capture_voided.status_code, capture_voided.json()["error"]) == (409, "hold_voided")
-    assert (unknown_hold.status_code, unknown_hold.json()) == (404, {
-        "error": "unknown_hold", "detail": "hold_id: no hold 'nope'", "field": "hold_id"})
+    assert (unknown_hold.status_code, unknown_hold.json()) == (
+        404,
+        {"error": "unknown_hold", "detail": "hold_id: no hold 'nope'", "field": "hold_id"},
+    )
     assert (after["available_points"], after["held_points"]) == (800, 0)
     # One hold entry and one spend entry for h-1 (the capture booked once), hold and restore for h-5.
     assert [(e["kind"], e["points"], e["event"]["event_id"]) for e in entries] == [
-        ("restore", 200, "hold:h-5"), ("hold", -200, "hold:h-5"), ("spend", 0, "hold:h-1"), ("hold", -300, "hold:h-1"),
-        ("earn", 1100, "fund-M1")]
-    assert entries[2]["rules"][0] == {"rule": "points_payment", "hold_id": "h-1", "order_id": "order-1", "points": 300,
-                                      "hold_entry_id": entries[3]["entry_id"]}
+        ("restore", 200, "hold:h-5"),
+        ("hold", -200, "hold:h-5"),
+        ("spend", 0, "hold:h-1"),
+        ("hold", -300, "hold:h-1"),
+        ("earn", 1100, "fund-M1"),
+    ]
+    assert entries[2]["rules"][0] == {
+        "rule": "points_payment",
+        "hold_id": "h-1",
+        "order_id": "order-1",
+        "points": 300,
+        "hold_entry_id": entries[3]["entry_id"],
+    }
 
 
 def test_an_expired_hold_is_released(api, clean):  # noqa: F811
@@ -405,12 +541,24 @@ def test_refund_of_an_order_paid_with_points_restores_them(api, clean):  # noqa:
     assert httpx.post(f"{api}/v1/events", headers=key, json=purchase("p-2", "M1", "o-2", "100.00")).status_code == 202
     drain(clean)
     paid = member(api, key, "M1")
-    assert httpx.post(f"{api}/v1/events", headers=key,
-                      json=ev("r-1", "refund", "M1", order_id="o-2", refund_id="rf-1", amount="50.00")).status_code == 202
+    assert (
+        httpx.post(
+            f"{api}/v1/events",
+            headers=key,
+            json=ev("r-1", "refund", "M1", order_id="o-2", refund_id="rf-1", amount="50.00"),
+        ).status_code
+        == 202
+    )
     drain(clean)
     half = member(api, key, "M1")
-    assert httpx.post(f"{api}/v1/events", headers=key,
-                      json=ev("r-2", "refund", "M1", order_id="o-2", refund_id="rf-2", amount="50.00")).status_code == 202
+    assert (
+        httpx.post(
+            f"{api}/v1/events",
+            headers=key,
+            json=ev("r-2", "refund", "M1", order_id="o-2", refund_id="rf-2", amount="50.00"),
+        ).status_code
+        == 202
+    )
     drain(clean)
     whole = member(api, key, "M1")
     entries = httpx.get(f"{api}/v1/members/M1/history", headers=key).json()["entries"]
@@ -426,14 +574,19 @@ def test_a_retried_redemption_returns_the_first_outcome(api, clean, tmp_path):  
     key = make_key(clean, "app-1", ALL, sources="app")
     till = make_key(clean, "till-1", "events:write", sources="pos")
     catalog = tmp_path / "rewards.toml"
-    catalog.write_text('[[reward]]\nreward_id = "mug"\nname = "Mug"\ncost_points = 500\nmin_tier = "Regular"\nstock = 1\n')
+    catalog.write_text(
+        '[[reward]]\nreward_id = "mug"\nname = "Mug"\ncost_points = 500\nmin_tier = "Regular"\nstock = 1\n'
+    )
     assert loyalty(clean, "rewards", "load", str(catalog)).returncode == 0
     fund(api, clean, till, "M1", "1000.00")
 
     def redeem(idem, reward_id="mug", quantity=1, member_id="M1"):
         headers = {**key, "Idempotency-Key": idem} if idem else key
-        return httpx.post(f"{api}/v1/members/{member_id}/redemptions", headers=headers,
-                          json={"reward_id": reward_id, "quantity": quantity})
+        return httpx.post(
+            f"{api}/v1/members/{member_id}/redemptions",
+            headers=headers,
+            json={"reward_id": reward_id, "quantity": quantity},
+        )
 
     first = redeem("k-1")
     retry = redeem("k-1")
@@ -445,13 +598,24 @@ def test_a_retried_redemption_returns_the_first_outcome(api, clean, tmp_path):  
     state = member(api, key, "M1")
 
     assert first.status_code == 201
-    assert first.json() == {"status": "confirmed", "event_id": first.json()["event_id"], "member_id": "M1",
-                            "reward_id": "mug", "reward_name": "Mug", "quantity": 1, "points": 500, "reason": None,
-                            "available_points": 600}
+    assert first.json() == {
+        "status": "confirmed",
+        "event_id": first.json()["event_id"],
+        "member_id": "M1",
+        "reward_id": "mug",
+        "reward_name": "Mug",
+        "quantity": 1,
+        "points": 500,
+        "reason": None,
+        "available_points": 600,
+    }
     assert (retry.status_code, retry.json()) == (201, first.json())
     assert (reused.status_code, reused.json()["error"]) == (422, "idempotency_key_reused")
     assert (sold_out.status_code, sold_out.json()["error"], sold_out.json()["redemption"]["status"]) == (
-        409, "out_of_stock", "rejected")
+        409,
+        "out_of_stock",
+        "rejected",
+    )
     assert (sold_out_retry.status_code, sold_out_retry.json()) == (409, sold_out.json())
     assert (missing.status_code, missing.json()["error"]) == (400, "missing_idempotency_key")
     assert (unknown.status_code, unknown.json()["error"]) == (404, "unknown_member")
@@ -471,7 +635,9 @@ def test_access_log_names_routes_not_members_or_keys(server, api, clean):  # noq
     lines = [json.loads(line) for line in text.splitlines() if line.startswith("{") and "http_request" in line]
     assert "SECRET-MEMBER-77" not in text
     assert key["Authorization"].split()[1] not in text
-    assert {"method": "GET", "route": "/v1/members/{member_id}", "status": 404, "key": "app-1"}.items() <= lines[-1].items()
+    assert {"method": "GET", "route": "/v1/members/{member_id}", "status": 404, "key": "app-1"}.items() <= lines[
+        -1
+    ].items()
 
 
 def test_the_sweep_releases_expired_holds_nobody_reads(clean, tmp_path):  # noqa: F811
@@ -502,4 +668,7 @@ def test_readyz_names_what_is_unreachable(clean, tmp_path):  # noqa: F811
     assert (health.status_code, health.json()) == (200, {"status": "ok"})
     assert ready.status_code == 503
     assert {k: ready.json()[k] for k in ("error", "detail", "postgresql")} == {
-        "error": "not_ready", "detail": "unreachable: redis", "postgresql": "ok"}
+        "error": "not_ready",
+        "detail": "unreachable: redis",
+        "postgresql": "ok",
+    }

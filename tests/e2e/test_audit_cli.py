@@ -22,10 +22,25 @@ async def corrupt(database_url: str, sql: str) -> None:
 async def test_audit_exits_1_and_reports_the_corrupted_field(clean, tmp_path, database_url):  # noqa: F811
     env = clean
     events = tmp_path / "events.jsonl"
-    events.write_text("\n".join([
-        line(event_id="p-1", type="purchase", member_id="A1", payload={"order_id": "o-1", "amount": "50.00", "currency": "CNY"}),
-        line(event_id="p-2", type="purchase", member_id="B2", payload={"order_id": "o-2", "amount": "30.00", "currency": "CNY"}),
-    ]) + "\n")
+    events.write_text(
+        "\n".join(
+            [
+                line(
+                    event_id="p-1",
+                    type="purchase",
+                    member_id="A1",
+                    payload={"order_id": "o-1", "amount": "50.00", "currency": "CNY"},
+                ),
+                line(
+                    event_id="p-2",
+                    type="purchase",
+                    member_id="B2",
+                    payload={"order_id": "o-2", "amount": "30.00", "currency": "CNY"},
+                ),
+            ]
+        )
+        + "\n"
+    )
     assert loyalty(env, "publish", str(events)).returncode == 0
     assert loyalty(env, "drain", "--timeout", "60", "--threads", "1").returncode == 0
     clean_run = loyalty(env, "audit")
@@ -43,17 +58,28 @@ async def test_audit_exits_1_and_reports_the_corrupted_field(clean, tmp_path, da
         "2 members checked, 2 differences",
     ]
     assert json_run.returncode == 1
-    assert json.loads(json_run.stdout) == {"members_checked": 2, "clean": False, "differences": [
-        {"member_id": "A1", "field": "available_points (entries)", "balance": 157, "recomputed": 150},
-        {"member_id": "A1", "field": "available_points (lots)", "balance": 157, "recomputed": 150},
-    ]}
+    assert json.loads(json_run.stdout) == {
+        "members_checked": 2,
+        "clean": False,
+        "differences": [
+            {"member_id": "A1", "field": "available_points (entries)", "balance": 157, "recomputed": 150},
+            {"member_id": "A1", "field": "available_points (lots)", "balance": 157, "recomputed": 150},
+        ],
+    }
 
 
 async def test_audit_finds_a_lot_whose_remainder_was_changed(clean, tmp_path, database_url):  # noqa: F811
     env = clean
     events = tmp_path / "events.jsonl"
-    events.write_text(line(event_id="p-1", type="purchase", member_id="A1",
-                           payload={"order_id": "o-1", "amount": "50.00", "currency": "CNY"}) + "\n")
+    events.write_text(
+        line(
+            event_id="p-1",
+            type="purchase",
+            member_id="A1",
+            payload={"order_id": "o-1", "amount": "50.00", "currency": "CNY"},
+        )
+        + "\n"
+    )
     assert loyalty(env, "publish", str(events)).returncode == 0
     assert loyalty(env, "drain", "--timeout", "60", "--threads", "1").returncode == 0
 

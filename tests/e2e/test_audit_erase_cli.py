@@ -54,11 +54,17 @@ async def test_audit_reports_the_exact_difference_of_a_corrupted_member_and_exit
 
 
 async def test_member_erase_removes_personal_data_keeps_amounts_and_is_idempotent(db, env):
-    await _apply(db, signup("E1", birthday="1990-05-17", locale="zh-Hans"), purchase("E1", "300.00"),
-                 signup("E2", birthday="1985-01-02", locale="en"))
+    await _apply(
+        db,
+        signup("E1", birthday="1990-05-17", locale="zh-Hans"),
+        purchase("E1", "300.00"),
+        signup("E2", birthday="1985-01-02", locale="en"),
+    )
     await intake.process(db, DEFAULT_PROGRAM, {**signup("E1", birthday="1990-13-40"), "extra": 1}, now=NOW)
     async with db.connect() as conn:
-        before = (await conn.execute(text("SELECT sum(points) FROM ledger_entries WHERE member_id = 'E1'"))).scalar_one()
+        before = (
+            await conn.execute(text("SELECT sum(points) FROM ledger_entries WHERE member_id = 'E1'"))
+        ).scalar_one()
 
     first = loyalty(env, "member", "erase", "E1", "--json")
     second = loyalty(env, "member", "erase", "E1")
@@ -72,8 +78,16 @@ async def test_member_erase_removes_personal_data_keeps_amounts_and_is_idempoten
     assert second.stdout.endswith("; 0 identities removed, 0 rejected events redacted\n")
     assert (missing.returncode, missing.stderr) == (1, "error: no member 'NOBODY'\n")
     async with db.connect() as conn:
-        rows = {r.member_id: r for r in (await conn.execute(text(
-            "SELECT member_id, birthday, locale, erased_at, available_points, lifetime_points FROM members"))).all()}
+        rows = {
+            r.member_id: r
+            for r in (
+                await conn.execute(
+                    text(
+                        "SELECT member_id, birthday, locale, erased_at, available_points, lifetime_points FROM members"
+                    )
+                )
+            ).all()
+        }
         after = (await conn.execute(text("SELECT sum(points) FROM ledger_entries WHERE member_id = 'E1'"))).scalar_one()
         raw = (await conn.execute(text("SELECT raw FROM rejected_events WHERE member_id = 'E1'"))).scalar_one()
     e1, e2 = rows["E1"], rows["E2"]

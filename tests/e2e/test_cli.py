@@ -38,17 +38,35 @@ def clean(db, env):
 def test_publish_drain_show_history_notifications_audit(clean, tmp_path):
     env = clean
     events = tmp_path / "events.jsonl"
-    events.write_text("\n".join([
-        line(event_id="s-1", type="signup", member_id="M1", source="app", payload={"locale": "en"}),
-        line(event_id="p-1", type="purchase", member_id="M1",
-             payload={"order_id": "o-1", "amount": "4500.00", "currency": "CNY"}),
-        '{"event_id": "broken"',
-        line(event_id="p-2", type="purchase", member_id="M1", payload={"order_id": "o-2", "amount": "1.999", "currency": "CNY"}),
-        "",
-        line(event_id="c-1", type="check_in", member_id="M1", source="mini_program"),
-        line(event_id="p-1", type="purchase", member_id="M1",
-             payload={"order_id": "o-1", "amount": "4500.00", "currency": "CNY"}),  # resent: a duplicate
-    ]) + "\n")
+    events.write_text(
+        "\n".join(
+            [
+                line(event_id="s-1", type="signup", member_id="M1", source="app", payload={"locale": "en"}),
+                line(
+                    event_id="p-1",
+                    type="purchase",
+                    member_id="M1",
+                    payload={"order_id": "o-1", "amount": "4500.00", "currency": "CNY"},
+                ),
+                '{"event_id": "broken"',
+                line(
+                    event_id="p-2",
+                    type="purchase",
+                    member_id="M1",
+                    payload={"order_id": "o-2", "amount": "1.999", "currency": "CNY"},
+                ),
+                "",
+                line(event_id="c-1", type="check_in", member_id="M1", source="mini_program"),
+                line(
+                    event_id="p-1",
+                    type="purchase",
+                    member_id="M1",
+                    payload={"order_id": "o-1", "amount": "4500.00", "currency": "CNY"},
+                ),  # resent: a duplicate
+            ]
+        )
+        + "\n"
+    )
 
     assert loyalty(env, "db", "upgrade").returncode == 0
     published = loyalty(env, "publish", str(events))
@@ -66,14 +84,36 @@ def test_publish_drain_show_history_notifications_audit(clean, tmp_path):
     assert published.stdout.strip() == "published 4 events in 4 messages; 2 invalid lines"
     assert drained.returncode == 0, drained.stderr
     view = json.loads(show.stdout)
-    assert {k: view[k] for k in ("member_id", "tier", "available_points", "pending_points", "qualifying_points",
-                                 "lifetime_points", "next_tier", "points_to_next_tier", "locale")} == {
-        "member_id": "M1", "tier": "Silver", "available_points": 4660, "pending_points": 0,
-        "qualifying_points": 4660, "lifetime_points": 4660, "next_tier": "Gold", "points_to_next_tier": 340,
-        "locale": "en"}
+    assert {
+        k: view[k]
+        for k in (
+            "member_id",
+            "tier",
+            "available_points",
+            "pending_points",
+            "qualifying_points",
+            "lifetime_points",
+            "next_tier",
+            "points_to_next_tier",
+            "locale",
+        )
+    } == {
+        "member_id": "M1",
+        "tier": "Silver",
+        "available_points": 4660,
+        "pending_points": 0,
+        "qualifying_points": 4660,
+        "lifetime_points": 4660,
+        "next_tier": "Gold",
+        "points_to_next_tier": 340,
+        "locale": "en",
+    }
     entries = json.loads(history.stdout)
     assert sorted((e["kind"], e["points"], e["event"]["type"]) for e in entries) == [
-        ("earn", 10, "check_in"), ("earn", 50, "signup"), ("earn", 4600, "purchase")]
+        ("earn", 10, "check_in"),
+        ("earn", 50, "signup"),
+        ("earn", 4600, "purchase"),
+    ]
     assert sorted((n["kind"], n["text"]) for n in json.loads(notes.stdout)) == [
         ("points_earned", "You earned 10 points. Available balance: 4660."),
         ("points_earned", "You earned 4600 points. Available balance: 4650."),
@@ -85,8 +125,13 @@ def test_publish_drain_show_history_notifications_audit(clean, tmp_path):
 
 
 def test_demo_runs_without_servers_and_tells_the_story():
-    demo = subprocess.run([LOYALTY, "demo"], capture_output=True, text=True, timeout=300,
-                          env={k: v for k, v in os.environ.items() if not k.startswith("LOYALTY_")})
+    demo = subprocess.run(
+        [LOYALTY, "demo"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={k: v for k, v in os.environ.items() if not k.startswith("LOYALTY_")},
+    )
 
     assert demo.returncode == 0, demo.stderr
     out = demo.stdout

@@ -34,9 +34,14 @@ def get(port: int, path: str, password: str | None = None) -> tuple[int, str]:
 @pytest.fixture
 def dashboard(env, db):
     port = free_port()
-    proc = subprocess.Popen([LOYALTY, "dashboard", "--port", str(port)],
-                            env={**env, "LOYALTY_DASHBOARD_PASSWORD": PASSWORD},
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        [LOYALTY, "dashboard", "--port", str(port)],
+        env={**env, "LOYALTY_DASHBOARD_PASSWORD": PASSWORD},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
@@ -50,8 +55,13 @@ def dashboard(env, db):
 
 
 def test_refuses_to_start_without_a_password(env):
-    done = subprocess.run([LOYALTY, "dashboard"], env={**env, "LOYALTY_DASHBOARD_PASSWORD": ""},
-                          capture_output=True, text=True, timeout=30)
+    done = subprocess.run(
+        [LOYALTY, "dashboard"],
+        env={**env, "LOYALTY_DASHBOARD_PASSWORD": ""},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
 
     assert done.returncode == 2
     assert "LOYALTY_DASHBOARD_PASSWORD" in done.stderr

@@ -10,12 +10,34 @@ def test_history_explains_entries_in_occurrence_order_and_local_time(clean, tmp_
     events = tmp_path / "events.jsonl"
     # Sent out of order: the later check-in is processed first; the earlier one earns nothing
     # as it arrives, and then its 10 points in its place in occurrence order.
-    events.write_text("\n".join([
-        line(event_id="c-2", type="check_in", member_id="M1", source="app", occurred_at="2026-11-09T09:00:00+08:00"),
-        line(event_id="p-1", type="purchase", member_id="M1", occurred_at="2026-11-08T23:30:00+08:00",
-             payload={"order_id": "o-1", "amount": "1299.00", "currency": "CNY"}),
-        line(event_id="c-1", type="check_in", member_id="M1", source="app", occurred_at="2026-11-08T08:00:00+08:00"),
-    ]) + "\n")
+    events.write_text(
+        "\n".join(
+            [
+                line(
+                    event_id="c-2",
+                    type="check_in",
+                    member_id="M1",
+                    source="app",
+                    occurred_at="2026-11-09T09:00:00+08:00",
+                ),
+                line(
+                    event_id="p-1",
+                    type="purchase",
+                    member_id="M1",
+                    occurred_at="2026-11-08T23:30:00+08:00",
+                    payload={"order_id": "o-1", "amount": "1299.00", "currency": "CNY"},
+                ),
+                line(
+                    event_id="c-1",
+                    type="check_in",
+                    member_id="M1",
+                    source="app",
+                    occurred_at="2026-11-08T08:00:00+08:00",
+                ),
+            ]
+        )
+        + "\n"
+    )
     assert loyalty(env, "db", "upgrade").returncode == 0
     assert loyalty(env, "publish", str(events)).returncode == 0
     assert loyalty(env, "drain", "--timeout", "60", "--threads", "1").returncode == 0

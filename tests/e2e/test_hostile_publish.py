@@ -26,6 +26,7 @@ def test_publish_names_line_and_field_of_every_hostile_line(env, tmp_path):
 
 
 def test_publish_refuses_an_over_size_batch_option(env):
-    result = subprocess.run([LOYALTY, "publish", "--batch", "1001", "-"], env=env, input="", capture_output=True,
-                            text=True, timeout=60)
+    result = subprocess.run(
+        [LOYALTY, "publish", "--batch", "1001", "-"], env=env, input="", capture_output=True, text=True, timeout=60
+    )
     assert (result.returncode, result.stderr) == (2, "error: --batch must be between 0 and 1000\n")

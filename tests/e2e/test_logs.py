@@ -37,13 +37,16 @@ def test_drain_writes_json_lines_with_message_context(clean):  # noqa: F811
     env = clean
     events = [purchase("LOG-1", "120.00", event_id="log-e1"), purchase("LOG-2", "80.00", event_id="log-e2")]
     published = subprocess.run(
-        [LOYALTY, "publish", "-"], input="\n".join(json.dumps(e) for e in events),
-        env=env, capture_output=True, text=True, timeout=60,
+        [LOYALTY, "publish", "-"],
+        input="\n".join(json.dumps(e) for e in events),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert published.returncode == 0, published.stderr
 
-    drained = subprocess.run([LOYALTY, "drain", "--timeout", "60"], env=env,
-                             capture_output=True, text=True, timeout=90)
+    drained = subprocess.run([LOYALTY, "drain", "--timeout", "60"], env=env, capture_output=True, text=True, timeout=90)
 
     assert drained.returncode == 0, drained.stderr
     lines = [json.loads(line) for line in drained.stderr.splitlines() if line.startswith("{")]

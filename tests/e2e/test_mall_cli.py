@@ -15,12 +15,34 @@ def test_rewards_load_publish_redemption_drain_show_and_redeem(clean, tmp_path):
         '\n[[reward]]\nreward_id = "bag"\nname = "Bag"\ncost_points = 800\nmin_tier = "Silver"\n'
     )
     events = tmp_path / "events.jsonl"
-    events.write_text("\n".join([
-        line(event_id="p-1", type="purchase", member_id="M1", payload={"order_id": "o-1", "amount": "1400.00", "currency": "CNY"}),
-        line(event_id="x-1", type="redemption", member_id="M1", source="app", payload={"reward_id": "mug", "quantity": 1}),
-        line(event_id="x-2", type="redemption", member_id="M1", source="app", payload={"reward_id": "nope"}),
-        line(event_id="x-3", type="redemption", member_id="M1", source="app", payload={"reward_id": "mug", "quantity": 0}),
-    ]) + "\n")
+    events.write_text(
+        "\n".join(
+            [
+                line(
+                    event_id="p-1",
+                    type="purchase",
+                    member_id="M1",
+                    payload={"order_id": "o-1", "amount": "1400.00", "currency": "CNY"},
+                ),
+                line(
+                    event_id="x-1",
+                    type="redemption",
+                    member_id="M1",
+                    source="app",
+                    payload={"reward_id": "mug", "quantity": 1},
+                ),
+                line(event_id="x-2", type="redemption", member_id="M1", source="app", payload={"reward_id": "nope"}),
+                line(
+                    event_id="x-3",
+                    type="redemption",
+                    member_id="M1",
+                    source="app",
+                    payload={"reward_id": "mug", "quantity": 0},
+                ),
+            ]
+        )
+        + "\n"
+    )
 
     assert loyalty(env, "db", "upgrade").returncode == 0
     loaded = loyalty(env, "rewards", "load", str(catalog))
@@ -43,7 +65,10 @@ def test_rewards_load_publish_redemption_drain_show_and_redeem(clean, tmp_path):
     assert (view["tier"], view["available_points"], view["qualifying_points"]) == ("Silver", 1000, 1500)
     assert redeemed.returncode == 0, redeemed.stderr
     assert {k: json.loads(redeemed.stdout)[k] for k in ("status", "points", "available_points")} == {
-        "status": "confirmed", "points": 800, "available_points": 200}
+        "status": "confirmed",
+        "points": 800,
+        "available_points": 200,
+    }
     assert sold_out.returncode == 1
     assert sold_out.stderr.strip() == "rejected: it is out of stock"
     assert json.loads(sold_out.stdout)["reason"] == "out_of_stock"
@@ -66,7 +91,8 @@ def test_rewards_load_names_the_bad_key(clean, tmp_path):  # noqa: F811
 
     assert result.returncode == 2
     assert result.stderr.strip() == (
-        f"error: {bad}: reward.0.min_tier: unknown tier 'Bronze' (tiers: Regular, Silver, Gold, Diamond)")
+        f"error: {bad}: reward.0.min_tier: unknown tier 'Bronze' (tiers: Regular, Silver, Gold, Diamond)"
+    )
 
 
 def _enrol_and_load(env, tmp_path, *events: str) -> None:
@@ -85,8 +111,16 @@ def _enrol_and_load(env, tmp_path, *events: str) -> None:
 
 def test_redeem_with_the_same_event_id_returns_the_first_outcome(clean, tmp_path):  # noqa: F811
     env = clean
-    _enrol_and_load(env, tmp_path, line(event_id="p-1", type="purchase", member_id="M1",
-                                        payload={"order_id": "o-1", "amount": "500.00", "currency": "CNY"}))
+    _enrol_and_load(
+        env,
+        tmp_path,
+        line(
+            event_id="p-1",
+            type="purchase",
+            member_id="M1",
+            payload={"order_id": "o-1", "amount": "500.00", "currency": "CNY"},
+        ),
+    )
 
     first = loyalty(env, "redeem", "M1", "tote-bag", "--event-id", "r1")
     again = loyalty(env, "redeem", "M1", "tote-bag", "--event-id", "r1")
@@ -98,14 +132,24 @@ def test_redeem_with_the_same_event_id_returns_the_first_outcome(clean, tmp_path
     assert (again.returncode, again.stdout) == (0, "redeemed 1 x Tote bag for 100 points; available 500\n")
     assert json.loads(again_json.stdout)["duplicate"] is True
     assert (other.returncode, other.stderr) == (
-        1, "error: event_id: 'r1' from source 'api' was already used with a different payload\n")
+        1,
+        "error: event_id: 'r1' from source 'api' was already used with a different payload\n",
+    )
     assert json.loads(show.stdout)["available_points"] == 500  # 500 + 100 first purchase - 100, once
 
 
 def test_redeem_for_an_unknown_member_creates_nothing(clean, tmp_path):  # noqa: F811
     env = clean
-    _enrol_and_load(env, tmp_path, line(event_id="p-1", type="purchase", member_id="M1",
-                                        payload={"order_id": "o-1", "amount": "500.00", "currency": "CNY"}))
+    _enrol_and_load(
+        env,
+        tmp_path,
+        line(
+            event_id="p-1",
+            type="purchase",
+            member_id="M1",
+            payload={"order_id": "o-1", "amount": "500.00", "currency": "CNY"},
+        ),
+    )
 
     done = loyalty(env, "redeem", "M1O", "tote-bag", "--event-id", "r1")
     show = loyalty(env, "member", "show", "M1O")
@@ -118,14 +162,17 @@ def test_redeem_for_an_unknown_member_creates_nothing(clean, tmp_path):  # noqa:
 
 def test_refusals_reach_customers_as_phrases_in_their_language(clean, tmp_path):  # noqa: F811
     env = clean
-    _enrol_and_load(env, tmp_path, line(event_id="s-1", type="signup", member_id="M2", source="app",
-                                        payload={"locale": "zh-Hans"}))
+    _enrol_and_load(
+        env, tmp_path, line(event_id="s-1", type="signup", member_id="M2", source="app", payload={"locale": "zh-Hans"})
+    )
 
     done = loyalty(env, "redeem", "M2", "lounge", "--json")
     notes = loyalty(env, "notifications", "list", "--member", "M2", "--json")
 
     assert done.returncode == 1
     assert (json.loads(done.stdout)["reason"], json.loads(done.stdout)["reason_text"]) == (
-        "tier_too_low", "您的会员等级暂不满足兑换条件")
+        "tier_too_low",
+        "您的会员等级暂不满足兑换条件",
+    )
     rejected = [n["text"] for n in json.loads(notes.stdout) if n["kind"] == "redemption_rejected"]
     assert rejected == ["Lounge pass 兑换未成功：您的会员等级暂不满足兑换条件。"]

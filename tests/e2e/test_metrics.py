@@ -46,9 +46,13 @@ def value(samples, name, **labels) -> float:
 def worker_with_metrics(env, db, tmp_path):
     port = free_port()
     with open(tmp_path / "worker.log", "w") as output:  # a file: a full pipe would block the worker
-        proc = subprocess.Popen([LOYALTY, "worker", "--processes", "1", "--threads", "2"],
-                                env={**env, "LOYALTY_METRICS_PORT": str(port), "LOYALTY_METRICS_HOST": "127.0.0.1"},
-                                stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            [LOYALTY, "worker", "--processes", "1", "--threads", "2"],
+            env={**env, "LOYALTY_METRICS_PORT": str(port), "LOYALTY_METRICS_HOST": "127.0.0.1"},
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     yield port
     proc.send_signal(signal.SIGTERM)  # to the main process only, which stops its children
     try:
@@ -65,9 +69,9 @@ def test_metrics_count_known_events(worker_with_metrics, env):
     send = broker.get_actor("process_event").send
     first = purchase("MET-A", "350.75", order_id="oA", event_id="met-1")
     send(first)
-    send(dict(first))                                                   # duplicate
+    send(dict(first))  # duplicate
     send(purchase("MET-B", "1000.00", order_id="oB", event_id="met-2"))  # Regular -> Silver
-    send(purchase("MET-C", "12.345", event_id="met-3"))                 # rejected: 3 decimals
+    send(purchase("MET-C", "12.345", event_id="met-3"))  # rejected: 3 decimals
     send(refund("MET-A", "oA", "100.00", event_id="met-4"))
 
     deadline = time.monotonic() + DEADLINE_S
@@ -102,10 +106,16 @@ def test_error_retry_reject_and_delivery_counters_are_exported_at_zero_from_boot
     port = worker_with_metrics
     wanted = [
         (name, (("actor_name", "process_event"), ("queue_name", "events")))
-        for name in ("dramatiq_message_errors_total", "dramatiq_message_retries_total",
-                     "dramatiq_message_rejects_total", "dramatiq_messages_total")
-    ] + [("loyalty_notification_deliveries_total", (("kind", "points_earned"), ("outcome", outcome)))
-         for outcome in ("sent", "failed", "dead")]
+        for name in (
+            "dramatiq_message_errors_total",
+            "dramatiq_message_retries_total",
+            "dramatiq_message_rejects_total",
+            "dramatiq_messages_total",
+        )
+    ] + [
+        ("loyalty_notification_deliveries_total", (("kind", "points_earned"), ("outcome", outcome)))
+        for outcome in ("sent", "failed", "dead")
+    ]
 
     deadline = time.monotonic() + DEADLINE_S
     samples: dict = {}
@@ -128,9 +138,13 @@ def test_scheduler_serves_metrics_for_its_health_check(env, db, tmp_path):
     """The compose health check of the scheduler: its /metrics answers once it runs."""
     port = free_port()
     with open(tmp_path / "scheduler.log", "w") as output:
-        proc = subprocess.Popen([LOYALTY, "scheduler"],
-                                env={**env, "LOYALTY_METRICS_PORT": str(port), "LOYALTY_METRICS_HOST": "127.0.0.1"},
-                                stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            [LOYALTY, "scheduler"],
+            env={**env, "LOYALTY_METRICS_PORT": str(port), "LOYALTY_METRICS_HOST": "127.0.0.1"},
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     try:
         deadline = time.monotonic() + DEADLINE_S
         samples: dict = {}
@@ -141,8 +155,9 @@ def test_scheduler_serves_metrics_for_its_health_check(env, db, tmp_path):
             except OSError:
                 time.sleep(0.2)
         assert proc.poll() is None, (tmp_path / "scheduler.log").read_text()
-        assert any(name.startswith("loyalty_notification_deliveries") or name.startswith("python_")
-                   for name, _ in samples), samples
+        assert any(
+            name.startswith("loyalty_notification_deliveries") or name.startswith("python_") for name, _ in samples
+        ), samples
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=30)

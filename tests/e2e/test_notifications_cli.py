@@ -21,7 +21,11 @@ def loyalty(env, *args: str) -> subprocess.CompletedProcess:
 
 async def seed(db) -> None:
     async with db.begin() as conn:
-        await conn.execute(text("INSERT INTO members (member_id, tier, locale) VALUES ('M1', 'Silver', 'zh-Hant'), ('M2', 'Regular', NULL)"))
+        await conn.execute(
+            text(
+                "INSERT INTO members (member_id, tier, locale) VALUES ('M1', 'Silver', 'zh-Hant'), ('M2', 'Regular', NULL)"
+            )
+        )
         await conn.execute(
             text(
                 """
@@ -43,14 +47,27 @@ async def test_list_retry_and_dispatch_from_the_command_line(db, env):
 
     assert dead.returncode == 0, dead.stderr
     [row] = json.loads(dead.stdout)
-    assert (row["notification_id"], row["status"], row["attempts"], row["last_error"]) == (1, "dead", 8, "webhook answered HTTP 500")
+    assert (row["notification_id"], row["status"], row["attempts"], row["last_error"]) == (
+        1,
+        "dead",
+        8,
+        "webhook answered HTTP 500",
+    )
     assert row["text"] == "您距離金卡僅差 400 點積分。"
     assert (retried.returncode, retried.stdout.strip()) == (0, "queued 1 notifications again: 1")
     assert dispatched.returncode == 0, dispatched.stderr
-    assert json.loads(dispatched.stdout) == {"claimed": 2, "sent": 2, "failed": 0, "dead": 0, "held": 0, "suppressed": 0}
+    assert json.loads(dispatched.stdout) == {
+        "claimed": 2,
+        "sent": 2,
+        "failed": 0,
+        "dead": 0,
+        "held": 0,
+        "suppressed": 0,
+    }
     logged = [json.loads(line) for line in dispatched.stderr.splitlines() if line.startswith("{")]
     assert sorted(e["text"] for e in logged if e["event"] == "notification") == [
-        "30 points have expired.", "您距離金卡僅差 400 點積分。"
+        "30 points have expired.",
+        "您距離金卡僅差 400 點積分。",
     ]
     [row] = json.loads(sent.stdout)
     assert (row["status"], row["attempts"], row["channel"], row["locale"]) == ("sent", 1, "log", "zh-Hant")
@@ -70,10 +87,14 @@ async def test_command_line_errors_are_clear(db, env, tmp_path):
     templates = loyalty(env, "notifications", "check-templates", str(bad_templates))
 
     assert (both.returncode, both.stderr.strip()) == (2, "error: give a notification ID or --failed (not both)")
-    assert (not_failed.returncode, not_failed.stderr.strip()) == (1, "error: notification 2 is not failed or dead (or does not exist)")
+    assert (not_failed.returncode, not_failed.stderr.strip()) == (
+        1,
+        "error: notification 2 is not failed or dead (or does not exist)",
+    )
     assert status.stderr.strip() == "error: --status must be one of pending, sending, sent, failed, dead, suppressed"
     assert (no_url.returncode, no_url.stderr.strip()) == (
-        2, "error: notifications.channel is 'webhook' but neither LOYALTY_WEBHOOK_URL nor notifications.webhook_url is set"
+        2,
+        "error: notifications.channel is 'webhook' but neither LOYALTY_WEBHOOK_URL nor notifications.webhook_url is set",
     )
     assert templates.returncode == 2
     assert templates.stderr.strip() == f"error: {bad_templates / 'notifications.en.toml'}: no such template file"
@@ -85,8 +106,12 @@ async def test_webhook_dispatch_from_the_command_line_never_prints_the_secret(db
     program_file.write_text('[notifications]\nchannel = "webhook"\n', encoding="utf-8")
     secret = "cli-secret-value-1234"
     with Receiver(lambda request, number: 500) as receiver:
-        run_env = {**env, "LOYALTY_PROGRAM_FILE": str(program_file), "LOYALTY_WEBHOOK_URL": receiver.url,
-                   "LOYALTY_WEBHOOK_SECRET": secret}
+        run_env = {
+            **env,
+            "LOYALTY_PROGRAM_FILE": str(program_file),
+            "LOYALTY_WEBHOOK_URL": receiver.url,
+            "LOYALTY_WEBHOOK_SECRET": secret,
+        }
         result = loyalty(run_env, "notifications", "dispatch", "--json")
 
     assert result.returncode == 0, result.stderr
@@ -94,5 +119,10 @@ async def test_webhook_dispatch_from_the_command_line_never_prints_the_secret(db
     assert '"error": "webhook answered HTTP 500: boom"' in result.stderr
     assert secret not in result.stdout + result.stderr
     [request] = receiver.requests
-    assert verify(secret, request.headers["X-Loyalty-Timestamp"], request.body, request.headers["X-Loyalty-Signature"],
-                  now_s=float(request.headers["X-Loyalty-Timestamp"]))
+    assert verify(
+        secret,
+        request.headers["X-Loyalty-Timestamp"],
+        request.body,
+        request.headers["X-Loyalty-Signature"],
+        now_s=float(request.headers["X-Loyalty-Timestamp"]),
+    )

@@ -33,8 +33,9 @@ def empty_database_url():
     parsed = make_url(async_url(ADMIN_URL))
 
     async def admin(sql: str) -> None:
-        conn = await asyncpg.connect(host=parsed.host, port=parsed.port, user=parsed.username,
-                                     password=parsed.password, database="postgres")
+        conn = await asyncpg.connect(
+            host=parsed.host, port=parsed.port, user=parsed.username, password=parsed.password, database="postgres"
+        )
         try:
             await conn.execute(sql)
         finally:
@@ -71,7 +72,9 @@ def test_worker_and_drain_refuse_a_missing_schema(env, empty_database_url):
     for args in (["worker", "--processes", "1"], ["drain", "--timeout", "5"]):
         done = refused({**env, "LOYALTY_DATABASE_URL": empty_database_url}, *args)
         assert (done.returncode, done.stderr) == (
-            3, "error: the schema on PostgreSQL at 127.0.0.1:5432 is missing; run loyalty db upgrade\n"), args
+            3,
+            "error: the schema on PostgreSQL at 127.0.0.1:5432 is missing; run loyalty db upgrade\n",
+        ), args
 
 
 def test_worker_refuses_a_schema_behind_the_code(env, empty_database_url):
@@ -88,8 +91,13 @@ def test_worker_refuses_unreachable_servers(env):
     postgres = refused({**env, "LOYALTY_DATABASE_URL": "postgresql://postgres@127.0.0.1:1/loyalty"}, "worker")
     redis = refused({**env, "LOYALTY_REDIS_URL": "redis://127.0.0.1:1/0"}, "worker")
     assert (postgres.returncode, postgres.stderr) == (
-        3, "error: cannot connect to PostgreSQL at 127.0.0.1:1: connection refused\n")
-    assert (redis.returncode, redis.stderr) == (3, "error: cannot connect to Redis at 127.0.0.1:1: connection refused\n")
+        3,
+        "error: cannot connect to PostgreSQL at 127.0.0.1:1: connection refused\n",
+    )
+    assert (redis.returncode, redis.stderr) == (
+        3,
+        "error: cannot connect to Redis at 127.0.0.1:1: connection refused\n",
+    )
 
 
 def test_dramatiq_worker_process_exits_at_boot_without_a_schema(env, empty_database_url):
@@ -98,7 +106,9 @@ def test_dramatiq_worker_process_exits_at_boot_without_a_schema(env, empty_datab
     done = subprocess.run(
         [sys.executable, "-m", "dramatiq", "worker.main", "--processes", "1", "--threads", "1"],
         env={**env, "LOYALTY_DATABASE_URL": empty_database_url, "LOYALTY_METRICS_PORT": "0"},
-        capture_output=True, text=True, timeout=REFUSAL_S_MAX,
+        capture_output=True,
+        text=True,
+        timeout=REFUSAL_S_MAX,
     )
     assert time.monotonic() - started < REFUSAL_S_MAX
     assert done.returncode == 3
@@ -109,13 +119,25 @@ def test_dramatiq_worker_process_exits_at_boot_without_a_schema(env, empty_datab
 @pytest.mark.parametrize(
     ("variable", "value", "code", "message"),
     [
-        ("LOYALTY_DATABASE_URL", "notaurl", 2,
-         "LOYALTY_DATABASE_URL is not a PostgreSQL URL (Could not parse SQLAlchemy URL from given URL string); "
-         "expected postgresql://user:password@host:5432/database"),
-        ("LOYALTY_DATABASE_URL", "postgresql://postgres@nohost.invalid:5432/loyalty", 3,
-         "cannot connect to PostgreSQL at nohost.invalid:5432: host name not found"),
-        ("LOYALTY_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/loyalty_test_no_such_db", 3,
-         "PostgreSQL at 127.0.0.1:5432 has no database 'loyalty_test_no_such_db'; run loyalty db upgrade (it creates it)"),
+        (
+            "LOYALTY_DATABASE_URL",
+            "notaurl",
+            2,
+            "LOYALTY_DATABASE_URL is not a PostgreSQL URL (Could not parse SQLAlchemy URL from given URL string); "
+            "expected postgresql://user:password@host:5432/database",
+        ),
+        (
+            "LOYALTY_DATABASE_URL",
+            "postgresql://postgres@nohost.invalid:5432/loyalty",
+            3,
+            "cannot connect to PostgreSQL at nohost.invalid:5432: host name not found",
+        ),
+        (
+            "LOYALTY_DATABASE_URL",
+            "postgresql://postgres@127.0.0.1:5432/loyalty_test_no_such_db",
+            3,
+            "PostgreSQL at 127.0.0.1:5432 has no database 'loyalty_test_no_such_db'; run loyalty db upgrade (it creates it)",
+        ),
     ],
 )
 def test_database_problems_are_one_line_in_every_command(env, variable, value, code, message):
@@ -127,16 +149,22 @@ def test_database_problems_are_one_line_in_every_command(env, variable, value, c
 @pytest.mark.parametrize(
     ("value", "code", "message"),
     [
-        ("127.0.0.1:6379", 2, "LOYALTY_REDIS_URL is not a Redis URL (it must start with redis://, rediss:// or "
-                              "unix://); expected redis://host:6379/0"),
+        (
+            "127.0.0.1:6379",
+            2,
+            "LOYALTY_REDIS_URL is not a Redis URL (it must start with redis://, rediss:// or "
+            "unix://); expected redis://host:6379/0",
+        ),
         ("redis://nohost.invalid:6379/0", 3, "cannot connect to Redis at nohost.invalid:6379: host name not found"),
         ("redis://127.0.0.1:1/0", 3, "cannot connect to Redis at 127.0.0.1:1: connection refused"),
     ],
 )
 def test_redis_problems_are_one_line(env, tmp_path, value, code, message):
     events = tmp_path / "e.jsonl"
-    events.write_text('{"event_id": "s-1", "type": "signup", "source": "app", "member_id": "M1", '
-                      '"occurred_at": "2026-11-03T10:00:00+08:00", "payload": {}}\n')
+    events.write_text(
+        '{"event_id": "s-1", "type": "signup", "source": "app", "member_id": "M1", '
+        '"occurred_at": "2026-11-03T10:00:00+08:00", "payload": {}}\n'
+    )
     for args in (["dlq", "list"], ["publish", str(events)]):
         done = refused({**env, "LOYALTY_REDIS_URL": value}, *args)
         assert (done.returncode, done.stderr) == (code, f"error: {message}\n"), args
@@ -183,4 +211,6 @@ def test_scheduler_refuses_a_bad_program_file_and_an_unreachable_redis(env, tmp_
 
     assert (bad_file.returncode, bad_file.stderr) == (2, f"error: {program}: nmae: unknown key\n")
     assert (no_redis.returncode, no_redis.stderr) == (
-        3, "error: cannot connect to Redis at 127.0.0.1:1: connection refused\n")
+        3,
+        "error: cannot connect to Redis at 127.0.0.1:1: connection refused\n",
+    )

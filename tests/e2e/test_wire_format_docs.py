@@ -28,8 +28,9 @@ def test_redis_cli_and_python_examples_enqueue_events_the_worker_applies(clean):
     assert loyalty(env, "db", "upgrade").returncode == 0
 
     shell = subprocess.run(["bash", "-eu", "-c", _block("sh")], env=env, capture_output=True, text=True, timeout=30)
-    script = subprocess.run([sys.executable, "-c", _block("python")], env=env, capture_output=True, text=True,
-                            timeout=30)
+    script = subprocess.run(
+        [sys.executable, "-c", _block("python")], env=env, capture_output=True, text=True, timeout=30
+    )
     drained = loyalty(env, "drain", "--timeout", "60", "--threads", "1")
     shown = {m: loyalty(env, "member", "show", m, "--json") for m in ("M1001", "M1002")}
     rejected = loyalty(env, "rejected", "list", "--json")

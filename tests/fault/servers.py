@@ -59,9 +59,20 @@ class PrivateRedis:
     def start(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
         self.process = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.directory),
-             "--save", "", *self.args],
-            stdout=open(self.directory / "redis.log", "ab"), stderr=subprocess.STDOUT,
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(self.directory),
+                "--save",
+                "",
+                *self.args,
+            ],
+            stdout=open(self.directory / "redis.log", "ab"),
+            stderr=subprocess.STDOUT,
         )
         password = dict(zip(self.args[::2], self.args[1::2], strict=False)).get("--requirepass")
         client = redis.Redis(host="127.0.0.1", port=self.port, password=password)
@@ -115,8 +126,19 @@ class PrivatePostgres:
 
     def start(self) -> None:
         options = f"-p {self.port} -k {self.directory} -c listen_addresses=127.0.0.1 -c fsync=off"
-        self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-o", options, "-l",
-                  str(self.directory / "pg.log"), "-w", "-t", str(SERVER_START_S), "start")
+        self._run(
+            str(self.bin / "pg_ctl"),
+            "-D",
+            str(self.data),
+            "-o",
+            options,
+            "-l",
+            str(self.directory / "pg.log"),
+            "-w",
+            "-t",
+            str(SERVER_START_S),
+            "start",
+        )
 
     def stop(self, mode: str = "fast") -> None:
         self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", mode, "-w", "stop", check=False)
@@ -136,9 +158,22 @@ class WorkerProcess:
 
     def start(self) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "dramatiq", "worker.main", "--processes", str(self.processes),
-             "--threads", str(self.threads), "--worker-shutdown-timeout", "5000"],
-            cwd=REPO, env=self.env, stdout=open(self.log, "ab"), stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "dramatiq",
+                "worker.main",
+                "--processes",
+                str(self.processes),
+                "--threads",
+                str(self.threads),
+                "--worker-shutdown-timeout",
+                "5000",
+            ],
+            cwd=REPO,
+            env=self.env,
+            stdout=open(self.log, "ab"),
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
 
@@ -161,8 +196,15 @@ class WorkerProcess:
 
 
 def loyalty(args: list[str], env: dict[str, str], stdin: str | None = None, timeout_s: float = 120):
-    return subprocess.run([str(Path(sys.executable).parent / "loyalty"), *args], cwd=REPO, env=env, input=stdin,
-                          capture_output=True, text=True, timeout=timeout_s)
+    return subprocess.run(
+        [str(Path(sys.executable).parent / "loyalty"), *args],
+        cwd=REPO,
+        env=env,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+    )
 
 
 def have_redis_server() -> bool:

@@ -24,16 +24,36 @@ BIRTHDAY = "1987-06-05"
 
 
 def _body(queue: str, actor: str, args: list, redis_id: str) -> bytes:
-    return json.dumps({"queue_name": queue, "actor_name": actor, "args": args, "kwargs": {},
-                       "options": {"redis_message_id": redis_id}, "message_id": str(uuid.uuid4()),
-                       "message_timestamp": 1_790_000_000_000}).encode()
+    return json.dumps(
+        {
+            "queue_name": queue,
+            "actor_name": actor,
+            "args": args,
+            "kwargs": {},
+            "options": {"redis_message_id": redis_id},
+            "message_id": str(uuid.uuid4()),
+            "message_timestamp": 1_790_000_000_000,
+        }
+    ).encode()
 
 
-def enqueue(client: redis.Redis, ns: str, queue: str, body: bytes | None = None, *,
-            actor: str = "", args: list | None = None, claimed_queue: str | None = None) -> None:
+def enqueue(
+    client: redis.Redis,
+    ns: str,
+    queue: str,
+    body: bytes | None = None,
+    *,
+    actor: str = "",
+    args: list | None = None,
+    claimed_queue: str | None = None,
+) -> None:
     """HSET + RPUSH, as a producer in any language writes the wire format."""
     redis_id = str(uuid.uuid4())
-    data = body.replace(b"{id}", redis_id.encode()) if body is not None else _body(claimed_queue or queue, actor, args or [], redis_id)
+    data = (
+        body.replace(b"{id}", redis_id.encode())
+        if body is not None
+        else _body(claimed_queue or queue, actor, args or [], redis_id)
+    )
     with client.pipeline(transaction=True) as pipe:
         pipe.hset(f"{ns}:{queue}.msgs", redis_id, data)
         pipe.rpush(f"{ns}:{queue}", redis_id)
@@ -69,13 +89,22 @@ async def test_hostile_messages_end_rejected_and_leave_nothing_on_the_queues(db,
     ]
     # Two referrals the other way round: the one applied second is refused, whichever it is
     # (4 threads do not keep their order).
-    mutual = {f"payload.referee_member_id: {a} is above {b} in the chain of referrals (1 step up); "
-              "referrals cannot be mutual or circular" for a, b in (("V0", "V1"), ("V1", "V0"))}
+    mutual = {
+        f"payload.referee_member_id: {a} is above {b} in the chain of referrals (1 step up); "
+        "referrals cannot be mutual or circular"
+        for a, b in (("V0", "V1"), ("V1", "V0"))
+    }
 
     enqueue(client, ns, "events", actor="process_event", args=[valid[0]])
     enqueue(client, ns, "events", actor="plan_job", args=["expire-points", "2099-01-01T00:00:00+00:00"])
-    enqueue(client, ns, "events", actor="plan_job", args=["expire-points", "2099-01-01T00:00:00+00:00"],
-            claimed_queue="calendar")
+    enqueue(
+        client,
+        ns,
+        "events",
+        actor="plan_job",
+        args=["expire-points", "2099-01-01T00:00:00+00:00"],
+        claimed_queue="calendar",
+    )
     enqueue(client, ns, "calendar", actor="plan_job", args=["expire-points", "2099-01-01T00:00:00+00:00"])
     deep = '{"options": {"redis_message_id": "{id}"}, "args": [' + "[" * 1000 + "]" * 1000 + "]}"
     enqueue(client, ns, "events", deep.encode())
@@ -94,13 +123,18 @@ async def test_hostile_messages_end_rejected_and_leave_nothing_on_the_queues(db,
     worker.start()
     try:
         deadline = time.monotonic() + DONE_S
-        while (await _count(db, "SELECT count(*) FROM rejected_events") < len(expected) + 2
-               or await _count(db, "SELECT count(*) FROM processed_events WHERE source = 'pos'") < 3 + 8 + 1):
+        while (
+            await _count(db, "SELECT count(*) FROM rejected_events") < len(expected) + 2
+            or await _count(db, "SELECT count(*) FROM processed_events WHERE source = 'pos'") < 3 + 8 + 1
+        ):
             assert time.monotonic() < deadline and worker.process.poll() is None, worker.output()[-4000:]
             time.sleep(0.1)
         deadline = time.monotonic() + DONE_S
-        while (client.llen(f"{ns}:events") + client.llen(f"{ns}:calendar")
-               + sum(client.scard(key) for key in client.scan_iter(f"{ns}:__acks__*"))):
+        while (
+            client.llen(f"{ns}:events")
+            + client.llen(f"{ns}:calendar")
+            + sum(client.scard(key) for key in client.scan_iter(f"{ns}:__acks__*"))
+        ):
             assert time.monotonic() < deadline, "messages still ready or in flight"
             time.sleep(0.1)
         assert worker.process.poll() is None
@@ -114,7 +148,9 @@ async def test_hostile_messages_end_rejected_and_leave_nothing_on_the_queues(db,
         balances = dict((await conn.execute(text("SELECT member_id, available_points FROM members"))).all())
         expired = (await conn.execute(text("SELECT count(*) FROM ledger_entries WHERE kind = 'expire'"))).scalar_one()
         firings = (await conn.execute(text("SELECT count(*) FROM scheduler_firings"))).scalar_one()
-    future = [r for r in reasons if r.startswith("scheduled_for: 2099-01-01T00:00:00+00:00 is more than 5 minutes ahead")]
+    future = [
+        r for r in reasons if r.startswith("scheduled_for: 2099-01-01T00:00:00+00:00 is more than 5 minutes ahead")
+    ]
     assert len(future) == 1
     refused = [r for r in reasons if r in mutual]
     assert len(refused) == 1
@@ -128,7 +164,12 @@ async def test_hostile_messages_end_rejected_and_leave_nothing_on_the_queues(db,
     assert not any(m.startswith("POISON") for m in balances)
     assert (expired, firings) == (0, 0)
     for queue in ("events", "calendar"):
-        assert [client.llen(f"{ns}:{queue}"), client.hlen(f"{ns}:{queue}.msgs"), client.zcard(f"{ns}:{queue}.DQ"),
-                client.hlen(f"{ns}:{queue}.DQ.msgs"), client.zcard(f"{ns}:{queue}.XQ")] == [0, 0, 0, 0, 0]
+        assert [
+            client.llen(f"{ns}:{queue}"),
+            client.hlen(f"{ns}:{queue}.msgs"),
+            client.zcard(f"{ns}:{queue}.DQ"),
+            client.hlen(f"{ns}:{queue}.DQ.msgs"),
+            client.zcard(f"{ns}:{queue}.XQ"),
+        ] == [0, 0, 0, 0, 0]
     assert (await audit_all(db)).clean
     assert BIRTHDAY not in worker.output()

@@ -34,7 +34,7 @@ OUTAGE_SEEN_S = 60
 
 async def _apply_reference(reference, events):
     for start in range(0, len(events), intake.BATCH_EVENTS_MAX):
-        await intake.process_batch(reference, DEFAULT_PROGRAM, events[start:start + intake.BATCH_EVENTS_MAX], now=NOW)
+        await intake.process_batch(reference, DEFAULT_PROGRAM, events[start : start + intake.BATCH_EVENTS_MAX], now=NOW)
 
 
 def _publish(env, events):
@@ -78,8 +78,11 @@ async def test_postgres_restart_mid_run_loses_and_doubles_nothing(reference, fau
         await _wait_processed(engine, len(events) // 5, worker)
         await engine.dispose()
         pg.stop("immediate")  # a crash: no checkpoint, open transactions lost
-        wait_for(lambda: "Retrying" in worker.output() or "retry" in worker.output().lower(), OUTAGE_SEEN_S,
-                 "the worker to hit the outage and schedule a retry")
+        wait_for(
+            lambda: "Retrying" in worker.output() or "retry" in worker.output().lower(),
+            OUTAGE_SEEN_S,
+            "the worker to hit the outage and schedule a retry",
+        )
         pg.start()
         await _wait_processed(engine, expected, worker)
         actual = await snapshot(engine)
@@ -96,8 +99,9 @@ async def test_postgres_restart_mid_run_loses_and_doubles_nothing(reference, fau
 
 @pytest.mark.skipif(not have_redis_server(), reason="needs redis-server")
 async def test_redis_killed_and_restarted_with_appendonly_keeps_queued_messages(db, reference, fault_env, tmp_path):
-    redis_server = PrivateRedis(tmp_path / "redis", "--appendonly", "yes", "--appendfsync", "always",
-                                "--maxmemory-policy", "noeviction")
+    redis_server = PrivateRedis(
+        tmp_path / "redis", "--appendonly", "yes", "--appendfsync", "always", "--maxmemory-policy", "noeviction"
+    )
     redis_server.start()
     env = {**fault_env, "LOYALTY_REDIS_URL": redis_server.url}
     events = workload(200, seed=13)

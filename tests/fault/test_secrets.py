@@ -24,10 +24,15 @@ async def test_passwords_in_urls_work_and_never_appear_in_any_output(db, fault_e
     redis_server = PrivateRedis(tmp_path / "redis", "--requirepass", REDIS_PASSWORD, "--appendonly", "no")
     redis_server.start()
     # The shared PostgreSQL trusts local connections, so any password is accepted there.
-    database_url = make_url(fault_env["LOYALTY_DATABASE_URL"]).set(password=DB_PASSWORD).render_as_string(hide_password=False)
-    env = {**fault_env, "LOYALTY_DATABASE_URL": database_url,
-           "LOYALTY_REDIS_URL": f"redis://:{REDIS_PASSWORD}@127.0.0.1:{redis_server.port}/0",
-           "LOYALTY_LOG_LEVEL": "DEBUG"}
+    database_url = (
+        make_url(fault_env["LOYALTY_DATABASE_URL"]).set(password=DB_PASSWORD).render_as_string(hide_password=False)
+    )
+    env = {
+        **fault_env,
+        "LOYALTY_DATABASE_URL": database_url,
+        "LOYALTY_REDIS_URL": f"redis://:{REDIS_PASSWORD}@127.0.0.1:{redis_server.port}/0",
+        "LOYALTY_LOG_LEVEL": "DEBUG",
+    }
     outputs = []
     worker = WorkerProcess(env, tmp_path / "worker.log", processes=1, threads=2)
     try:
@@ -39,7 +44,9 @@ async def test_passwords_in_urls_work_and_never_appear_in_any_output(db, fault_e
         deadline = asyncio.get_running_loop().time() + WORK_S
         while True:
             async with db.connect() as conn:
-                found = (await conn.execute(text("SELECT available_points FROM members WHERE member_id = 'SECRET-1'"))).scalar()
+                found = (
+                    await conn.execute(text("SELECT available_points FROM members WHERE member_id = 'SECRET-1'"))
+                ).scalar()
             if found is not None:
                 break
             assert asyncio.get_running_loop().time() < deadline, worker.output()[-3000:]
@@ -55,7 +62,9 @@ async def test_passwords_in_urls_work_and_never_appear_in_any_output(db, fault_e
         unreachable = {**env, "LOYALTY_DATABASE_URL": f"postgresql://app:{DB_PASSWORD}@127.0.0.1:{free_port()}/x"}
         failed_audit = loyalty(["audit"], unreachable)
         assert (failed_publish.returncode, failed_publish.stderr) == (
-            3, f"error: cannot connect to Redis at 127.0.0.1:{redis_server.port}: invalid username-password pair or user is disabled.\n")
+            3,
+            f"error: cannot connect to Redis at 127.0.0.1:{redis_server.port}: invalid username-password pair or user is disabled.\n",
+        )
         assert failed_audit.returncode == 3
         assert failed_audit.stderr.startswith("error: cannot connect to PostgreSQL at 127.0.0.1:")
         outputs += [failed_publish.stdout, failed_publish.stderr, failed_audit.stdout, failed_audit.stderr]

@@ -57,8 +57,10 @@ async def test_kill_9_mid_run_then_a_new_worker_applies_every_event_exactly_once
     broker = build_broker(Settings(redis_url=fault_env["LOYALTY_REDIS_URL"], namespace=fault_env["LOYALTY_NAMESPACE"]))
     try:
         loop_deadline = time.monotonic() + RECOVERY_S
-        while not (await _count(db, "SELECT count(*) FROM processed_events") == expected_processed
-                   and not any(_sizes(broker).values())):
+        while not (
+            await _count(db, "SELECT count(*) FROM processed_events") == expected_processed
+            and not any(_sizes(broker).values())
+        ):
             assert time.monotonic() < loop_deadline, f"{_sizes(broker)}\n{second.output()[-3000:]}"
             time.sleep(0.1)
         recovery_s = time.monotonic() - killed_at
@@ -69,7 +71,7 @@ async def test_kill_9_mid_run_then_a_new_worker_applies_every_event_exactly_once
     print(f"processed at kill: {at_kill}/{expected_processed}; all done {recovery_s:.1f}s after the kill")
 
     for start in range(0, len(events), intake.BATCH_EVENTS_MAX):
-        await intake.process_batch(reference, DEFAULT_PROGRAM, events[start:start + intake.BATCH_EVENTS_MAX], now=NOW)
+        await intake.process_batch(reference, DEFAULT_PROGRAM, events[start : start + intake.BATCH_EVENTS_MAX], now=NOW)
     actual, expected = await snapshot(db), await snapshot(reference)
     assert actual["processed"] == expected["processed"] == expected_processed
     assert actual == expected
@@ -77,9 +79,15 @@ async def test_kill_9_mid_run_then_a_new_worker_applies_every_event_exactly_once
     assert hot[3] == 400 + 100  # 1 point per purchase plus the first-purchase bonus, once
     # One earning entry per earning event: none doubled by the redelivery (the corrections a
     # late event's re-evaluation books are entries of that event too, and are not counted).
-    assert await _count(db, "SELECT count(*) FROM (SELECT 1 FROM ledger_entries WHERE kind = 'earn' "
-                            "AND NOT rules @> '[{\"corrects\": {}}]' "
-                            "GROUP BY member_id, source, event_id HAVING count(*) > 1) d") == 0
+    assert (
+        await _count(
+            db,
+            "SELECT count(*) FROM (SELECT 1 FROM ledger_entries WHERE kind = 'earn' "
+            "AND NOT rules @> '[{\"corrects\": {}}]' "
+            "GROUP BY member_id, source, event_id HAVING count(*) > 1) d",
+        )
+        == 0
+    )
     audit = loyalty(["audit", "--json"], fault_env)
     assert audit.returncode == 0, audit.stdout
     assert json.loads(audit.stdout)["clean"] is True

@@ -33,9 +33,18 @@ def workload(members: int, seed: int = 7, hot_purchases: int = 0) -> list[dict]:
         member = f"M{m:04d}"
         t = m  # stagger members by a minute
         if m % 5 != 4:  # some members never sign up: their events still apply
-            events.append((t, f.signup(member, occurred_at=_at(t), event_id=f"su-{member}",
-                                       birthday=f"19{70 + m % 30}-0{1 + m % 9}-1{m % 10}",
-                                       locale=LOCALES[m % 3])))
+            events.append(
+                (
+                    t,
+                    f.signup(
+                        member,
+                        occurred_at=_at(t),
+                        event_id=f"su-{member}",
+                        birthday=f"19{70 + m % 30}-0{1 + m % 9}-1{m % 10}",
+                        locale=LOCALES[m % 3],
+                    ),
+                )
+            )
         if m % 7 == 0 and m + 1 < members:
             events.append((t + 1, f.referral(member, f"M{m + 1:04d}", occurred_at=_at(t + 1), event_id=f"rf-{member}")))
         if m % 3 == 0:
@@ -48,18 +57,40 @@ def workload(members: int, seed: int = 7, hot_purchases: int = 0) -> list[dict]:
             amount = Decimal(rng.randint(100, 8_000)) / 100
             if m % 11 == 0:
                 amount *= 60  # 60 to 4,800: past Silver and Gold within a few purchases
-            events.append((t, f.purchase(member, f"{amount:.2f}", order_id=order, occurred_at=_at(t),
-                                         event_id=f"pu-{order}")))
+            events.append(
+                (t, f.purchase(member, f"{amount:.2f}", order_id=order, occurred_at=_at(t), event_id=f"pu-{order}"))
+            )
             if rng.random() < 0.25:
                 part = max(Decimal("0.01"), (amount * Decimal(rng.randint(10, 100)) / 100).quantize(Decimal("0.01")))
-                events.append((t + 60, f.refund(member, order, f"{min(part, amount):.2f}", refund_id=f"r-{order}",
-                                                 occurred_at=_at(t + 60), event_id=f"rf-{order}")))
+                events.append(
+                    (
+                        t + 60,
+                        f.refund(
+                            member,
+                            order,
+                            f"{min(part, amount):.2f}",
+                            refund_id=f"r-{order}",
+                            occurred_at=_at(t + 60),
+                            event_id=f"rf-{order}",
+                        ),
+                    )
+                )
             if rng.random() < 0.2:
-                events.append((t + 120, f.review(member, order, f"sku-{p}", has_media=p % 2 == 0,
-                                                 occurred_at=_at(t + 120), event_id=f"rv-{order}")))
+                events.append(
+                    (
+                        t + 120,
+                        f.review(
+                            member,
+                            order,
+                            f"sku-{p}",
+                            has_media=p % 2 == 0,
+                            occurred_at=_at(t + 120),
+                            event_id=f"rv-{order}",
+                        ),
+                    )
+                )
     for h in range(hot_purchases):
-        events.append((h, f.purchase("HOT", "1.00", order_id=f"o-hot-{h}", occurred_at=_at(h),
-                                     event_id=f"pu-hot-{h}")))
+        events.append((h, f.purchase("HOT", "1.00", order_id=f"o-hot-{h}", occurred_at=_at(h), event_id=f"pu-hot-{h}")))
     events.sort(key=lambda pair: pair[0])
     return [event for _, event in events]
 

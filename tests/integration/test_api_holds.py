@@ -21,8 +21,17 @@ def at(value: str) -> datetime:
 
 
 async def place(db, hold_id, points, now, member_id="M1", order_id="o-pay", expires_in_s=900):
-    return await holds.place_hold(db, DEFAULT_PROGRAM, hold_id=hold_id, member_id=member_id, points=points,
-                                  order_id=order_id, expires_in_s=expires_in_s, key_name="till", now=now)
+    return await holds.place_hold(
+        db,
+        DEFAULT_PROGRAM,
+        hold_id=hold_id,
+        member_id=member_id,
+        points=points,
+        order_id=order_id,
+        expires_in_s=expires_in_s,
+        key_name="till",
+        now=now,
+    )
 
 
 async def state(db, now, member_id="M1"):
@@ -74,7 +83,9 @@ async def test_redemptions_cannot_spend_held_points(db):
     from worker.services.redeem import redeem_now
 
     async with db.begin() as conn:
-        await conn.execute(text("INSERT INTO rewards (reward_id, name, cost_points, min_tier) VALUES ('mug', 'Mug', 300, 'Regular')"))
+        await conn.execute(
+            text("INSERT INTO rewards (reward_id, name, cost_points, min_tier) VALUES ('mug', 'Mug', 300, 'Regular')")
+        )
     await process(db, purchase("M1", "300.00", occurred_at="2025-06-01T10:00:00+08:00"))  # 400
     now = at("2025-06-02T10:00:00+08:00")
     await place(db, "h-1", 200, now)

@@ -47,7 +47,9 @@ async def queue(db, member_id: str, kind: str, locale: str | None = None, **para
     async with db.begin() as conn:
         return (
             await conn.execute(
-                text("INSERT INTO notifications (member_id, kind, params) VALUES (:m, :k, CAST(:p AS jsonb)) RETURNING notification_id"),
+                text(
+                    "INSERT INTO notifications (member_id, kind, params) VALUES (:m, :k, CAST(:p AS jsonb)) RETURNING notification_id"
+                ),
                 {"m": member_id, "k": kind, "p": json.dumps(params)},
             )
         ).scalar_one()
@@ -55,7 +57,11 @@ async def queue(db, member_id: str, kind: str, locale: str | None = None, **para
 
 async def outbox(db) -> dict[int, dict]:
     async with db.connect() as conn:
-        rows = (await conn.execute(text("SELECT *, delivery_id::text AS delivery FROM notifications ORDER BY notification_id"))).mappings()
+        rows = (
+            await conn.execute(
+                text("SELECT *, delivery_id::text AS delivery FROM notifications ORDER BY notification_id")
+            )
+        ).mappings()
         return {r["notification_id"]: dict(r) for r in rows}
 
 
@@ -81,7 +87,11 @@ async def test_signature_verifies_with_the_shared_secret_and_not_another(db):
     assert (body["kind"], body["locale"], body["member_id"], body["attempt"]) == ("tier_nudge", "zh-Hans", "M1", 1)
     assert request.headers[DELIVERY_ID_HEADER] == body["delivery_id"] == row["delivery"]
     assert (row["status"], row["attempts"], row["channel"], row["locale"], row["text"]) == (
-        "sent", 1, "webhook", "zh-Hans", "您距离金卡仅差 400 积分。"
+        "sent",
+        1,
+        "webhook",
+        "zh-Hans",
+        "您距离金卡仅差 400 积分。",
     )
     assert row["sent_at"] == NOW and row["last_error"] is None
 
@@ -99,7 +109,11 @@ async def test_receiver_failing_twice_gets_three_deliveries_with_one_delivery_id
             third = await once(db, program, channel, NOW + timedelta(seconds=90))
 
     assert (first.failed, too_early.claimed, second.failed, third.sent) == (1, 0, 1, 1)
-    assert (after_first["status"], after_first["attempts"], after_first["last_error"]) == ("failed", 1, "webhook answered HTTP 500: boom")
+    assert (after_first["status"], after_first["attempts"], after_first["last_error"]) == (
+        "failed",
+        1,
+        "webhook answered HTTP 500: boom",
+    )
     assert after_first["next_attempt_at"] == NOW + timedelta(seconds=30)
     assert (after_second["status"], after_second["attempts"]) == ("failed", 2)
     assert after_second["next_attempt_at"] == NOW + timedelta(seconds=30 + 60)
@@ -137,7 +151,10 @@ async def test_receiver_that_never_answers_times_out_without_blocking_the_others
     assert max(fast_arrivals) < 2.0, fast_arrivals
     assert 2.0 <= elapsed < 5.0
     rows = await outbox(db)
-    assert (rows[slow]["status"], rows[slow]["last_error"]) == ("failed", "timeout: no answer from the webhook within 2 s")
+    assert (rows[slow]["status"], rows[slow]["last_error"]) == (
+        "failed",
+        "timeout: no answer from the webhook within 2 s",
+    )
     assert [rows[n]["status"] for n in fast] == ["sent"] * 5
     assert (report.sent, report.failed) == (5, 1)
 
@@ -196,7 +213,9 @@ async def test_daily_cap_suppresses_extra_promotional_messages_only(db):
         await queue(db, "M1", "birthday", points=200),
         await queue(db, "M1", "member_day", multiplier="2"),
     ]
-    receipt = await queue(db, "M1", "redemption_confirmed", reward_name="Mug", quantity=1, points=500, available_points=0)
+    receipt = await queue(
+        db, "M1", "redemption_confirmed", reward_name="Mug", quantity=1, points=500, available_points=0
+    )
     other = await queue(db, "M2", "member_day", multiplier="2")
 
     first = await once(db, program, LogChannel(), day)
@@ -238,7 +257,12 @@ async def test_dead_after_max_attempts_then_retry_sends_with_the_same_delivery_i
             assert await dispatch.retry(db, nid) == [nid]
             sent = await once(db, program, channel, NOW + timedelta(days=1))
 
-    assert (dead.dead, row["status"], row["last_error"], nothing_due.claimed) == (1, "dead", "webhook answered HTTP 503: boom", 0)
+    assert (dead.dead, row["status"], row["last_error"], nothing_due.claimed) == (
+        1,
+        "dead",
+        "webhook answered HTTP 503: boom",
+        0,
+    )
     assert sent.sent == 1 and (await outbox(db))[nid]["status"] == "sent"
     assert len({r.headers[DELIVERY_ID_HEADER] for r in receiver.requests}) == 1
 
@@ -247,14 +271,20 @@ async def test_bad_params_make_the_row_dead_with_the_reason(db):
     nid = await queue(db, "M1", "tier_nudge", points_away=400)
     report = await once(db, DEFAULT_PROGRAM, LogChannel(), NOW)
     row = (await outbox(db))[nid]
-    assert (report.dead, row["status"], row["last_error"]) == (1, "dead", "render: tier_nudge: parameter 'tier' is missing")
+    assert (report.dead, row["status"], row["last_error"]) == (
+        1,
+        "dead",
+        "render: tier_nudge: parameter 'tier' is missing",
+    )
 
 
 async def test_row_left_sending_by_a_dead_dispatcher_is_claimed_again_after_its_lease(db):
     nid = await queue(db, "M1", "points_expired", points=10)
     async with db.begin() as conn:
-        await conn.execute(text("UPDATE notifications SET status = 'sending', attempts = 1, released_at = :t, lease_until = :t"),
-                           {"t": NOW + timedelta(seconds=60)})
+        await conn.execute(
+            text("UPDATE notifications SET status = 'sending', attempts = 1, released_at = :t, lease_until = :t"),
+            {"t": NOW + timedelta(seconds=60)},
+        )
     before = await once(db, DEFAULT_PROGRAM, LogChannel(), NOW)
     after = await once(db, DEFAULT_PROGRAM, LogChannel(), NOW + timedelta(seconds=60))
     row = (await outbox(db))[nid]
@@ -270,7 +300,9 @@ async def test_dispatch_actor_delivers_through_a_worker(db, settings):
     nid = await queue(db, "M1", "birthday", "zh-Hant", points=200)
     program = webhook_program()
     with Receiver() as receiver:
-        broker = build_broker(replace(settings, webhook_url=receiver.url, webhook_secret=SECRET), stub=True, program=program)
+        broker = build_broker(
+            replace(settings, webhook_url=receiver.url, webhook_secret=SECRET), stub=True, program=program
+        )
         broker.get_actor("dispatch_notifications").send()
         await asyncio.to_thread(drain, broker, timeout_s=30, threads=1)
 
@@ -288,11 +320,15 @@ async def test_stale_promotional_notifications_are_dropped_not_sent(db):
     async with db.begin() as conn:
         await conn.execute(text("UPDATE members SET tier = 'Silver' WHERE member_id = 'M1'"))
         over, today = [
-            (await conn.execute(
-                text("INSERT INTO notifications (member_id, kind, params, dedupe_key) "
-                     "VALUES ('M1', 'member_day', '{\"multiplier\": \"2\"}', :key) RETURNING notification_id"),
-                {"key": f"member_day:M1:{d}"},
-            )).scalar_one()
+            (
+                await conn.execute(
+                    text(
+                        "INSERT INTO notifications (member_id, kind, params, dedupe_key) "
+                        "VALUES ('M1', 'member_day', '{\"multiplier\": \"2\"}', :key) RETURNING notification_id"
+                    ),
+                    {"key": f"member_day:M1:{d}"},
+                )
+            ).scalar_one()
             for d in ("2026-11-08", "2026-11-09")
         ]
 

@@ -41,7 +41,9 @@ async def test_a_review_of_an_order_not_bought_waits_and_earns_when_the_purchase
 
     assert (bought.status, bought.points) == ("applied", 110)  # 10 + the first-purchase bonus
     assert await points(db, "R1") == 110 + 20 + 30  # the review and its media bonus
-    assert await rows(db, "SELECT status FROM processed_events WHERE event_id = :e", e=review["event_id"]) == [("applied",)]
+    assert await rows(db, "SELECT status FROM processed_events WHERE event_id = :e", e=review["event_id"]) == [
+        ("applied",)
+    ]
     assert (await process(db, review)).status == "duplicate"
     assert (await audit_all(db)).clean
 
@@ -61,7 +63,11 @@ async def test_waiting_reviews_respect_the_daily_limit_in_occurrence_order(db):
     await process(db, f.purchase("CAP", "1.00", order_id="o-cap", occurred_at=day.format(9)))
     # 1 + 100 first purchase, three reviews of 20 within the limit of 3 a day; the fourth earns nothing.
     assert await points(db, "CAP") == 101 + 3 * 20
-    assert await rows(db, "SELECT sku FROM reviews WHERE member_id = 'CAP' ORDER BY sku") == [("SKU-0",), ("SKU-1",), ("SKU-2",)]
+    assert await rows(db, "SELECT sku FROM reviews WHERE member_id = 'CAP' ORDER BY sku") == [
+        ("SKU-0",),
+        ("SKU-1",),
+        ("SKU-2",),
+    ]
 
 
 async def test_a_review_of_an_earlier_day_does_not_reset_todays_daily_limit(db):
@@ -82,16 +88,25 @@ async def test_a_review_of_an_earlier_day_does_not_reset_todays_daily_limit(db):
 async def test_mutual_and_circular_referrals_are_rejected_naming_the_field(db):
     assert (await process(db, f.referral("A", "B"))).status == "applied"
     mutual = await process(db, f.referral("B", "A"))
-    assert (mutual.status, mutual.reason) == ("rejected", (
-        "payload.referee_member_id: A is above B in the chain of referrals (1 step up); "
-        "referrals cannot be mutual or circular"))
+    assert (mutual.status, mutual.reason) == (
+        "rejected",
+        (
+            "payload.referee_member_id: A is above B in the chain of referrals (1 step up); "
+            "referrals cannot be mutual or circular"
+        ),
+    )
     assert (await process(db, f.referral("B", "C"))).status == "applied"
     circle = await process(db, f.referral("C", "A"))
-    assert circle.reason == ("payload.referee_member_id: A is above C in the chain of referrals (2 steps up); "
-                             "referrals cannot be mutual or circular")
+    assert circle.reason == (
+        "payload.referee_member_id: A is above C in the chain of referrals (2 steps up); "
+        "referrals cannot be mutual or circular"
+    )
     # A 200 as referrer; B 100 as referee + 200 as referrer; C 100 as referee. Nothing for the refused ones.
     assert [await points(db, m) for m in "ABC"] == [200, 300, 100]
-    assert await rows(db, "SELECT reason FROM rejected_events ORDER BY rejected_id") == [(mutual.reason,), (circle.reason,)]
+    assert await rows(db, "SELECT reason FROM rejected_events ORDER BY rejected_id") == [
+        (mutual.reason,),
+        (circle.reason,),
+    ]
     assert (await audit_all(db)).clean
 
 
@@ -107,8 +122,9 @@ async def test_a_producer_event_id_ending_in_referee_does_not_cancel_a_referee_b
     real = f.referral("Q2", "Q3", event_id="ref-1", source="app")
     assert (await process(db, real)).status == "applied"
     assert await points(db, "Q3") == 100  # the referee's bonus, under its own key
-    assert await rows(db, "SELECT source, event_id FROM processed_events WHERE event_type = 'referral_referee' "
-                          "ORDER BY event_id") == [("app:referee", "ref-1"), ("app:referee", "ref-1#referee")]
+    assert await rows(
+        db, "SELECT source, event_id FROM processed_events WHERE event_type = 'referral_referee' ORDER BY event_id"
+    ) == [("app:referee", "ref-1"), ("app:referee", "ref-1#referee")]
 
 
 async def test_a_producer_with_source_scheduler_cannot_take_a_birthday_gifts_key(db):

@@ -37,12 +37,14 @@ async def test_entries_name_their_rules_and_program_version_and_rule_state_is_on
 async def test_migrated_members_keep_their_streak_and_signup(db):
     # Given a member written by the previous release: the old columns set, no rule state yet.
     async with db.begin() as conn:
-        await conn.execute(text(
-            """
+        await conn.execute(
+            text(
+                """
             INSERT INTO members (member_id, tier, signed_up_at, check_in_last_on, check_in_streak)
             VALUES ('OLD', 'Regular', '2026-10-01T10:00:00+08:00', '2026-11-01', 6)
             """
-        ))
+            )
+        )
         # When the migration's fill runs (its second statement).
         fill = [s for s in MIGRATION.UPGRADE.split(";\n") if s.strip().startswith("UPDATE")][0]
         await conn.execute(text(fill))

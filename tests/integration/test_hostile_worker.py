@@ -35,9 +35,17 @@ def enqueue_raw(namespace: str, body: bytes) -> str:
 
 def message(actor: str, args: list[Any], redis_id: str | None = None) -> str:
     redis_id = redis_id or str(uuid.uuid4())
-    return json.dumps({"queue_name": "events", "actor_name": actor, "args": args, "kwargs": {},
-                       "options": {"redis_message_id": redis_id}, "message_id": str(uuid.uuid4()),
-                       "message_timestamp": 1_790_000_000_000})
+    return json.dumps(
+        {
+            "queue_name": "events",
+            "actor_name": actor,
+            "args": args,
+            "kwargs": {},
+            "options": {"redis_message_id": redis_id},
+            "message_id": str(uuid.uuid4()),
+            "message_timestamp": 1_790_000_000_000,
+        }
+    )
 
 
 def send_raw(namespace: str, actor: str, args: list[Any]) -> None:
@@ -76,7 +84,9 @@ async def test_each_hostile_event_is_rejected_with_its_reason_and_the_valid_ones
     for _, raw, _ in CASES:
         send_raw(ns, "process_event", [as_event_arg(raw)])
         send_raw(ns, "process_event", [good(f"ok-{uuid.uuid4().hex[:8]}", amount="1.00")])
-    send_raw(ns, "process_batch", [[good("ok-b1", amount="5.00"), json.loads(CASES[7][1]), good("ok-b2", amount="5.00")]])
+    send_raw(
+        ns, "process_batch", [[good("ok-b1", amount="5.00"), json.loads(CASES[7][1]), good("ok-b2", amount="5.00")]]
+    )
 
     drain(broker, timeout_s=90, threads=2)
 
@@ -100,15 +110,23 @@ async def test_sql_in_an_id_is_stored_as_text_and_harms_nothing(broker, settings
     stored = await rows(db, "SELECT event_id, member_id, raw FROM rejected_events")
     # Bound parameters throughout: the text is stored as text and every table is intact.
     assert [(r.event_id, r.member_id, json.loads(r.raw)["member_id"]) for r in stored] == [
-        ("x'); DELETE FROM ledger_entries; --", "M'; DROP TABLE members; --", "M'; DROP TABLE members; --")]
+        ("x'); DELETE FROM ledger_entries; --", "M'; DROP TABLE members; --", "M'; DROP TABLE members; --")
+    ]
     assert await rows(db, "SELECT count(*) FROM ledger_entries") == [(1,)]
     assert await rows(db, "SELECT count(*) FROM members") == [(1,)]
 
 
 def big_event(event_id: str) -> dict:
     """A legitimate event near the size limit: 500 line items."""
-    items = [{"sku": f"SKU-{i:06d}-XXXXXXXXXXXXXXXXXXXX", "category": "grocery-and-household-goods",
-              "amount": "0.02", "quantity": 1} for i in range(500)]
+    items = [
+        {
+            "sku": f"SKU-{i:06d}-XXXXXXXXXXXXXXXXXXXX",
+            "category": "grocery-and-household-goods",
+            "amount": "0.02",
+            "quantity": 1,
+        }
+        for i in range(500)
+    ]
     return good(event_id, amount="10.00", p_items=items)
 
 
@@ -148,9 +166,21 @@ async def test_unknown_actor_and_undecodable_messages_do_not_stop_the_worker(bro
     enqueue_raw(ns, b'\xff\xfe not json "redis_message_id": "{id}"')
     enqueue_raw(ns, b'{"actor_name": "process_event", "options": {"redis_message_id": "{id}"}}')
     enqueue_raw(ns, b"garbage that names no id of its own")
-    enqueue_raw(ns, b'[1, 2, 3]')
-    enqueue_raw(ns, json.dumps({"queue_name": "events", "actor_name": "process_event", "args": [good("no-id")],
-                                "kwargs": {}, "options": {}, "message_id": "m", "message_timestamp": 1}).encode())
+    enqueue_raw(ns, b"[1, 2, 3]")
+    enqueue_raw(
+        ns,
+        json.dumps(
+            {
+                "queue_name": "events",
+                "actor_name": "process_event",
+                "args": [good("no-id")],
+                "kwargs": {},
+                "options": {},
+                "message_id": "m",
+                "message_timestamp": 1,
+            }
+        ).encode(),
+    )
     send_raw(ns, "process_event", [good("ok-after")])
 
     drain(broker, timeout_s=60, threads=1)
@@ -178,7 +208,9 @@ def test_publish_splits_batches_by_size_as_well_as_count():
 
     lines = [json.dumps(big_event(f"heavy-{i}")) for i in range(110)]
     sent: list[list[dict]] = []
-    report = publish_lines(lines, DEFAULT_PROGRAM, datetime(2026, 11, 24, tzinfo=UTC), lambda e: None, sent.append, 1000)
+    report = publish_lines(
+        lines, DEFAULT_PROGRAM, datetime(2026, 11, 24, tzinfo=UTC), lambda e: None, sent.append, 1000
+    )
 
     assert (report.accepted, report.messages) == (110, len(sent))
     assert [len(b) for b in sent] == [len(sent[0])] * (len(sent) - 1) + [110 - len(sent[0]) * (len(sent) - 1)]

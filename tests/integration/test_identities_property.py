@@ -33,15 +33,33 @@ def named(identity: dict, event: dict) -> dict:
 async def one_member(db) -> dict:
     """The surviving member's state and what each of its events earned, without its id."""
     async with db.connect() as conn:
-        rows = (await conn.execute(text(
-            "SELECT member_id, tier, available_points, qualifying_points, lifetime_points, rule_state, birthday, "
-            "first_purchase_at FROM members WHERE merged_into IS NULL AND member_id NOT IN ('ER1', 'ER2')"
-        ))).mappings().all()
+        rows = (
+            (
+                await conn.execute(
+                    text(
+                        "SELECT member_id, tier, available_points, qualifying_points, lifetime_points, rule_state, birthday, "
+                        "first_purchase_at FROM members WHERE merged_into IS NULL AND member_id NOT IN ('ER1', 'ER2')"
+                    )
+                )
+            )
+            .mappings()
+            .all()
+        )
         assert len(rows) == 1, rows
         survivor = dict(rows[0])
-        entries = (await conn.execute(text(
-            "SELECT source, event_id, kind, qualifying_points, rules FROM ledger_entries WHERE member_id = :m "
-            "ORDER BY entry_id"), {"m": survivor.pop("member_id")})).mappings().all()
+        entries = (
+            (
+                await conn.execute(
+                    text(
+                        "SELECT source, event_id, kind, qualifying_points, rules FROM ledger_entries WHERE member_id = :m "
+                        "ORDER BY entry_id"
+                    ),
+                    {"m": survivor.pop("member_id")},
+                )
+            )
+            .mappings()
+            .all()
+        )
     return {**survivor, "points": points_by_event(entries)}
 
 
@@ -60,9 +78,14 @@ async def scenario(url: str, ops: list[tuple], seed: int) -> tuple[dict, dict]:
         rng.shuffle(split)
         for event in split:
             assert (await intake.process(db, PROGRAM, event, now=NOW, strict=True)).status != "rejected"
-        link = {"event_id": "link-1", "type": "identity_link", "source": "app",
-                "member_id": identity_member_id("card", CARD["value"]), "occurred_at": "2026-11-24T10:00:00+08:00",
-                "payload": PHONE}
+        link = {
+            "event_id": "link-1",
+            "type": "identity_link",
+            "source": "app",
+            "member_id": identity_member_id("card", CARD["value"]),
+            "occurred_at": "2026-11-24T10:00:00+08:00",
+            "payload": PHONE,
+        }
         assert (await intake.process(db, PROGRAM, link, now=NOW, strict=True)).status == "applied"
         merged = await one_member(db)
         report = await audit_all(db)

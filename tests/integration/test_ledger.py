@@ -61,7 +61,9 @@ async def test_refund_before_purchase_waits_then_applies_with_it(db):
 
     assert early.status == "deferred"
     async with db.connect() as conn:
-        statuses = (await conn.execute(text("SELECT event_type, status FROM processed_events ORDER BY event_type"))).all()
+        statuses = (
+            await conn.execute(text("SELECT event_type, status FROM processed_events ORDER BY event_type"))
+        ).all()
     assert [tuple(r) for r in statuses] == [("purchase", "applied"), ("refund", "applied")]
     view = await balance(db, "M1")
     # 400 + 100 first-purchase bonus, minus floor(400 x 100/400) = 100.

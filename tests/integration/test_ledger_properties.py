@@ -49,19 +49,41 @@ def build(ops: list[tuple], order: list[int]) -> list[dict]:
         at = (START + timedelta(hours=i)).isoformat()
         kind = o[0]
         if kind == "purchase":
-            events.append(event("purchase", o[1], at, event_id=f"e-{i}", order_id=f"o-{i}", amount=money(o[2]),
-                                currency="CNY"))
+            events.append(
+                event("purchase", o[1], at, event_id=f"e-{i}", order_id=f"o-{i}", amount=money(o[2]), currency="CNY")
+            )
         elif kind == "refund":
             k = o[1]
-            target_member, order_id = (purchases[k][1][1], f"o-{purchases[k][0]}") if k < len(purchases) else ("PA", f"o-none-{k}")
-            events.append(event("refund", target_member, at, event_id=f"e-{i}", order_id=order_id,
-                                refund_id=f"r-{i}", amount=money(o[2])))
+            target_member, order_id = (
+                (purchases[k][1][1], f"o-{purchases[k][0]}") if k < len(purchases) else ("PA", f"o-none-{k}")
+            )
+            events.append(
+                event(
+                    "refund",
+                    target_member,
+                    at,
+                    event_id=f"e-{i}",
+                    order_id=order_id,
+                    refund_id=f"r-{i}",
+                    amount=money(o[2]),
+                )
+            )
         elif kind == "check_in":
             day = (START + timedelta(days=o[2])).isoformat()
             events.append(event("check_in", o[1], day, event_id=f"e-{i}"))
         elif kind == "review":
-            events.append(event("review", o[1], at, event_id=f"e-{i}", review_id=f"rv-{i}", order_id=f"o-{o[2]}",
-                                sku=f"SKU-{o[2]}", has_media=bool(o[2] % 2)))
+            events.append(
+                event(
+                    "review",
+                    o[1],
+                    at,
+                    event_id=f"e-{i}",
+                    review_id=f"rv-{i}",
+                    order_id=f"o-{o[2]}",
+                    sku=f"SKU-{o[2]}",
+                    has_media=bool(o[2] % 2),
+                )
+            )
         elif kind == "signup":
             payload = {"birthday": "1990-06-15", "locale": "en"} if o[2] else {}
             events.append(event("signup", o[1], at, event_id=f"e-{i}", source="app", **payload))
@@ -75,14 +97,20 @@ async def snapshot(conn) -> dict[str, Any]:
         return [tuple(r) for r in (await conn.execute(text(sql))).all()]
 
     return {
-        "members": await q("SELECT member_id, tier, available_points, pending_points, qualifying_points, "
-                           "lifetime_points FROM members ORDER BY member_id"),
-        "entries": await q("SELECT member_id, kind, points, pending_points, qualifying_points, source, event_id "
-                           "FROM ledger_entries ORDER BY entry_id"),
+        "members": await q(
+            "SELECT member_id, tier, available_points, pending_points, qualifying_points, "
+            "lifetime_points FROM members ORDER BY member_id"
+        ),
+        "entries": await q(
+            "SELECT member_id, kind, points, pending_points, qualifying_points, source, event_id "
+            "FROM ledger_entries ORDER BY entry_id"
+        ),
         "lots": await q("SELECT member_id, points, remaining, pending_until IS NULL FROM lots ORDER BY lot_id"),
         "processed": await q("SELECT source, event_id, status FROM processed_events ORDER BY source, event_id"),
-        "orders": await q("SELECT member_id, order_id, points_earned, points_reversed, refunded_amount FROM orders "
-                          "ORDER BY member_id, order_id"),
+        "orders": await q(
+            "SELECT member_id, order_id, points_earned, points_reversed, refunded_amount FROM orders "
+            "ORDER BY member_id, order_id"
+        ),
     }
 
 
@@ -90,18 +118,32 @@ async def check_invariants(engine, events: list[dict]) -> None:
     report = await audit_all(engine)
     assert report.clean, [str(d) for d in report.differences]  # available = entries = lot remainders
     async with engine.connect() as conn:
-        members = (await conn.execute(text(
-            "SELECT member_id, tier, available_points, pending_points, qualifying_points FROM members"))).all()
+        members = (
+            await conn.execute(
+                text("SELECT member_id, tier, available_points, pending_points, qualifying_points FROM members")
+            )
+        ).all()
         for m in members:
             assert m.available_points >= 0 and m.pending_points >= 0, m
             # The tier is at least the one the qualifying points reach (upgrades apply at once).
             reached = tier_for(DEFAULT_PROGRAM, m.qualifying_points)
             assert DEFAULT_PROGRAM.tier_rank(m.tier) >= DEFAULT_PROGRAM.tier_rank(reached.name), m
         # Reversals never exceed earnings, per order, in the orders table and in the ledger.
-        refunds_of = {e["event_id"]: (e["member_id"], e["payload"]["order_id"]) for e in events if e["type"] == "refund"}
-        purchase_of = {(e["member_id"], e["payload"]["order_id"]): e["event_id"] for e in events if e["type"] == "purchase"}
-        entries = (await conn.execute(text(
-            "SELECT member_id, source, event_id, kind, qualifying_points, rules FROM ledger_entries"))).mappings().all()
+        refunds_of = {
+            e["event_id"]: (e["member_id"], e["payload"]["order_id"]) for e in events if e["type"] == "refund"
+        }
+        purchase_of = {
+            (e["member_id"], e["payload"]["order_id"]): e["event_id"] for e in events if e["type"] == "purchase"
+        }
+        entries = (
+            (
+                await conn.execute(
+                    text("SELECT member_id, source, event_id, kind, qualifying_points, rules FROM ledger_entries")
+                )
+            )
+            .mappings()
+            .all()
+        )
         by_member: dict[str, list] = {}
         for e in entries:
             by_member.setdefault(e["member_id"], []).append(e)
@@ -119,8 +161,11 @@ async def check_invariants(engine, events: list[dict]) -> None:
                     earned[key] = earned.get(key, 0) + sum(p for r, p in rules.items() if r != "first_purchase")
         for key, points in reversed_.items():
             assert 0 <= points <= earned.get(key, 0), (key, points, earned.get(key))
-        orders = (await conn.execute(text(
-            "SELECT order_id, points_earned, points_reversed FROM orders WHERE amount IS NOT NULL"))).all()
+        orders = (
+            await conn.execute(
+                text("SELECT order_id, points_earned, points_reversed FROM orders WHERE amount IS NOT NULL")
+            )
+        ).all()
         for o in orders:
             assert 0 <= o.points_reversed <= o.points_earned, o
 
@@ -134,12 +179,16 @@ async def scenario(url: str, ops: list[tuple], order: list[int], seed: int) -> N
             outcome = await intake.process(engine, DEFAULT_PROGRAM, raw, now=NOW, strict=True)
             if outcome.status == "rejected":  # B referring A after A referred B: refused, never paid
                 assert outcome.event_type == "referral" and outcome.reason.endswith(
-                    "referrals cannot be mutual or circular"), outcome
+                    "referrals cannot be mutual or circular"
+                ), outcome
             else:
                 assert outcome.status in ("applied", "deferred"), outcome
             async with engine.connect() as conn:
-                negative = (await conn.execute(text(
-                    "SELECT count(*) FROM members WHERE available_points < 0 OR pending_points < 0"))).scalar_one()
+                negative = (
+                    await conn.execute(
+                        text("SELECT count(*) FROM members WHERE available_points < 0 OR pending_points < 0")
+                    )
+                ).scalar_one()
             assert negative == 0
         await check_invariants(engine, events)
         async with engine.connect() as conn:

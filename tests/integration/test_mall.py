@@ -62,10 +62,15 @@ async def test_balance_equal_to_cost_succeeds_one_point_short_fails(db):
     assert (short.status, short.points, short.note) == ("applied", 0, "redemption.not_enough_points")
     assert (await available(db, "RICH"), await available(db, "POOR")) == (0, 499)
     assert await rows(db, "SELECT event_id, status, points, reason FROM redemptions ORDER BY event_id") == [
-        ("r-1", "confirmed", 500, None), ("r-2", "rejected", 0, "not_enough_points")]
+        ("r-1", "confirmed", 500, None),
+        ("r-2", "rejected", 0, "not_enough_points"),
+    ]
     assert await rows(db, "SELECT member_id, kind, points FROM ledger_entries WHERE kind = 'redeem'") == [
-        ("RICH", "redeem", -500)]
-    assert await rows(db, "SELECT member_id, kind, params FROM notifications WHERE kind LIKE 'redemption%' ORDER BY member_id") == [
+        ("RICH", "redeem", -500)
+    ]
+    assert await rows(
+        db, "SELECT member_id, kind, params FROM notifications WHERE kind LIKE 'redemption%' ORDER BY member_id"
+    ) == [
         ("POOR", "redemption_rejected", {"reward_name": "Mug", "reason": "not_enough_points"}),
         ("RICH", "redemption_confirmed", {"reward_name": "Mug", "quantity": 1, "points": 500, "available_points": 0}),
     ]
@@ -89,27 +94,37 @@ async def test_tier_gating_and_early_access(db):
     await load(
         db,
         {"reward_id": "silver-gift", "min_tier": "Silver", "cost_points": 100},
-        {"reward_id": "presale", "min_tier": "Gold", "cost_points": 100,
-         "available_from": datetime(2026, 11, 20, 2, 0, tzinfo=UTC),  # 10:00 in Shanghai
-         "early_access": {"tier": "Diamond", "hours": 24}},
+        {
+            "reward_id": "presale",
+            "min_tier": "Gold",
+            "cost_points": 100,
+            "available_from": datetime(2026, 11, 20, 2, 0, tzinfo=UTC),  # 10:00 in Shanghai
+            "early_access": {"tier": "Diamond", "hours": 24},
+        },
     )
-    await process(db, purchase("REG", "400.00"))      # 500: Regular
-    await process(db, purchase("GOLD", "4900.00"))    # 5000: Gold
-    await process(db, purchase("DIA", "14900.00"))    # 15000: Diamond
+    await process(db, purchase("REG", "400.00"))  # 500: Regular
+    await process(db, purchase("GOLD", "4900.00"))  # 5000: Gold
+    await process(db, purchase("DIA", "14900.00"))  # 15000: Diamond
 
     outcomes = [
         await process(db, redemption("REG", "silver-gift")),
         await process(db, redemption("GOLD", "silver-gift")),
-        await process(db, redemption("DIA", "presale", at="2026-11-19T10:00:00+08:00")),   # 24 h early: Diamond only
+        await process(db, redemption("DIA", "presale", at="2026-11-19T10:00:00+08:00")),  # 24 h early: Diamond only
         await process(db, redemption("GOLD", "presale", at="2026-11-19T10:00:00+08:00")),
-        await process(db, redemption("DIA", "presale", at="2026-11-19T09:59:59+08:00")),   # before the early window
+        await process(db, redemption("DIA", "presale", at="2026-11-19T09:59:59+08:00")),  # before the early window
         await process(db, redemption("GOLD", "presale", at="2026-11-20T10:00:00+08:00")),  # everyone's start
         await process(db, redemption("REG", "presale", at="2026-11-20T10:00:00+08:00")),
     ]
 
     assert [o.note or o.points for o in outcomes] == [
-        "redemption.tier_too_low", -100, -100, "redemption.not_available", "redemption.not_available", -100,
-        "redemption.tier_too_low"]
+        "redemption.tier_too_low",
+        -100,
+        -100,
+        "redemption.not_available",
+        "redemption.not_available",
+        -100,
+        "redemption.tier_too_low",
+    ]
     await assert_clean(db)
 
 
@@ -196,7 +211,10 @@ async def test_spending_takes_earliest_expiring_lots_first(db):
 
     assert await rows(db, "SELECT lot_id, points FROM lot_takes ORDER BY lot_id") == [(soon, 200), (later, 150)]
     assert await rows(db, "SELECT lot_id, remaining FROM lots ORDER BY expires_at") == [
-        (soon, 0), (later, 50), (latest, 300)]
+        (soon, 0),
+        (later, 50),
+        (latest, 300),
+    ]
     assert await available(db, "M1") == 350
     await assert_clean(db)
 
@@ -211,16 +229,27 @@ async def test_cancellation_restores_the_same_lots_with_their_expiry_and_the_sto
     again = await process(db, cancel("M1", "lamp-1", at="2026-11-12T11:00:00+08:00", event_id="c-2"))
     redelivered = await process(db, cancel("M1", "lamp-1", at="2026-11-12T10:00:00+08:00", event_id="c-1"))
 
-    assert (first.points, again.note, redelivered.status) == (350, "redemption_cancel.redemption_cancelled", "duplicate")
+    assert (first.points, again.note, redelivered.status) == (
+        350,
+        "redemption_cancel.redemption_cancelled",
+        "duplicate",
+    )
     assert await rows(db, "SELECT lot_id, remaining FROM lots ORDER BY expires_at") == [
-        (soon, 200), (later, 200), (latest, 300)]
+        (soon, 200),
+        (later, 200),
+        (latest, 300),
+    ]
     assert await rows(db, "SELECT lot_id, expires_at FROM lots ORDER BY lot_id") == expiries
-    assert await rows(db, "SELECT kind, points FROM ledger_entries WHERE kind IN ('redeem', 'restore') ORDER BY entry_id") == [
-        ("redeem", -350), ("restore", 350)]
+    assert await rows(
+        db, "SELECT kind, points FROM ledger_entries WHERE kind IN ('redeem', 'restore') ORDER BY entry_id"
+    ) == [("redeem", -350), ("restore", 350)]
     assert await rows(db, "SELECT stock, redeemed FROM rewards") == [(3, 0)]
-    assert await rows(db, "SELECT status, points_restored, cancel_event_id FROM redemptions") == [("cancelled", 350, "c-1")]
+    assert await rows(db, "SELECT status, points_restored, cancel_event_id FROM redemptions") == [
+        ("cancelled", 350, "c-1")
+    ]
     assert await rows(db, "SELECT params FROM notifications WHERE kind = 'redemption_cancelled'") == [
-        ({"reward_name": "Lamp", "points": 350},)]
+        ({"reward_name": "Lamp", "points": 350},)
+    ]
     assert await available(db, "M1") == 700
     await assert_clean(db)
 
@@ -234,7 +263,10 @@ async def test_cancellation_after_a_lot_expired_returns_nothing_to_that_lot(db):
 
     assert cancelled.points == 150
     assert await rows(db, "SELECT lot_id, remaining FROM lots ORDER BY expires_at") == [
-        (soon, 0), (later, 200), (latest, 300)]
+        (soon, 0),
+        (later, 200),
+        (latest, 300),
+    ]
     assert await rows(db, "SELECT rules->0->'points_expired' FROM ledger_entries WHERE kind = 'restore'") == [(200,)]
     assert await available(db, "M1") == 500
     await assert_clean(db)
@@ -278,8 +310,10 @@ async def test_cancel_of_unknown_or_rejected_redemption_changes_nothing(db):
     other_member = await process(db, cancel("M2", "poor-1"))
 
     assert (unknown.note, rejected.note, other_member.note) == (
-        "redemption_cancel.unknown_redemption", "redemption_cancel.redemption_rejected",
-        "redemption_cancel.unknown_redemption")
+        "redemption_cancel.unknown_redemption",
+        "redemption_cancel.redemption_rejected",
+        "redemption_cancel.unknown_redemption",
+    )
     assert await rows(db, "SELECT count(*) FROM ledger_entries WHERE kind = 'restore'") == [(0,)]
     await assert_clean(db)
 
@@ -295,11 +329,18 @@ async def test_redeem_now_runs_the_same_service_and_is_idempotent_on_its_event_i
     reused = await redeem.redeem_now(db, P, "M1", "mug", 2, now=now, event_id="till-7")
 
     assert {k: first[k] for k in ("status", "duplicate", "points", "available_points", "reason")} == {
-        "status": "confirmed", "duplicate": False, "points": 500, "available_points": 500, "reason": None}
+        "status": "confirmed",
+        "duplicate": False,
+        "points": 500,
+        "available_points": 500,
+        "reason": None,
+    }
     assert (again["status"], again["duplicate"], again["available_points"]) == ("confirmed", True, 500)
     assert (too_many["status"], too_many["reason"]) == ("rejected", "out_of_stock")
     assert (reused["status"], reused["reason"]) == (
-        "conflict", "event_id: 'till-7' from source 'api' was already used with a different payload")
+        "conflict",
+        "event_id: 'till-7' from source 'api' was already used with a different payload",
+    )
     assert await rows(db, "SELECT stock, redeemed FROM rewards") == [(2, 1)]
     await assert_clean(db)
 

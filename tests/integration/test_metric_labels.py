@@ -10,8 +10,23 @@ from worker.domain.program import DEFAULT_PROGRAM
 from worker.services import intake
 
 # Every label name any loyalty metric may carry: all low-cardinality.
-ALLOWED_LABELS = {"type", "source", "outcome", "queue", "actor_name", "queue_name", "kind", "status", "rule", "tier",
-                  "from_tier", "to_tier", "job", "state", "le"}  # le: histogram buckets
+ALLOWED_LABELS = {
+    "type",
+    "source",
+    "outcome",
+    "queue",
+    "actor_name",
+    "queue_name",
+    "kind",
+    "status",
+    "rule",
+    "tier",
+    "from_tier",
+    "to_tier",
+    "job",
+    "state",
+    "le",
+}  # le: histogram buckets
 
 
 def _loyalty_samples():
@@ -34,6 +49,9 @@ async def test_member_ids_never_appear_in_metric_labels(db):
     values = {value for s in samples for value in s.labels.values()}
     assert not any(value.startswith("MEMBER-LABEL") for value in values)
     assert "x" * 100 not in values
-    rejected = {(s.labels["type"], s.labels["source"]) for s in samples
-                if s.name == "loyalty_events_processed_total" and s.labels["outcome"] == "rejected"}
+    rejected = {
+        (s.labels["type"], s.labels["source"])
+        for s in samples
+        if s.name == "loyalty_events_processed_total" and s.labels["outcome"] == "rejected"
+    }
     assert {("signup", "invalid"), ("invalid", "pos")} <= rejected

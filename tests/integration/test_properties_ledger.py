@@ -24,7 +24,9 @@ MEMBERS = ("P1", "P2", "P3")
 START = datetime(2026, 9, 1, 1, 0, tzinfo=UTC)
 
 op = st.tuples(
-    st.sampled_from(("purchase", "purchase", "purchase", "refund", "refund", "signup", "check_in", "review", "referral")),
+    st.sampled_from(
+        ("purchase", "purchase", "purchase", "refund", "refund", "signup", "check_in", "review", "referral")
+    ),
     st.integers(0, len(MEMBERS) - 1),  # member
     st.integers(1, 400_000),  # amount in cents
     st.integers(0, 5),  # order number
@@ -75,8 +77,10 @@ async def _check(database_url: str, events: list[dict]) -> None:
             outcome = await intake.process(engine, DEFAULT_PROGRAM, event, now=NOW, strict=True)
             assert outcome.status in ("applied", "deferred", "rejected"), outcome
             # Rejected only for a reused event id, or a referral back up the chain (never paid).
-            assert outcome.status != "rejected" or outcome.reason.startswith("event_id") or outcome.reason.endswith(
-                "referrals cannot be mutual or circular"
+            assert (
+                outcome.status != "rejected"
+                or outcome.reason.startswith("event_id")
+                or outcome.reason.endswith("referrals cannot be mutual or circular")
             ), outcome.reason
         async with engine.connect() as conn:
             rows = (await conn.execute(_INVARIANTS)).all()
@@ -96,8 +100,9 @@ async def _check(database_url: str, events: list[dict]) -> None:
         await engine.dispose()
 
 
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                                                  HealthCheck.too_slow])
+@settings(
+    max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
 @given(ops=st.lists(op, min_size=1, max_size=25))
 def test_random_sequences_keep_every_invariant_and_replay_changes_nothing(database_url, ops):
     asyncio.run(_check(database_url, _events(ops)))

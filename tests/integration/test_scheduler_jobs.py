@@ -56,10 +56,12 @@ async def test_lots_expire_the_day_after_their_year_not_before(db):
 
     assert (before["available_points"], before["qualifying_points"]) == (400, 400)
     assert (after["available_points"], after["qualifying_points"], after["tier"]) == (0, 400, "Regular")
-    assert await rows(db, "SELECT kind, points, qualifying_points, event_type FROM ledger_entries WHERE kind = 'expire'") == [
-        ("expire", -400, 0, "expire-points")]
+    assert await rows(
+        db, "SELECT kind, points, qualifying_points, event_type FROM ledger_entries WHERE kind = 'expire'"
+    ) == [("expire", -400, 0, "expire-points")]
     assert await rows(db, "SELECT kind, params->>'points' FROM notifications WHERE kind = 'points_expired'") == [
-        ("points_expired", "400")]
+        ("points_expired", "400")
+    ]
     assert (await audit_all(db)).clean
 
 
@@ -88,8 +90,10 @@ async def test_running_a_firing_twice_or_again_the_same_day_changes_nothing(db):
     assert (first.claimed, again.claimed, later.claimed) == (True, False, True)
     assert again_results == [] and [r.points for r in later_results] == [0]
     assert await rows(db, "SELECT count(*) FROM ledger_entries WHERE kind = 'expire'") == [(1,)]
-    assert await rows(db, "SELECT job, chunks_planned, chunks_done, points, finished_at IS NOT NULL FROM scheduler_firings ORDER BY scheduled_for") == [
-        ("expire-points", 1, 1, 400, True), ("expire-points", 1, 1, 0, True)]
+    assert await rows(
+        db,
+        "SELECT job, chunks_planned, chunks_done, points, finished_at IS NOT NULL FROM scheduler_firings ORDER BY scheduled_for",
+    ) == [("expire-points", 1, 1, 400, True), ("expire-points", 1, 1, 0, True)]
 
 
 async def test_a_chunk_delivered_twice_runs_once(db):
@@ -108,13 +112,20 @@ async def test_a_chunk_delivered_twice_runs_once(db):
 
 
 async def test_chunks_cover_every_member_once(db):
-    program = DEFAULT_PROGRAM.model_copy(update={"schedule": DEFAULT_PROGRAM.schedule.model_copy(update={"chunk_members": 10})})
+    program = DEFAULT_PROGRAM.model_copy(
+        update={"schedule": DEFAULT_PROGRAM.schedule.model_copy(update={"chunk_members": 10})}
+    )
     for i in range(35):
         await process(db, purchase(f"M{i:03}", "10.00", occurred_at="2025-01-01T10:00:00+08:00"))
 
     plan, results = await run_job(db, "expire-points", at("2026-01-02T00:05:00+08:00"), program)
 
-    assert [(r.after, r.upto) for r in plan.ranges] == [("", "M009"), ("M009", "M019"), ("M019", "M029"), ("M029", None)]
+    assert [(r.after, r.upto) for r in plan.ranges] == [
+        ("", "M009"),
+        ("M009", "M019"),
+        ("M019", "M029"),
+        ("M029", None),
+    ]
     assert [r.members for r in results] == [10, 10, 10, 5]
     assert await rows(db, "SELECT sum(available_points) FROM members") == [(0,)]
 
@@ -128,9 +139,11 @@ async def test_expiry_warning_names_points_and_local_date_once(db):
     await run_job(db, "expiry-warnings", at("2025-12-21T10:00:00+08:00"))
     await run_job(db, "expiry-warnings", at("2025-12-25T10:00:00+08:00"))
 
-    assert await rows(db, "SELECT params->>'points', params->>'expires_on' FROM notifications "
-                          "WHERE kind = 'points_expiring' ORDER BY notification_id") == [
-        ("250", "2026-01-10"), ("70", "2026-01-20")]
+    assert await rows(
+        db,
+        "SELECT params->>'points', params->>'expires_on' FROM notifications "
+        "WHERE kind = 'points_expiring' ORDER BY notification_id",
+    ) == [("250", "2026-01-10"), ("70", "2026-01-20")]
 
 
 async def test_birthday_gift_once_per_year_and_29_february_on_the_28th(db):
@@ -145,8 +158,9 @@ async def test_birthday_gift_once_per_year_and_29_february_on_the_28th(db):
 
     points = {m: (await view(db, m))["available_points"] for m in ("B1", "B2", "B3")}
     assert points == {"B1": 50 + 200 + 200, "B2": 50 + 200, "B3": 50}
-    assert await rows(db, "SELECT member_id, params->>'points' FROM notifications WHERE kind = 'birthday' ORDER BY notification_id") == [
-        ("B1", "200"), ("B2", "200"), ("B1", "200")]
+    assert await rows(
+        db, "SELECT member_id, params->>'points' FROM notifications WHERE kind = 'birthday' ORDER BY notification_id"
+    ) == [("B1", "200"), ("B2", "200"), ("B1", "200")]
     assert (await audit_all(db)).clean
 
 
@@ -166,8 +180,9 @@ async def test_pending_points_release_after_the_window_and_a_refund_inside_cance
     assert (early["available_points"], early["pending_points"]) == (0, 300)
     assert (m1["available_points"], m1["pending_points"], m1["qualifying_points"]) == (300, 0, 300)
     assert (m2["available_points"], m2["pending_points"]) == (400, 0)
-    assert await rows(db, "SELECT member_id, points, pending_points FROM ledger_entries WHERE kind = 'release' ORDER BY member_id") == [
-        ("M1", 300, -300), ("M2", 400, -400)]
+    assert await rows(
+        db, "SELECT member_id, points, pending_points FROM ledger_entries WHERE kind = 'release' ORDER BY member_id"
+    ) == [("M1", 300, -300), ("M2", 400, -400)]
     assert (await audit_all(db)).clean
 
 
@@ -179,7 +194,9 @@ async def test_member_day_message_only_on_member_days_to_active_members_once(db)
     await run_job(db, "member-day", at("2026-12-08T12:00:00+08:00"))
 
     assert off_day.note == "not a member day"
-    assert await rows(db, "SELECT member_id, params->>'multiplier' FROM notifications WHERE kind = 'member_day'") == [("A1", "2")]
+    assert await rows(db, "SELECT member_id, params->>'multiplier' FROM notifications WHERE kind = 'member_day'") == [
+        ("A1", "2")
+    ]
 
 
 def _review_program(grace_days: int = 0):
@@ -198,8 +215,12 @@ async def test_tier_review_recalculates_from_the_window_respects_floor_and_recen
 
     await run_job(db, "tier-review", at("2027-01-01T02:00:00+08:00"), program)
     tiers_after = {m: (await view(db, m, program))["tier"] for m in ("OLD", "FLOOR", "ACTIVE")}
-    await process(db, purchase("OLD", "100.00", occurred_at="2027-01-05T10:00:00+08:00"), program,
-                  now=at("2027-01-05T12:00:00+08:00"))
+    await process(
+        db,
+        purchase("OLD", "100.00", occurred_at="2027-01-05T10:00:00+08:00"),
+        program,
+        now=at("2027-01-05T12:00:00+08:00"),
+    )
     old = await view(db, "OLD", program)
 
     # Nothing in OLD's window: the level of 0 points, two tiers down at once.
@@ -207,9 +228,11 @@ async def test_tier_review_recalculates_from_the_window_respects_floor_and_recen
     # After the review only points from the window on count towards tiers: 0 + 100 (Regular x1.0).
     assert (old["tier"], old["next_tier"], old["points_to_next_tier"]) == ("Regular", "Silver", 1000 - 100)
     assert await rows(db, "SELECT member_id, from_tier, to_tier, reason FROM tier_changes WHERE reason = 'review'") == [
-        ("OLD", "Gold", "Regular", "review")]
-    assert await rows(db, "SELECT params->>'from_tier', params->>'to_tier' FROM notifications WHERE kind = 'tier_downgraded'") == [
-        ("Gold", "Regular")]
+        ("OLD", "Gold", "Regular", "review")
+    ]
+    assert await rows(
+        db, "SELECT params->>'from_tier', params->>'to_tier' FROM notifications WHERE kind = 'tier_downgraded'"
+    ) == [("Gold", "Regular")]
     assert (await audit_all(db)).clean
 
 

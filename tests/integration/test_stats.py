@@ -26,16 +26,19 @@ async def test_database_stats_count_rejected_outbox_throughput_and_lag(db):
 
 async def test_scheduler_runs_are_shown_newest_first(db):
     async with db.begin() as conn:
-        await conn.execute(text(
-            "INSERT INTO scheduler_firings (job, scheduled_for, planned_at) VALUES"
-            " ('birthday', '2026-11-24T00:00Z', '2026-11-24T00:00:01Z'),"
-            " ('expire-points', '2026-11-24T01:00Z', '2026-11-24T01:00:01Z')"
-        ))
+        await conn.execute(
+            text(
+                "INSERT INTO scheduler_firings (job, scheduled_for, planned_at) VALUES"
+                " ('birthday', '2026-11-24T00:00Z', '2026-11-24T00:00:01Z'),"
+                " ('expire-points', '2026-11-24T01:00Z', '2026-11-24T01:00:01Z')"
+            )
+        )
 
     data = await stats.database_stats(db)
 
     assert [(r["job"], r["planned_at"]) for r in data["scheduler_runs"]] == [
-        ("expire-points", "2026-11-24T01:00:01+00:00"), ("birthday", "2026-11-24T00:00:01+00:00")
+        ("expire-points", "2026-11-24T01:00:01+00:00"),
+        ("birthday", "2026-11-24T00:00:01+00:00"),
     ]
 
 

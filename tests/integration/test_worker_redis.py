@@ -19,6 +19,7 @@ from worker.services.audit import audit_all
 
 START = datetime(2026, 11, 2, 2, 0, tzinfo=UTC)
 
+
 async def scalar(db, sql: str):
     async with db.connect() as conn:
         return (await conn.execute(text(sql))).scalar_one()
@@ -72,12 +73,21 @@ async def test_a_producer_without_python_can_enqueue_in_the_documented_wire_form
     # docs/wire-format.md: HSET <ns>:events.msgs <id> <message json>; RPUSH <ns>:events <id>.
     client = redis.Redis.from_url(REDIS_URL)
     single = signup("W1", event_id="app-1", source="app")
-    batch = [purchase("W1", "20.00", event_id="app-2", source="app"), purchase("W2", "30.00", event_id="app-3", source="app")]
+    batch = [
+        purchase("W1", "20.00", event_id="app-2", source="app"),
+        purchase("W2", "30.00", event_id="app-3", source="app"),
+    ]
     for actor, args in (("process_event", [single]), ("process_batch", [batch])):
         redis_id = str(uuid.uuid4())
-        message = {"queue_name": "events", "actor_name": actor, "args": args, "kwargs": {},
-                   "options": {"redis_message_id": redis_id}, "message_id": str(uuid.uuid4()),
-                   "message_timestamp": 1_790_000_000_000}
+        message = {
+            "queue_name": "events",
+            "actor_name": actor,
+            "args": args,
+            "kwargs": {},
+            "options": {"redis_message_id": redis_id},
+            "message_id": str(uuid.uuid4()),
+            "message_timestamp": 1_790_000_000_000,
+        }
         client.hset(f"{settings.namespace}:events.msgs", redis_id, json.dumps(message))
         client.rpush(f"{settings.namespace}:events", redis_id)
 

@@ -48,7 +48,9 @@ def item(sku: str, amount: str, category: str = "general", quantity: int = 1, la
 
 
 def purchase(amount: str, *items: dict, when: datetime | None = None, source: str = "pos") -> EventData:
-    return EventData("purchase", source, when or at(2026, 11, 2), {"order_id": "O1", "amount": amount, "items": list(items)})
+    return EventData(
+        "purchase", source, when or at(2026, 11, 2), {"order_id": "O1", "amount": amount, "items": list(items)}
+    )
 
 
 def event(type_: str, when: datetime | None = None, source: str = "app", **payload) -> EventData:
@@ -68,8 +70,11 @@ def replay(prog: EngineProgram, events, member: Member = REGULAR) -> list[dict[s
     results = []
     state: dict = dict(member.state)
     for ev in events:
-        result = evaluate(prog, Member(member.tier, member.qualifying, member.labels, member.birthday,
-                                       member.purchase_count, state), ev)
+        result = evaluate(
+            prog,
+            Member(member.tier, member.qualifying, member.labels, member.birthday, member.purchase_count, state),
+            ev,
+        )
         results.append(result.points_by_rule())
         state = result.state
     return results

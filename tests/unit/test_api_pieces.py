@@ -33,11 +33,16 @@ def test_only_a_digest_of_the_key_is_compared():
 
 def test_every_reason_but_unknown_reward_has_a_text_in_every_language():
     locked = set(mall.REASONS) - {mall.UNKNOWN_REWARD}
-    assert {locale: set(texts) for locale, texts in TEXTS.items()} == {locale: locked for locale in ("en", "zh-Hans", "zh-Hant")}
+    assert {locale: set(texts) for locale, texts in TEXTS.items()} == {
+        locale: locked for locale in ("en", "zh-Hans", "zh-Hant")
+    }
 
 
 def test_lock_text_uses_the_member_language_then_the_program_default():
-    assert lock_text(mall.NOT_ENOUGH_POINTS, "en", "zh-Hans", points_short=400, min_tier="Gold") == "You need 400 more points."
+    assert (
+        lock_text(mall.NOT_ENOUGH_POINTS, "en", "zh-Hans", points_short=400, min_tier="Gold")
+        == "You need 400 more points."
+    )
     assert lock_text(mall.TIER_TOO_LOW, "zh-Hant", "en", points_short=0, min_tier="Gold") == "Gold及以上會員專享。"
     assert lock_text(mall.OUT_OF_STOCK, None, "zh-Hans", points_short=0, min_tier="x") == "已兑完。"
     assert lock_text(mall.OUT_OF_STOCK, "fr", "de", points_short=0, min_tier="x") == "Out of stock."

@@ -68,8 +68,13 @@ def test_last_fire_time_in_the_program_zone():
 
 
 def test_bad_crontab_names_the_key():
-    program = P.model_copy(update={"schedule": P.schedule.model_copy(update={
-        "birthday": P.schedule.birthday.model_copy(update={"cron": "99 * * * *"})})})
+    program = P.model_copy(
+        update={
+            "schedule": P.schedule.model_copy(
+                update={"birthday": P.schedule.birthday.model_copy(update={"cron": "99 * * * *"})}
+            )
+        }
+    )
 
     with pytest.raises(ValueError, match=r"^schedule\.birthday\.cron: "):
         job_specs(program)
@@ -111,16 +116,28 @@ def test_disabled_jobs_are_not_scheduled():
 
     assert "tier-review" not in [s.name for s in scheduler.specs]
     assert sorted(j.id for j in scheduler.build().get_jobs()) == [
-        "birthday", "expire-points", "expiry-warnings", "member-day", "release-pending"]
+        "birthday",
+        "expire-points",
+        "expiry-warnings",
+        "member-day",
+        "release-pending",
+    ]
 
 
 def test_a_new_program_calendar_reschedules_the_jobs_and_an_unchanged_one_does_not():
     in_force = [P]
     scheduler = Scheduler(P, lambda *a: None, lambda *a: True, lambda: NOW, program_source=lambda: in_force[-1])
     running = scheduler.build()
-    review_on = P.model_copy(update={"schedule": P.schedule.model_copy(update={
-        "tier_review": P.schedule.tier_review.model_copy(update={"enabled": True}),
-        "expire_points": P.schedule.expire_points.model_copy(update={"cron": "30 1 * * *"})})})
+    review_on = P.model_copy(
+        update={
+            "schedule": P.schedule.model_copy(
+                update={
+                    "tier_review": P.schedule.tier_review.model_copy(update={"enabled": True}),
+                    "expire_points": P.schedule.expire_points.model_copy(update={"cron": "30 1 * * *"}),
+                }
+            )
+        }
+    )
 
     in_force.append(P.model_copy(update={"name": "same calendar"}))
     unchanged = scheduler.follow_program(running)
@@ -129,14 +146,26 @@ def test_a_new_program_calendar_reschedules_the_jobs_and_an_unchanged_one_does_n
 
     assert (unchanged, changed) == (False, True)
     jobs = {job.id: job for job in running.get_jobs()}
-    assert sorted(jobs) == ["birthday", "expire-points", "expiry-warnings", "follow-program", "member-day",
-                            "release-pending", "tier-review"]
+    assert sorted(jobs) == [
+        "birthday",
+        "expire-points",
+        "expiry-warnings",
+        "follow-program",
+        "member-day",
+        "release-pending",
+        "tier-review",
+    ]
     assert str(jobs["expire-points"].trigger) == str(job_specs(review_on)[0].trigger)
 
 
 def test_a_calendar_that_cannot_be_scheduled_keeps_the_jobs():
-    bad = P.model_copy(update={"schedule": P.schedule.model_copy(update={
-        "birthday": P.schedule.birthday.model_copy(update={"cron": "99 * * * *"})})})
+    bad = P.model_copy(
+        update={
+            "schedule": P.schedule.model_copy(
+                update={"birthday": P.schedule.birthday.model_copy(update={"cron": "99 * * * *"})}
+            )
+        }
+    )
     scheduler = Scheduler(P, lambda *a: None, lambda *a: True, lambda: NOW, program_source=lambda: bad)
     running = scheduler.build()
 

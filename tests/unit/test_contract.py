@@ -30,8 +30,12 @@ VALID = {
     "source": "pos",
     "member_id": "M1001",
     "occurred_at": "2026-11-22T10:15:00+08:00",
-    "payload": {"order_id": "o1", "amount": "350.00", "currency": "CNY",
-                "items": [{"sku": "SKU-1", "category": "beauty", "amount": "350.00", "quantity": 1}]},
+    "payload": {
+        "order_id": "o1",
+        "amount": "350.00",
+        "currency": "CNY",
+        "items": [{"sku": "SKU-1", "category": "beauty", "amount": "350.00", "quantity": 1}],
+    },
 }
 
 
@@ -65,11 +69,17 @@ def test_a_valid_purchase_parses_with_decimal_amounts():
 @pytest.mark.parametrize(
     ("raw", "expected"),
     [
-        ("{not json", "event: not valid JSON: Expecting property name enclosed in double quotes: line 1 column 2 (char 1)"),
+        (
+            "{not json",
+            "event: not valid JSON: Expecting property name enclosed in double quotes: line 1 column 2 (char 1)",
+        ),
         ("[1, 2]", "event: must be a JSON object, got list"),
         (edited("event_id", delete=True), "event_id: is required"),
         (edited("color", "red"), "color: is not a known field"),
-        (edited("type", "teleport"), "type: must be one of purchase, refund, review, referral, check_in, signup, activity, redemption, redemption_cancel, identity_link"),
+        (
+            edited("type", "teleport"),
+            "type: must be one of purchase, refund, review, referral, check_in, signup, activity, redemption, redemption_cancel, identity_link",
+        ),
         (edited("type", delete=True), "type: is required"),
         (edited("payload.amount", "-1.00"), "payload.amount: must be greater than 0"),
         (edited("payload.amount", "0.00"), "payload.amount: must be greater than 0"),
@@ -78,18 +88,28 @@ def test_a_valid_purchase_parses_with_decimal_amounts():
         (edited("payload.amount", "12.345"), "payload.amount: must have at most 2 decimal places"),
         (edited("payload.amount", "abc"), 'payload.amount: must be a decimal string such as "350.00"'),
         (edited("payload.amount", 350), 'payload.amount: must be a decimal string such as "350.00"'),
-        (json.dumps(VALID).replace('"amount": "350.00", "currency"', '"amount": 350.5, "currency"'),
-         'payload.amount: must be a decimal string such as "350.00"'),
+        (
+            json.dumps(VALID).replace('"amount": "350.00", "currency"', '"amount": 350.5, "currency"'),
+            'payload.amount: must be a decimal string such as "350.00"',
+        ),
         (json.dumps(VALID).replace('"350.00", "currency"', 'NaN, "currency"'), "event: NaN is not valid JSON"),
-        (edited("occurred_at", "2026-11-22T10:15:00"),
-         "occurred_at: must include a UTC offset, e.g. 2026-11-22T10:15:00+08:00"),
+        (
+            edited("occurred_at", "2026-11-22T10:15:00"),
+            "occurred_at: must include a UTC offset, e.g. 2026-11-22T10:15:00+08:00",
+        ),
         (edited("occurred_at", 1763777700), "occurred_at: must be an ISO 8601 string with a UTC offset"),
-        (edited("member_id", "M1'; DROP TABLE members;--"),
-         "member_id: must be 1-128 characters: letters, digits and . _ : @ # / + - (starting with a letter or digit)"),
-        (edited("member_id", "M\u0000"),
-         "member_id: must be 1-128 characters: letters, digits and . _ : @ # / + - (starting with a letter or digit)"),
-        (edited("member_id", "M" * 129),
-         "member_id: must be 1-128 characters: letters, digits and . _ : @ # / + - (starting with a letter or digit)"),
+        (
+            edited("member_id", "M1'; DROP TABLE members;--"),
+            "member_id: must be 1-128 characters: letters, digits and . _ : @ # / + - (starting with a letter or digit)",
+        ),
+        (
+            edited("member_id", "M\u0000"),
+            "member_id: must be 1-128 characters: letters, digits and . _ : @ # / + - (starting with a letter or digit)",
+        ),
+        (
+            edited("member_id", "M" * 129),
+            "member_id: must be 1-128 characters: letters, digits and . _ : @ # / + - (starting with a letter or digit)",
+        ),
         (edited("source", "POS"), "source: must be 1-32 characters of a-z, 0-9, _ and -"),
         (edited("payload.currency", "cny"), "payload.currency: must be a three-letter ISO 4217 code such as CNY"),
         (edited("payload.items.0.quantity", 0), "payload.items.0.quantity: must be greater than or equal to 1"),
@@ -113,38 +133,64 @@ def test_several_problems_are_all_reported():
 @pytest.mark.parametrize(
     ("event", "expected"),
     [
-        ({"type": "review", "payload": {"review_id": "r1", "order_id": "o1", "sku": "S", "has_media": "yes"}},
-         "payload.has_media: must be a valid boolean"),
+        (
+            {"type": "review", "payload": {"review_id": "r1", "order_id": "o1", "sku": "S", "has_media": "yes"}},
+            "payload.has_media: must be a valid boolean",
+        ),
         ({"type": "refund", "payload": {"order_id": "o1", "amount": "5.00"}}, "payload.refund_id: is required"),
         ({"type": "signup", "payload": {"locale": "fr"}}, "payload.locale: must be 'en', 'zh-Hans' or 'zh-Hant'"),
-        ({"type": "signup", "payload": {"birthday": "1990-02-30"}},
-         "payload.birthday: must be a calendar date as YYYY-MM-DD, e.g. 1990-05-20"),
+        (
+            {"type": "signup", "payload": {"birthday": "1990-02-30"}},
+            "payload.birthday: must be a calendar date as YYYY-MM-DD, e.g. 1990-05-20",
+        ),
         ({"type": "check_in", "payload": {"bonus": 1}}, "payload.bonus: is not a known field"),
         ({"type": "referral", "payload": {}}, "payload.referee_member_id: is required"),
         ({"type": "activity", "payload": {}}, "payload.kind: is required"),
-        ({"type": "activity", "payload": {"kind": "Share"}},
-         "payload.kind: must be 1-64 characters of a-z, 0-9, _ . and - (starting with a letter or digit)"),
+        (
+            {"type": "activity", "payload": {"kind": "Share"}},
+            "payload.kind: must be 1-64 characters of a-z, 0-9, _ . and - (starting with a letter or digit)",
+        ),
         ({"type": "activity", "payload": {"kind": "share", "points": 5}}, "payload.points: is not a known field"),
-        ({"type": "activity", "payload": {"kind": "share", "attributes": ["wechat"]}},
-         "payload.attributes: must be an object of attribute names and values"),
-        ({"type": "activity", "payload": {"kind": "share", "attributes": {f"a{i}": i for i in range(17)}}},
-         "payload.attributes: 17 attributes is over the limit of 16"),
-        ({"type": "activity", "payload": {"kind": "share", "attributes": {"Channel": "wechat"}}},
-         "payload.attributes: 'Channel' is not an attribute name: use 1-32 of a-z, 0-9 and _, starting with a letter"),
-        ({"type": "activity", "payload": {"kind": "share", "attributes": {"x\u0000\u001b[31m": 1}}},
-         "payload.attributes: 'x\\u0000\\u001b[31m' is not an attribute name: use 1-32 of a-z, 0-9 and _, starting with a letter"),
-        ({"type": "activity", "payload": {"kind": "share", "attributes": {"kind": "survey"}}},
-         "payload.attributes: 'kind' is the activity's own field, not an attribute"),
-        ({"type": "activity", "payload": {"kind": "share", "attributes": {"to": {"channel": "wechat"}}}},
-         "payload.attributes.to: must be a string, an integer or true/false"),
-        ({"type": "activity", "payload": {"kind": "share", "attributes": {"to": None}}},
-         "payload.attributes.to: must be a string, an integer or true/false"),
-        ({"type": "activity", "payload": {"kind": "share", "attributes": {"to": "wechat\u200b"}}},
-         "payload.attributes.to: must be 1-128 printable characters (no control or invisible format characters)"),
-        ({"type": "activity", "payload": {"kind": "share", "attributes": {"to": "x" * 129}}},
-         "payload.attributes.to: must be 1-128 printable characters (no control or invisible format characters)"),
-        ({"type": "activity", "payload": {"kind": "game", "attributes": {"score": 2**53}}},
-         "payload.attributes.score: must be an integer from -9007199254740991 to 9007199254740991"),
+        (
+            {"type": "activity", "payload": {"kind": "share", "attributes": ["wechat"]}},
+            "payload.attributes: must be an object of attribute names and values",
+        ),
+        (
+            {"type": "activity", "payload": {"kind": "share", "attributes": {f"a{i}": i for i in range(17)}}},
+            "payload.attributes: 17 attributes is over the limit of 16",
+        ),
+        (
+            {"type": "activity", "payload": {"kind": "share", "attributes": {"Channel": "wechat"}}},
+            "payload.attributes: 'Channel' is not an attribute name: use 1-32 of a-z, 0-9 and _, starting with a letter",
+        ),
+        (
+            {"type": "activity", "payload": {"kind": "share", "attributes": {"x\u0000\u001b[31m": 1}}},
+            "payload.attributes: 'x\\u0000\\u001b[31m' is not an attribute name: use 1-32 of a-z, 0-9 and _, starting with a letter",
+        ),
+        (
+            {"type": "activity", "payload": {"kind": "share", "attributes": {"kind": "survey"}}},
+            "payload.attributes: 'kind' is the activity's own field, not an attribute",
+        ),
+        (
+            {"type": "activity", "payload": {"kind": "share", "attributes": {"to": {"channel": "wechat"}}}},
+            "payload.attributes.to: must be a string, an integer or true/false",
+        ),
+        (
+            {"type": "activity", "payload": {"kind": "share", "attributes": {"to": None}}},
+            "payload.attributes.to: must be a string, an integer or true/false",
+        ),
+        (
+            {"type": "activity", "payload": {"kind": "share", "attributes": {"to": "wechat\u200b"}}},
+            "payload.attributes.to: must be 1-128 printable characters (no control or invisible format characters)",
+        ),
+        (
+            {"type": "activity", "payload": {"kind": "share", "attributes": {"to": "x" * 129}}},
+            "payload.attributes.to: must be 1-128 printable characters (no control or invisible format characters)",
+        ),
+        (
+            {"type": "activity", "payload": {"kind": "game", "attributes": {"score": 2**53}}},
+            "payload.attributes.score: must be an integer from -9007199254740991 to 9007199254740991",
+        ),
     ],
 )
 def test_payload_refusals_for_each_type(event, expected):
@@ -154,13 +200,22 @@ def test_payload_refusals_for_each_type(event, expected):
 @pytest.mark.parametrize(
     ("change", "expected"),
     [
-        ({"occurred_at": "2026-11-24T03:00:01+00:00"}, "occurred_at: 2026-11-24T03:00:01+00:00 is more than 24 hours in the future"),
-        ({"payload": {**VALID["payload"], "currency": "USD"}},
-         "payload.currency: USD is not accepted by this program (accepted: CNY)"),
-        ({"payload": {**VALID["payload"], "amount": "1000000.01", "items": []}},
-         "payload.amount: 1000000.01 is over the program's limit of 1000000.00"),
-        ({"type": "referral", "payload": {"referee_member_id": "M1001"}},
-         "payload.referee_member_id: a member cannot refer themselves"),
+        (
+            {"occurred_at": "2026-11-24T03:00:01+00:00"},
+            "occurred_at: 2026-11-24T03:00:01+00:00 is more than 24 hours in the future",
+        ),
+        (
+            {"payload": {**VALID["payload"], "currency": "USD"}},
+            "payload.currency: USD is not accepted by this program (accepted: CNY)",
+        ),
+        (
+            {"payload": {**VALID["payload"], "amount": "1000000.01", "items": []}},
+            "payload.amount: 1000000.01 is over the program's limit of 1000000.00",
+        ),
+        (
+            {"type": "referral", "payload": {"referee_member_id": "M1001"}},
+            "payload.referee_member_id: a member cannot refer themselves",
+        ),
     ],
 )
 def test_program_checks(change, expected):
@@ -171,11 +226,21 @@ def test_program_checks(change, expected):
 
 
 def test_an_activity_carries_its_kind_and_flat_attributes():
-    event = decode_event(json.dumps({**VALID, "type": "activity", "payload": {
-        "kind": "share", "attributes": {"channel": "wechat", "friends": 3, "first": True}}}))
+    event = decode_event(
+        json.dumps(
+            {
+                **VALID,
+                "type": "activity",
+                "payload": {"kind": "share", "attributes": {"channel": "wechat", "friends": 3, "first": True}},
+            }
+        )
+    )
 
     assert isinstance(event, ActivityEvent)
-    assert event.payload.model_dump() == {"kind": "share", "attributes": {"channel": "wechat", "friends": 3, "first": True}}
+    assert event.payload.model_dump() == {
+        "kind": "share",
+        "attributes": {"channel": "wechat", "friends": 3, "first": True},
+    }
     assert decode_event(json.dumps({**VALID, "type": "activity", "payload": {"kind": "game"}})).payload.attributes == {}
 
 
@@ -196,7 +261,8 @@ def test_an_activity_kind_must_be_one_the_program_in_force_knows():
 
     assert caught.value.reason == (
         "payload.kind: watch_live is not an activity kind of this program "
-        "(kinds: share, survey, trial, profile_completed, game)")
+        "(kinds: share, survey, trial, profile_completed, game)"
+    )
 
 
 def test_payload_hash_ignores_formatting_but_not_content():
@@ -222,8 +288,11 @@ def test_schema_covers_every_event_type():
 def test_the_event_docs_list_every_event_type_and_its_payload():
     text = (Path(__file__).parents[2] / "docs" / "events.md").read_text()
     type_row = next(line for line in text.splitlines() if line.startswith("| `type` |"))
-    payload_rows = [line.split("|")[1].strip().strip("`") for line in text.splitlines()
-                    if line.startswith("| `") and "{" in line.split("|")[2]]
+    payload_rows = [
+        line.split("|")[1].strip().strip("`")
+        for line in text.splitlines()
+        if line.startswith("| `") and "{" in line.split("|")[2]
+    ]
 
     assert type_row == f"| `type` | string | {', '.join(f'`{t}`' for t in EVENT_TYPES)} |"
     assert payload_rows == list(EVENT_TYPES)

@@ -56,7 +56,10 @@ def test_decide_holds_in_quiet_hours_then_caps_promotional_only():
         "suppress", reason="daily cap: 2 promotional messages already sent today"
     )
     assert delivery.decide(policy, SHANGHAI, "redemption_confirmed", local(24, 10), 50).action == "send"
-    assert delivery.decide(Notifications(daily_promotional_cap=None), SHANGHAI, "birthday", local(24, 10), 99).action == "send"
+    assert (
+        delivery.decide(Notifications(daily_promotional_cap=None), SHANGHAI, "birthday", local(24, 10), 99).action
+        == "send"
+    )
 
 
 def test_promotional_and_transactional_kinds():
@@ -73,13 +76,21 @@ def test_local_day_is_program_local():
 def test_retry_backoff_doubles_to_a_ceiling_then_dead():
     assert [delivery.retry_delay_s(n) for n in (1, 2, 3, 4, 7, 8, 20)] == [30, 60, 120, 240, 1920, 3600, 3600]
     now = datetime(2026, 11, 24, 12, tzinfo=UTC)
-    assert delivery.after_failure(2, 8, now) == delivery.AfterFailure("failed", datetime(2026, 11, 24, 12, 1, tzinfo=UTC))
+    assert delivery.after_failure(2, 8, now) == delivery.AfterFailure(
+        "failed", datetime(2026, 11, 24, 12, 1, tzinfo=UTC)
+    )
     assert delivery.after_failure(8, 8, now) == delivery.AfterFailure("dead", None)
 
 
 def test_program_file_notifications_section():
     program = parse_program(
-        {"notifications": {"channel": "webhook", "quiet_hours": {"start": "22:00", "end": "08:00"}, "daily_promotional_cap": 1}}
+        {
+            "notifications": {
+                "channel": "webhook",
+                "quiet_hours": {"start": "22:00", "end": "08:00"},
+                "daily_promotional_cap": 1,
+            }
+        }
     )
     assert program.notifications.quiet_hours == NIGHT
     assert program.notifications.daily_promotional_cap == 1
@@ -99,6 +110,7 @@ def test_signature_is_hmac_sha256_over_timestamp_dot_body():
     assert not signing.verify("s3cret", "1764000000", body + b" ", signature, now_s=1764000010)
     assert not signing.verify("s3cret", "1764000000", body, signature, now_s=1764000000 + 301)
 
+
 _times = st.times().map(lambda t: t.replace(second=0, microsecond=0))
 _instants = st.datetimes(min_value=datetime(2020, 1, 1), max_value=datetime(2035, 1, 1), timezones=st.just(UTC))
 
@@ -117,8 +129,11 @@ def test_a_held_row_waits_only_until_the_next_end_of_quiet_hours(start, end, now
         assert until.astimezone(tz).time() == end
 
 
-@given(kind=st.sampled_from(["points_earned", "tier_upgraded", "redemption_confirmed", "redemption_rejected"]),
-       sent_today=st.integers(min_value=0, max_value=10_000), cap=st.integers(min_value=0, max_value=100))
+@given(
+    kind=st.sampled_from(["points_earned", "tier_upgraded", "redemption_confirmed", "redemption_rejected"]),
+    sent_today=st.integers(min_value=0, max_value=10_000),
+    cap=st.integers(min_value=0, max_value=100),
+)
 def test_transactional_kinds_are_never_capped(kind, sent_today, cap):
     policy = Notifications(daily_promotional_cap=cap)
     assert delivery.decide(policy, SHANGHAI, kind, datetime(2026, 11, 24, 4, tzinfo=UTC), sent_today).action == "send"

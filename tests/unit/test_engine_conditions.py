@@ -69,25 +69,31 @@ def test_weekly_member_day_by_number_or_name():
     assert points(by_name, purchase("1.00", when=at(2026, 11, 7))) == {"r": 10}  # a Saturday
 
 
-@pytest.mark.parametrize(("on", "expected"), [
-    (date(2026, 4, 30), True),  # the 31st falls on April's last day
-    (date(2026, 5, 31), True),
-    (date(2026, 5, 30), False),
-    (date(2026, 2, 28), True),
-])
+@pytest.mark.parametrize(
+    ("on", "expected"),
+    [
+        (date(2026, 4, 30), True),  # the 31st falls on April's last day
+        (date(2026, 5, 31), True),
+        (date(2026, 5, 30), False),
+        (date(2026, 2, 28), True),
+    ],
+)
 def test_days_of_month_past_the_months_end_fall_on_its_last_day(on, expected):
     prog = one_rule("days_of_month = [31]")
 
     assert bool(points(prog, purchase("1.00", when=at(on.year, on.month, on.day)))) is expected
 
 
-@pytest.mark.parametrize(("birthday", "on", "day", "month"), [
-    (date(1990, 11, 2), date(2026, 11, 2), True, True),
-    (date(1990, 11, 3), date(2026, 11, 2), False, True),
-    (date(1992, 2, 29), date(2026, 2, 28), True, True),  # kept on 28 February in common years
-    (date(1992, 2, 29), date(2028, 2, 28), False, True),
-    (date(1990, 10, 2), date(2026, 11, 2), False, False),
-])
+@pytest.mark.parametrize(
+    ("birthday", "on", "day", "month"),
+    [
+        (date(1990, 11, 2), date(2026, 11, 2), True, True),
+        (date(1990, 11, 3), date(2026, 11, 2), False, True),
+        (date(1992, 2, 29), date(2026, 2, 28), True, True),  # kept on 28 February in common years
+        (date(1992, 2, 29), date(2028, 2, 28), False, True),
+        (date(1990, 10, 2), date(2026, 11, 2), False, False),
+    ],
+)
 def test_birthday_day_and_month(birthday, on, day, month):
     member = Member(tier="Regular", birthday=birthday)
     ev = purchase("1.00", when=at(on.year, on.month, on.day))

@@ -14,19 +14,24 @@ SHIPPING = '[items]\nshipping_skus = ["SHIP"]\nshipping_labels = ["shipping"]\n'
 
 
 def per_amount(extra_effect: str = "", when: str = "", rule_id: str = "earn") -> str:
-    return (f'[[rules]]\nid = "{rule_id}"\non = "purchase"\nwhen = {{ {when} }}\n'
-            f'effect = {{ kind = "per_amount"{extra_effect} }}\n')
+    return (
+        f'[[rules]]\nid = "{rule_id}"\non = "purchase"\nwhen = {{ {when} }}\n'
+        f'effect = {{ kind = "per_amount"{extra_effect} }}\n'
+    )
 
 
-@pytest.mark.parametrize(("effect", "amount", "expected"), [
-    ("", "350.75", 350),  # 1 per 1.00, floored by default
-    (', rate = "2", unit = "10"', "355.00", 71),
-    (', rate = "1", unit = "3"', "10.00", 3),  # 3.33
-    (', rate = "1", unit = "3", rounding = "half_up"', "5.00", 2),  # 1.67
-    (', rate = "1", unit = "3", rounding = "ceil"', "4.00", 2),  # 1.33
-    (', rate = "1", unit = "2", rounding = "half_even"', "5.00", 2),  # 2.5
-    (', rate = "1.5"', "0.29", 0),
-])
+@pytest.mark.parametrize(
+    ("effect", "amount", "expected"),
+    [
+        ("", "350.75", 350),  # 1 per 1.00, floored by default
+        (', rate = "2", unit = "10"', "355.00", 71),
+        (', rate = "1", unit = "3"', "10.00", 3),  # 3.33
+        (', rate = "1", unit = "3", rounding = "half_up"', "5.00", 2),  # 1.67
+        (', rate = "1", unit = "3", rounding = "ceil"', "4.00", 2),  # 1.33
+        (', rate = "1", unit = "2", rounding = "half_even"', "5.00", 2),  # 2.5
+        (', rate = "1.5"', "0.29", 0),
+    ],
+)
 def test_points_per_amount_rate_unit_and_rounding(effect, amount, expected):
     assert points(program(per_amount(effect)), purchase(amount)) == {"earn": expected}
 
@@ -63,8 +68,13 @@ def test_exclude_a_labelled_line():
 def test_include_only_filters_by_category_sku_or_label():
     prog = program(per_amount(when='items = { categories = ["beauty"], skus = ["X1"], labels = ["eco"] }'))
 
-    ev = purchase("100.00", item("A", "10.00", "beauty"), item("X1", "20.00", "food"),
-                  item("C", "30.00", "food", labels=("eco",)), item("D", "40.00", "food"))
+    ev = purchase(
+        "100.00",
+        item("A", "10.00", "beauty"),
+        item("X1", "20.00", "food"),
+        item("C", "30.00", "food", labels=("eco",)),
+        item("D", "40.00", "food"),
+    )
     assert points(prog, ev) == {"earn": 60}
 
 
@@ -88,25 +98,32 @@ when = { items = { skus = ["WATER-1", "WATER-2"] } }
 effect = { kind = "per_quantity", points = 5 }
 """)
 
-    ev = purchase("60.00", item("WATER-1", "20.00", quantity=3), item("WATER-2", "10.00", quantity=1), item("A", "30.00"))
+    ev = purchase(
+        "60.00", item("WATER-1", "20.00", quantity=3), item("WATER-2", "10.00", quantity=1), item("A", "30.00")
+    )
     assert points(prog, ev) == {"bottles": 20}
 
 
 def test_fixed_points_and_two_points_rules_at_once():
-    prog = program(per_amount() + per_amount(', rate = "1", unit = "10"', when='items = { categories = ["beauty"] }',
-                                             rule_id="beauty_extra") + """
+    prog = program(
+        per_amount()
+        + per_amount(', rate = "1", unit = "10"', when='items = { categories = ["beauty"] }', rule_id="beauty_extra")
+        + """
 [[rules]]
 id = "thanks"
 on = "purchase"
 effect = { kind = "fixed", points = 7 }
-""")
+"""
+    )
 
     ev = purchase("100.00", item("A", "40.00", "beauty"), item("B", "60.00", "food"))
     assert points(prog, ev) == {"earn": 100, "beauty_extra": 4, "thanks": 7}
 
 
 def test_multiplier_on_the_order_and_on_matching_lines():
-    prog = program(per_amount() + """
+    prog = program(
+        per_amount()
+        + """
 [[rules]]
 id = "double"
 on = "purchase"
@@ -116,7 +133,8 @@ id = "beauty"
 on = "purchase"
 when = { items = { categories = ["beauty"] } }
 effect = { kind = "multiply", factor = "1.5", target = "lines" }
-""")
+"""
+    )
 
     ev = purchase("100.00", item("A", "40.00", "beauty"), item("B", "60.00", "food"))
     # (100 + 40 x 0.5) x 2
@@ -125,18 +143,24 @@ effect = { kind = "multiply", factor = "1.5", target = "lines" }
 
 
 def test_tier_multiplier_is_the_tier_held_before_the_event():
-    prog = program(per_amount() + '[[rules]]\nid = "tier"\non = "purchase"\neffect = { kind = "multiply", factor = "tier" }\n')
+    prog = program(
+        per_amount() + '[[rules]]\nid = "tier"\non = "purchase"\neffect = { kind = "multiply", factor = "tier" }\n'
+    )
 
     assert points(prog, purchase("100.00"), Member(tier="Silver", qualifying=4999)) == {"earn": 150}
 
 
 def test_multiplier_applies_to_named_per_amount_rules_only():
-    prog = program(per_amount() + per_amount(', rate = "1", unit = "10"', rule_id="extra") + """
+    prog = program(
+        per_amount()
+        + per_amount(', rate = "1", unit = "10"', rule_id="extra")
+        + """
 [[rules]]
 id = "double_base"
 on = "purchase"
 effect = { kind = "multiply", factor = "2", applies_to = ["earn"] }
-""")
+"""
+    )
 
     assert points(prog, purchase("100.00")) == {"earn": 200, "extra": 10}
 
@@ -181,7 +205,9 @@ def test_the_trace_says_which_multiplier_a_group_left_out():
 
 
 def test_line_group_first_makes_the_sku_win_over_its_category():
-    prog = program(per_amount() + """
+    prog = program(
+        per_amount()
+        + """
 [[rules]]
 id = "promo_sku"
 on = "purchase"
@@ -192,7 +218,9 @@ id = "beauty"
 on = "purchase"
 when = { items = { categories = ["beauty"] } }
 effect = { kind = "multiply", factor = "3", target = "lines", group = "line" }
-""", extra='[groups]\nline = "first"\n')
+""",
+        extra='[groups]\nline = "first"\n',
+    )
 
     ev = purchase("200.00", item("P1", "100.00", "beauty"), item("B", "100.00", "beauty"))
     assert points(prog, ev) == {"earn": 120 + 300}
@@ -216,7 +244,9 @@ def test_a_matching_stop_rule_stops_the_rules_after_it():
     result = run(prog, purchase("100.00"), staff)
     assert result.points_by_rule() == {"staff": 0}
     assert [(c.rule, c.matched, c.reason) for c in result.trace] == [
-        ("staff", True, "fixed"), ("earn", False, "stopped by rule 'staff'")]
+        ("staff", True, "fixed"),
+        ("earn", False, "stopped by rule 'staff'"),
+    ]
 
 
 def test_a_stop_rule_that_does_not_match_stops_nothing():

@@ -26,8 +26,12 @@ CATEGORIES = ("beauty", "food", "toys")
 SOURCES = ("pos", "ecommerce", "app", "mini")
 
 days = st.dates(min_value=date(2023, 1, 1), max_value=date(2028, 12, 31))
-birthdays = st.one_of(st.none(), st.dates(min_value=date(1950, 1, 1), max_value=date(2010, 12, 31)),
-                      st.just(date(1992, 2, 29)), st.just(date(1990, 12, 31)))
+birthdays = st.one_of(
+    st.none(),
+    st.dates(min_value=date(1950, 1, 1), max_value=date(2010, 12, 31)),
+    st.just(date(1992, 2, 29)),
+    st.just(date(1990, 12, 31)),
+)
 money = st.decimals(min_value=Decimal("0.01"), max_value=Decimal("99999.99"), places=2)
 factors = st.decimals(min_value=Decimal("0.5"), max_value=Decimal("5"), places=2)
 local_times = st.times(min_value=time(0, 0), max_value=time(23, 59, 59))
@@ -42,8 +46,13 @@ def nonzero(awards) -> dict[str, int]:
 
 
 items_strategy = st.lists(
-    st.builds(lambda sku, category, amount, quantity: Item(sku=sku, category=category, amount=str(amount), quantity=quantity),
-              st.sampled_from(SKUS), st.sampled_from(CATEGORIES), money, st.integers(1, 5)),
+    st.builds(
+        lambda sku, category, amount, quantity: Item(sku=sku, category=category, amount=str(amount), quantity=quantity),
+        st.sampled_from(SKUS),
+        st.sampled_from(CATEGORIES),
+        money,
+        st.integers(1, 5),
+    ),
     max_size=4,
 ).map(tuple)
 
@@ -53,29 +62,44 @@ def old_style_programs(draw) -> Program:
     campaigns = []
     for index in range(draw(st.integers(0, 3))):
         start = draw(days)
-        campaigns.append(Campaign(
-            name=f"campaign-{index}", multiplier=draw(factors), starts_on=start,
-            ends_on=start + timedelta(days=draw(st.integers(0, 40))),
-            sources=draw(st.one_of(st.none(), st.lists(st.sampled_from(SOURCES), min_size=1, unique=True).map(tuple))),
-        ))
-    tiers = tuple(
-        Tier(name=t.name, threshold=t.threshold, multiplier=draw(factors)) for t in DEFAULT_PROGRAM.tiers
+        campaigns.append(
+            Campaign(
+                name=f"campaign-{index}",
+                multiplier=draw(factors),
+                starts_on=start,
+                ends_on=start + timedelta(days=draw(st.integers(0, 40))),
+                sources=draw(
+                    st.one_of(st.none(), st.lists(st.sampled_from(SOURCES), min_size=1, unique=True).map(tuple))
+                ),
+            )
+        )
+    tiers = tuple(Tier(name=t.name, threshold=t.threshold, multiplier=draw(factors)) for t in DEFAULT_PROGRAM.tiers)
+    return DEFAULT_PROGRAM.model_copy(
+        update={
+            "tiers": tiers,
+            "campaigns": tuple(campaigns),
+            "member_day": MemberDay(
+                enabled=draw(st.booleans()), day_of_month=draw(st.integers(1, 31)), multiplier=draw(factors)
+            ),
+            "multipliers": Multipliers(
+                categories=draw(st.dictionaries(st.sampled_from(CATEGORIES), factors, max_size=2)),
+                skus=draw(st.dictionaries(st.sampled_from(SKUS), factors, max_size=2)),
+            ),
+            "purchase": DEFAULT_PROGRAM.purchase.model_copy(
+                update={"first_purchase_bonus": draw(st.sampled_from([0, 100, 250]))}
+            ),
+            "check_in": CheckIn(
+                points=draw(st.integers(0, 20)),
+                streak_days=draw(st.integers(2, 9)),
+                streak_bonus=draw(st.integers(0, 80)),
+            ),
+            "review": Review(
+                points=draw(st.integers(0, 30)),
+                media_bonus=draw(st.integers(0, 40)),
+                daily_limit=draw(st.integers(0, 4)),
+            ),
+        }
     )
-    return DEFAULT_PROGRAM.model_copy(update={
-        "tiers": tiers,
-        "campaigns": tuple(campaigns),
-        "member_day": MemberDay(enabled=draw(st.booleans()), day_of_month=draw(st.integers(1, 31)),
-                                multiplier=draw(factors)),
-        "multipliers": Multipliers(
-            categories=draw(st.dictionaries(st.sampled_from(CATEGORIES), factors, max_size=2)),
-            skus=draw(st.dictionaries(st.sampled_from(SKUS), factors, max_size=2)),
-        ),
-        "purchase": DEFAULT_PROGRAM.purchase.model_copy(update={"first_purchase_bonus": draw(st.sampled_from([0, 100, 250]))}),
-        "check_in": CheckIn(points=draw(st.integers(0, 20)), streak_days=draw(st.integers(2, 9)),
-                            streak_bonus=draw(st.integers(0, 80))),
-        "review": Review(points=draw(st.integers(0, 30)), media_bonus=draw(st.integers(0, 40)),
-                         daily_limit=draw(st.integers(0, 4))),
-    })
 
 
 def compare_purchase(legacy: Program, engine, tier, birthday, has_purchased, amount, items, on, source, clock):
@@ -97,7 +121,9 @@ def test_default_program_purchase_matches_rules(tier, birthday, has_purchased, a
 
 
 @settings(max_examples=300, deadline=None)
-@given(old_style_programs(), tiers, birthdays, st.booleans(), money, items_strategy, st.data(), st.sampled_from(SOURCES))
+@given(
+    old_style_programs(), tiers, birthdays, st.booleans(), money, items_strategy, st.data(), st.sampled_from(SOURCES)
+)
 def test_old_style_program_purchase_matches_rules(program, tier, birthday, has_purchased, amount, items, data, source):
     # Mostly days at the edges of the program's campaigns, where windows and sources decide.
     edges = [c.starts_on + timedelta(days=d) for c in program.campaigns for d in (-1, 0, 1)]
@@ -107,15 +133,28 @@ def test_old_style_program_purchase_matches_rules(program, tier, birthday, has_p
 
 
 def test_old_style_example_file_matches_rules_on_its_campaign_and_lines():
-    program = DEFAULT_PROGRAM.model_copy(update={
-        "multipliers": Multipliers(categories={"beauty": Decimal("1.5")}, skus={"SKU-PROMO-1": Decimal("3")}),
-        "campaigns": (Campaign(name="double-12", multiplier=Decimal("2"), starts_on=date(2026, 12, 1),
-                               ends_on=date(2026, 12, 3), sources=("ecommerce", "app")),),
-    })
-    items = (Item(sku="SKU-PROMO-1", category="beauty", amount="10.00", quantity=1),
-             Item(sku="SKU-9", category="beauty", amount="20.00", quantity=1))
+    program = DEFAULT_PROGRAM.model_copy(
+        update={
+            "multipliers": Multipliers(categories={"beauty": Decimal("1.5")}, skus={"SKU-PROMO-1": Decimal("3")}),
+            "campaigns": (
+                Campaign(
+                    name="double-12",
+                    multiplier=Decimal("2"),
+                    starts_on=date(2026, 12, 1),
+                    ends_on=date(2026, 12, 3),
+                    sources=("ecommerce", "app"),
+                ),
+            ),
+        }
+    )
+    items = (
+        Item(sku="SKU-PROMO-1", category="beauty", amount="10.00", quantity=1),
+        Item(sku="SKU-9", category="beauty", amount="20.00", quantity=1),
+    )
     for on, source in [(date(2026, 12, 2), "app"), (date(2026, 12, 2), "pos"), (date(2026, 12, 4), "app")]:
-        compare_purchase(program, from_program(program), "Gold", None, True, Decimal("100.00"), items, on, source, time(8))
+        compare_purchase(
+            program, from_program(program), "Gold", None, True, Decimal("100.00"), items, on, source, time(8)
+        )
 
 
 @st.composite
@@ -136,8 +175,12 @@ def run_sequence(legacy: Program, engine, state: MemberState, events):
             event = EventData("check_in", "app", at_local(legacy, on))
         elif kind == "review":
             expected = rules.review(legacy, state, on=on, has_media=extra)
-            event = EventData("review", "app", at_local(legacy, on), {"review_id": "r", "order_id": "o", "sku": "s",
-                                                                     "has_media": extra})
+            event = EventData(
+                "review",
+                "app",
+                at_local(legacy, on),
+                {"review_id": "r", "order_id": "o", "sku": "s", "has_media": extra},
+            )
         else:
             expected = rules.signup(legacy, state)
             event = EventData("signup", "app", at_local(legacy, on), {})
@@ -183,7 +226,9 @@ def test_signup_twice_or_more_matches_rules(times, on):
 
 def test_referrals_match_rules():
     on = datetime(2026, 11, 2, 10, tzinfo=DEFAULT_PROGRAM.zone)
-    referrer = evaluate(DEFAULT_ENGINE, Member(tier="Gold"), EventData("referral", "app", on, {"referee_member_id": "M2"}))
+    referrer = evaluate(
+        DEFAULT_ENGINE, Member(tier="Gold"), EventData("referral", "app", on, {"referee_member_id": "M2"})
+    )
     referee = evaluate(DEFAULT_ENGINE, Member(tier="Regular"), EventData("referral_referee", "app", on))
 
     assert nonzero(referrer.awards) == nonzero(rules.referrer(DEFAULT_PROGRAM, MemberState(), "M2").awards)
@@ -200,7 +245,9 @@ def test_default_toml_and_translated_default_program_agree_on_every_rule_number(
     assert DEFAULT_ENGINE.groups == translated.groups
 
 
-MONTH_ENDS = [date(2026, m, d) for m, d in ((1, 31), (2, 28), (4, 30), (4, 29), (6, 30), (12, 31))] + [date(2028, 2, 29)]
+MONTH_ENDS = [date(2026, m, d) for m, d in ((1, 31), (2, 28), (4, 30), (4, 29), (6, 30), (12, 31))] + [
+    date(2028, 2, 29)
+]
 
 
 @settings(max_examples=100, deadline=None)
@@ -210,7 +257,10 @@ def test_member_day_past_the_months_end_matches_rules(day_of_month, on, amount):
     compare_purchase(program, from_program(program), "Regular", None, True, amount, (), on, "pos", time(23, 59))
 
 
-@given(st.sampled_from([date(2026, 2, 28), date(2026, 3, 1), date(2028, 2, 28), date(2028, 2, 29), date(2027, 2, 28)]),
-       st.sampled_from([date(1992, 2, 29), date(1990, 2, 28), date(1990, 3, 1)]), money)
+@given(
+    st.sampled_from([date(2026, 2, 28), date(2026, 3, 1), date(2028, 2, 28), date(2028, 2, 29), date(2027, 2, 28)]),
+    st.sampled_from([date(1992, 2, 29), date(1990, 2, 28), date(1990, 3, 1)]),
+    money,
+)
 def test_birthdays_including_29_february_match_rules(on, birthday, amount):
     compare_purchase(DEFAULT_PROGRAM, DEFAULT_ENGINE, "Silver", birthday, True, amount, (), on, "pos", time(0, 5))

@@ -37,38 +37,67 @@ RULE = '[[rules]]\nid = "r"\non = "purchase"\n'
 FIXED = 'effect = { kind = "fixed", points = 1 }\n'
 
 
-@pytest.mark.parametrize(("rules", "message"), [
-    (RULE * 0 + RULE + FIXED + RULE + 'when = { weekdays = ["Sun"] }\n' + FIXED,
-     "rules.1.when.weekdays: 'Sun' is not a weekday, use 1-7 or mon..sun"),
-    (RULE + 'when = { weekdays = [8] }\n' + FIXED, "rules.0.when.weekdays: 8 is not a weekday, use 1-7 or mon..sun"),
-    (RULE + 'when = { weekday = [1] }\n' + FIXED, "rules.0.when.weekday: unknown key"),
-    (RULE + 'effect = { kind = "fixed", points = -1 }\n', "rules.0.effect.points: must be greater than or equal to 0"),
-    (RULE + 'effect = { kind = "bonus", points = 1 }\n', "rules.0.effect: kind must be one of fixed, per_amount"),
-    (RULE + 'effect = { points = 1 }\n', "rules.0.effect: kind is required"),
-    (RULE, "rules.0.effect: is required"),
-    ('[[rules]]\nid = "r"\n' + FIXED, "rules.0: on: give the event types this rule listens to"),
-    ('[[rules]]\nid = "r"\non = "purchse"\n' + FIXED, "rules.0.on: 'purchse' is not an event type"),
-    (RULE + FIXED + RULE + FIXED, "rules.1.id: 'r' is used by an earlier rule; ids must be unique"),
-    ('[[rules]]\nid = "Has Space"\non = "purchase"\n' + FIXED, "rules.0.id: String should match pattern"),
-    (RULE + 'when = { tiers = ["Platinum"] }\n' + FIXED, "rules.0.when.tiers: 'Platinum' is not a tier"),
-    (RULE + 'when = { kinds = ["dance"] }\n' + FIXED, "rules.0.when.kinds: 'dance' is not an activity kind"),
-    (RULE + 'when = { after_rules = ["nope"] }\n' + FIXED, "rules.0.when.after_rules: no rule has id 'nope'"),
-    (RULE + 'when = { streak = { rule = "r", day = 7 } }\n' + FIXED, "rules.0.when.streak.rule: 'r' is not a rule with a streak"),
-    (RULE + 'when = { streak = { rule = "r" } }\n' + FIXED, "rules.0.when.streak: give exactly one of day or every"),
-    (RULE + 'effect = { kind = "multiply", factor = "2", group = "promo" }\n',
-     "rules.0.effect.group: unknown group 'promo'; declare it under [groups]"),
-    (RULE + 'effect = { kind = "multiply", factor = "2", target = "lines" }\n',
-     "rules.0.effect.target: 'lines' needs when.items to say which lines"),
-    (RULE + 'effect = { kind = "multiply", factor = "0" }\n', 'rules.0.effect.factor: must be "tier" or a decimal'),
-    (RULE + 'effect = { kind = "multiply", factor = 1.5 }\n', 'rules.0.effect.factor: must be "tier" or a decimal'),
-    (RULE + 'when = { starts_on = 2026-12-03, ends_on = 2026-12-01 }\n' + FIXED, "rules.0.when: ends_on is before starts_on"),
-    (RULE + 'when = { time = { from = "10:00", to = "10:00" } }\n' + FIXED, "rules.0.when.time: from and to must differ"),
-    (RULE + FIXED + 'limits = [{ per = "fortnight", count = 1 }]\n', "rules.0.limits.0.per: must be 'day', 'week'"),
-    (RULE + FIXED + 'limits = [{ per = "day" }]\n', "rules.0.limits.0: give count, points or both"),
-    (RULE + 'effect = { kind = "per_amount", steps = [{ from = "10", rate = "1" }] }\n',
-     "rules.0.effect.steps: the first step must start from 0"),
-    (RULE + 'effect = { kind = "per_amount", rounding = "nearest" }\n', "rules.0.effect.rounding: must be 'floor'"),
-])
+@pytest.mark.parametrize(
+    ("rules", "message"),
+    [
+        (
+            RULE * 0 + RULE + FIXED + RULE + 'when = { weekdays = ["Sun"] }\n' + FIXED,
+            "rules.1.when.weekdays: 'Sun' is not a weekday, use 1-7 or mon..sun",
+        ),
+        (
+            RULE + "when = { weekdays = [8] }\n" + FIXED,
+            "rules.0.when.weekdays: 8 is not a weekday, use 1-7 or mon..sun",
+        ),
+        (RULE + "when = { weekday = [1] }\n" + FIXED, "rules.0.when.weekday: unknown key"),
+        (
+            RULE + 'effect = { kind = "fixed", points = -1 }\n',
+            "rules.0.effect.points: must be greater than or equal to 0",
+        ),
+        (RULE + 'effect = { kind = "bonus", points = 1 }\n', "rules.0.effect: kind must be one of fixed, per_amount"),
+        (RULE + "effect = { points = 1 }\n", "rules.0.effect: kind is required"),
+        (RULE, "rules.0.effect: is required"),
+        ('[[rules]]\nid = "r"\n' + FIXED, "rules.0: on: give the event types this rule listens to"),
+        ('[[rules]]\nid = "r"\non = "purchse"\n' + FIXED, "rules.0.on: 'purchse' is not an event type"),
+        (RULE + FIXED + RULE + FIXED, "rules.1.id: 'r' is used by an earlier rule; ids must be unique"),
+        ('[[rules]]\nid = "Has Space"\non = "purchase"\n' + FIXED, "rules.0.id: String should match pattern"),
+        (RULE + 'when = { tiers = ["Platinum"] }\n' + FIXED, "rules.0.when.tiers: 'Platinum' is not a tier"),
+        (RULE + 'when = { kinds = ["dance"] }\n' + FIXED, "rules.0.when.kinds: 'dance' is not an activity kind"),
+        (RULE + 'when = { after_rules = ["nope"] }\n' + FIXED, "rules.0.when.after_rules: no rule has id 'nope'"),
+        (
+            RULE + 'when = { streak = { rule = "r", day = 7 } }\n' + FIXED,
+            "rules.0.when.streak.rule: 'r' is not a rule with a streak",
+        ),
+        (
+            RULE + 'when = { streak = { rule = "r" } }\n' + FIXED,
+            "rules.0.when.streak: give exactly one of day or every",
+        ),
+        (
+            RULE + 'effect = { kind = "multiply", factor = "2", group = "promo" }\n',
+            "rules.0.effect.group: unknown group 'promo'; declare it under [groups]",
+        ),
+        (
+            RULE + 'effect = { kind = "multiply", factor = "2", target = "lines" }\n',
+            "rules.0.effect.target: 'lines' needs when.items to say which lines",
+        ),
+        (RULE + 'effect = { kind = "multiply", factor = "0" }\n', 'rules.0.effect.factor: must be "tier" or a decimal'),
+        (RULE + 'effect = { kind = "multiply", factor = 1.5 }\n', 'rules.0.effect.factor: must be "tier" or a decimal'),
+        (
+            RULE + "when = { starts_on = 2026-12-03, ends_on = 2026-12-01 }\n" + FIXED,
+            "rules.0.when: ends_on is before starts_on",
+        ),
+        (
+            RULE + 'when = { time = { from = "10:00", to = "10:00" } }\n' + FIXED,
+            "rules.0.when.time: from and to must differ",
+        ),
+        (RULE + FIXED + 'limits = [{ per = "fortnight", count = 1 }]\n', "rules.0.limits.0.per: must be 'day', 'week'"),
+        (RULE + FIXED + 'limits = [{ per = "day" }]\n', "rules.0.limits.0: give count, points or both"),
+        (
+            RULE + 'effect = { kind = "per_amount", steps = [{ from = "10", rate = "1" }] }\n',
+            "rules.0.effect.steps: the first step must start from 0",
+        ),
+        (RULE + 'effect = { kind = "per_amount", rounding = "nearest" }\n', "rules.0.effect.rounding: must be 'floor'"),
+    ],
+)
 def test_validation_errors_name_the_key(rules, message):
     assert message in problem(rules)
 
@@ -104,10 +133,22 @@ def test_the_default_program_ships_with_the_package_and_has_todays_rules():
     engine = default_engine_program()
 
     assert [rule.id for rule in engine.rules] == [
-        "purchase", "tier_multiplier", "member_day", "birthday", "first_purchase", "signup", "check_in",
-        "check_in_streak", "review", "review_media", "referral_referrer", "referral_referee"]
+        "purchase",
+        "tier_multiplier",
+        "member_day",
+        "birthday",
+        "first_purchase",
+        "signup",
+        "check_in",
+        "check_in_streak",
+        "review",
+        "review_media",
+        "referral_referrer",
+        "referral_referee",
+    ]
     assert [(level.name, level.threshold, level.multiplier) for level in engine.tiers.levels] == [
-        (t.name, t.threshold, t.multiplier) for t in DEFAULT_PROGRAM.tiers]
+        (t.name, t.threshold, t.multiplier) for t in DEFAULT_PROGRAM.tiers
+    ]
 
 
 def test_default_program_purchase_on_member_day_with_a_birthday():
@@ -120,13 +161,20 @@ def test_default_program_purchase_on_member_day_with_a_birthday():
 
 
 def test_from_program_keeps_old_style_line_multipliers_and_campaign_names():
-    old = DEFAULT_PROGRAM.model_copy(update={"multipliers": DEFAULT_PROGRAM.multipliers.model_copy(
-        update={"categories": {"beauty": Decimal("1.5")}, "skus": {"SKU-PROMO-1": Decimal("3")}})})
+    old = DEFAULT_PROGRAM.model_copy(
+        update={
+            "multipliers": DEFAULT_PROGRAM.multipliers.model_copy(
+                update={"categories": {"beauty": Decimal("1.5")}, "skus": {"SKU-PROMO-1": Decimal("3")}}
+            )
+        }
+    )
     engine = from_program(old, version=4)
 
     assert engine.version == 4
     assert {r.id: r.description for r in engine.rules if r.id.startswith("line_")} == {
-        "line_sku_0": "SKU SKU-PROMO-1", "line_category_0": "category beauty"}
+        "line_sku_0": "SKU SKU-PROMO-1",
+        "line_category_0": "category beauty",
+    }
     ev = purchase("30.00", item("SKU-PROMO-1", "10.00", "beauty"), item("B", "20.00", "beauty"))
     assert run(engine, ev, Member(tier="Regular", purchase_count=1)).points_by_rule() == {"purchase": 60}
 
@@ -145,6 +193,7 @@ def test_explain_renders_every_rule_considered():
 
 
 # --- tiers: qualifying basis, downgrade modes, reviews, floors ---
+
 
 def tiers(settings: str):
     return program("", tiers=settings)
@@ -212,11 +261,24 @@ def test_points_basis_counts_the_points_awarded():
 def test_contract_events_become_plain_data_for_the_engine():
     from worker.domain.events import parse_event
 
-    parsed = parse_event({"event_id": "E1", "source": "pos", "member_id": "M1", "type": "purchase",
-                          "occurred_at": "2026-11-08T10:00:00+08:00",
-                          "payload": {"order_id": "O1", "amount": "100.00", "currency": "CNY",
-                                      "items": [{"sku": "A", "category": "beauty", "amount": "100.00", "quantity": 1}]}})
+    parsed = parse_event(
+        {
+            "event_id": "E1",
+            "source": "pos",
+            "member_id": "M1",
+            "type": "purchase",
+            "occurred_at": "2026-11-08T10:00:00+08:00",
+            "payload": {
+                "order_id": "O1",
+                "amount": "100.00",
+                "currency": "CNY",
+                "items": [{"sku": "A", "category": "beauty", "amount": "100.00", "quantity": 1}],
+            },
+        }
+    )
     data = event_data(parsed)
 
     assert (data.type, data.source, data.payload["amount"]) == ("purchase", "pos", Decimal("100.00"))
-    assert run(default_engine_program(), data, Member(tier="Regular", purchase_count=1)).points_by_rule() == {"purchase": 200}
+    assert run(default_engine_program(), data, Member(tier="Regular", purchase_count=1)).points_by_rule() == {
+        "purchase": 200
+    }

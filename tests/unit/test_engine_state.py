@@ -15,14 +15,20 @@ from worker.domain.errors import RuleStateError
 
 
 def limited(limit: str, on: str = "review", fixed: int = 20) -> str:
-    return f'[[rules]]\nid = "capped"\non = "{on}"\neffect = {{ kind = "fixed", points = {fixed} }}\nlimits = [{limit}]\n'
+    return (
+        f'[[rules]]\nid = "capped"\non = "{on}"\neffect = {{ kind = "fixed", points = {fixed} }}\nlimits = [{limit}]\n'
+    )
 
 
 def test_count_per_local_day_resets_at_local_midnight_not_utc():
     prog = program(limited('{ per = "day", count = 2 }'))
     # 15:59 UTC is 23:59 in Shanghai; 16:01 UTC is the next local day.
-    events = [event("review", at(2026, 11, 24, 15, 0, zone=UTC)), event("review", at(2026, 11, 24, 15, 30, zone=UTC)),
-              event("review", at(2026, 11, 24, 15, 59, zone=UTC)), event("review", at(2026, 11, 24, 16, 1, zone=UTC))]
+    events = [
+        event("review", at(2026, 11, 24, 15, 0, zone=UTC)),
+        event("review", at(2026, 11, 24, 15, 30, zone=UTC)),
+        event("review", at(2026, 11, 24, 15, 59, zone=UTC)),
+        event("review", at(2026, 11, 24, 16, 1, zone=UTC)),
+    ]
 
     assert replay(prog, events) == [{"capped": 20}, {"capped": 20}, {}, {"capped": 20}]
 
@@ -41,8 +47,12 @@ def test_the_limit_state_is_keyed_by_rule_and_period():
 def test_count_per_iso_week_starts_on_monday():
     prog = program(limited('{ per = "week", count = 1 }'))
     # Sunday 29 November, then Monday 30 November (a new ISO week), then Sunday 6 December.
-    events = [event("review", at(2026, 11, 28)), event("review", at(2026, 11, 29, 23, 59)),
-              event("review", at(2026, 11, 30, 0, 1)), event("review", at(2026, 12, 6))]
+    events = [
+        event("review", at(2026, 11, 28)),
+        event("review", at(2026, 11, 29, 23, 59)),
+        event("review", at(2026, 11, 30, 0, 1)),
+        event("review", at(2026, 12, 6)),
+    ]
 
     assert replay(prog, events) == [{"capped": 20}, {}, {"capped": 20}, {}]
 
@@ -58,18 +68,27 @@ def test_count_per_month_and_per_year_at_their_local_boundaries():
     month = program(limited('{ per = "month", count = 1 }'))
     year = program(limited('{ per = "year", count = 1 }'))
     # 31 December 16:30 UTC is already 1 January in Shanghai.
-    events = [event("review", at(2026, 12, 1)), event("review", at(2026, 12, 31, 15, 59, zone=UTC)),
-              event("review", at(2026, 12, 31, 16, 30, zone=UTC))]
+    events = [
+        event("review", at(2026, 12, 1)),
+        event("review", at(2026, 12, 31, 15, 59, zone=UTC)),
+        event("review", at(2026, 12, 31, 16, 30, zone=UTC)),
+    ]
 
     assert replay(month, events) == [{"capped": 20}, {}, {"capped": 20}]
     assert replay(year, events) == [{"capped": 20}, {}, {"capped": 20}]
 
 
 def test_points_per_period_cap_clips_the_award():
-    prog = program('[[rules]]\nid = "earn"\non = "purchase"\neffect = { kind = "per_amount" }\n'
-                   'limits = [{ per = "day", points = 150 }]\n')
-    events = [purchase("100.00", when=at(2026, 11, 2, 9)), purchase("100.00", when=at(2026, 11, 2, 10)),
-              purchase("100.00", when=at(2026, 11, 2, 11)), purchase("100.00", when=at(2026, 11, 3, 9))]
+    prog = program(
+        '[[rules]]\nid = "earn"\non = "purchase"\neffect = { kind = "per_amount" }\n'
+        'limits = [{ per = "day", points = 150 }]\n'
+    )
+    events = [
+        purchase("100.00", when=at(2026, 11, 2, 9)),
+        purchase("100.00", when=at(2026, 11, 2, 10)),
+        purchase("100.00", when=at(2026, 11, 2, 11)),
+        purchase("100.00", when=at(2026, 11, 3, 9)),
+    ]
 
     assert replay(prog, events) == [{"earn": 100}, {"earn": 50}, {}, {"earn": 100}]
 
@@ -118,18 +137,36 @@ def test_streak_bonus_on_the_nth_consecutive_day_then_the_streak_restarts():
     days = [at(2026, 11, d) for d in (1, 2, 3, 4, 5, 6)]
 
     assert replay(prog, [event("check_in", d) for d in days]) == [
-        {"check_in": 10}, {"check_in": 10}, {"check_in": 10, "streak_bonus": 50},
-        {"check_in": 10}, {"check_in": 10}, {"check_in": 10, "streak_bonus": 50}]
+        {"check_in": 10},
+        {"check_in": 10},
+        {"check_in": 10, "streak_bonus": 50},
+        {"check_in": 10},
+        {"check_in": 10},
+        {"check_in": 10, "streak_bonus": 50},
+    ]
 
 
 def test_a_missed_day_restarts_the_streak_and_a_day_counts_once():
     prog = program(STREAK)
-    days = [at(2026, 11, 1), at(2026, 11, 2), at(2026, 11, 2, 20), at(2026, 11, 4), at(2026, 11, 5), at(2026, 11, 6),
-            at(2026, 11, 3)]
+    days = [
+        at(2026, 11, 1),
+        at(2026, 11, 2),
+        at(2026, 11, 2, 20),
+        at(2026, 11, 4),
+        at(2026, 11, 5),
+        at(2026, 11, 6),
+        at(2026, 11, 3),
+    ]
 
     assert replay(prog, [event("check_in", d) for d in days]) == [
-        {"check_in": 10}, {"check_in": 10}, {}, {"check_in": 10}, {"check_in": 10},
-        {"check_in": 10, "streak_bonus": 50}, {}]  # an earlier day after a later one counts nothing
+        {"check_in": 10},
+        {"check_in": 10},
+        {},
+        {"check_in": 10},
+        {"check_in": 10},
+        {"check_in": 10, "streak_bonus": 50},
+        {},
+    ]  # an earlier day after a later one counts nothing
 
 
 def test_streak_state_shape():
@@ -170,16 +207,24 @@ mission = { within_days = 7, steps = [
 
 def test_mission_completed_inside_its_window():
     prog = program(MISSION)
-    events = [event("signup", at(2026, 11, 1, 10)), event("purchase", at(2026, 11, 3), amount="10.00"),
-              event("purchase", at(2026, 11, 4), amount="10.00"), event("check_in", at(2026, 11, 8, 9, 59))]
+    events = [
+        event("signup", at(2026, 11, 1, 10)),
+        event("purchase", at(2026, 11, 3), amount="10.00"),
+        event("purchase", at(2026, 11, 4), amount="10.00"),
+        event("check_in", at(2026, 11, 8, 9, 59)),
+    ]
 
     assert replay(prog, events) == [{}, {}, {}, {"welcome": 300}]
 
 
 def test_mission_outside_its_window_expires_and_never_pays():
     prog = program(MISSION)
-    events = [event("signup", at(2026, 11, 1, 10)), event("check_in", at(2026, 11, 2)),
-              event("purchase", at(2026, 11, 8, 10, 1), amount="10.00"), event("purchase", at(2026, 11, 9), amount="1")]
+    events = [
+        event("signup", at(2026, 11, 1, 10)),
+        event("check_in", at(2026, 11, 2)),
+        event("purchase", at(2026, 11, 8, 10, 1), amount="10.00"),
+        event("purchase", at(2026, 11, 9), amount="1"),
+    ]
     state: dict = {}
     reasons = []
     for ev in events:
@@ -196,18 +241,31 @@ def test_mission_outside_its_window_expires_and_never_pays():
 
 def test_mission_waits_for_its_first_step_and_pays_once():
     prog = program(MISSION)
-    events = [event("check_in", at(2026, 11, 1)), event("signup", at(2026, 11, 2)), event("check_in", at(2026, 11, 3)),
-              event("purchase", at(2026, 11, 4), amount="5"), event("purchase", at(2026, 11, 5), amount="5")]
+    events = [
+        event("check_in", at(2026, 11, 1)),
+        event("signup", at(2026, 11, 2)),
+        event("check_in", at(2026, 11, 3)),
+        event("purchase", at(2026, 11, 4), amount="5"),
+        event("purchase", at(2026, 11, 5), amount="5"),
+    ]
 
     assert replay(prog, events) == [{}, {}, {}, {"welcome": 300}, {}]
     assert run(prog, events[0]).trace[0].reason == "mission not started: waiting for step 'signup'"
 
 
 def test_mission_steps_can_have_conditions():
-    prog = program(MISSION.replace('{ name = "first_purchase", on = "purchase" }',
-                                   '{ name = "first_purchase", on = "purchase", when = { min_amount = "100" } }'))
-    events = [event("signup", at(2026, 11, 1)), event("check_in", at(2026, 11, 2)),
-              event("purchase", at(2026, 11, 3), amount="99"), event("purchase", at(2026, 11, 4), amount="100")]
+    prog = program(
+        MISSION.replace(
+            '{ name = "first_purchase", on = "purchase" }',
+            '{ name = "first_purchase", on = "purchase", when = { min_amount = "100" } }',
+        )
+    )
+    events = [
+        event("signup", at(2026, 11, 1)),
+        event("check_in", at(2026, 11, 2)),
+        event("purchase", at(2026, 11, 3), amount="99"),
+        event("purchase", at(2026, 11, 4), amount="100"),
+    ]
 
     assert replay(prog, events) == [{}, {}, {}, {"welcome": 300}]
 
@@ -236,7 +294,12 @@ def test_a_share_earns_5_points_at_most_3_a_day():
     shares = [event("activity", at(2026, 11, 2, h), kind="share", target="wechat") for h in (9, 10, 11, 12)]
 
     assert replay(prog, shares + [event("activity", at(2026, 11, 3), kind="share")]) == [
-        {"share": 5}, {"share": 5}, {"share": 5}, {}, {"share": 5}]
+        {"share": 5},
+        {"share": 5},
+        {"share": 5},
+        {},
+        {"share": 5},
+    ]
 
 
 def test_activity_kinds_the_program_declares_with_attributes():
@@ -251,7 +314,8 @@ def test_when_payload_reads_an_activity_event_s_attributes_as_the_contract_nests
 
     assert points(prog, event("activity", kind="watch_live", attributes={"channel": "spring"})) == {"live": 8}
     assert run(prog, event("activity", kind="watch_live", attributes={})).trace[1].reason == (
-        "payload.channel is missing, not 'spring'")
+        "payload.channel is missing, not 'spring'"
+    )
 
 
 def test_when_payload_values_match_in_type_too():
@@ -259,7 +323,8 @@ def test_when_payload_values_match_in_type_too():
 
     assert points(prog, event("activity", kind="watch_live", attributes={"round": 1})) == {"live": 8}
     assert run(prog, event("activity", kind="watch_live", attributes={"round": True})).trace[1].reason == (
-        "payload.round is True, not 1")
+        "payload.round is True, not 1"
+    )
     assert points(prog, event("activity", kind="watch_live", attributes={"round": "1"})) == {}
 
 
@@ -282,17 +347,33 @@ def test_an_undeclared_activity_kind_earns_nothing_and_says_why():
     assert {c.reason for c in result.trace} == {"activity kind 'dance' is not declared by the program"}
 
 
-@pytest.mark.parametrize(("state", "message"), [
-    ([], "state: must be a mapping of rule id to rule state"),
-    ({"review": {"day:2026-11-24": {"count": -1}}}, "state.review.day:2026-11-24.count: must be a non-negative integer"),
-    ({"review": {"day:2026-11-24": {"count": 1, "extra": 2}}}, "state.review.day:2026-11-24: may hold only count and points"),
-    ({"review": {"fortnight:1": {"count": 1}}}, "state.review.fortnight:1: unknown key"),
-    ({"check_in": {"streak": {"last_on": "yesterday", "days": 1}}}, "state.check_in.streak.last_on: must be a date"),
-    ({"welcome": {"mission": {"started_at": "2026-11-01T10:00:00", "done": [], "status": "open"}}},
-     "state.welcome.mission.started_at: must include a UTC offset"),
-    ({"welcome": {"mission": {"started_at": "2026-11-01T10:00:00+08:00", "done": [], "status": "won"}}},
-     "state.welcome.mission.status: must be one of open, completed, expired"),
-])
+@pytest.mark.parametrize(
+    ("state", "message"),
+    [
+        ([], "state: must be a mapping of rule id to rule state"),
+        (
+            {"review": {"day:2026-11-24": {"count": -1}}},
+            "state.review.day:2026-11-24.count: must be a non-negative integer",
+        ),
+        (
+            {"review": {"day:2026-11-24": {"count": 1, "extra": 2}}},
+            "state.review.day:2026-11-24: may hold only count and points",
+        ),
+        ({"review": {"fortnight:1": {"count": 1}}}, "state.review.fortnight:1: unknown key"),
+        (
+            {"check_in": {"streak": {"last_on": "yesterday", "days": 1}}},
+            "state.check_in.streak.last_on: must be a date",
+        ),
+        (
+            {"welcome": {"mission": {"started_at": "2026-11-01T10:00:00", "done": [], "status": "open"}}},
+            "state.welcome.mission.started_at: must include a UTC offset",
+        ),
+        (
+            {"welcome": {"mission": {"started_at": "2026-11-01T10:00:00+08:00", "done": [], "status": "won"}}},
+            "state.welcome.mission.status: must be one of open, completed, expired",
+        ),
+    ],
+)
 def test_rule_state_is_validated_naming_the_key(state, message):
     with pytest.raises(RuleStateError) as error:
         validate_state(state)
@@ -323,12 +404,20 @@ def test_event_local_time_can_be_given_by_the_caller():
 
 
 @settings(max_examples=100, deadline=None)
-@given(st.lists(st.tuples(st.integers(0, 40), st.integers(0, 23), st.sampled_from(["10.00", "35.50", "99.99"])),
-                min_size=1, max_size=30),
-       st.integers(1, 3), st.integers(20, 120))
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 40), st.integers(0, 23), st.sampled_from(["10.00", "35.50", "99.99"])),
+        min_size=1,
+        max_size=30,
+    ),
+    st.integers(1, 3),
+    st.integers(20, 120),
+)
 def test_limits_hold_for_any_sequence_of_events(steps, per_day, weekly_points):
-    prog = program('[[rules]]\nid = "earn"\non = "purchase"\neffect = { kind = "per_amount" }\n'
-                   f'limits = [{{ per = "day", count = {per_day} }}, {{ per = "week", points = {weekly_points} }}]\n')
+    prog = program(
+        '[[rules]]\nid = "earn"\non = "purchase"\neffect = { kind = "per_amount" }\n'
+        f'limits = [{{ per = "day", count = {per_day} }}, {{ per = "week", points = {weekly_points} }}]\n'
+    )
     steps = sorted(steps)
     events = [purchase(amount, when=at(2026, 11, 1, hour) + timedelta(days=day)) for day, hour, amount in steps]
     by_day: dict = {}

@@ -22,8 +22,11 @@ def test_every_metric_a_panel_reads_is_documented():
 
 
 def test_a_panel_shows_each_workers_last_heartbeat():
-    panels = [p for p in DASHBOARD["panels"]
-              if any("loyalty_worker_heartbeat_age_seconds" in t["expr"] for t in p.get("targets", []))]
+    panels = [
+        p
+        for p in DASHBOARD["panels"]
+        if any("loyalty_worker_heartbeat_age_seconds" in t["expr"] for t in p.get("targets", []))
+    ]
     assert [p["fieldConfig"]["defaults"]["unit"] for p in panels] == ["s"]
     assert "by (worker)" in panels[0]["targets"][0]["expr"]
 

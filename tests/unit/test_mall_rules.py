@@ -18,7 +18,9 @@ MUG = RewardTerms("mug", "Mug", cost_points=500, min_tier="Silver")
 
 
 def check(reward=MUG, tier="Silver", points=10_000, quantity=1, at=AT, held=0):
-    return check_redemption(P, reward, tier=tier, spendable_points=points, quantity=quantity, at=at, already_in_period=held)
+    return check_redemption(
+        P, reward, tier=tier, spendable_points=points, quantity=quantity, at=at, already_in_period=held
+    )
 
 
 def test_exact_balance_succeeds_and_one_point_short_fails():
@@ -42,7 +44,9 @@ def test_unknown_reward():
 
 
 def test_availability_window_is_half_open():
-    sale = RewardTerms("s", "Sale", 100, "Regular", available_from=AT, available_until=datetime(2026, 12, 2, tzinfo=UTC))
+    sale = RewardTerms(
+        "s", "Sale", 100, "Regular", available_from=AT, available_until=datetime(2026, 12, 2, tzinfo=UTC)
+    )
     assert check(reward=sale, at=datetime(2026, 12, 1, 1, 59, 59, tzinfo=UTC)) == "not_available"
     assert check(reward=sale, at=AT) is None
     assert check(reward=sale, at=datetime(2026, 12, 1, 23, 59, tzinfo=UTC)) is None
@@ -50,7 +54,9 @@ def test_availability_window_is_half_open():
 
 
 def test_early_access_opens_hours_before_for_that_tier_and_above_only():
-    presale = RewardTerms("p", "Pre-sale", 100, "Gold", available_from=AT, early_access_tier="Diamond", early_access_hours=24)
+    presale = RewardTerms(
+        "p", "Pre-sale", 100, "Gold", available_from=AT, early_access_tier="Diamond", early_access_hours=24
+    )
     day_before = datetime(2026, 11, 30, 2, 0, tzinfo=UTC)
     just_too_early = datetime(2026, 11, 30, 1, 59, tzinfo=UTC)
     assert check(reward=presale, tier="Diamond", at=day_before) is None
@@ -78,11 +84,17 @@ def test_stock_left():
 def test_period_bounds_are_program_local():
     late = datetime(2026, 11, 30, 17, 30, tzinfo=UTC)  # 1 December 01:30 in Shanghai
     assert period_bounds(SHANGHAI, "day", late) == (
-        datetime(2026, 12, 1, tzinfo=SHANGHAI), datetime(2026, 12, 2, tzinfo=SHANGHAI))
+        datetime(2026, 12, 1, tzinfo=SHANGHAI),
+        datetime(2026, 12, 2, tzinfo=SHANGHAI),
+    )
     assert period_bounds(SHANGHAI, "month", late) == (
-        datetime(2026, 12, 1, tzinfo=SHANGHAI), datetime(2027, 1, 1, tzinfo=SHANGHAI))
+        datetime(2026, 12, 1, tzinfo=SHANGHAI),
+        datetime(2027, 1, 1, tzinfo=SHANGHAI),
+    )
     assert period_bounds(SHANGHAI, "month", datetime(2026, 1, 31, 12, tzinfo=UTC)) == (
-        datetime(2026, 1, 1, tzinfo=SHANGHAI), datetime(2026, 2, 1, tzinfo=SHANGHAI))
+        datetime(2026, 1, 1, tzinfo=SHANGHAI),
+        datetime(2026, 2, 1, tzinfo=SHANGHAI),
+    )
     assert period_bounds(SHANGHAI, "ever", late) == (None, None)
 
 
@@ -99,11 +111,18 @@ def test_example_catalog_loads():
         ({"cost_points": 0}, "rewards: reward.0.cost_points: must be greater than or equal to 1"),
         ({"colour": "red"}, "rewards: reward.0.colour: unknown key"),
         ({"limit": {"count": 1, "period": "week"}}, "rewards: reward.0.limit.period: must be 'day', 'month' or 'ever'"),
-        ({"min_tier": "Platinum"}, "rewards: reward.0.min_tier: unknown tier 'Platinum' (tiers: Regular, Silver, Gold, Diamond)"),
-        ({"early_access": {"tier": "Diamond", "hours": 24}},
-         "rewards: reward.0: early_access needs available_from (the time everyone else may start)"),
-        ({"available_from": datetime(2026, 12, 1)},
-         "rewards: reward.0.available_from: must include a UTC offset, e.g. 2026-12-01T00:00:00+08:00"),
+        (
+            {"min_tier": "Platinum"},
+            "rewards: reward.0.min_tier: unknown tier 'Platinum' (tiers: Regular, Silver, Gold, Diamond)",
+        ),
+        (
+            {"early_access": {"tier": "Diamond", "hours": 24}},
+            "rewards: reward.0: early_access needs available_from (the time everyone else may start)",
+        ),
+        (
+            {"available_from": datetime(2026, 12, 1)},
+            "rewards: reward.0.available_from: must include a UTC offset, e.g. 2026-12-01T00:00:00+08:00",
+        ),
     ],
 )
 def test_catalog_errors_name_the_bad_key(reward, message):
@@ -133,8 +152,14 @@ def test_redemption_contract_names_the_field(payload, reason):
     from worker.domain.events import REDEMPTION_QUANTITY_MAX, parse_event
 
     assert REDEMPTION_QUANTITY_MAX == 20
-    raw = {"event_id": "x-1", "type": "redemption", "source": "app", "member_id": "M1",
-           "occurred_at": "2026-11-10T10:00:00+08:00", "payload": payload}
+    raw = {
+        "event_id": "x-1",
+        "type": "redemption",
+        "source": "app",
+        "member_id": "M1",
+        "occurred_at": "2026-11-10T10:00:00+08:00",
+        "payload": payload,
+    }
     with pytest.raises(InvalidEvent) as error:
         parse_event(raw)
     assert error.value.reason == reason

@@ -27,7 +27,9 @@ def test_gold_nudge_in_each_language(locale, text):
 
 def test_module_render_keeps_its_signature_and_english_default():
     assert render("tier_nudge", {"points_away": 400, "tier": "Gold"}) == "You're only 400 points away from Gold."
-    assert render("tier_upgraded", {"from_tier": "Silver", "to_tier": "Gold"}, "zh-Hans") == "恭喜！您已升级为金卡会员。"
+    assert (
+        render("tier_upgraded", {"from_tier": "Silver", "to_tier": "Gold"}, "zh-Hans") == "恭喜！您已升级为金卡会员。"
+    )
 
 
 @pytest.mark.parametrize(
@@ -58,9 +60,19 @@ def test_pending_points_use_their_own_text():
 
 
 def test_every_kind_renders_in_every_locale_with_its_params():
-    sample = {"points": 10, "available_points": 20, "from_tier": "Gold", "to_tier": "Silver", "points_away": 5,
-              "tier": "Diamond", "expires_on": "2026-12-31", "multiplier": "2", "reward_name": "Mug",
-              "quantity": 1, "reason": "out of stock"}
+    sample = {
+        "points": 10,
+        "available_points": 20,
+        "from_tier": "Gold",
+        "to_tier": "Silver",
+        "points_away": 5,
+        "tier": "Diamond",
+        "expires_on": "2026-12-31",
+        "multiplier": "2",
+        "reward_name": "Mug",
+        "quantity": 1,
+        "reason": "out of stock",
+    }
     for locale in messages.LOCALES:
         for kind, names in messages.KIND_PARAMS.items():
             text = CATALOG.render(kind, {k: sample[k] for k in names}, locale)

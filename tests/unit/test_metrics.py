@@ -29,8 +29,12 @@ def test_scheduler_job_counts_ok_and_error_runs_and_times_them():
 
 
 def test_lag_is_observed_in_seconds_and_never_negative():
-    metrics.observe_lag("unit-type", datetime(2026, 11, 24, 12, 0, tzinfo=UTC), datetime(2026, 11, 24, 12, 0, 3, tzinfo=UTC))
-    metrics.observe_lag("unit-type", datetime(2026, 11, 24, 12, 0, 5, tzinfo=UTC), datetime(2026, 11, 24, 12, 0, tzinfo=UTC))
+    metrics.observe_lag(
+        "unit-type", datetime(2026, 11, 24, 12, 0, tzinfo=UTC), datetime(2026, 11, 24, 12, 0, 3, tzinfo=UTC)
+    )
+    metrics.observe_lag(
+        "unit-type", datetime(2026, 11, 24, 12, 0, 5, tzinfo=UTC), datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+    )
 
     assert sample("loyalty_event_lag_seconds_sum", type="unit-type") == 3.0
     assert sample("loyalty_event_lag_seconds_bucket", type="unit-type", le="0.05") == 1

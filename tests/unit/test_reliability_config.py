@@ -39,8 +39,11 @@ def test_bad_heartbeat_setting_is_refused_with_its_name(value, message):
 
 
 def test_broker_uses_the_configured_heartbeat_and_a_tls_redis_url_with_password():
-    s = Settings(redis_url="rediss://worker:s3cr%40t@redis.internal:6380/2", heartbeat_timeout_ms=4000,
-                 maintenance_chance=500_000)
+    s = Settings(
+        redis_url="rediss://worker:s3cr%40t@redis.internal:6380/2",
+        heartbeat_timeout_ms=4000,
+        maintenance_chance=500_000,
+    )
     broker = build_broker(s)
     pool = broker.client.connection_pool
     assert (broker.heartbeat_timeout, broker.maintenance_chance) == (4000, 500_000)
@@ -69,7 +72,9 @@ def test_database_url_maps_tls_mode_to_asyncpg_and_keeps_the_password(url, ssl):
 
 
 def test_database_url_with_unknown_tls_mode_or_driver_is_refused():
-    with pytest.raises(ValueError, match="ssl must be one of disable, allow, prefer, require, verify-ca, verify-full, got 'on'"):
+    with pytest.raises(
+        ValueError, match="ssl must be one of disable, allow, prefer, require, verify-ca, verify-full, got 'on'"
+    ):
         async_url("postgresql://db/loyalty?sslmode=on")
     with pytest.raises(ValueError, match=r"must be postgresql://\.\.\., got mysql://"):
         async_url("mysql://db/loyalty")
@@ -96,12 +101,18 @@ def test_redact_url_hides_only_the_password(url, shown):
     "config, warnings",
     [
         ({"appendonly": "yes", "save": "", "maxmemory-policy": "noeviction"}, []),
-        ({"appendonly": "no", "save": "", "maxmemory-policy": "noeviction"},
-         ["Redis has no persistence (appendonly no, no save points): a restart loses queued events"]),
-        ({"appendonly": "no", "save": "3600 1", "maxmemory-policy": "noeviction"},
-         ["Redis persists only by snapshots (appendonly no): a restart loses events queued since the last one"]),
-        ({"appendonly": "yes", "save": "", "maxmemory-policy": "allkeys-lru"},
-         ["Redis maxmemory-policy is allkeys-lru, not noeviction: under memory pressure it drops queued events"]),
+        (
+            {"appendonly": "no", "save": "", "maxmemory-policy": "noeviction"},
+            ["Redis has no persistence (appendonly no, no save points): a restart loses queued events"],
+        ),
+        (
+            {"appendonly": "no", "save": "3600 1", "maxmemory-policy": "noeviction"},
+            ["Redis persists only by snapshots (appendonly no): a restart loses events queued since the last one"],
+        ),
+        (
+            {"appendonly": "yes", "save": "", "maxmemory-policy": "allkeys-lru"},
+            ["Redis maxmemory-policy is allkeys-lru, not noeviction: under memory pressure it drops queued events"],
+        ),
     ],
 )
 def test_durability_warnings(config, warnings):

@@ -19,12 +19,19 @@ MEMBER_DAY = date(2026, 11, 8)
 PURCHASED_BEFORE = MemberState(has_purchased=True)
 
 
-def buy(amount: str, state: MemberState = PURCHASED_BEFORE, on: date = ORDINARY_DAY,
-        source: str = "pos", program: Program = P, items: tuple = ()) -> rules.Outcome:
+def buy(
+    amount: str,
+    state: MemberState = PURCHASED_BEFORE,
+    on: date = ORDINARY_DAY,
+    source: str = "pos",
+    program: Program = P,
+    items: tuple = (),
+) -> rules.Outcome:
     return rules.purchase(program, state, amount=Decimal(amount), items=items, on=on, source=source)
 
 
 # --- purchase: floor(amount x tier multiplier x campaign multiplier), Decimal throughout ---
+
 
 @pytest.mark.parametrize(
     ("tier", "amount", "points"),
@@ -46,7 +53,9 @@ def test_purchase_points_are_floored_product_of_amount_and_tier_multiplier(tier,
 
 def test_decimal_arithmetic_has_no_float_error():
     # As floats, 0.29 * 100 = 28.999999999999996 and would floor to 28.
-    program = P.model_copy(update={"tiers": (P.tiers[0].model_copy(update={"multiplier": Decimal("100")}),) + P.tiers[1:]})
+    program = P.model_copy(
+        update={"tiers": (P.tiers[0].model_copy(update={"multiplier": Decimal("100")}),) + P.tiers[1:]}
+    )
 
     assert buy("0.29", program=program).points == 29
 
@@ -81,10 +90,19 @@ def test_birthday_on_member_day_takes_the_highest_multiplier_not_both():
 
 
 def test_campaign_applies_only_in_its_window_and_to_its_sources():
-    program = P.model_copy(update={"campaigns": (
-        Campaign(name="double-12", multiplier=Decimal("2.5"), starts_on=date(2026, 12, 1),
-                 ends_on=date(2026, 12, 3), sources=("ecommerce",)),
-    )})
+    program = P.model_copy(
+        update={
+            "campaigns": (
+                Campaign(
+                    name="double-12",
+                    multiplier=Decimal("2.5"),
+                    starts_on=date(2026, 12, 1),
+                    ends_on=date(2026, 12, 3),
+                    sources=("ecommerce",),
+                ),
+            )
+        }
+    )
 
     inside_web = buy("100.00", on=date(2026, 12, 3), source="ecommerce", program=program)
     inside_pos = buy("100.00", on=date(2026, 12, 3), source="pos", program=program)
@@ -102,8 +120,13 @@ def test_first_purchase_bonus_once():
 
 
 def test_category_and_sku_multipliers_apply_to_their_lines_sku_wins():
-    program = P.model_copy(update={"multipliers": P.multipliers.model_copy(update={
-        "categories": {"beauty": Decimal("2")}, "skus": {"SKU-1": Decimal("3")}})})
+    program = P.model_copy(
+        update={
+            "multipliers": P.multipliers.model_copy(
+                update={"categories": {"beauty": Decimal("2")}, "skus": {"SKU-1": Decimal("3")}}
+            )
+        }
+    )
     items = (
         Item(sku="SKU-1", category="beauty", amount="10.00", quantity=1),  # sku x3: +20
         Item(sku="SKU-2", category="beauty", amount="20.00", quantity=2),  # category x2: +20
@@ -114,6 +137,7 @@ def test_category_and_sku_multipliers_apply_to_their_lines_sku_wins():
 
 
 # --- signup, check-in, review, referral ---
+
 
 def test_signup_gives_50_once():
     first = rules.signup(P, MemberState())
@@ -180,6 +204,7 @@ def test_referral_gives_referrer_200_and_referee_100():
 
 
 # --- dates in the program's time zone ---
+
 
 def test_rules_use_the_program_local_date():
     # 17:30 UTC on the 7th is 01:30 on the 8th in Asia/Shanghai: a member day.

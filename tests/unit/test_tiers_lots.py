@@ -14,8 +14,16 @@ from worker.domain.program import DEFAULT_PROGRAM as P
 
 @pytest.mark.parametrize(
     ("qualifying", "tier"),
-    [(0, "Regular"), (999, "Regular"), (1000, "Silver"), (4999, "Silver"), (5000, "Gold"),
-     (14999, "Gold"), (15000, "Diamond"), (10**9, "Diamond")],
+    [
+        (0, "Regular"),
+        (999, "Regular"),
+        (1000, "Silver"),
+        (4999, "Silver"),
+        (5000, "Gold"),
+        (14999, "Gold"),
+        (15000, "Diamond"),
+        (10**9, "Diamond"),
+    ],
 )
 def test_tier_thresholds(qualifying, tier):
     assert tiers.tier_for(P, qualifying).name == tier

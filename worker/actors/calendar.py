@@ -36,9 +36,11 @@ def firing_problem(job: str, scheduled_for: str, now: datetime, force: bool) -> 
     if at.tzinfo is None:
         return "scheduled_for: must include a UTC offset"
     if not force and at - now > FIRING_AHEAD_MAX:
-        return (f"scheduled_for: {at.isoformat()} is more than {int(FIRING_AHEAD_MAX.total_seconds() // 60)} "
-                f"minutes ahead of the worker's clock ({now.isoformat(timespec='seconds')}); "
-                "`loyalty scheduler run JOB --now T --force` runs a firing early")
+        return (
+            f"scheduled_for: {at.isoformat()} is more than {int(FIRING_AHEAD_MAX.total_seconds() // 60)} "
+            f"minutes ahead of the worker's clock ({now.isoformat(timespec='seconds')}); "
+            "`loyalty scheduler run JOB --now T --force` runs a firing early"
+        )
     return None
 
 
@@ -46,7 +48,9 @@ async def plan_job(job: str, scheduled_for: str, force: bool = False) -> None:
     rt = runtime.current()
     problem = firing_problem(job, scheduled_for, rt.clock(), force is True)
     if problem is not None:
-        await intake.record_rejected(rt.engine, {"actor": "plan_job", "job": job, "scheduled_for": scheduled_for}, problem)
+        await intake.record_rejected(
+            rt.engine, {"actor": "plan_job", "job": job, "scheduled_for": scheduled_for}, problem
+        )
         log.warning("job_firing_refused", job=safe_text(str(job), 64), reason=problem)
         return
     at = datetime.fromisoformat(scheduled_for)
@@ -88,8 +92,14 @@ async def run_job_chunk(job: str, scheduled_for: str, after: str, upto: str | No
     if result is None:
         log.info("job_chunk_already_done", job=job, scheduled_for=scheduled_for, after=after)
     else:
-        log.info("job_chunk_done", job=job, scheduled_for=scheduled_for, after=after, members=result.members,
-                 points=result.points)
+        log.info(
+            "job_chunk_done",
+            job=job,
+            scheduled_for=scheduled_for,
+            after=after,
+            members=result.members,
+            points=result.points,
+        )
 
 
 ACTORS = (

@@ -26,8 +26,14 @@ async def process_event(event: Any) -> None:
     outcome = await intake.process(
         rt.engine, rt.program, event, now=rt.clock(), strict=rt.settings.strict_checks, apply=apply
     )
-    log.info("event_processed", status=outcome.status, type=outcome.event_type, points=outcome.points,
-             reason=outcome.reason, note=outcome.note)
+    log.info(
+        "event_processed",
+        status=outcome.status,
+        type=outcome.event_type,
+        points=outcome.points,
+        reason=outcome.reason,
+        note=outcome.note,
+    )
 
 
 async def process_batch(events: Any) -> None:
@@ -37,7 +43,9 @@ async def process_batch(events: Any) -> None:
         await intake.record_rejected(rt.engine, events, reason)
         log.warning("batch_rejected", reason=reason)
         return
-    outcomes = await intake.process_batch(rt.engine, rt.program, events, now=rt.clock(), strict=rt.settings.strict_checks)
+    outcomes = await intake.process_batch(
+        rt.engine, rt.program, events, now=rt.clock(), strict=rt.settings.strict_checks
+    )
     counts: dict[str, int] = {}
     for outcome in outcomes:
         counts[outcome.status] = counts.get(outcome.status, 0) + 1

@@ -36,7 +36,9 @@ class ApiSettings:
     def from_env(cls, env: Mapping[str, str] | None = None) -> ApiSettings:
         env = os.environ if env is None else env
         return cls(
-            body_bytes_max=_int_setting(env, "LOYALTY_API_BODY_BYTES_MAX", BODY_BYTES_MAX_DEFAULT, 1024, 64 * 1024 * 1024),
+            body_bytes_max=_int_setting(
+                env, "LOYALTY_API_BODY_BYTES_MAX", BODY_BYTES_MAX_DEFAULT, 1024, 64 * 1024 * 1024
+            ),
             rate_per_key=_int_setting(env, "LOYALTY_API_RATE_PER_KEY", RATE_PER_KEY_DEFAULT, 1, 1_000_000),
             sweep_s=_int_setting(env, "LOYALTY_API_SWEEP_S", SWEEP_S_DEFAULT, 0, 3600),
         )
@@ -79,7 +81,9 @@ async def _sweeper(runtime: Runtime) -> None:
             log.exception("holds_sweep_failed")
 
 
-def create_app(settings: Settings | None = None, api_settings: ApiSettings | None = None, program: Program | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None, api_settings: ApiSettings | None = None, program: Program | None = None
+) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         import redis.asyncio as aioredis
@@ -102,10 +106,17 @@ def create_app(settings: Settings | None = None, api_settings: ApiSettings | Non
         programs = ProgramInForce(prog, StoredVersions(engine) if program is None else None, s.program_reload_s)
         reloader = await programs.start(utc_now)
         runtime = Runtime(
-            settings=s, api=a, programs=programs, engine=engine,
-            read_engine=engine.execution_options(isolation_level="AUTOCOMMIT"), redis=client,
-            send_one=broker.get_actor("process_event").send, send_many=broker.get_actor("process_batch").send,
-            keys=KeyCache(engine), limiter=RateLimiter(client, s.namespace, a.rate_per_key), clock=utc_now,
+            settings=s,
+            api=a,
+            programs=programs,
+            engine=engine,
+            read_engine=engine.execution_options(isolation_level="AUTOCOMMIT"),
+            redis=client,
+            send_one=broker.get_actor("process_event").send,
+            send_many=broker.get_actor("process_batch").send,
+            keys=KeyCache(engine),
+            limiter=RateLimiter(client, s.namespace, a.rate_per_key),
+            clock=utc_now,
         )
         if a.sweep_s > 0:
             runtime.tasks.append(asyncio.create_task(_sweeper(runtime)))

@@ -51,15 +51,19 @@ def require(scope: str):
         runtime = request.app.state.runtime
         key = await runtime.keys.find(_bearer(request))
         if key is None:
-            raise ApiError(401, "unknown_key", "Authorization: unknown or revoked key",
-                           headers={"WWW-Authenticate": "Bearer"})
+            raise ApiError(
+                401, "unknown_key", "Authorization: unknown or revoked key", headers={"WWW-Authenticate": "Bearer"}
+            )
         request.state.key_name = key.name
         if scope not in key.scopes:
             raise ApiError(403, "missing_scope", f"this key does not have the {scope} scope")
         if not await runtime.limiter.allow(key.name):
-            raise ApiError(429, "rate_limited",
-                           f"over {runtime.limiter.per_second} requests per second for this key",
-                           headers={"Retry-After": "1"})
+            raise ApiError(
+                429,
+                "rate_limited",
+                f"over {runtime.limiter.per_second} requests per second for this key",
+                headers={"Retry-After": "1"},
+            )
         return key
 
     return Depends(dependency)

@@ -13,8 +13,16 @@ from worker.services.holds import HoldRefused
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, code: str, detail: str, *, field: str | None = None,
-                 headers: dict[str, str] | None = None, **extra: Any):
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        detail: str,
+        *,
+        field: str | None = None,
+        headers: dict[str, str] | None = None,
+        **extra: Any,
+    ):
         super().__init__(detail)
         self.status, self.code, self.detail, self.field = status, code, detail, field
         self.headers, self.extra = headers, extra
@@ -30,7 +38,9 @@ def body(code: str, detail: str, field: str | None = None, **extra: Any) -> dict
 
 def _path(loc: tuple) -> str:
     # ("body", "points") -> "points"; ("query", "limit") -> "limit"; list indexes stay as numbers.
-    parts = [str(p) for p in loc[1:]] if loc and loc[0] in ("body", "query", "path", "header") else [str(p) for p in loc]
+    parts = (
+        [str(p) for p in loc[1:]] if loc and loc[0] in ("body", "query", "path", "header") else [str(p) for p in loc]
+    )
     return ".".join(parts) or str(loc[0] if loc else "body")
 
 
@@ -52,7 +62,9 @@ def _message(error: dict, path: str) -> str:
 def install(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, error: ApiError):
-        return JSONResponse(body(error.code, error.detail, error.field, **error.extra), error.status, headers=error.headers)
+        return JSONResponse(
+            body(error.code, error.detail, error.field, **error.extra), error.status, headers=error.headers
+        )
 
     @app.exception_handler(HoldRefused)
     async def _refused(request: Request, error: HoldRefused):

@@ -17,9 +17,15 @@ class _TooLarge(Exception):
 
 def _json_answer(status: int, payload: dict, headers: list[tuple[bytes, bytes]] | None = None):
     data = json.dumps(payload).encode()
-    start = {"type": "http.response.start", "status": status,
-             "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode()),
-                         *(headers or [])]}
+    start = {
+        "type": "http.response.start",
+        "status": status,
+        "headers": [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(data)).encode()),
+            *(headers or []),
+        ],
+    }
     return start, {"type": "http.response.body", "body": data}
 
 
@@ -28,7 +34,9 @@ class BodyLimit:
 
     def __init__(self, app, max_bytes: int):
         self.app, self.max_bytes = app, max_bytes
-        self.too_large = _json_answer(413, {"error": "body_too_large", "detail": f"body: over the limit of {max_bytes} bytes"})
+        self.too_large = _json_answer(
+            413, {"error": "body_too_large", "detail": f"body: over the limit of {max_bytes} bytes"}
+        )
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -90,8 +98,14 @@ class AccessLog:
         finally:
             route = scope.get("route")
             state: dict[str, Any] = scope.get("state") or {}
-            log.info("http_request", method=scope["method"], route=getattr(route, "path", "-"), status=status,
-                     duration_ms=round((time.perf_counter() - started) * 1000, 2), key=state.get("key_name"))
+            log.info(
+                "http_request",
+                method=scope["method"],
+                route=getattr(route, "path", "-"),
+                status=status,
+                duration_ms=round((time.perf_counter() - started) * 1000, 2),
+                key=state.get("key_name"),
+            )
 
 
 class RateLimiter:

@@ -105,22 +105,33 @@ async def post_events(request: Request, key: ApiKey = require("events:write")):
     if not items:
         raise ApiError(422, "invalid_request", "body: an empty array has no events", field="body")
     if len(items) > BATCH_EVENTS_MAX:
-        raise ApiError(413, "too_many_events", f"body: {len(items)} events is over the limit of {BATCH_EVENTS_MAX}",
-                       field="body")
+        raise ApiError(
+            413, "too_many_events", f"body: {len(items)} events is over the limit of {BATCH_EVENTS_MAX}", field="body"
+        )
     for index, item in enumerate(items):
         # A source that is not a string is invalid anyway: validation names it below.
         if isinstance(item, dict) and isinstance(item.get("source"), str) and not key.may_send(item["source"]):
             where = "source" if single else f"{index}.source"
-            raise ApiError(403, "source_not_allowed",
-                           f"{where}: this key may not send events from source {item['source']!r}", field=where)
+            raise ApiError(
+                403,
+                "source_not_allowed",
+                f"{where}: this key may not send events from source {item['source']!r}",
+                field=where,
+            )
     valid: list[dict] = []
     # The publish path itself: the same validation, the same reasons.
     # Each event as compact JSON: the measure the worker applies to what it receives.
-    report = publish_lines((json.dumps(item, ensure_ascii=False, separators=(",", ":")) for item in items),
-                           runtime.program, runtime.clock(), valid.append)
+    report = publish_lines(
+        (json.dumps(item, ensure_ascii=False, separators=(",", ":")) for item in items),
+        runtime.program,
+        runtime.clock(),
+        valid.append,
+    )
     if report.invalid:
         invalid = [{"index": number - 1, "reason": reason} for number, reason in report.invalid]
-        detail = invalid[0]["reason"] if single else f"{len(invalid)} of {len(items)} events are invalid; none was queued"
+        detail = (
+            invalid[0]["reason"] if single else f"{len(invalid)} of {len(items)} events are invalid; none was queued"
+        )
         raise ApiError(422, "invalid_events", detail, events=invalid)
     if not single and (problem := batch_problem(valid)) is not None:
         raise ApiError(413, "batch_too_large", problem, field="body")
@@ -146,8 +157,9 @@ async def get_event(source: str, event_id: str, request: Request, key: ApiKey = 
     """The event's outcome: queued, applied, duplicate, deferred or rejected."""
     runtime = _runtime(request)
     if not key.may_send(source):
-        raise ApiError(403, "source_not_allowed", f"source: this key may not read events from source {source!r}",
-                       field="source")
+        raise ApiError(
+            403, "source_not_allowed", f"source: this key may not read events from source {source!r}", field="source"
+        )
     params = {"source": source, "event_id": event_id}
     async with runtime.engine.connect() as conn:
         processed = (await conn.execute(_PROCESSED, params)).first()
@@ -159,22 +171,43 @@ async def get_event(source: str, event_id: str, request: Request, key: ApiKey = 
         processed_s = processed.processed_at.timestamp()
         if rejected is not None and rejected.last_seen_at >= processed.processed_at:
             # The id was sent again with another payload after it was applied.
-            return {**out, "status": "rejected", "points": 0, "reason": rejected.reason,
-                    "processed_at": rejected.last_seen_at.isoformat()}
+            return {
+                **out,
+                "status": "rejected",
+                "points": 0,
+                "reason": rejected.reason,
+                "processed_at": rejected.last_seen_at.isoformat(),
+            }
         if accepted_at is not None and accepted_at > processed_s:
             # The latest copy came after the first was applied: it changes nothing.
-            return {**out, "status": "duplicate", "points": 0, "reason": None,
-                    "processed_at": processed.processed_at.isoformat()}
+            return {
+                **out,
+                "status": "duplicate",
+                "points": 0,
+                "reason": None,
+                "processed_at": processed.processed_at.isoformat(),
+            }
         result = processed.result or {}
-        return {**out, "status": processed.status, "points": int(result.get("points", 0)),
-                "reason": result.get("note"), "processed_at": processed.processed_at.isoformat()}
+        return {
+            **out,
+            "status": processed.status,
+            "points": int(result.get("points", 0)),
+            "reason": result.get("note"),
+            "processed_at": processed.processed_at.isoformat(),
+        }
     if rejected is not None:
-        return {**out, "status": "rejected", "points": 0, "reason": rejected.reason,
-                "processed_at": rejected.last_seen_at.isoformat()}
+        return {
+            **out,
+            "status": "rejected",
+            "points": 0,
+            "reason": rejected.reason,
+            "processed_at": rejected.last_seen_at.isoformat(),
+        }
     if accepted_at is not None:
         return {**out, "status": "queued", "points": 0, "reason": None, "processed_at": None}
-    raise ApiError(404, "unknown_event", f"event_id: no event {event_id!r} from source {source!r} is known",
-                   field="event_id")
+    raise ApiError(
+        404, "unknown_event", f"event_id: no event {event_id!r} from source {source!r} is known", field="event_id"
+    )
 
 
 # ---------------------------------------------------------------- members
@@ -182,8 +215,9 @@ async def get_event(source: str, event_id: str, request: Request, key: ApiKey = 
 
 async def _member_or_404(request: Request, member_id: str) -> dict:
     runtime = _runtime(request)
-    state = await member_state(runtime.engine, runtime.program, member_id, now=runtime.clock(),
-                               read_engine=runtime.read_engine)
+    state = await member_state(
+        runtime.engine, runtime.program, member_id, now=runtime.clock(), read_engine=runtime.read_engine
+    )
     if state is None:
         raise ApiError(404, "unknown_member", f"member_id: no member {member_id!r}", field="member_id")
     return state
@@ -227,8 +261,15 @@ async def post_hold(member_id: str, hold: HoldRequest, request: Request, key: Ap
     """Reserve points for an order: 201, or 200 with the same hold when the request is repeated."""
     runtime = _runtime(request)
     result = await holds.place_hold(
-        runtime.engine, runtime.program, hold_id=hold.hold_id, member_id=member_id, points=hold.points,
-        order_id=hold.order_id, expires_in_s=hold.expires_in_s, key_name=key.name, now=runtime.clock(),
+        runtime.engine,
+        runtime.program,
+        hold_id=hold.hold_id,
+        member_id=member_id,
+        points=hold.points,
+        order_id=hold.order_id,
+        expires_in_s=hold.expires_in_s,
+        key_name=key.name,
+        now=runtime.clock(),
     )
     return JSONResponse(result.hold, 201 if result.created else 200)
 
@@ -264,9 +305,12 @@ async def post_redemption(
 
     runtime = _runtime(request)
     if not idempotency_key or len(idempotency_key) > IDEMPOTENCY_KEY_MAX or not idempotency_key.isprintable():
-        raise ApiError(400, "missing_idempotency_key",
-                       f"Idempotency-Key: send a printable key of 1 to {IDEMPOTENCY_KEY_MAX} characters",
-                       field="Idempotency-Key")
+        raise ApiError(
+            400,
+            "missing_idempotency_key",
+            f"Idempotency-Key: send a printable key of 1 to {IDEMPOTENCY_KEY_MAX} characters",
+            field="Idempotency-Key",
+        )
     request_body = {"member_id": member_id, **redemption.model_dump()}
     digest = idempotency.request_hash(request_body)
     stored = await idempotency.stored_answer(runtime.engine, key.name, idempotency_key)
@@ -279,24 +323,52 @@ async def post_redemption(
         # The ledger's own idempotency key for this request: per API key, so keys cannot collide.
         event_id = "api-" + hashlib.sha256(f"{key.name}\x00{idempotency_key}".encode()).hexdigest()[:40]
         try:
-            outcome = await redeem_now(runtime.engine, runtime.program, member_id, redemption.reward_id,
-                                       redemption.quantity, now=runtime.clock(), event_id=event_id)
+            outcome = await redeem_now(
+                runtime.engine,
+                runtime.program,
+                member_id,
+                redemption.reward_id,
+                redemption.quantity,
+                now=runtime.clock(),
+                event_id=event_id,
+            )
         except InvalidEvent as error:
             raise ApiError(422, "invalid_request", error.reason, field=error.reason.split(":", 1)[0]) from None
         if outcome["status"] == "conflict":  # the first attempt's answer was never stored
-            raise ApiError(422, "idempotency_key_reused",
-                           "Idempotency-Key: already used for a different request", field="Idempotency-Key")
-        answer = {key_: outcome[key_] for key_ in ("status", "event_id", "member_id", "reward_id", "reward_name",
-                                                    "quantity", "points", "reason", "available_points")}
+            raise ApiError(
+                422,
+                "idempotency_key_reused",
+                "Idempotency-Key: already used for a different request",
+                field="Idempotency-Key",
+            )
+        answer = {
+            key_: outcome[key_]
+            for key_ in (
+                "status",
+                "event_id",
+                "member_id",
+                "reward_id",
+                "reward_name",
+                "quantity",
+                "points",
+                "reason",
+                "available_points",
+            )
+        }
         if outcome["status"] == "confirmed":
             status_code, payload = 201, answer
         else:
             status_code = 409
-            payload = body(outcome["reason"] or "rejected", f"redemption rejected: {outcome['reason']}",
-                           redemption=answer)
+            payload = body(
+                outcome["reason"] or "rejected", f"redemption rejected: {outcome['reason']}", redemption=answer
+            )
         stored = await idempotency.store_answer(runtime.engine, key.name, idempotency_key, digest, status_code, payload)
     stored_digest, status_code, payload = stored
     if stored_digest != digest:
-        raise ApiError(422, "idempotency_key_reused",
-                       "Idempotency-Key: already used for a different request", field="Idempotency-Key")
+        raise ApiError(
+            422,
+            "idempotency_key_reused",
+            "Idempotency-Key: already used for a different request",
+            field="Idempotency-Key",
+        )
     return JSONResponse(payload, status_code)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from typing import Optional
 
 import typer
 
@@ -30,7 +29,7 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _options(
-    show_version: Optional[bool] = typer.Option(
+    show_version: bool | None = typer.Option(
         None, "--version", callback=_version, is_eager=True, help="Print the version and exit."
     ),
     debug: bool = typer.Option(False, "--debug", help="Show the full traceback of a server or URL error."),

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 import typer
 
 from worker.cli.common import emit_json, fail, run
@@ -35,8 +33,12 @@ def api(
 
 def key_create(
     name: str = typer.Option(..., "--name", help="A unique name, e.g. till-shanghai-01."),
-    scopes: str = typer.Option(..., "--scopes", help="Comma-separated: events:write, members:read, points:spend, rewards:redeem."),
-    sources: Optional[str] = typer.Option(None, "--sources", help="Comma-separated event sources the key may send (default: any)."),
+    scopes: str = typer.Option(
+        ..., "--scopes", help="Comma-separated: events:write, members:read, points:spend, rewards:redeem."
+    ),
+    sources: str | None = typer.Option(
+        None, "--sources", help="Comma-separated event sources the key may send (default: any)."
+    ),
     as_json: bool = typer.Option(False, "--json", help='Print {"key": ...} as JSON (the key is shown only once).'),
 ) -> None:
     from worker.services.api_keys import KeyRefused, create_key
@@ -52,7 +54,9 @@ def key_create(
     typer.echo(f"key {name!r} created; it is shown only now, store it in the client's secret store", err=True)
 
 
-def key_list(as_json: bool = typer.Option(False, "--json", help="Print the keys (never their secrets) as JSON.")) -> None:
+def key_list(
+    as_json: bool = typer.Option(False, "--json", help="Print the keys (never their secrets) as JSON."),
+) -> None:
     from worker.services.api_keys import list_keys
 
     rows = run(list_keys)

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -17,16 +15,19 @@ def register(app: typer.Typer) -> None:
     app.command(help="Print the JSON Schema of the event contract.")(schema)
     program_app = typer.Typer(help="The loyalty program (earning rules, tiers, calendar) and its published versions.")
     app.add_typer(program_app, name="program")
-    program_app.command("check", help="Validate a program file (either shape); exit 2 naming the bad key.")(program_check)
+    program_app.command("check", help="Validate a program file (either shape); exit 2 naming the bad key.")(
+        program_check
+    )
     program_app.command("show", help="Print the program in force (defaults filled in) as JSON.")(program_show)
     program_app.command(
         "explain",
         help="Dry run of one event: validate it as the worker does (exit 1 naming the field), then show every rule "
-             "considered for the member as stored, with its points or why not; writes nothing.",
+        "considered for the member as stored, with its points or why not; writes nothing.",
     )(program_explain)
     program_app.command(
-        "publish", help="Validate a program file and store it as the version its `version` key names; workers "
-                        "switch to it within LOYALTY_PROGRAM_RELOAD_S seconds of its start."
+        "publish",
+        help="Validate a program file and store it as the version its `version` key names; workers "
+        "switch to it within LOYALTY_PROGRAM_RELOAD_S seconds of its start.",
     )(program_publish)
     program_app.command("versions", help="List the published versions, newest first, and which is in force.")(
         program_versions
@@ -61,7 +62,7 @@ def program_check(file: str = typer.Argument(..., help="Program file (TOML), old
 
 
 def program_show(
-    file: Optional[str] = typer.Argument(
+    file: str | None = typer.Argument(
         None, help="Program file; default the published version in force, else LOYALTY_PROGRAM_FILE or built in."
     ),
 ) -> None:
@@ -77,11 +78,11 @@ def program_show(
 
 
 def program_publish(
-    file: str = typer.Argument(..., help="Program file (TOML) with a top-level `version` key, e.g. \"2026-12-spring\"."),
-    effective_from: Optional[str] = typer.Option(
+    file: str = typer.Argument(..., help='Program file (TOML) with a top-level `version` key, e.g. "2026-12-spring".'),
+    effective_from: str | None = typer.Option(
         None, "--effective-from", help="When it takes effect (ISO 8601 with offset, not in the past); default: now."
     ),
-    by: Optional[str] = typer.Option(None, "--by", help="Who publishes it, as recorded; default: $USER."),
+    by: str | None = typer.Option(None, "--by", help="Who publishes it, as recorded; default: $USER."),
     as_json: bool = typer.Option(False, "--json", help="Print the stored version as JSON."),
 ) -> None:
     from worker.cli.common import run
@@ -102,16 +103,27 @@ def program_publish(
     except (ProgramError, PublishRefused) as error:
         fail(str(error))
     if as_json:
-        emit_json({"version": done.version, "name": done.name, "effective_from": done.effective_from.isoformat(),
-                   "published_at": done.published_at.isoformat(), "published_by": done.published_by,
-                   "created": done.created})
+        emit_json(
+            {
+                "version": done.version,
+                "name": done.name,
+                "effective_from": done.effective_from.isoformat(),
+                "published_at": done.published_at.isoformat(),
+                "published_by": done.published_by,
+                "created": done.created,
+            }
+        )
         return
     if done.created:
-        typer.echo(f"published version {done.version!r} (program {done.name!r}), in force from "
-                   f"{done.effective_from.isoformat()}")
+        typer.echo(
+            f"published version {done.version!r} (program {done.name!r}), in force from "
+            f"{done.effective_from.isoformat()}"
+        )
     else:
-        typer.echo(f"version {done.version!r} is already published with this content, in force from "
-                   f"{done.effective_from.isoformat()}; nothing changed")
+        typer.echo(
+            f"version {done.version!r} is already published with this content, in force from "
+            f"{done.effective_from.isoformat()}; nothing changed"
+        )
 
 
 def program_versions(
@@ -130,14 +142,18 @@ def program_versions(
         typer.echo("no published versions; the workers use LOYALTY_PROGRAM_FILE or the built-in program")
         return
     for r in rows:
-        typer.echo(f"{r['version']:<24} {r['status']:<10}  from {r['effective_from']}  {r['name']:<16} "
-                   f"published {r['published_at']} by {r['published_by']}")
+        typer.echo(
+            f"{r['version']:<24} {r['status']:<10}  from {r['effective_from']}  {r['name']:<16} "
+            f"published {r['published_at']} by {r['published_by']}"
+        )
 
 
 def program_explain(
     file: str = typer.Argument(..., help="The event: a JSON file holding one object, or - for standard input."),
-    member: Optional[str] = typer.Option(None, "--member", help="Whose stored state to use; default the event's member_id."),
-    program_file: Optional[str] = typer.Option(
+    member: str | None = typer.Option(
+        None, "--member", help="Whose stored state to use; default the event's member_id."
+    ),
+    program_file: str | None = typer.Option(
         None, "--program", help="Program file, old shape or rule language; default LOYALTY_PROGRAM_FILE or built in."
     ),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable JSON on standard output."),
@@ -156,7 +172,7 @@ def program_explain(
     s = settings()
     try:
         prog = program(s)
-    except (OSError, asyncio.TimeoutError, DBAPIError):
+    except (TimeoutError, OSError, DBAPIError):
         prog = program_from_file(s)  # without the database: the program file's (a note below says so)
     if program_file is not None:
         try:
@@ -175,7 +191,7 @@ def program_explain(
     notes = []
     try:
         stored = run(lambda db: stored_state(db, member_id, event.source, event.event_id), s)
-    except (OSError, asyncio.TimeoutError, DBAPIError) as error:
+    except (TimeoutError, OSError, DBAPIError) as error:
         # Without --member the event alone says enough to explain it for a new member.
         problem = describe_postgres(error, s.database_url) if member is None else None
         if problem is None:
@@ -186,8 +202,10 @@ def program_explain(
         if stored.member is None:
             notes.append(f"no member {member_id!r} in the database: explained for a new member")
         if stored.processed is not None:
-            notes.append(f"{event.source}/{event.event_id} was processed already ({stored.processed}): "
-                         "the worker would not apply it again")
+            notes.append(
+                f"{event.source}/{event.event_id} was processed already ({stored.processed}): "
+                "the worker would not apply it again"
+            )
     try:
         explained = engine.explain_event(engine.rules_of(prog), event, member_id, stored.member, notes)
     except EngineError as error:

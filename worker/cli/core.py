@@ -23,7 +23,9 @@ def register(app: typer.Typer) -> None:
     app.command(help="Recompute every balance from entries and lots; exit 1 on any difference.")(audit)
     rejected_app = typer.Typer(help="Events that were rejected, with their reasons.")
     app.add_typer(rejected_app, name="rejected")
-    rejected_app.command("list", help="Open rejected events, oldest first, with the reason naming the field.")(rejected_list)
+    rejected_app.command("list", help="Open rejected events, oldest first, with the reason naming the field.")(
+        rejected_list
+    )
     rejected_app.command("replay", help="Validate a rejected event again with the current program and process it.")(
         rejected_replay
     )
@@ -114,7 +116,8 @@ def drain(
 ) -> None:
     from worker import logs
     from worker.broker import build_broker
-    from worker.drain import DrainTimeout, drain as drain_queues
+    from worker.drain import DrainTimeout
+    from worker.drain import drain as drain_queues
     from worker.preflight import PreflightError, check_all
 
     logs.configure()
@@ -136,8 +139,13 @@ def audit(as_json: bool = typer.Option(False, "--json", help="Machine-readable o
 
     report = run(audit_all)
     if as_json:
-        emit_json({"members_checked": report.members_checked, "clean": report.clean,
-                   "differences": [d.__dict__ for d in report.differences]})
+        emit_json(
+            {
+                "members_checked": report.members_checked,
+                "clean": report.clean,
+                "differences": [d.__dict__ for d in report.differences],
+            }
+        )
     else:
         for difference in report.differences:
             typer.echo(str(difference))

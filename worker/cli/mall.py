@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 import typer
 
 from worker.cli.common import emit_json, fail, program, run, settings
@@ -37,7 +35,9 @@ def rewards_load(file: str = typer.Argument(..., help="The rewards TOML file."))
     )
 
 
-def rewards_list(as_json: bool = typer.Option(False, "--json", help="Machine-readable JSON on standard output.")) -> None:
+def rewards_list(
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable JSON on standard output."),
+) -> None:
     from worker.services.mall import list_rewards
 
     rows = run(list_rewards)
@@ -53,7 +53,7 @@ def redeem(
     member_id: str = typer.Argument(..., help="The member, who must already be enrolled."),
     reward_id: str = typer.Argument(..., help="A reward from `rewards list`."),
     quantity: int = typer.Option(1, "--quantity", help="Units to redeem."),
-    event_id: Optional[str] = typer.Option(None, "--event-id", help="Idempotency key; a fresh one when omitted."),
+    event_id: str | None = typer.Option(None, "--event-id", help="Idempotency key; a fresh one when omitted."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable JSON on standard output."),
 ) -> None:
     from worker.domain.errors import InvalidEvent, UnknownMember

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 import typer
 
 from worker.cli import notifications
@@ -14,20 +12,26 @@ def register(app: typer.Typer) -> None:
     member_app = typer.Typer(help="Look up members.")
     app.add_typer(member_app, name="member")
     member_app.command("show", help="Tier, points and the next tier of one member; exit 1 when unknown.")(member_show)
-    member_app.command("history", help="The member's ledger entries with the rules behind each; exit 1 when unknown.")(member_history)
+    member_app.command("history", help="The member's ledger entries with the rules behind each; exit 1 when unknown.")(
+        member_history
+    )
     member_app.command(
         "set-tier",
         help="Keep the member at least at TIER until --until (or without end); the lowest tier or --clear removes "
-             "the floor. Exit 1 for an unknown member, 2 for an unknown tier.",
+        "the floor. Exit 1 for an unknown member, 2 for an unknown tier.",
     )(member_set_tier)
-    member_app.command("tier-history", help="The member's tier changes with their reasons, and the floors set; exit 1 when unknown.")(member_tier_history)
+    member_app.command(
+        "tier-history", help="The member's tier changes with their reasons, and the floors set; exit 1 when unknown."
+    )(member_tier_history)
     member_app.command("erase", help="Erase the member's personal data; ledger amounts stay.")(member_erase)
     member_app.command(
         "link",
         help="Give the member an identity (KIND:VALUE, e.g. phone:+8613800000000); when another member has it, "
-             "the two are merged into the older one. Exit 1 when refused.",
+        "the two are merged into the older one. Exit 1 when refused.",
     )(member_link)
-    member_app.command("unlink", help="Refused: a merge is not undone automatically (docs/identities.md).")(member_unlink)
+    member_app.command("unlink", help="Refused: a merge is not undone automatically (docs/identities.md).")(
+        member_unlink
+    )
     notifications_app = typer.Typer(help="The notification outbox.")
     app.add_typer(notifications_app, name="notifications")
     notifications_app.command("list", help="Outbox rows with kind, status and the rendered text.")(notifications_list)
@@ -48,7 +52,10 @@ def _member_named(name: str, s) -> str:
     return found
 
 
-def member_show(member_id: str = typer.Argument(..., help="The member id, or an identity as KIND:VALUE (card:8800123)."), as_json: bool = typer.Option(False, "--json", help="Machine-readable JSON on standard output.")) -> None:
+def member_show(
+    member_id: str = typer.Argument(..., help="The member id, or an identity as KIND:VALUE (card:8800123)."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable JSON on standard output."),
+) -> None:
     from worker.services.members import member_view
 
     s = settings()
@@ -78,13 +85,15 @@ def _floor_text(floor: dict, zone) -> str:
 
 def member_set_tier(
     member_id: str = typer.Argument(..., help="The member id."),
-    tier: Optional[str] = typer.Argument(None, help="The lowest tier the member keeps."),
-    until: Optional[str] = typer.Option(
-        None, "--until", help="The floor's last day, YYYY-MM-DD in the program's time zone (included); default: without end."
+    tier: str | None = typer.Argument(None, help="The lowest tier the member keeps."),
+    until: str | None = typer.Option(
+        None,
+        "--until",
+        help="The floor's last day, YYYY-MM-DD in the program's time zone (included); default: without end.",
     ),
     clear: bool = typer.Option(False, "--clear", help="Remove the member's floor."),
     reason: str = typer.Option(..., "--reason", help="Why; recorded with the floor and in tier history (required)."),
-    by: Optional[str] = typer.Option(None, "--by", help="Who sets it; default: $USER."),
+    by: str | None = typer.Option(None, "--by", help="Who sets it; default: $USER."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable JSON on standard output."),
 ) -> None:
     import os
@@ -112,8 +121,12 @@ def member_set_tier(
     now = utc_now()
     try:
         floor = None if clear else operator_floor(rules, tier, ends_on, today=now.astimezone(rules.zone).date())
-        done = run(lambda engine: set_tier_floor(engine, prog, member_id, floor, reason=reason,
-                                                 by=by or os.environ.get("USER") or "unknown", now=now), s)
+        done = run(
+            lambda engine: set_tier_floor(
+                engine, prog, member_id, floor, reason=reason, by=by or os.environ.get("USER") or "unknown", now=now
+            ),
+            s,
+        )
     except InvalidFloor as error:
         fail(str(error))
     except UnknownMember as error:
@@ -164,9 +177,7 @@ def member_tier_history(
 def member_history(
     member_id: str = typer.Argument(..., help="The member id, or an identity as KIND:VALUE."),
     limit: int = typer.Option(100, help="The latest N entries."),
-    show_all: bool = typer.Option(
-        False, "--all", help="Also the outcomes that moved no points, with their reason."
-    ),
+    show_all: bool = typer.Option(False, "--all", help="Also the outcomes that moved no points, with their reason."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable JSON on standard output."),
 ) -> None:
     from datetime import datetime
@@ -191,8 +202,8 @@ def member_history(
 
 
 def notifications_list(
-    member: Optional[str] = typer.Option(None, "--member", help="Only this member."),
-    status: Optional[str] = typer.Option(None, "--status", help="pending, sending, sent, failed, dead or suppressed."),
+    member: str | None = typer.Option(None, "--member", help="Only this member."),
+    status: str | None = typer.Option(None, "--status", help="pending, sending, sent, failed, dead or suppressed."),
     limit: int = typer.Option(100, help="At most this many rows."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable JSON on standard output."),
 ) -> None:
@@ -212,7 +223,10 @@ def notifications_list(
         typer.echo(f"#{r['notification_id']} {r['member_id']} {r['kind']:<14} {r['status']:<8} {r['text']}{error}")
 
 
-def member_erase(member_id: str = typer.Argument(..., help="The member id."), as_json: bool = typer.Option(False, "--json", help="Machine-readable JSON on standard output.")) -> None:
+def member_erase(
+    member_id: str = typer.Argument(..., help="The member id."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable JSON on standard output."),
+) -> None:
     from worker.runtime import utc_now
     from worker.services.erasure import erase_member
 
@@ -223,8 +237,10 @@ def member_erase(member_id: str = typer.Argument(..., help="The member id."), as
         emit_json(done.__dict__)
         return
     state = "was already erased" if done.already_erased else "erased"
-    typer.echo(f"member {member_id} {state} at {done.erased_at.isoformat()}; "
-               f"{done.identities_removed} identities removed, {done.rejected_redacted} rejected events redacted")
+    typer.echo(
+        f"member {member_id} {state} at {done.erased_at.isoformat()}; "
+        f"{done.identities_removed} identities removed, {done.rejected_redacted} rejected events redacted"
+    )
 
 
 def member_link(
@@ -248,7 +264,9 @@ def member_link(
     now = utc_now()
     outcome = run(lambda engine: process(engine, prog, link_event(member_id, kind, value, now), now=now), s)
     if as_json:
-        emit_json({"status": outcome.status, "member_id": outcome.member_id, "reason": outcome.reason, **outcome.detail})
+        emit_json(
+            {"status": outcome.status, "member_id": outcome.member_id, "reason": outcome.reason, **outcome.detail}
+        )
     if outcome.status == "rejected":
         if not as_json:
             fail(outcome.reason or "refused", code=1)
@@ -260,8 +278,10 @@ def member_link(
         typer.echo(f"member {member_id}: this link was applied before")
     elif detail.get("linked") == "merged":
         replayed = detail.get("re_evaluated") or {}
-        typer.echo(f"member {detail['absorbed']} merged into {detail['survivor']} (the older); "
-                   f"{replayed.get('events', 0)} events re-evaluated, {outcome.points:+d} points corrected")
+        typer.echo(
+            f"member {detail['absorbed']} merged into {detail['survivor']} (the older); "
+            f"{replayed.get('events', 0)} events re-evaluated, {outcome.points:+d} points corrected"
+        )
     elif detail.get("linked") == "already_linked":
         typer.echo(f"member {outcome.member_id} already has this {kind}")
     else:
@@ -272,5 +292,7 @@ def member_unlink(
     member_id: str = typer.Argument(..., help="The member."),
     identity: str = typer.Argument(..., help="KIND:VALUE."),
 ) -> None:
-    fail("a merge is not undone automatically: the members' events and lots are one history now; an operator "
-         "adjusts by hand (docs/identities.md)")
+    fail(
+        "a merge is not undone automatically: the members' events and lots are one history now; an operator "
+        "adjusts by hand (docs/identities.md)"
+    )

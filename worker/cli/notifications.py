@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Optional
 
 import typer
 
@@ -73,7 +72,7 @@ def notifications_dispatch(
 
 
 def notifications_retry(
-    notification_id: Optional[int] = typer.Argument(None, help="The notification to retry."),
+    notification_id: int | None = typer.Argument(None, help="The notification to retry."),
     failed: bool = typer.Option(False, "--failed", help="Retry every failed and dead notification."),
 ) -> None:
     from worker.services.dispatch import retry
@@ -87,7 +86,9 @@ def notifications_retry(
 
 
 def check_templates(
-    directory: Optional[str] = typer.Argument(None, help="Template directory (default: LOYALTY_TEMPLATES_DIR or built-in)."),
+    directory: str | None = typer.Argument(
+        None, help="Template directory (default: LOYALTY_TEMPLATES_DIR or built-in)."
+    ),
 ) -> None:
     from worker.domain.messages import LOCALES
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 import typer
 
 from worker.cli.common import emit_json, fail, run, settings
@@ -26,8 +24,8 @@ def _redis(s):
 
 
 def dlq_list(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
-    from worker.services import dlq
     from worker.actors import queue_names
+    from worker.services import dlq
 
     s = settings()
     rows = dlq.list_dead(_redis(s), s.namespace, queue_names())
@@ -35,17 +33,19 @@ def dlq_list(as_json: bool = typer.Option(False, "--json", help="Machine-readabl
         emit_json(rows)
         return
     for r in rows:
-        typer.echo(f"{r['id']} {r['queue']} {r['actor']} event {r['event_id'] or '-'} dead {r['dead_at']}: {r['error'] or '-'}")
+        typer.echo(
+            f"{r['id']} {r['queue']} {r['actor']} event {r['event_id'] or '-'} dead {r['dead_at']}: {r['error'] or '-'}"
+        )
     typer.echo(f"{len(rows)} dead messages")
 
 
 def dlq_replay(
-    message: Optional[str] = typer.Argument(None, help="Dead message id (from `dlq list`)."),
+    message: str | None = typer.Argument(None, help="Dead message id (from `dlq list`)."),
     all_: bool = typer.Option(False, "--all", help="Replay every dead message."),
 ) -> None:
+    from worker.actors import queue_names
     from worker.broker import build_broker
     from worker.services import dlq
-    from worker.actors import queue_names
 
     if bool(message) == all_:
         fail("give one message ID or --all")
@@ -70,21 +70,26 @@ def stats(as_json: bool = typer.Option(False, "--json", help="Machine-readable o
         emit_json(data)
         return
     for queue, q in data["queues"].items():
-        typer.echo(f"queue {queue}: ready {q['ready']}, in flight {q['in_flight']}, delayed {q['delayed']}, dead {q['dead']}")
+        typer.echo(
+            f"queue {queue}: ready {q['ready']}, in flight {q['in_flight']}, delayed {q['delayed']}, dead {q['dead']}"
+        )
     typer.echo(f"rejected open: {data['rejected_open']}")
     typer.echo("outbox: " + (", ".join(f"{k} {v}" for k, v in data["outbox"].items()) or "empty"))
     lag = data["lag"]
     if lag["events"]:
-        typer.echo(f"lag over {lag['window_minutes']} min: {lag['events']} events, "
-                   f"avg {human_duration(lag['avg_seconds'])}, max {human_duration(lag['max_seconds'])}")
+        typer.echo(
+            f"lag over {lag['window_minutes']} min: {lag['events']} events, "
+            f"avg {human_duration(lag['avg_seconds'])}, max {human_duration(lag['max_seconds'])}"
+        )
     for w in data["workers"]:
-        typer.echo(f"worker {w['worker_id']}: last heartbeat {w['last_heartbeat_at']} "
-                   f"({human_duration(w['age_seconds'])} ago)")
+        typer.echo(
+            f"worker {w['worker_id']}: last heartbeat {w['last_heartbeat_at']} ({human_duration(w['age_seconds'])} ago)"
+        )
     if not data["workers"]:
         typer.echo("workers: none has sent a heartbeat")
 
 
-def _date(value: Optional[str], name: str):
+def _date(value: str | None, name: str):
     from datetime import date
 
     if value is None:
@@ -96,9 +101,9 @@ def _date(value: Optional[str], name: str):
 
 
 def report(
-    date_from: Optional[str] = typer.Option(None, "--from", help="First day (YYYY-MM-DD, program time zone)."),
-    date_to: Optional[str] = typer.Option(None, "--to", help="Last day, included."),
-    html: Optional[str] = typer.Option(None, "--html", help="Also write a self-contained HTML page here."),
+    date_from: str | None = typer.Option(None, "--from", help="First day (YYYY-MM-DD, program time zone)."),
+    date_to: str | None = typer.Option(None, "--to", help="Last day, included."),
+    html: str | None = typer.Option(None, "--html", help="Also write a self-contained HTML page here."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     from pathlib import Path

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 from datetime import datetime, timedelta
-from typing import Optional
 
 import typer
 
@@ -12,7 +11,9 @@ from worker.cli.common import emit_json, fail, parse_time, program, settings
 
 
 def register(app: typer.Typer) -> None:
-    scheduler_app = typer.Typer(help="Calendar jobs: expiry, warnings, pending release, birthdays, member days, tier review.")
+    scheduler_app = typer.Typer(
+        help="Calendar jobs: expiry, warnings, pending release, birthdays, member days, tier review."
+    )
     app.add_typer(scheduler_app, name="scheduler")
     scheduler_app.callback(invoke_without_command=True)(scheduler_main)
     scheduler_app.command("jobs", help="List the jobs, whether enabled, and their next run times.")(scheduler_jobs)
@@ -28,12 +29,10 @@ def scheduler_main(ctx: typer.Context) -> None:
     import redis
 
     from scheduler.runner import Scheduler, redis_claim
-    from worker import logs
+    from worker import logs, metrics
     from worker.broker import build_broker
-    from worker.runtime import programs_in_thread, utc_now
-
-    from worker import metrics
     from worker.preflight import PreflightError, check_files, check_redis, check_urls
+    from worker.runtime import programs_in_thread, utc_now
 
     logs.configure()
     s = settings()
@@ -48,11 +47,19 @@ def scheduler_main(ctx: typer.Context) -> None:
     programs = programs_in_thread(s, prog)
     broker = build_broker(s)
     plan = broker.get_actor("plan_job")
-    dispatch = broker.get_actor("dispatch_notifications") if "dispatch_notifications" in broker.get_declared_actors() else None
+    dispatch = (
+        broker.get_actor("dispatch_notifications") if "dispatch_notifications" in broker.get_declared_actors() else None
+    )
     try:
-        runner = Scheduler(programs.program, plan.send, redis_claim(redis.Redis.from_url(s.redis_url), s.namespace),
-                           utc_now, send_dispatch=dispatch.send if dispatch else None,
-                           program_source=lambda: programs.program, follow_s=s.program_reload_s)
+        runner = Scheduler(
+            programs.program,
+            plan.send,
+            redis_claim(redis.Redis.from_url(s.redis_url), s.namespace),
+            utc_now,
+            send_dispatch=dispatch.send if dispatch else None,
+            program_source=lambda: programs.program,
+            follow_s=s.program_reload_s,
+        )
     except ValueError as error:
         fail(str(error))
     # Only when asked for: a scheduler beside a worker on one host would take its port.
@@ -62,7 +69,7 @@ def scheduler_main(ctx: typer.Context) -> None:
     runner.run()
 
 
-def _parse_now(now: Optional[str]) -> datetime:
+def _parse_now(now: str | None) -> datetime:
     from worker.runtime import utc_now
 
     if now is None:
@@ -70,7 +77,9 @@ def _parse_now(now: Optional[str]) -> datetime:
     return parse_time(now, "--now")
 
 
-def scheduler_jobs(as_json: bool = typer.Option(False, "--json", help="Machine-readable JSON on standard output.")) -> None:
+def scheduler_jobs(
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable JSON on standard output."),
+) -> None:
     from scheduler.schedule import job_specs, next_fire_time
     from worker.runtime import utc_now
 
@@ -81,8 +90,12 @@ def scheduler_jobs(as_json: bool = typer.Option(False, "--json", help="Machine-r
         fail(str(error))
     now = utc_now().astimezone(prog.zone)
     rows = [
-        {"job": s.name, "enabled": s.enabled, "cron": s.cron,
-         "next_run_at": next_fire_time(s.trigger, now).isoformat() if s.enabled else None}
+        {
+            "job": s.name,
+            "enabled": s.enabled,
+            "cron": s.cron,
+            "next_run_at": next_fire_time(s.trigger, now).isoformat() if s.enabled else None,
+        }
         for s in specs
     ]
     if as_json:
@@ -107,8 +120,10 @@ AHEAD_WITHOUT_FORCE = timedelta(days=1)
 
 
 def scheduler_run(
-    job: str = typer.Argument(..., help="expire-points, expiry-warnings, release-pending, birthday, member-day, tier-review"),
-    now: Optional[str] = typer.Option(None, "--now", help="The firing time (ISO 8601 with offset); default: now."),
+    job: str = typer.Argument(
+        ..., help="expire-points, expiry-warnings, release-pending, birthday, member-day, tier-review"
+    ),
+    now: str | None = typer.Option(None, "--now", help="The firing time (ISO 8601 with offset); default: now."),
     force: bool = typer.Option(False, "--force", help="Enqueue a firing more than a day ahead of the clock."),
 ) -> None:
     from worker.broker import build_broker
@@ -120,8 +135,7 @@ def scheduler_run(
     at = _parse_now(now)
     ahead = at - utc_now()
     if ahead > AHEAD_WITHOUT_FORCE:
-        said = (f"{job} for {at.isoformat()} is {_days(ahead)} ahead of the clock: it will "
-                f"{JOB_EFFECTS[job]}")
+        said = f"{job} for {at.isoformat()} is {_days(ahead)} ahead of the clock: it will {JOB_EFFECTS[job]}"
         if not force:
             fail(f"{said}; pass --force to enqueue it", code=1)
         typer.echo(f"warning: {said}", err=True)

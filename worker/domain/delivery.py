@@ -107,8 +107,13 @@ def member_day_of(dedupe_key: str | None, created_at: datetime, zone: ZoneInfo) 
 
 
 def stale_reason(
-    kind: str, params: dict[str, Any], about_day: date, now: datetime, zone: ZoneInfo,
-    member_tier: str | None, tier_names: list[str],
+    kind: str,
+    params: dict[str, Any],
+    about_day: date,
+    now: datetime,
+    zone: ZoneInfo,
+    member_tier: str | None,
+    tier_names: list[str],
 ) -> str | None:
     """Why a promotional notification is no longer true and must not be sent, or None.
 

@@ -33,7 +33,8 @@ from pydantic import (
 )
 
 from worker.domain.errors import InvalidEvent
-from worker.domain.identities import KINDS as IDENTITY_KINDS, IdentityError, normalise
+from worker.domain.identities import KINDS as IDENTITY_KINDS
+from worker.domain.identities import IdentityError, normalise
 
 # A raw event larger than this is refused before parsing: no legitimate event comes close,
 # and parsing megabytes of JSON would stall a worker.
@@ -99,7 +100,7 @@ Money = Annotated[
         {
             "type": "string",
             "pattern": MONEY_PATTERN,
-            "description": "A positive decimal string with at most 2 decimal places, e.g. \"350.00\".",
+            "description": 'A positive decimal string with at most 2 decimal places, e.g. "350.00".',
         }
     ),
 ]
@@ -158,7 +159,7 @@ class PurchasePayload(_Strict):
     items: Annotated[tuple[Item, ...], Field(max_length=ITEMS_MAX)] = ()
 
     @model_validator(mode="after")
-    def _items_within_amount(self) -> "PurchasePayload":
+    def _items_within_amount(self) -> PurchasePayload:
         # Line bonuses are paid on line amounts: lines worth more than the order would earn
         # points for money that was never paid.
         total = sum((item.amount for item in self.items), Decimal(0))
@@ -215,8 +216,10 @@ def _attribute_names(value: Any) -> Any:
         if name == "kind":
             raise ValueError("'kind' is the activity's own field, not an attribute")
         if not isinstance(name, str) or not _ATTRIBUTE_NAME.fullmatch(name):
-            raise ValueError(f"'{safe_text(str(name), 40)}' is not an attribute name: use 1-32 of a-z, 0-9 and _, "
-                             "starting with a letter")
+            raise ValueError(
+                f"'{safe_text(str(name), 40)}' is not an attribute name: use 1-32 of a-z, 0-9 and _, "
+                "starting with a letter"
+            )
     return value
 
 
@@ -231,7 +234,9 @@ def _attribute_value(value: Any) -> Any:
         raise ValueError('must be an integer; send a decimal as a string, e.g. "4.5"')
     if isinstance(value, str):
         if not 1 <= len(value) <= ATTRIBUTE_TEXT_MAX or not _PRINTABLE.fullmatch(value) or _UNSAFE.search(value):
-            raise ValueError(f"must be 1-{ATTRIBUTE_TEXT_MAX} printable characters (no control or invisible format characters)")
+            raise ValueError(
+                f"must be 1-{ATTRIBUTE_TEXT_MAX} printable characters (no control or invisible format characters)"
+            )
         return value
     raise ValueError("must be a string, an integer or true/false")
 
@@ -243,7 +248,7 @@ _ATTRIBUTE_VALUE_SCHEMA = {
         {"type": "boolean"},
     ]
 }
-AttributeValue = Annotated[Union[StrictBool, StrictInt, StrictStr], BeforeValidator(_attribute_value)]
+AttributeValue = Annotated[StrictBool | StrictInt | StrictStr, BeforeValidator(_attribute_value)]
 Attributes = Annotated[
     dict[str, AttributeValue],
     BeforeValidator(_attribute_names),
@@ -285,7 +290,7 @@ class MemberIdentity(_Strict):
     value: IdentityValue
 
     @model_validator(mode="after")
-    def _normal_form(self) -> "MemberIdentity":
+    def _normal_form(self) -> MemberIdentity:
         try:
             normal = normalise(self.kind, self.value)
         except IdentityError as error:
@@ -416,7 +421,7 @@ class IdentityLinkEvent(_Envelope):
     payload: IdentityLinkPayload
 
     @model_validator(mode="after")
-    def _by_member_id(self) -> "IdentityLinkEvent":
+    def _by_member_id(self) -> IdentityLinkEvent:
         if self.member is not None:
             raise ValueError("member: an identity_link names the member that gets the identity by member_id")
         return self
@@ -427,7 +432,7 @@ IDENTITY_EVENTS = (IdentityLinkEvent,)
 # The one list of event types: the union, EVENT_TYPES, the schema and its reasons derive from
 # it; a test holds docs/events.md to it. A new type is its model here and a ledger handler.
 EVENT_MODELS = (*EARNING_EVENTS, *MALL_EVENTS, *IDENTITY_EVENTS)
-Event = Annotated[Union[EVENT_MODELS], Field(discriminator="type")]  # type: ignore[valid-type]
+Event = Annotated[Union[EVENT_MODELS], Field(discriminator="type")]  # type: ignore[valid-type]  # noqa: UP007 - a tuple of models
 EVENT_TYPES: tuple[str, ...] = tuple(cls.model_fields["type"].annotation.__args__[0] for cls in EVENT_MODELS)
 
 _adapter: TypeAdapter = TypeAdapter(Event)
@@ -444,8 +449,12 @@ def safe_text(value: str, limit: int = SAFE_TEXT_MAX) -> str:
     cut to `limit` characters."""
     escaped = value
     if not (value.isascii() and value.isprintable()):  # ids and most reasons have nothing to escape
-        escaped = _UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}" if ord(m.group()) < 0x10000 else f"\\U{ord(m.group()):08x}", value)
-        escaped = "".join(c if unicodedata.category(c) not in ("Cf", "Zl", "Zp") else f"\\u{ord(c):04x}" for c in escaped)
+        escaped = _UNSAFE.sub(
+            lambda m: f"\\u{ord(m.group()):04x}" if ord(m.group()) < 0x10000 else f"\\U{ord(m.group()):08x}", value
+        )
+        escaped = "".join(
+            c if unicodedata.category(c) not in ("Cf", "Zl", "Zp") else f"\\u{ord(c):04x}" for c in escaped
+        )
     return escaped if len(escaped) <= limit else escaped[: limit - 3] + "..."
 
 
@@ -498,7 +507,9 @@ def _reason(error: ValidationError) -> str:
             message = "is required"
         elif kind == "extra_forbidden":
             message = "is not a known field"
-        elif kind in ("string_pattern_mismatch", "string_too_long", "string_too_short") and path.endswith(("_id", "sku")):
+        elif kind in ("string_pattern_mismatch", "string_too_long", "string_too_short") and path.endswith(
+            ("_id", "sku")
+        ):
             message = "must be 1-128 characters: letters, digits and . _ : @ # / + - (starting with a letter or digit)"
         elif kind == "string_pattern_mismatch" and path == "source":
             message = "must be 1-32 characters of a-z, 0-9, _ and -"
@@ -610,9 +621,13 @@ def check_against_program(event: Any, program: Any, now: datetime) -> None:
                 f"(accepted: {', '.join(program.purchase.currencies)})"
             )
         if payload.amount > program.purchase.amount_max:
-            raise InvalidEvent(f"payload.amount: {payload.amount} is over the program's limit of {program.purchase.amount_max}")
+            raise InvalidEvent(
+                f"payload.amount: {payload.amount} is over the program's limit of {program.purchase.amount_max}"
+            )
     if isinstance(event, RefundEvent) and event.payload.amount > program.purchase.amount_max:
-        raise InvalidEvent(f"payload.amount: {event.payload.amount} is over the program's limit of {program.purchase.amount_max}")
+        raise InvalidEvent(
+            f"payload.amount: {event.payload.amount} is over the program's limit of {program.purchase.amount_max}"
+        )
     if isinstance(event, ActivityEvent) and event.payload.kind not in program.activity_kinds:
         raise InvalidEvent(
             f"payload.kind: {event.payload.kind} is not an activity kind of this program "

@@ -106,7 +106,9 @@ def parse_catalog(data: dict[str, Any], program: Program, origin: str = "rewards
             problems.append(f"reward.{index}.reward_id: {reward.reward_id!r} appears more than once")
         seen.add(reward.reward_id)
         if reward.min_tier not in tier_names:
-            problems.append(f"reward.{index}.min_tier: unknown tier {reward.min_tier!r} (tiers: {', '.join(tier_names)})")
+            problems.append(
+                f"reward.{index}.min_tier: unknown tier {reward.min_tier!r} (tiers: {', '.join(tier_names)})"
+            )
         if reward.early_access is not None and reward.early_access.tier not in tier_names:
             problems.append(
                 f"reward.{index}.early_access.tier: unknown tier {reward.early_access.tier!r} (tiers: {', '.join(tier_names)})"

@@ -79,7 +79,9 @@ class Catalog:
                 return found
         return FALLBACK_LOCALE if FALLBACK_LOCALE in self.locales else next(iter(self.locales))
 
-    def render(self, kind: str, params: Mapping[str, Any], locale: str | None = None, default_locale: str | None = None) -> str:
+    def render(
+        self, kind: str, params: Mapping[str, Any], locale: str | None = None, default_locale: str | None = None
+    ) -> str:
         texts = self.locales[self.resolve_locale(locale, default_locale)]
         key = f"{kind}_pending" if params.get("pending") and f"{kind}_pending" in texts.messages else kind
         template = texts.messages.get(key)
@@ -90,7 +92,6 @@ class Catalog:
             return template.format_map(values)
         except KeyError as error:
             raise RenderError(f"{kind}: parameter {error.args[0]!r} is missing") from None
-
 
     def reason_text(self, code: str, locale: str | None = None, default_locale: str | None = None) -> str:
         """The phrase for a refusal's reason code in the member's language (the code if none)."""
@@ -160,9 +161,7 @@ def check_locale_data(data: dict[str, Any], origin: str) -> LocaleTexts:
             continue
         for name in names:
             if name not in allowed:
-                problems.append(
-                    f"{key}: unknown placeholder {{{name}}} (allowed: {', '.join(sorted(allowed))})"
-                )
+                problems.append(f"{key}: unknown placeholder {{{name}}} (allowed: {', '.join(sorted(allowed))})")
     tiers = data.get("tiers", {})
     if not isinstance(tiers, dict) or not all(isinstance(v, str) for v in tiers.values()):
         problems.append("[tiers]: must map tier names to strings")

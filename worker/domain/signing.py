@@ -20,8 +20,14 @@ def sign(secret: str, timestamp: int, body: bytes) -> str:
     return f"{SIGNATURE_SCHEME}={digest}"
 
 
-def verify(secret: str, timestamp: str | int, body: bytes, signature: str, now_s: float,
-           tolerance_s: int = TIMESTAMP_TOLERANCE_S) -> bool:
+def verify(
+    secret: str,
+    timestamp: str | int,
+    body: bytes,
+    signature: str,
+    now_s: float,
+    tolerance_s: int = TIMESTAMP_TOLERANCE_S,
+) -> bool:
     try:
         stamp = int(timestamp)
     except (TypeError, ValueError):

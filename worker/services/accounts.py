@@ -252,7 +252,8 @@ def account_from_row(member_id: str, row: Any) -> Account:
         rule_state=validate_state(row["rule_state"]),
         baseline=row["qualifying_baseline"],
         latest=(row["latest_event_at"], row["latest_event_source"], row["latest_event_id"])
-        if row["latest_event_at"] is not None else None,
+        if row["latest_event_at"] is not None
+        else None,
         qualifying_amount=row["qualifying_amount"],
         amount_baseline=row["qualifying_amount_baseline"],
         tier_floor_ends_on=row["tier_floor_ends_on"],
@@ -336,7 +337,12 @@ async def reverse(
     from_pending = sum(t for lot_id, t in takes if lot_id in pending_ids)
     from_available = sum(t for lot_id, t in takes if lot_id not in pending_ids)
     unrecovered = points - from_pending - from_available
-    detail = {"points_due": points, "from_available": from_available, "from_pending": from_pending, "unrecovered": unrecovered}
+    detail = {
+        "points_due": points,
+        "from_available": from_available,
+        "from_pending": from_pending,
+        "unrecovered": unrecovered,
+    }
     entry_id = (
         await conn.execute(
             _WRITE_ENTRY,
@@ -413,7 +419,10 @@ async def close(
             reason = "upgrade" if rules.rank(new_tier) > rules.rank(account.tier) else "downgrade"
             await change_tier(conn, rules, account, new_tier, reason, origin)
     nudge = tiering.nudge(
-        rules, account.tier, account.opened["qualifying"] - account.baseline, account.qualifying - account.baseline,
+        rules,
+        account.tier,
+        account.opened["qualifying"] - account.baseline,
+        account.qualifying - account.baseline,
         program.nudge.window_points,
     )
     if nudge is not None:
@@ -497,7 +506,13 @@ class FloorSet:
 
 
 async def set_floor(
-    conn: AsyncConnection, program: Program, account: Account, floor: TierFloor | None, *, reason: str, by: str,
+    conn: AsyncConnection,
+    program: Program,
+    account: Account,
+    floor: TierFloor | None,
+    *,
+    reason: str,
+    by: str,
     now: datetime,
 ) -> FloorSet:
     """Record an operator's floor (None removes it) and, when it is in force on `now`'s local
@@ -510,8 +525,13 @@ async def set_floor(
     floor_id, set_at = (
         await conn.execute(
             _WRITE_FLOOR,
-            {"member_id": account.member_id, "tier": floor.tier if floor else None,
-             "ends_on": floor.ends_on if floor else None, "reason": reason, "set_by": by},
+            {
+                "member_id": account.member_id,
+                "tier": floor.tier if floor else None,
+                "ends_on": floor.ends_on if floor else None,
+                "reason": reason,
+                "set_by": by,
+            },
         )
     ).one()
     account.tier_floor = floor.tier if floor else None
@@ -545,18 +565,35 @@ async def review_tiers(conn: AsyncConnection, reviewed: list[Reviewed], origin: 
     holds the members' row locks."""
     if not reviewed:
         return
-    await conn.execute(_WRITE_REVIEWED, [
-        {"member_id": r.member_id, "to_tier": r.to_tier, "baseline": r.baseline, "amount_baseline": r.amount_baseline}
-        for r in reviewed
-    ])
+    await conn.execute(
+        _WRITE_REVIEWED,
+        [
+            {
+                "member_id": r.member_id,
+                "to_tier": r.to_tier,
+                "baseline": r.baseline,
+                "amount_baseline": r.amount_baseline,
+            }
+            for r in reviewed
+        ],
+    )
     moves = [
-        {"member_id": r.member_id, "from_tier": r.from_tier, "to_tier": r.to_tier, "reason": "review",
-         "source": origin.source, "event_id": origin.event_id, "occurred_at": origin.occurred_at}
+        {
+            "member_id": r.member_id,
+            "from_tier": r.from_tier,
+            "to_tier": r.to_tier,
+            "reason": "review",
+            "source": origin.source,
+            "event_id": origin.event_id,
+            "occurred_at": origin.occurred_at,
+        }
         for r in reviewed
     ]
     await conn.execute(_WRITE_TIER_CHANGE, moves)
-    await conn.execute(_NOTIFY_REVIEWED, [{k: m[k] for k in ("member_id", "from_tier", "to_tier", "source", "event_id")}
-                                          for m in moves])
+    await conn.execute(
+        _NOTIFY_REVIEWED,
+        [{k: m[k] for k in ("member_id", "from_tier", "to_tier", "source", "event_id")} for m in moves],
+    )
 
 
 # ---------------------------------------------------------------- points payments (HTTP API holds)
@@ -660,8 +697,10 @@ async def transfer(
             f"member {absorbed.member_id}: lots hold {available} available and {pending} pending, "
             f"the balance says {absorbed.available} and {absorbed.pending}"
         )
-    sides = ((absorbed, -1, {**merge, "lifetime_points": -absorbed.lifetime}),
-             (survivor, 1, {**merge, "lifetime_points": absorbed.lifetime}))
+    sides = (
+        (absorbed, -1, {**merge, "lifetime_points": -absorbed.lifetime}),
+        (survivor, 1, {**merge, "lifetime_points": absorbed.lifetime}),
+    )
     entry_ids = {}
     for account, sign, head in sides:
         items = [head, *({**item, "points": sign * item["points"]} for item in moved)]

@@ -24,9 +24,7 @@ _INSERT = text(
     """
 )
 _LIST = text("SELECT name, scopes, sources, created_at, revoked_at FROM api_keys ORDER BY name")
-_REVOKE = text(
-    "UPDATE api_keys SET revoked_at = coalesce(revoked_at, now()) WHERE name = :name RETURNING revoked_at"
-)
+_REVOKE = text("UPDATE api_keys SET revoked_at = coalesce(revoked_at, now()) WHERE name = :name RETURNING revoked_at")
 _BY_HASH = text("SELECT name, scopes, sources FROM api_keys WHERE key_hash = :key_hash AND revoked_at IS NULL")
 
 
@@ -85,8 +83,13 @@ async def list_keys(engine: AsyncEngine) -> list[dict]:
     async with engine.connect() as conn:
         rows = (await conn.execute(_LIST)).mappings().all()
     return [
-        {"name": r["name"], "scopes": list(r["scopes"]), "sources": list(r["sources"]) if r["sources"] else None,
-         "created_at": _iso(r["created_at"]), "revoked_at": _iso(r["revoked_at"])}
+        {
+            "name": r["name"],
+            "scopes": list(r["scopes"]),
+            "sources": list(r["sources"]) if r["sources"] else None,
+            "created_at": _iso(r["created_at"]),
+            "revoked_at": _iso(r["revoked_at"]),
+        }
         for r in rows
     ]
 

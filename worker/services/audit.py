@@ -52,7 +52,9 @@ ORDER BY m.member_id
 
 _ONE = text(
     _COMPARE.format(
-        entries_filter="member_id = :member_id", lots_filter="member_id = :member_id", members_filter="m.member_id = :member_id"
+        entries_filter="member_id = :member_id",
+        lots_filter="member_id = :member_id",
+        members_filter="m.member_id = :member_id",
     )
 )
 _CHUNK = text(
@@ -90,8 +92,12 @@ def _differences(row) -> list[Difference]:
     ]
     return [
         # Sums of bigints come back as numeric: points are compared as integers, money as Decimal.
-        Difference(row.member_id, f"{name} ({against})", balance,
-                   Decimal(recomputed) if name.endswith("_amount") else int(recomputed))
+        Difference(
+            row.member_id,
+            f"{name} ({against})",
+            balance,
+            Decimal(recomputed) if name.endswith("_amount") else int(recomputed),
+        )
         for name, balance, against, recomputed in checks
         if balance != recomputed
     ]

@@ -136,7 +136,9 @@ async def claim(
         rows = (await conn.execute(_CLAIM, {"now": now, "limit": batch_size})).mappings().all()
         if not rows:
             return out
-        deciding = sorted({r["member_id"] for r in rows if r["released_at"] is None and rules.is_promotional(r["kind"])})
+        deciding = sorted(
+            {r["member_id"] for r in rows if r["released_at"] is None and rules.is_promotional(r["kind"])}
+        )
         for member_id in deciding:
             await conn.execute(_LOCK_MEMBER_CAP, {"member_id": member_id})
         today: dict[str, int] = {}
@@ -144,7 +146,12 @@ async def claim(
             day_start, day_end = rules.local_day(zone, now)
             counted = await conn.execute(
                 _PROMOTIONAL_TODAY,
-                {"member_ids": deciding, "kinds": sorted(rules.PROMOTIONAL_KINDS), "day_start": day_start, "day_end": day_end},
+                {
+                    "member_ids": deciding,
+                    "kinds": sorted(rules.PROMOTIONAL_KINDS),
+                    "day_start": day_start,
+                    "day_end": day_end,
+                },
             )
             today = {r.member_id: r.n for r in counted}
         updates = []
@@ -176,7 +183,12 @@ async def claim(
             if row["released_at"] is None:
                 decision = rules.decide(policy, zone, row["kind"], now, today.get(row["member_id"], 0))
                 if decision.action == "hold":
-                    update.update(status="pending", next_attempt_at=decision.until, last_error=f"held: {decision.reason}", channel=None)
+                    update.update(
+                        status="pending",
+                        next_attempt_at=decision.until,
+                        last_error=f"held: {decision.reason}",
+                        channel=None,
+                    )
                     out.report.held += 1
                     continue
                 if decision.action == "suppress":
@@ -243,19 +255,41 @@ async def record(
     updates = []
     for item, error in zip(deliveries, errors, strict=True):
         if error is None:
-            updates.append({"notification_id": item.notification_id, "attempts": item.attempt, "status": "sent",
-                            "sent_at": now, "last_error": None, "next_attempt_at": None})
+            updates.append(
+                {
+                    "notification_id": item.notification_id,
+                    "attempts": item.attempt,
+                    "status": "sent",
+                    "sent_at": now,
+                    "last_error": None,
+                    "next_attempt_at": None,
+                }
+            )
             report.sent += 1
             continue
         after = rules.after_failure(item.attempt, program.notifications.max_attempts, now)
-        updates.append({"notification_id": item.notification_id, "attempts": item.attempt, "status": after.status,
-                        "sent_at": None, "last_error": error, "next_attempt_at": after.next_attempt_at})
+        updates.append(
+            {
+                "notification_id": item.notification_id,
+                "attempts": item.attempt,
+                "status": after.status,
+                "sent_at": None,
+                "last_error": error,
+                "next_attempt_at": after.next_attempt_at,
+            }
+        )
         if after.status == "dead":
             report.dead += 1
         else:
             report.failed += 1
-        log.warning("notification_failed", notification_id=item.notification_id, delivery_id=item.delivery_id,
-                    attempt=item.attempt, status=after.status, error=error)
+        log.warning(
+            "notification_failed",
+            notification_id=item.notification_id,
+            delivery_id=item.delivery_id,
+            attempt=item.attempt,
+            status=after.status,
+            error=error,
+        )
     if updates:
         async with engine.begin() as conn:
             await conn.execute(_RECORD, updates)

@@ -53,8 +53,9 @@ def list_dead(client: redis.Redis, namespace: str, queues: list[str], limit: int
     return out
 
 
-def replay(broker: dramatiq.Broker, client: redis.Redis, namespace: str, queues: list[str],
-           only_id: str | None = None) -> list[dict]:
+def replay(
+    broker: dramatiq.Broker, client: redis.Redis, namespace: str, queues: list[str], only_id: str | None = None
+) -> list[dict]:
     """Move dead messages (all, or the one with this id) back to their queues."""
     replayed = []
     for queue in queues:

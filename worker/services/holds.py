@@ -109,6 +109,8 @@ _SWEEP_MEMBERS = text(
     """
 )
 _HELD_POINTS = text("SELECT coalesce(sum(points), 0) FROM holds WHERE member_id = :member_id AND status = 'held'")
+
+
 class HoldRefused(Exception):
     """An expected refusal: `code` for programs, `detail` for people, `status` for HTTP."""
 
@@ -157,8 +159,16 @@ async def _finish(conn: AsyncConnection, program: Program, account: Account) -> 
 
 
 async def place_hold(
-    engine: AsyncEngine, program: Program, *, hold_id: str, member_id: str, points: int, order_id: str,
-    expires_in_s: int, key_name: str, now: datetime,
+    engine: AsyncEngine,
+    program: Program,
+    *,
+    hold_id: str,
+    member_id: str,
+    points: int,
+    order_id: str,
+    expires_in_s: int,
+    key_name: str,
+    now: datetime,
 ) -> HoldResult:
     """Reserve `points` of the member's available points for an order. Repeating the same
     request answers with the existing hold; the same hold id with other terms is refused."""
@@ -172,8 +182,9 @@ async def place_hold(
 
 def _same_hold(row: Any, member_id: str, points: int, order_id: str) -> HoldResult:
     if (row["member_id"], row["points"], row["order_id"]) != (member_id, points, order_id):
-        raise HoldRefused(409, "hold_id_conflict",
-                          f"hold_id: {row['hold_id']!r} was already used for another member, order or amount")
+        raise HoldRefused(
+            409, "hold_id_conflict", f"hold_id: {row['hold_id']!r} was already used for another member, order or amount"
+        )
     return HoldResult(False, hold_view(row))
 
 
@@ -188,25 +199,37 @@ async def _place_hold(engine, program, hold_id, member_id, points, order_id, exp
             result = _same_hold(existing, member_id, points, order_id)
             await _finish(conn, program, account)
             return result
-        lots = [Lot(r.lot_id, r.remaining, r.expires_at)
-                for r in await conn.execute(_SPENDABLE_LOTS, {"member_id": member_id, "now": now})]
+        lots = [
+            Lot(r.lot_id, r.remaining, r.expires_at)
+            for r in await conn.execute(_SPENDABLE_LOTS, {"member_id": member_id, "now": now})
+        ]
         # Lots past their expiry that the expiry job has not swept yet cannot be spent.
         spendable = min(account.available, sum(lot.remaining for lot in lots))
         if spendable < points:
             await _finish(conn, program, account)
-            raise HoldRefused(409, "not_enough_points",
-                              f"points: {points} requested but {spendable} available")
+            raise HoldRefused(409, "not_enough_points", f"points: {points} requested but {spendable} available")
         takes = take_earliest_expiring(lots, points)
         rule = {"rule": "points_payment_hold", "hold_id": hold_id, "order_id": order_id, "points": points}
         entry_id = await accounts.move_points(conn, account, _origin(hold_id, "hold", now), "hold", takes, [rule])
         row = (
-            await conn.execute(
-                _INSERT_HOLD,
-                {"hold_id": hold_id, "member_id": member_id, "order_id": order_id, "points": points,
-                 "key_name": key_name, "hold_entry_id": entry_id, "now": now,
-                 "expires_at": now + timedelta(seconds=expires_in_s)},
+            (
+                await conn.execute(
+                    _INSERT_HOLD,
+                    {
+                        "hold_id": hold_id,
+                        "member_id": member_id,
+                        "order_id": order_id,
+                        "points": points,
+                        "key_name": key_name,
+                        "hold_entry_id": entry_id,
+                        "now": now,
+                        "expires_at": now + timedelta(seconds=expires_in_s),
+                    },
+                )
             )
-        ).mappings().first()
+            .mappings()
+            .first()
+        )
         if row is None:
             raise _LostRace()
         await _finish(conn, program, account)
@@ -246,13 +269,23 @@ async def _settle_one(engine: AsyncEngine, program: Program, hold_id: str, wante
         row = (await conn.execute(_HOLD_FOR_UPDATE, {"hold_id": hold_id})).mappings().one()
         if row["status"] == "held":
             if wanted == "captured":
-                rule = {"rule": "points_payment", "hold_id": hold_id, "order_id": row["order_id"],
-                        "points": row["points"], "hold_entry_id": row["hold_entry_id"]}
-                entry_id = await accounts.move_points(conn, account, _origin(hold_id, "capture", now), "spend", [], [rule])
+                rule = {
+                    "rule": "points_payment",
+                    "hold_id": hold_id,
+                    "order_id": row["order_id"],
+                    "points": row["points"],
+                    "hold_entry_id": row["hold_entry_id"],
+                }
+                entry_id = await accounts.move_points(
+                    conn, account, _origin(hold_id, "capture", now), "spend", [], [rule]
+                )
             else:
                 entry_id = await _give_back(conn, account, row, "hold_voided", now)
-            row = (await conn.execute(
-                _SETTLE, {"status": wanted, "entry_id": entry_id, "now": now, "hold_id": hold_id})).mappings().one()
+            row = (
+                (await conn.execute(_SETTLE, {"status": wanted, "entry_id": entry_id, "now": now, "hold_id": hold_id}))
+                .mappings()
+                .one()
+            )
         else:
             refusal = _SETTLED_ANSWERS[(wanted, row["status"])]
             if refusal is not None:
@@ -284,16 +317,27 @@ async def _restore_refunded(conn: AsyncConnection, account: Account, row: Any, n
     expired (latest-expiring first); the share of expired lots is lost, as for a cancelled
     redemption."""
     amount, refunded = Decimal(row["order_amount"]), min(Decimal(row["order_refunded"]), Decimal(row["order_amount"]))
-    due = refund_reversal(row["points"], amount, Decimal(row["refunded_amount"]),
-                          refunded - Decimal(row["refunded_amount"]), row["points_refunded"])
-    await conn.execute(_MARK_REFUNDED, {"refunded_amount": refunded, "points_refunded": row["points_refunded"] + due,
-                                        "hold_id": row["hold_id"]})
+    due = refund_reversal(
+        row["points"],
+        amount,
+        Decimal(row["refunded_amount"]),
+        refunded - Decimal(row["refunded_amount"]),
+        row["points_refunded"],
+    )
+    await conn.execute(
+        _MARK_REFUNDED,
+        {"refunded_amount": refunded, "points_refunded": row["points_refunded"] + due, "hold_id": row["hold_id"]},
+    )
     if due == 0:
         return
     event_id = f"hold:{row['hold_id']}"
     taken = {r.lot_id: r.points for r in await conn.execute(_TAKES, {"entry_id": row["hold_entry_id"]})}
-    given = {r.lot_id: r.points for r in await conn.execute(
-        _RESTORED_FOR_HOLD, {"member_id": account.member_id, "source": SOURCE, "event_id": event_id})}
+    given = {
+        r.lot_id: r.points
+        for r in await conn.execute(
+            _RESTORED_FOR_HOLD, {"member_id": account.member_id, "source": SOURCE, "event_id": event_id}
+        )
+    }
     expiry = {r.lot_id: r.expires_at for r in await conn.execute(_LOT_EXPIRY, {"lot_ids": list(taken)})}
     back, left = [], due
     for lot_id in sorted(taken, key=lambda i: (expiry[i], i), reverse=True):
@@ -302,9 +346,15 @@ async def _restore_refunded(conn: AsyncConnection, account: Account, row: Any, n
             continue
         back.append((lot_id, -min(room, left)))
         left -= min(room, left)
-    rule = {"rule": "points_payment_refund", "hold_id": row["hold_id"], "order_id": row["order_id"],
-            "points_due": due, "points_restored": due - left, "points_expired": left,
-            "order_refunded_amount": str(refunded)}
+    rule = {
+        "rule": "points_payment_refund",
+        "hold_id": row["hold_id"],
+        "order_id": row["order_id"],
+        "points_due": due,
+        "points_restored": due - left,
+        "points_expired": left,
+        "order_refunded_amount": str(refunded),
+    }
     await accounts.move_points(conn, account, Origin(SOURCE, event_id, "refund", now), "restore", back, [rule])
 
 
@@ -327,8 +377,11 @@ async def settle_member(engine: AsyncEngine, program: Program, member_id: str, *
 async def sweep(engine: AsyncEngine, program: Program, *, now: datetime, members_max: int = SWEEP_MEMBERS_MAX) -> int:
     """Settle up to `members_max` members with expired holds or newly refunded paid orders."""
     async with engine.connect() as conn:
-        member_ids = (await conn.execute(
-            _SWEEP_MEMBERS, {"now": now, "since": now - REFUND_WINDOW, "n": members_max})).scalars().all()
+        member_ids = (
+            (await conn.execute(_SWEEP_MEMBERS, {"now": now, "since": now - REFUND_WINDOW, "n": members_max}))
+            .scalars()
+            .all()
+        )
     for member_id in member_ids:
         await settle_member(engine, program, member_id, now=now)
     return len(member_ids)

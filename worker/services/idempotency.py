@@ -39,7 +39,15 @@ async def stored_answer(engine: AsyncEngine, key_name: str, key: str) -> tuple[s
 async def store_answer(engine: AsyncEngine, key_name: str, key: str, digest: str, status_code: int, response: dict):
     """Keep the first answer; returns the answer now stored (the first one if a retry raced this one)."""
     async with engine.begin() as conn:
-        await conn.execute(_STORE, {"key_name": key_name, "key": key, "request_hash": digest,
-                                    "status_code": status_code, "response": response})
+        await conn.execute(
+            _STORE,
+            {
+                "key_name": key_name,
+                "key": key,
+                "request_hash": digest,
+                "status_code": status_code,
+                "response": response,
+            },
+        )
         row = (await conn.execute(_STORED, {"key_name": key_name, "key": key})).first()
     return row.request_hash, row.status_code, row.response

@@ -52,6 +52,7 @@ def batch_problem(raws: Any) -> str | None:
         return f"batch: {size} bytes is over the limit of {BATCH_BYTES_MAX} bytes"
     return None
 
+
 # Members whose shares of a batch commit in one transaction: each member's share is still
 # all-or-nothing, and a BEGIN/COMMIT (with its WAL flush) is paid per group, not per member.
 # Small enough to keep locks short; members are locked in sorted order so that concurrent
@@ -155,8 +156,9 @@ def validate(raw: Any, program: Program, now: datetime) -> Any:
 
 
 def _outcome(event: Any, result: Result) -> Outcome:
-    return Outcome(result.status, result.member_id, event.type, event.source, result.points, note=result.note,
-                   detail=result.detail)
+    return Outcome(
+        result.status, result.member_id, event.type, event.source, result.points, note=result.note, detail=result.detail
+    )
 
 
 def count_committed(event: Any, result: Result) -> None:
@@ -238,8 +240,9 @@ async def process(
 async def _reject(engine: AsyncEngine, raw: Any, reason: str, event: Any = None) -> Outcome:
     await record_rejected(engine, raw, reason)
     if event is None:
-        return Outcome("rejected", _label(raw, "member_id"), _label(raw, "type"), _label(raw, "source"),
-                       reason=safe_text(reason))
+        return Outcome(
+            "rejected", _label(raw, "member_id"), _label(raw, "type"), _label(raw, "source"), reason=safe_text(reason)
+        )
     return Outcome("rejected", event.member_id, event.type, event.source, reason=safe_text(reason))
 
 
@@ -280,14 +283,18 @@ class _Applied:
     reason: str | None = None  # refused by the ledger: recorded as rejected
 
 
-async def _apply_member(conn: AsyncConnection, program: Program, member_id: str, items: list, strict: bool) -> list[_Applied]:
+async def _apply_member(
+    conn: AsyncConnection, program: Program, member_id: str, items: list, strict: bool
+) -> list[_Applied]:
     done = [_Applied(index, event, await apply_event(conn, program, event)) for index, event in items]
     if strict:
         await audit.assert_member_consistent(conn, member_id)
     return done
 
 
-async def _apply_isolated(conn: AsyncConnection, program: Program, member_id: str, items: list, strict: bool) -> list[_Applied]:
+async def _apply_isolated(
+    conn: AsyncConnection, program: Program, member_id: str, items: list, strict: bool
+) -> list[_Applied]:
     """A member's share, each event in a savepoint of its own: an event the ledger refuses
     ends rejected and the member's other events still apply."""
     done = []
@@ -304,7 +311,9 @@ async def _apply_isolated(conn: AsyncConnection, program: Program, member_id: st
     return done
 
 
-async def apply_group(conn: AsyncConnection, program: Program, shares: list[tuple[str, list]], strict: bool) -> list[_Applied]:
+async def apply_group(
+    conn: AsyncConnection, program: Program, shares: list[tuple[str, list]], strict: bool
+) -> list[_Applied]:
     """One transaction for a group of members. The fast path applies them straight; if the
     ledger refuses one event, the group is rolled back and applied again with a savepoint per
     event, so one bad event never blocks the others (and is the only one rejected)."""
@@ -357,7 +366,7 @@ async def process_batch(
         items.sort(key=lambda item: (item[1].occurred_at, item[1].source, item[1].event_id))
     async with engine.connect() as conn:
         for start in range(0, len(member_ids), BATCH_MEMBERS_PER_TRANSACTION):
-            group = [(m, by_member[m]) for m in member_ids[start:start + BATCH_MEMBERS_PER_TRANSACTION]]
+            group = [(m, by_member[m]) for m in member_ids[start : start + BATCH_MEMBERS_PER_TRANSACTION]]
             for applied in await apply_group(conn, program, group, strict):
                 result, event = applied.result, applied.event
                 if result is None:

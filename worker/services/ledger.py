@@ -14,6 +14,8 @@ from sqlalchemy import bindparam, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from worker.domain import engine
+from worker.domain.engine import Award
 from worker.domain.errors import InvalidEvent, MemberMerged
 from worker.domain.events import (
     ActivityEvent,
@@ -28,12 +30,9 @@ from worker.domain.events import (
     payload_hash,
 )
 from worker.domain.lots import refund_reversal
-from worker.domain import engine
-from worker.domain.engine import Award
 from worker.domain.program import Program
-from worker.services import accounts
+from worker.services import accounts, identities, mall, replay
 from worker.services.accounts import Account, Origin
-from worker.services import identities, mall, replay
 from worker.services.earning import Earned, evaluate_for
 from worker.services.ledger_result import Result
 
@@ -148,6 +147,8 @@ _CLAIM_REFERRAL = text(
     """
 )
 _REFERRAL_OF = text("SELECT referrer_member_id, source, event_id FROM referrals WHERE referee_member_id = :referee")
+
+
 # Two members referring each other share one pair key, unique in referrals: of two such
 # referrals at once, the second waits on the first's index entry and then finds it, so a
 # mutual referral is refused without any lock beyond that index entry. Longer circles are
@@ -171,7 +172,6 @@ _REFERRAL_CIRCLE = text(
 )
 # Longer chains than this are not followed (no real referral chain comes close).
 REFERRAL_CHAIN_MAX = 1000
-
 
 
 @dataclass(frozen=True)
@@ -237,21 +237,25 @@ async def apply_event(conn: AsyncConnection, program: Program, event: Any) -> Re
     digest = _digest(event)
     stored = stored_form(event)
     member_row = (
-        await conn.execute(
-            _CLAIM_AND_LOCK,
-            {
-                "source": key_source,
-                "event_id": key_id,
-                "payload_hash": digest,
-                "member_id": event.member_id,
-                "event_type": event.type,
-                "occurred_at": event.occurred_at,
-                "tier": program.tiers[0].name,
-                "payload": stored,
-                "program_version": str(engine.rules_of(program).version) if stored is not None else None,
-            },
+        (
+            await conn.execute(
+                _CLAIM_AND_LOCK,
+                {
+                    "source": key_source,
+                    "event_id": key_id,
+                    "payload_hash": digest,
+                    "member_id": event.member_id,
+                    "event_type": event.type,
+                    "occurred_at": event.occurred_at,
+                    "tier": program.tiers[0].name,
+                    "payload": stored,
+                    "program_version": str(engine.rules_of(program).version) if stored is not None else None,
+                },
+            )
         )
-    ).mappings().first()
+        .mappings()
+        .first()
+    )
     if member_row is None:
         stored_hash = (await conn.execute(_CLAIMED_HASH, {"source": key_source, "event_id": key_id})).scalar_one()
         return Result("duplicate" if stored_hash == digest else "conflict", event.member_id)
@@ -267,8 +271,13 @@ async def apply_event(conn: AsyncConnection, program: Program, event: Any) -> Re
         account.saw(origin)
         if late and result.status == "applied" and REEVALUATE:
             replayed = await replay.reevaluate(
-                conn, program, account, origin, types=REPLAYED_TYPES,
-                erased=member_row["erased_at"] is not None, stored_event=stored_event,
+                conn,
+                program,
+                account,
+                origin,
+                types=REPLAYED_TYPES,
+                erased=member_row["erased_at"] is not None,
+                stored_event=stored_event,
             )
             if replayed is not None:
                 # In its place the event may earn after all: its note (why it did not) goes then.
@@ -288,14 +297,28 @@ REEVALUATE = True
 # Event types replayed in occurrence order by a re-evaluation. Redemptions are spending: facts
 # of their moment, never re-decided.
 REPLAYED_TYPES = (
-    "purchase", "refund", "review", "referral", "referral_referee", "check_in", "signup", "activity", "birthday_gift",
+    "purchase",
+    "refund",
+    "review",
+    "referral",
+    "referral_referee",
+    "check_in",
+    "signup",
+    "activity",
+    "birthday_gift",
 )
+
 
 def stored_form(event: Any) -> dict | None:
     """The event as its processed_events row keeps it for a replay (None: not replayed)."""
     if isinstance(event, RefereeBonus):
-        return {"member_id": event.member_id, "referrer_member_id": event.referrer_member_id, "source": event.source,
-                "event_id": event.event_id, "occurred_at": event.occurred_at.isoformat()}
+        return {
+            "member_id": event.member_id,
+            "referrer_member_id": event.referrer_member_id,
+            "source": event.source,
+            "event_id": event.event_id,
+            "occurred_at": event.occurred_at.isoformat(),
+        }
     if isinstance(event, BirthdayGift):
         return {"member_id": event.member_id, "year": event.year, "occurred_at": event.occurred_at.isoformat()}
     if event.type in REPLAYED_TYPES:
@@ -307,8 +330,13 @@ def stored_form(event: Any) -> dict | None:
 def stored_event(event_type: str, data: dict) -> Any:
     """The event a processed_events row's stored form describes."""
     if event_type == "referral_referee":
-        return RefereeBonus(data["member_id"], data["referrer_member_id"], data["source"], data["event_id"],
-                            datetime.fromisoformat(data["occurred_at"]))
+        return RefereeBonus(
+            data["member_id"],
+            data["referrer_member_id"],
+            data["source"],
+            data["event_id"],
+            datetime.fromisoformat(data["occurred_at"]),
+        )
     if event_type == "birthday_gift":
         return BirthdayGift(data["member_id"], data["year"], datetime.fromisoformat(data["occurred_at"]))
     return parse_event(data)
@@ -336,7 +364,9 @@ async def _book(conn, program, account: Account, origin: Origin, outcome: Earned
             available_points=account.available,
             rules=[a.rule for a in outcome.awards],
         )
-    return Result("applied", account.member_id, outcome.points, note=outcome.note, detail={"lot_id": lot_id} if lot_id else {})
+    return Result(
+        "applied", account.member_id, outcome.points, note=outcome.note, detail={"lot_id": lot_id} if lot_id else {}
+    )
 
 
 async def _purchase(conn, program: Program, account: Account, origin: Origin, event: PurchaseEvent) -> Result:
@@ -370,28 +400,48 @@ async def _purchase(conn, program: Program, account: Account, origin: Origin, ev
     if order is not None:  # reviews and refunds arrived before the purchase: apply them now, in order
         await _reward_waiting_reviews(conn, program, account, order_key)
         waiting = (await conn.execute(_WAITING_REFUNDS, order_key)).mappings().all()
-        state = {"amount": payload.amount, "points_earned": order_points, "points_reversed": 0,
-                 "refunded_amount": 0, "lot_id": lot_id}
+        state = {
+            "amount": payload.amount,
+            "points_earned": order_points,
+            "points_reversed": 0,
+            "refunded_amount": 0,
+            "lot_id": lot_id,
+        }
         for refund in waiting:
             refund_origin = Origin(refund["source"], refund["event_id"], "refund", refund["occurred_at"])
-            state = await _apply_refund(conn, account, refund_origin, order_key, state, refund["refund_id"], refund["amount"])
+            state = await _apply_refund(
+                conn, account, refund_origin, order_key, state, refund["refund_id"], refund["amount"]
+            )
             await conn.execute(_DEFERRED_APPLIED, {"source": refund["source"], "event_id": refund["event_id"]})
     return result
 
 
-async def _apply_refund(conn, account: Account, origin: Origin, order_key: dict, order: dict, refund_id: str, amount) -> dict:
+async def _apply_refund(
+    conn, account: Account, origin: Origin, order_key: dict, order: dict, refund_id: str, amount
+) -> dict:
     due = refund_reversal(
         order["points_earned"], order["amount"], order["refunded_amount"], amount, order["points_reversed"]
     )
     if due > 0:
-        rule = {"rule": "refund", "order_id": order_key["order_id"], "refund_id": refund_id, "amount": str(amount),
-                "order_amount": str(order["amount"]), "order_points": order["points_earned"]}
+        rule = {
+            "rule": "refund",
+            "order_id": order_key["order_id"],
+            "refund_id": refund_id,
+            "amount": str(amount),
+            "order_amount": str(order["amount"]),
+            "order_points": order["points_earned"],
+        }
         await accounts.reverse(conn, account, origin, due, own_lot_id=order["lot_id"], rules=[rule])
     accounts.count_spend(account, order["refunded_amount"] - min(order["refunded_amount"] + amount, order["amount"]))
-    order = {**order, "refunded_amount": min(order["refunded_amount"] + amount, order["amount"]),
-             "points_reversed": order["points_reversed"] + due}
-    await conn.execute(_ORDER_REFUNDED, {**order_key, "refunded_amount": order["refunded_amount"],
-                                         "points_reversed": order["points_reversed"]})
+    order = {
+        **order,
+        "refunded_amount": min(order["refunded_amount"] + amount, order["amount"]),
+        "points_reversed": order["points_reversed"] + due,
+    }
+    await conn.execute(
+        _ORDER_REFUNDED,
+        {**order_key, "refunded_amount": order["refunded_amount"], "points_reversed": order["points_reversed"]},
+    )
     await conn.execute(_REFUND_APPLIED, {**order_key, "refund_id": refund_id, "points_reversed": due})
     return order
 
@@ -404,9 +454,15 @@ async def _refund(conn, program: Program, account: Account, origin: Origin, even
     fresh = (
         await conn.execute(
             _INSERT_REFUND,
-            {**order_key, "refund_id": payload.refund_id, "amount": payload.amount, "source": origin.source,
-             "event_id": origin.event_id, "occurred_at": origin.occurred_at,
-             "status": "applied" if seen else "waiting"},
+            {
+                **order_key,
+                "refund_id": payload.refund_id,
+                "amount": payload.amount,
+                "source": origin.source,
+                "event_id": origin.event_id,
+                "occurred_at": origin.occurred_at,
+                "status": "applied" if seen else "waiting",
+            },
         )
     ).first()
     if fresh is None:
@@ -428,23 +484,36 @@ async def _signup(conn, program: Program, account: Account, origin: Origin, even
         account.profile["locale"] = profile.locale
     if account.profile["signed_up_at"] is None:
         account.profile["signed_up_at"] = origin.occurred_at
-    return await _book(conn, program, account, origin, evaluate_for(program, account, origin, event.payload.model_dump()))
+    return await _book(
+        conn, program, account, origin, evaluate_for(program, account, origin, event.payload.model_dump())
+    )
 
 
 async def _check_in(conn, program: Program, account: Account, origin: Origin, event: CheckInEvent) -> Result:
-    return await _book(conn, program, account, origin, evaluate_for(program, account, origin, event.payload.model_dump()))
+    return await _book(
+        conn, program, account, origin, evaluate_for(program, account, origin, event.payload.model_dump())
+    )
 
 
 async def _activity(conn, program: Program, account: Account, origin: Origin, event: ActivityEvent) -> Result:
-    return await _book(conn, program, account, origin, evaluate_for(program, account, origin, event.payload.model_dump()))
+    return await _book(
+        conn, program, account, origin, evaluate_for(program, account, origin, event.payload.model_dump())
+    )
 
 
 async def _review(conn, program: Program, account: Account, origin: Origin, event: ReviewEvent) -> Result:
     """Reviews earn only for the member's own orders: one of an order not (yet) seen waits."""
     payload = event.payload
     order_key = {"member_id": account.member_id, "order_id": payload.order_id}
-    claim = {**order_key, "sku": payload.sku, "review_id": payload.review_id, "source": origin.source,
-             "event_id": origin.event_id, "has_media": payload.has_media, "occurred_at": origin.occurred_at}
+    claim = {
+        **order_key,
+        "sku": payload.sku,
+        "review_id": payload.review_id,
+        "source": origin.source,
+        "event_id": origin.event_id,
+        "has_media": payload.has_media,
+        "occurred_at": origin.occurred_at,
+    }
     order = (await conn.execute(_ORDER, order_key)).mappings().first()
     if order is None or order["amount"] is None:
         if (await conn.execute(_CLAIM_REVIEW, {**claim, "status": "waiting"})).first() is None:
@@ -462,8 +531,17 @@ async def _reward_waiting_reviews(conn, program: Program, account: Account, orde
     """The reviews that arrived before their purchase, in occurrence order."""
     for review in (await conn.execute(_WAITING_REVIEWS, order_key)).mappings().all():
         origin = Origin(review["source"], review["event_id"], "review", review["occurred_at"])
-        outcome = evaluate_for(program, account, origin, {"order_id": order_key["order_id"], "sku": review["sku"],
-                                                        "review_id": review["review_id"], "has_media": review["has_media"]})
+        outcome = evaluate_for(
+            program,
+            account,
+            origin,
+            {
+                "order_id": order_key["order_id"],
+                "sku": review["sku"],
+                "review_id": review["review_id"],
+                "has_media": review["has_media"],
+            },
+        )
         key = {**order_key, "sku": review["sku"]}
         await conn.execute(_REVIEW_REWARDED if outcome.awards else _REVIEW_UNCLAIMED, key)
         await _book(conn, program, account, origin, outcome)
@@ -473,16 +551,22 @@ async def _reward_waiting_reviews(conn, program: Program, account: Account, orde
 async def _referral(conn, program: Program, account: Account, origin: Origin, event: ReferralEvent) -> Result:
     referee = event.payload.referee_member_id
     depth = (
-        await conn.execute(_REFERRAL_CIRCLE, {"referrer": account.member_id, "referee": referee,
-                                              "depth_max": REFERRAL_CHAIN_MAX})
+        await conn.execute(
+            _REFERRAL_CIRCLE, {"referrer": account.member_id, "referee": referee, "depth_max": REFERRAL_CHAIN_MAX}
+        )
     ).scalar()
     if depth is not None:
         raise InvalidEvent(_circle_reason(referee, account.member_id, depth))
     won = (
         await conn.execute(
             _CLAIM_REFERRAL,
-            {"referee": referee, "referrer": account.member_id, "source": origin.source, "event_id": origin.event_id,
-             "pair_key": _pair_key(referee, account.member_id)},
+            {
+                "referee": referee,
+                "referrer": account.member_id,
+                "source": origin.source,
+                "event_id": origin.event_id,
+                "pair_key": _pair_key(referee, account.member_id),
+            },
         )
     ).first()
     if won is None:
@@ -495,16 +579,24 @@ async def _referral(conn, program: Program, account: Account, origin: Origin, ev
 
 
 def _circle_reason(referee: str, referrer: str, depth: int) -> str:
-    return (f"payload.referee_member_id: {referee} is above {referrer} in the chain of referrals "
-            f"({depth} {'step' if depth == 1 else 'steps'} up); referrals cannot be mutual or circular")
+    return (
+        f"payload.referee_member_id: {referee} is above {referrer} in the chain of referrals "
+        f"({depth} {'step' if depth == 1 else 'steps'} up); referrals cannot be mutual or circular"
+    )
 
 
 async def _referee_bonus(conn, program: Program, account: Account, origin: Origin, bonus: RefereeBonus) -> Result:
     referral = (await conn.execute(_REFERRAL_OF, {"referee": account.member_id})).first()
     if referral is None or (referral.source, referral.event_id) != (bonus.source, bonus.event_id):
         return Result("applied", account.member_id, note="referral.referee_already_referred")
-    outcome = evaluate_for(program, account, origin, {"referrer_member_id": bonus.referrer_member_id},
-                        event_type="referral_referee", extra={"referrer_member_id": bonus.referrer_member_id})
+    outcome = evaluate_for(
+        program,
+        account,
+        origin,
+        {"referrer_member_id": bonus.referrer_member_id},
+        event_type="referral_referee",
+        extra={"referrer_member_id": bonus.referrer_member_id},
+    )
     return await _book(conn, program, account, origin, outcome)
 
 

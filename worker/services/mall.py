@@ -185,7 +185,8 @@ async def list_rewards(engine: AsyncEngine) -> list[dict[str, Any]]:
             "available_from": _iso(r["available_from"]),
             "available_until": _iso(r["available_until"]),
             "early_access": {"tier": r["early_access_tier"], "hours": r["early_access_hours"]}
-            if r["early_access_tier"] else None,
+            if r["early_access_tier"]
+            else None,
         }
         for r in rows
     ]
@@ -210,7 +211,9 @@ def _terms(row) -> mall.RewardTerms:
 # ---------------------------------------------------------------- ledger handlers
 
 
-async def redeem(conn: AsyncConnection, program: Program, account: Account, origin: Origin, event: RedemptionEvent) -> Result:
+async def redeem(
+    conn: AsyncConnection, program: Program, account: Account, origin: Origin, event: RedemptionEvent
+) -> Result:
     """One redemption, under the member's lock: check, take stock, spend lots earliest-expiring first."""
     payload = event.payload
     quantity = payload.quantity
@@ -252,7 +255,9 @@ async def redeem(conn: AsyncConnection, program: Program, account: Account, orig
         await conn.execute(_RECORD, {**record, "points": 0, "status": "rejected", "reason": reason, "entry_id": None})
         accounts.notify(account, "redemption_rejected", origin, reward_name=reward_name, reason=reason)
         return Result(
-            "applied", account.member_id, note=f"redemption.{reason}",
+            "applied",
+            account.member_id,
+            note=f"redemption.{reason}",
             detail={"redemption": "rejected", "reason": reason, "reward_id": payload.reward_id},
         )
 
@@ -262,30 +267,55 @@ async def redeem(conn: AsyncConnection, program: Program, account: Account, orig
     entry_id = (
         await conn.execute(
             _WRITE_ENTRY,
-            {"member_id": account.member_id, "kind": "redeem", "points": -points, "source": origin.source,
-             "event_id": origin.event_id, "event_type": origin.event_type, "rules": [rule], "occurred_at": at},
+            {
+                "member_id": account.member_id,
+                "kind": "redeem",
+                "points": -points,
+                "source": origin.source,
+                "event_id": origin.event_id,
+                "event_type": origin.event_type,
+                "rules": [rule],
+                "occurred_at": at,
+            },
         )
     ).scalar_one()
     await accounts.take_from_lots(conn, entry_id, takes)
     account.available -= points
     account.movements.append(("redeem", points))
-    await conn.execute(_RECORD, {**record, "points": points, "status": "confirmed", "reason": None, "entry_id": entry_id})
+    await conn.execute(
+        _RECORD, {**record, "points": points, "status": "confirmed", "reason": None, "entry_id": entry_id}
+    )
     accounts.notify(
-        account, "redemption_confirmed", origin,
-        reward_name=reward_name, quantity=quantity, points=points, available_points=account.available,
+        account,
+        "redemption_confirmed",
+        origin,
+        reward_name=reward_name,
+        quantity=quantity,
+        points=points,
+        available_points=account.available,
     )
     return Result(
-        "applied", account.member_id, points=-points,
+        "applied",
+        account.member_id,
+        points=-points,
         detail={"redemption": "confirmed", "reward_id": terms.reward_id, "entry_id": entry_id},
     )
 
 
-async def cancel(conn: AsyncConnection, program: Program, account: Account, origin: Origin, event: RedemptionCancelEvent) -> Result:
+async def cancel(
+    conn: AsyncConnection, program: Program, account: Account, origin: Origin, event: RedemptionCancelEvent
+) -> Result:
     """Give the points back to the lots they came from (an expired lot gets nothing) and the stock back."""
     target = event.payload.redemption_event_id
     found = (
-        await conn.execute(_FIND_REDEMPTION, {"member_id": account.member_id, "event_id": target, "source": origin.source})
-    ).mappings().first()
+        (
+            await conn.execute(
+                _FIND_REDEMPTION, {"member_id": account.member_id, "event_id": target, "source": origin.source}
+            )
+        )
+        .mappings()
+        .first()
+    )
     if found is None:
         return Result("applied", account.member_id, note="redemption_cancel.unknown_redemption")
     if found["status"] != "confirmed":
@@ -295,13 +325,27 @@ async def cancel(conn: AsyncConnection, program: Program, account: Account, orig
     taken = (await conn.execute(_TAKES_OF, {"entry_id": found["entry_id"]})).all()
     back = [(t.lot_id, t.points) for t in taken if t.expires_at > at]
     restored = sum(points for _, points in back)
-    detail = {"rule": "redemption_cancel", "redemption_source": found["source"], "redemption_event_id": target,
-              "points_spent": found["points"], "points_restored": restored, "points_expired": found["points"] - restored}
+    detail = {
+        "rule": "redemption_cancel",
+        "redemption_source": found["source"],
+        "redemption_event_id": target,
+        "points_spent": found["points"],
+        "points_restored": restored,
+        "points_expired": found["points"] - restored,
+    }
     entry_id = (
         await conn.execute(
             _WRITE_ENTRY,
-            {"member_id": account.member_id, "kind": "restore", "points": restored, "source": origin.source,
-             "event_id": origin.event_id, "event_type": origin.event_type, "rules": [detail], "occurred_at": at},
+            {
+                "member_id": account.member_id,
+                "kind": "restore",
+                "points": restored,
+                "source": origin.source,
+                "event_id": origin.event_id,
+                "event_type": origin.event_type,
+                "rules": [detail],
+                "occurred_at": at,
+            },
         )
     ).scalar_one()
     # A negative take puts points back into the lot; lot_takes keeps both directions.
@@ -311,14 +355,19 @@ async def cancel(conn: AsyncConnection, program: Program, account: Account, orig
     await conn.execute(_RETURN_STOCK, {"reward_id": found["reward_id"], "quantity": found["quantity"]})
     await conn.execute(
         _MARK_CANCELLED,
-        {"cancel_source": origin.source, "cancel_event_id": origin.event_id, "points_restored": restored,
-         "cancelled_at": at, "source": found["source"], "event_id": target},
+        {
+            "cancel_source": origin.source,
+            "cancel_event_id": origin.event_id,
+            "points_restored": restored,
+            "cancelled_at": at,
+            "source": found["source"],
+            "event_id": target,
+        },
     )
     accounts.notify(
         account, "redemption_cancelled", origin, reward_name=found["reward_name"] or found["reward_id"], points=restored
     )
     return Result("applied", account.member_id, points=restored, detail={"redemption": "cancelled", **detail})
-
 
 
 async def stock_differences(engine: AsyncEngine) -> list[str]:

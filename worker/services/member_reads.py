@@ -76,8 +76,11 @@ async def member_state(
     """
     for _ in range(2):
         async with (read_engine or engine).connect() as conn:
-            row = (await conn.execute(
-                _STATE, {"member_id": member_id, "now": now, "until": now + EXPIRING_WINDOW})).mappings().first()
+            row = (
+                (await conn.execute(_STATE, {"member_id": member_id, "now": now, "until": now + EXPIRING_WINDOW}))
+                .mappings()
+                .first()
+            )
         if row is None:
             return None
         if not row["due"]:
@@ -94,7 +97,9 @@ async def member_state(
 async def history_page(engine: AsyncEngine, member_id: str, *, limit: int, before: int | None) -> dict[str, Any]:
     """Newest entries first; `next_before` continues the listing (None on the last page)."""
     async with engine.connect() as conn:
-        rows = (await conn.execute(_HISTORY, {"member_id": member_id, "before": before, "n": limit + 1})).mappings().all()
+        rows = (
+            (await conn.execute(_HISTORY, {"member_id": member_id, "before": before, "n": limit + 1})).mappings().all()
+        )
     more = len(rows) > limit
     rows = rows[:limit]
     entries = [entry_view(r) for r in rows]
@@ -116,18 +121,39 @@ async def rewards_for_member(engine: AsyncEngine, program: Program, member: dict
         already = 0
         if terms.limit_period is not None:
             start, end = mall.period_bounds(program.zone, terms.limit_period, now)
-            already = sum(q for rid, at, q in held
-                          if rid == terms.reward_id and (start is None or at >= start) and (end is None or at < end))
-        reason = mall.check_redemption(program, terms, tier=member["tier"], spendable_points=spendable, quantity=1,
-                                       at=now, already_in_period=already)
-        entry = {"reward_id": terms.reward_id, "name": terms.name, "cost_points": terms.cost_points,
-                 "min_tier": terms.min_tier, "stock_left": terms.stock_left, "eligible": reason is None,
-                 "locked": None}
+            already = sum(
+                q
+                for rid, at, q in held
+                if rid == terms.reward_id and (start is None or at >= start) and (end is None or at < end)
+            )
+        reason = mall.check_redemption(
+            program,
+            terms,
+            tier=member["tier"],
+            spendable_points=spendable,
+            quantity=1,
+            at=now,
+            already_in_period=already,
+        )
+        entry = {
+            "reward_id": terms.reward_id,
+            "name": terms.name,
+            "cost_points": terms.cost_points,
+            "min_tier": terms.min_tier,
+            "stock_left": terms.stock_left,
+            "eligible": reason is None,
+            "locked": None,
+        }
         if reason is not None:
             entry["locked"] = {
                 "reason": reason,
-                "text": reward_locks.lock_text(reason, member.get("locale"), program.default_locale,
-                                               points_short=terms.cost_points - spendable, min_tier=terms.min_tier),
+                "text": reward_locks.lock_text(
+                    reason,
+                    member.get("locale"),
+                    program.default_locale,
+                    points_short=terms.cost_points - spendable,
+                    min_tier=terms.min_tier,
+                ),
             }
         out.append(entry)
     return out

@@ -72,8 +72,11 @@ def view_from_row(program: Program, row, *, now: datetime) -> dict[str, Any]:
     """
     rules = rules_engine.rules_of(program)
     on_amount = rules.tiers.basis == "amount"
-    value = (row["qualifying_amount"] - row["qualifying_amount_baseline"] if on_amount
-             else row["qualifying_points"] - row["qualifying_baseline"])
+    value = (
+        row["qualifying_amount"] - row["qualifying_amount_baseline"]
+        if on_amount
+        else row["qualifying_points"] - row["qualifying_baseline"]
+    )
     upcoming, missing = rules_engine.to_next(rules, row["tier"], value)
     return {
         "member_id": row["member_id"],
@@ -135,15 +138,30 @@ async def tier_history(engine: AsyncEngine, member_id: str, limit: int = 100) ->
         changes = (await conn.execute(_TIER_CHANGES, {"member_id": member_id, "limit": limit})).mappings().all()
         floors = (await conn.execute(_FLOORS, {"member_id": member_id, "limit": limit})).mappings().all()
     rows = [
-        {"kind": "change", "at": _iso(r["changed_at"]), "from_tier": r["from_tier"], "to_tier": r["to_tier"],
-         "reason": r["reason"], "event": {"source": r["source"], "event_id": r["event_id"]},
-         "occurred_at": _iso(r["occurred_at"]), "_at": (r["changed_at"], 1, r["change_id"])}
+        {
+            "kind": "change",
+            "at": _iso(r["changed_at"]),
+            "from_tier": r["from_tier"],
+            "to_tier": r["to_tier"],
+            "reason": r["reason"],
+            "event": {"source": r["source"], "event_id": r["event_id"]},
+            "occurred_at": _iso(r["occurred_at"]),
+            "_at": (r["changed_at"], 1, r["change_id"]),
+        }
         for r in changes
     ]
     # A floor comes before the tier change it made (same transaction, recorded just before).
     rows += [
-        {"kind": "floor", "at": _iso(r["set_at"]), "tier": r["tier"], "ends_on": _iso(r["ends_on"]),
-         "reason": r["reason"], "set_by": r["set_by"], "floor_id": r["floor_id"], "_at": (r["set_at"], 0, r["floor_id"])}
+        {
+            "kind": "floor",
+            "at": _iso(r["set_at"]),
+            "tier": r["tier"],
+            "ends_on": _iso(r["ends_on"]),
+            "reason": r["reason"],
+            "set_by": r["set_by"],
+            "floor_id": r["floor_id"],
+            "_at": (r["set_at"], 0, r["floor_id"]),
+        }
         for r in floors
     ]
     rows.sort(key=lambda r: r["_at"])
@@ -189,7 +207,8 @@ async def history(
         rows = (await conn.execute(query)).mappings().all()
         outcomes = (
             (await conn.execute(_ZERO_POINT_OUTCOMES, {"member_id": member_id, "limit": limit})).mappings().all()
-            if zero_point else []
+            if zero_point
+            else []
         )
     entries = [{**entry_view(r), "_at": (r["occurred_at"], 0, r["entry_id"])} for r in rows]
     entries += [

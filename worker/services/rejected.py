@@ -40,8 +40,11 @@ async def replay_rejected(engine: AsyncEngine, program, rejected_id: int, *, now
 
     async with engine.connect() as conn:
         row = (
-            await conn.execute(select(rejected_events.c.raw, rejected_events.c.status)
-                               .where(rejected_events.c.rejected_id == rejected_id))
+            await conn.execute(
+                select(rejected_events.c.raw, rejected_events.c.status).where(
+                    rejected_events.c.rejected_id == rejected_id
+                )
+            )
         ).one_or_none()
     if row is None:
         raise NotReplayable(f"no rejected event #{rejected_id}")

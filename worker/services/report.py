@@ -101,10 +101,17 @@ class Report:
             "program": self.program,
             "from": self.date_from.isoformat() if self.date_from else None,
             "to": self.date_to.isoformat() if self.date_to else None,
-            "liability": {"available_points": self.available_points, "pending_points": self.pending_points,
-                          "outstanding_points": self.outstanding_points, "point_value": str(self.point_value),
-                          "value": str(self.liability_value)},
-            "earned": self.earned, "reversed": self.reversed, "redeemed": self.redeemed, "expired": self.expired,
+            "liability": {
+                "available_points": self.available_points,
+                "pending_points": self.pending_points,
+                "outstanding_points": self.outstanding_points,
+                "point_value": str(self.point_value),
+                "value": str(self.liability_value),
+            },
+            "earned": self.earned,
+            "reversed": self.reversed,
+            "redeemed": self.redeemed,
+            "expired": self.expired,
             "breakage": str(self.breakage) if self.breakage is not None else None,
             "redemption_rate": str(self.redemption_rate) if self.redemption_rate is not None else None,
             "tiers": dict(self.tiers),
@@ -121,8 +128,9 @@ def _bounds(program: Program, date_from: date | None, date_to: date | None) -> d
     return {"start": start, "end": end}
 
 
-async def build_report(engine: AsyncEngine, program: Program, date_from: date | None = None,
-                       date_to: date | None = None) -> Report:
+async def build_report(
+    engine: AsyncEngine, program: Program, date_from: date | None = None, date_to: date | None = None
+) -> Report:
     bounds = _bounds(program, date_from, date_to)
     async with engine.connect() as conn:
         available, pending = (await conn.execute(_LIABILITY)).one()
@@ -131,5 +139,15 @@ async def build_report(engine: AsyncEngine, program: Program, date_from: date | 
         counts = {tier: n for tier, n in (await conn.execute(_TIERS)).all()}
         moves = [tuple(r) for r in (await conn.execute(_MOVES, bounds)).all()]
     order = [t.name for t in program.tiers] + sorted(set(counts) - {t.name for t in program.tiers})
-    return Report(program.name, date_from, date_to, int(available), int(pending), program.point_value, flows,
-                  earn_by, [(t, counts.get(t, 0)) for t in order], moves)  # type: ignore[arg-type]
+    return Report(
+        program.name,
+        date_from,
+        date_to,
+        int(available),
+        int(pending),
+        program.point_value,
+        flows,
+        earn_by,
+        [(t, counts.get(t, 0)) for t in order],
+        moves,
+    )  # type: ignore[arg-type]

@@ -52,9 +52,7 @@ def worker_heartbeats(client: redis.Redis, namespace: str, now_s: float) -> list
 
 _REJECTED_OPEN = text("SELECT count(*) FROM rejected_events WHERE status = 'open'")
 _OUTBOX = text("SELECT status, count(*) FROM notifications GROUP BY status ORDER BY status")
-_OUTBOX_OLDEST = text(
-    "SELECT extract(epoch FROM now() - min(created_at)) FROM notifications WHERE status = 'pending'"
-)
+_OUTBOX_OLDEST = text("SELECT extract(epoch FROM now() - min(created_at)) FROM notifications WHERE status = 'pending'")
 _LAG = text(
     """
     SELECT count(*), extract(epoch FROM avg(processed_at - occurred_at)),
@@ -107,17 +105,29 @@ _SCHEDULER_ORDER = ("planned_at", "scheduled_for")
 async def _scheduler_runs(conn) -> list[dict[str, Any]] | None:
     """The scheduler's recent firings, or None when this deployment has no scheduler table."""
     columns = (
-        await conn.execute(text(
-            "SELECT column_name FROM information_schema.columns "
-            "WHERE table_schema = current_schema() AND table_name = 'scheduler_firings' ORDER BY ordinal_position"
-        ))
-    ).scalars().all()
+        (
+            await conn.execute(
+                text(
+                    "SELECT column_name FROM information_schema.columns "
+                    "WHERE table_schema = current_schema() AND table_name = 'scheduler_firings' ORDER BY ordinal_position"
+                )
+            )
+        )
+        .scalars()
+        .all()
+    )
     if not columns:
         return None
     order = next((c for c in _SCHEDULER_ORDER if c in columns), columns[0])
     rows = (
-        await conn.execute(text(f'SELECT * FROM scheduler_firings ORDER BY "{order}" DESC LIMIT {SCHEDULER_RUNS_SHOWN}'))
-    ).mappings().all()
+        (
+            await conn.execute(
+                text(f'SELECT * FROM scheduler_firings ORDER BY "{order}" DESC LIMIT {SCHEDULER_RUNS_SHOWN}')
+            )
+        )
+        .mappings()
+        .all()
+    )
     return [{k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in row.items()} for row in rows]
 
 

@@ -88,8 +88,10 @@ def overview(data: dict[str, Any], namespace: str) -> bytes:
     throughput = [(row["minute"][11:16], row["events"]) for row in data["throughput"]]
     workers = data.get("workers", [])
     if workers:
-        workers_html = _table(["worker", "last heartbeat", "age"],
-                              [[w["worker_id"], w["last_heartbeat_at"], _seconds(w["age_seconds"])] for w in workers])
+        workers_html = _table(
+            ["worker", "last heartbeat", "age"],
+            [[w["worker_id"], w["last_heartbeat_at"], _seconds(w["age_seconds"])] for w in workers],
+        )
     else:
         workers_html = '<p class="empty">no worker has sent a heartbeat: is `loyalty worker` running?</p>'
 
@@ -111,10 +113,15 @@ max {_seconds(lag["max_seconds"])}</p></section>
 
 
 def dead_page(rows: list[dict]) -> bytes:
-    table = _table(["id", "queue", "actor", "event", "dead at"],
-                   [[r["id"], r["queue"], r["actor"], r["event_id"] or "-", r["dead_at"]] for r in rows])
-    return _page("Dead letters", f'<p class="sub">Replay with <code>loyalty dlq replay ID</code> or '
-                                 f'<code>--all</code> once the cause is fixed.</p><section>{table}</section>')
+    table = _table(
+        ["id", "queue", "actor", "event", "dead at"],
+        [[r["id"], r["queue"], r["actor"], r["event_id"] or "-", r["dead_at"]] for r in rows],
+    )
+    return _page(
+        "Dead letters",
+        f'<p class="sub">Replay with <code>loyalty dlq replay ID</code> or '
+        f"<code>--all</code> once the cause is fixed.</p><section>{table}</section>",
+    )
 
 
 class Dashboard:
@@ -146,8 +153,10 @@ class Dashboard:
 
     def __call__(self, environ: dict, start: Start) -> Iterable[bytes]:
         if not self.authorized(environ):
-            start("401 Unauthorized", [("WWW-Authenticate", 'Basic realm="loyalty", charset="UTF-8"'),
-                                       ("Content-Type", "text/plain")])
+            start(
+                "401 Unauthorized",
+                [("WWW-Authenticate", 'Basic realm="loyalty", charset="UTF-8"'), ("Content-Type", "text/plain")],
+            )
             return [b"authentication required\n"]
         path = environ.get("PATH_INFO", "/")
         if path == "/":
@@ -160,8 +169,7 @@ class Dashboard:
         else:
             start("404 Not Found", [("Content-Type", "text/plain")])
             return [b"not found\n"]
-        start("200 OK", [("Content-Type", kind), ("Content-Length", str(len(body))),
-                         ("Cache-Control", "no-store")])
+        start("200 OK", [("Content-Type", kind), ("Content-Length", str(len(body))), ("Cache-Control", "no-store")])
         return [body]
 
 

@@ -72,26 +72,34 @@ def _card(key: str, value: str) -> str:
 def _table(headers: list[str], rows: list[list], numeric_from: int) -> str:
     head = "".join(f'<th class="{"n" if i >= numeric_from else ""}">{escape(h)}</th>' for i, h in enumerate(headers))
     body = "".join(
-        "<tr>" + "".join(
+        "<tr>"
+        + "".join(
             f'<td class="n">{v:,}</td>' if i >= numeric_from else f"<td>{escape(str(v))}</td>" for i, v in enumerate(r)
-        ) + "</tr>"
+        )
+        + "</tr>"
         for r in rows
     )
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
 def html_report(report: Report, generated_at: str) -> str:
-    cards = "".join([
-        _card("Outstanding points", f"{report.outstanding_points:,}"),
-        _card("Liability value", f"{report.liability_value:,}"),
-        _card("Earned", f"{report.earned:,}"),
-        _card("Redeemed", f"{report.redeemed:,}"),
-        _card("Expired", f"{report.expired:,}"),
-        _card("Breakage", _pct(report.breakage)),
-        _card("Redemption rate", _pct(report.redemption_rate)),
-    ])
-    flows = [("Earned", report.earned), ("Reversed", report.reversed), ("Redeemed", report.redeemed),
-             ("Expired", report.expired)]
+    cards = "".join(
+        [
+            _card("Outstanding points", f"{report.outstanding_points:,}"),
+            _card("Liability value", f"{report.liability_value:,}"),
+            _card("Earned", f"{report.earned:,}"),
+            _card("Redeemed", f"{report.redeemed:,}"),
+            _card("Expired", f"{report.expired:,}"),
+            _card("Breakage", _pct(report.breakage)),
+            _card("Redemption rate", _pct(report.redemption_rate)),
+        ]
+    )
+    flows = [
+        ("Earned", report.earned),
+        ("Reversed", report.reversed),
+        ("Redeemed", report.redeemed),
+        ("Expired", report.expired),
+    ]
     earn_by = [(f"{s} / {t}", p) for s, t, p in report.earn_by]
     moves = [(f"{f} → {t}", n) for f, t, n in report.moves]
     return f"""<!doctype html>

@@ -26,8 +26,10 @@ def bars(items: Sequence[tuple[str, float]], *, width: int = 560, row_px: int = 
             f'fill="{PALETTE[i % len(PALETTE)]}"/>'
             f'<text x="{label_px + w + 6:.1f}" y="{y + row_px * 0.65:.1f}">{value:,.0f}{escape(unit)}</text>'
         )
-    return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-            f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="13">{"".join(rows)}</svg>')
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="13">{"".join(rows)}</svg>'
+    )
 
 
 def columns(items: Sequence[tuple[str, float]], *, width: int = 560, height: int = 160) -> str:
@@ -42,15 +44,22 @@ def columns(items: Sequence[tuple[str, float]], *, width: int = 560, height: int
     for i, (label, value) in enumerate(items):
         h = (plot_h - label_room) * value / top
         x = i * step
-        parts.append(f'<rect x="{x + 2:.1f}" y="{plot_h + 2 - h:.1f}" width="{max(1.0, step - 4):.1f}" '
-                     f'height="{h:.1f}" fill="{PALETTE[0]}"><title>{escape(label)}: {value:,.0f}</title></rect>')
+        parts.append(
+            f'<rect x="{x + 2:.1f}" y="{plot_h + 2 - h:.1f}" width="{max(1.0, step - 4):.1f}" '
+            f'height="{h:.1f}" fill="{PALETTE[0]}"><title>{escape(label)}: {value:,.0f}</title></rect>'
+        )
         if value:
-            parts.append(f'<text x="{x + step / 2:.1f}" y="{plot_h - h - 2:.1f}" text-anchor="middle" '
-                         f'font-size="10">{value:,.0f}</text>')
+            parts.append(
+                f'<text x="{x + step / 2:.1f}" y="{plot_h - h - 2:.1f}" text-anchor="middle" '
+                f'font-size="10">{value:,.0f}</text>'
+            )
     for i in (0, len(items) - 1):
         anchor = "start" if i == 0 else "end"
         x = 0 if i == 0 else width
-        parts.append(f'<text x="{x}" y="{height - 8}" text-anchor="{anchor}" font-size="11">'
-                     f'{escape(items[i][0])}</text>')
-    return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-            f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="12">{"".join(parts)}</svg>')
+        parts.append(
+            f'<text x="{x}" y="{height - 8}" text-anchor="{anchor}" font-size="11">{escape(items[i][0])}</text>'
+        )
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="12">{"".join(parts)}</svg>'
+    )

@@ -25,7 +25,9 @@ from worker.domain.engine.language import EngineProgram, Multiply
 ORDER_EFFECTS = ("per_amount", "per_quantity")
 
 
-def entry_awards(program: EngineProgram, evaluation: Evaluation, extra: Mapping[str, Any] | None = None) -> tuple[Award, ...]:
+def entry_awards(
+    program: EngineProgram, evaluation: Evaluation, extra: Mapping[str, Any] | None = None
+) -> tuple[Award, ...]:
     """The evaluation's awards with their inputs in member-history shape; `extra` is added to each
     (e.g. the referee of a referral, which the engine does not need to know)."""
     by_id = {rule.id: rule for rule in program.rules}
@@ -52,8 +54,11 @@ def entry_awards(program: EngineProgram, evaluation: Evaluation, extra: Mapping[
 def _purchase_detail(program: EngineProgram, engine: Mapping[str, Any], by_id: Mapping[str, Any]) -> dict[str, Any]:
     multipliers: dict[str, str] = dict(engine.get("multipliers", {}))
     tier_factor = next(
-        (factor for rule_id, factor in multipliers.items()
-         if isinstance(by_id[rule_id].effect, Multiply) and by_id[rule_id].effect.factor == "tier"),
+        (
+            factor
+            for rule_id, factor in multipliers.items()
+            if isinstance(by_id[rule_id].effect, Multiply) and by_id[rule_id].effect.factor == "tier"
+        ),
         "1",
     )
     detail: dict[str, Any] = {"amount": engine["amount"], "tier": engine["tier"], "tier_multiplier": tier_factor}
@@ -98,9 +103,17 @@ def outcome_note(evaluation: Evaluation) -> str | None:
 def _note(event_type: str, reason: str) -> str | None:
     """The note for a refusal by streak, limit or kind; None for conditions that did not hold."""
     if reason.startswith("already counted"):
-        return f"{event_type}.already_checked_in_today" if event_type == "check_in" else f"{event_type}.already_counted_today"
+        return (
+            f"{event_type}.already_checked_in_today"
+            if event_type == "check_in"
+            else f"{event_type}.already_counted_today"
+        )
     if "is before the streak's last day" in reason:
-        return f"{event_type}.earlier_than_last_check_in" if event_type == "check_in" else f"{event_type}.earlier_than_streak"
+        return (
+            f"{event_type}.earlier_than_last_check_in"
+            if event_type == "check_in"
+            else f"{event_type}.earlier_than_streak"
+        )
     if reason.startswith("limit reached"):
         if event_type == "signup":
             return "signup.already_signed_up"

@@ -132,16 +132,21 @@ def _lines(program: EngineProgram, payload: Mapping[str, Any]) -> tuple[Line, ..
         sku = str(_field(item, "sku", ""))
         category = str(_field(item, "category", ""))
         labels = frozenset(_field(item, "labels", ()) or ())
-        lines.append(Line(
-            index=index,
-            sku=sku,
-            category=category,
-            amount=_money(_field(item, "amount", "0"), f"payload.items.{index}.amount"),
-            quantity=int(_field(item, "quantity", 1)),
-            labels=labels,
-            shipping=(sku in shipping.shipping_skus or category in shipping.shipping_categories
-                      or bool(labels & set(shipping.shipping_labels))),
-        ))
+        lines.append(
+            Line(
+                index=index,
+                sku=sku,
+                category=category,
+                amount=_money(_field(item, "amount", "0"), f"payload.items.{index}.amount"),
+                quantity=int(_field(item, "quantity", 1)),
+                labels=labels,
+                shipping=(
+                    sku in shipping.shipping_skus
+                    or category in shipping.shipping_categories
+                    or bool(labels & set(shipping.shipping_labels))
+                ),
+            )
+        )
     return tuple(lines)
 
 
@@ -155,7 +160,11 @@ def _line_matches(rule_items: ItemFilter, line: Line) -> bool:
     includes = rule_items.skus or rule_items.categories or rule_items.labels
     if not includes:
         return True
-    return line.sku in rule_items.skus or line.category in rule_items.categories or bool(line.labels & set(rule_items.labels))
+    return (
+        line.sku in rule_items.skus
+        or line.category in rule_items.categories
+        or bool(line.labels & set(rule_items.labels))
+    )
 
 
 def is_birthday(birthday: date | None, on: date) -> bool:
@@ -441,8 +450,11 @@ def evaluate(program: EngineProgram, member: Member, event: EventData) -> Evalua
         prune_periods(entries)
     state = {rule_id: entries for rule_id, entries in state.items() if entries}
     final_trace = tuple(
-        Considered(c.rule, c.matched, reasons.get(c.rule, c.reason), next((a.points for a in awards if a.rule == c.rule), None))
-        if c.matched else c
+        Considered(
+            c.rule, c.matched, reasons.get(c.rule, c.reason), next((a.points for a in awards if a.rule == c.rule), None)
+        )
+        if c.matched
+        else c
         for c in trace
     )
     return Evaluation(program.version, event.type, local, tuple(awards), state, final_trace)
@@ -469,7 +481,9 @@ def _line_factor(program: EngineProgram, line_rules: list[_Multiplier], line: Li
     return result
 
 
-def _points(ctx: _Context, matched: list[tuple[Rule, tuple[Line, ...], int | None]]) -> tuple[list[Award], dict[str, str]]:
+def _points(
+    ctx: _Context, matched: list[tuple[Rule, tuple[Line, ...], int | None]]
+) -> tuple[list[Award], dict[str, str]]:
     program, member = ctx.program, ctx.member
     reasons: dict[str, str] = {}
     multipliers: list[_Multiplier] = []
@@ -505,7 +519,9 @@ def _points(ctx: _Context, matched: list[tuple[Rule, tuple[Line, ...], int | Non
                 # A per_amount rule without item conditions never matches an event without an amount.
                 assert ctx.amount is not None
                 plain = ctx.amount - shipping
-                weighted = plain + sum((line.amount * (_line_factor(program, line_rules, line) - 1) for line in goods), Decimal(0))
+                weighted = plain + sum(
+                    (line.amount * (_line_factor(program, line_rules, line) - 1) for line in goods), Decimal(0)
+                )
             value, step_rate = _rate_points(effect, plain, weighted)
             applied, left_out = _grouped(program, order_factors)
             for rule_id in left_out:
@@ -513,8 +529,13 @@ def _points(ctx: _Context, matched: list[tuple[Rule, tuple[Line, ...], int | Non
             for _, factor in applied:
                 value *= factor
             points = int(value.to_integral_value(rounding=ROUNDINGS[effect.rounding]))
-            detail = {"amount": str(plain), "rate": str(step_rate if step_rate is not None else effect.rate),
-                      "unit": str(effect.unit), "rounding": effect.rounding, "tier": member.tier}
+            detail = {
+                "amount": str(plain),
+                "rate": str(step_rate if step_rate is not None else effect.rate),
+                "unit": str(effect.unit),
+                "rounding": effect.rounding,
+                "tier": member.tier,
+            }
             if weighted != plain:
                 detail["weighted_amount"] = str(weighted)
             if applied:

@@ -27,7 +27,10 @@ from worker.domain.toml_files import read_toml
 EVENT_TYPES: tuple[str, ...] = (*CONTRACT_EVENT_TYPES, "referral_referee")
 WEEKDAY_NAMES: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 ROUNDINGS: dict[str, str] = {
-    "floor": ROUND_FLOOR, "ceil": ROUND_CEILING, "half_up": ROUND_HALF_UP, "half_even": ROUND_HALF_EVEN,
+    "floor": ROUND_FLOOR,
+    "ceil": ROUND_CEILING,
+    "half_up": ROUND_HALF_UP,
+    "half_even": ROUND_HALF_EVEN,
 }
 
 RuleId = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")]
@@ -428,7 +431,9 @@ def describe_errors(error: ValidationError) -> list[str]:
     return problems
 
 
-def parse_engine_program(data: dict[str, Any], origin: str = "program", version: str | int | None = None) -> EngineProgram:
+def parse_engine_program(
+    data: dict[str, Any], origin: str = "program", version: str | int | None = None
+) -> EngineProgram:
     """The program a decoded TOML table describes; ProgramError naming each bad key otherwise.
 
     `version`, when given, replaces the file's own (the caller numbers stored versions).

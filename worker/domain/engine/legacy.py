@@ -25,46 +25,121 @@ def program_rules(program: Program) -> list[dict[str, Any]]:
     ]
     # SKU rules before category rules: the "first" line group makes a SKU's multiplier win.
     for index, (sku, factor) in enumerate(program.multipliers.skus.items()):
-        rules.append({"id": f"line_sku_{index}", "on": ["purchase"], "description": f"SKU {sku}",
-                      "when": {"items": {"skus": [sku]}},
-                      "effect": {"kind": "multiply", "factor": str(factor), "target": "lines", "group": "line"}})
+        rules.append(
+            {
+                "id": f"line_sku_{index}",
+                "on": ["purchase"],
+                "description": f"SKU {sku}",
+                "when": {"items": {"skus": [sku]}},
+                "effect": {"kind": "multiply", "factor": str(factor), "target": "lines", "group": "line"},
+            }
+        )
     for index, (category, factor) in enumerate(program.multipliers.categories.items()):
-        rules.append({"id": f"line_category_{index}", "on": ["purchase"], "description": f"category {category}",
-                      "when": {"items": {"categories": [category]}},
-                      "effect": {"kind": "multiply", "factor": str(factor), "target": "lines", "group": "line"}})
+        rules.append(
+            {
+                "id": f"line_category_{index}",
+                "on": ["purchase"],
+                "description": f"category {category}",
+                "when": {"items": {"categories": [category]}},
+                "effect": {"kind": "multiply", "factor": str(factor), "target": "lines", "group": "line"},
+            }
+        )
     if program.member_day.enabled:
-        rules.append({"id": "member_day", "on": ["purchase"], "when": {"days_of_month": [program.member_day.day_of_month]},
-                      "effect": {"kind": "multiply", "factor": str(program.member_day.multiplier), "group": "campaign"}})
-    rules.append({"id": "birthday", "on": ["purchase"], "when": {"birthday": "day"},
-                  "effect": {"kind": "multiply", "factor": str(program.birthday.multiplier), "group": "campaign"}})
+        rules.append(
+            {
+                "id": "member_day",
+                "on": ["purchase"],
+                "when": {"days_of_month": [program.member_day.day_of_month]},
+                "effect": {"kind": "multiply", "factor": str(program.member_day.multiplier), "group": "campaign"},
+            }
+        )
+    rules.append(
+        {
+            "id": "birthday",
+            "on": ["purchase"],
+            "when": {"birthday": "day"},
+            "effect": {"kind": "multiply", "factor": str(program.birthday.multiplier), "group": "campaign"},
+        }
+    )
     for index, campaign in enumerate(program.campaigns):
         when: dict[str, Any] = {"starts_on": campaign.starts_on, "ends_on": campaign.ends_on}
         if campaign.sources is not None:
             when["sources"] = list(campaign.sources)
-        rules.append({"id": f"campaign_{index}", "on": ["purchase"], "description": campaign.name, "when": when,
-                      "effect": {"kind": "multiply", "factor": str(campaign.multiplier), "group": "campaign"}})
+        rules.append(
+            {
+                "id": f"campaign_{index}",
+                "on": ["purchase"],
+                "description": campaign.name,
+                "when": when,
+                "effect": {"kind": "multiply", "factor": str(campaign.multiplier), "group": "campaign"},
+            }
+        )
     if program.purchase.first_purchase_bonus:
-        rules.append({"id": "first_purchase", "on": ["purchase"], "when": {"nth_purchase": [1]},
-                      "effect": {"kind": "fixed", "points": program.purchase.first_purchase_bonus}})
-    rules.append({"id": "signup", "on": ["signup"], "effect": {"kind": "fixed", "points": program.signup.points},
-                  "limits": [{"per": "ever", "count": 1}]})
+        rules.append(
+            {
+                "id": "first_purchase",
+                "on": ["purchase"],
+                "when": {"nth_purchase": [1]},
+                "effect": {"kind": "fixed", "points": program.purchase.first_purchase_bonus},
+            }
+        )
+    rules.append(
+        {
+            "id": "signup",
+            "on": ["signup"],
+            "effect": {"kind": "fixed", "points": program.signup.points},
+            "limits": [{"per": "ever", "count": 1}],
+        }
+    )
     check_in = program.check_in
-    rules.append({"id": "check_in", "on": ["check_in"], "streak": {"restart_after": check_in.streak_days},
-                  "effect": {"kind": "fixed", "points": check_in.points}})
-    rules.append({"id": "check_in_streak", "on": ["check_in"],
-                  "when": {"streak": {"rule": "check_in", "day": check_in.streak_days}},
-                  "effect": {"kind": "fixed", "points": check_in.streak_bonus}})
+    rules.append(
+        {
+            "id": "check_in",
+            "on": ["check_in"],
+            "streak": {"restart_after": check_in.streak_days},
+            "effect": {"kind": "fixed", "points": check_in.points},
+        }
+    )
+    rules.append(
+        {
+            "id": "check_in_streak",
+            "on": ["check_in"],
+            "when": {"streak": {"rule": "check_in", "day": check_in.streak_days}},
+            "effect": {"kind": "fixed", "points": check_in.streak_bonus},
+        }
+    )
     review = program.review
-    rules.append({"id": "review", "on": ["review"], "effect": {"kind": "fixed", "points": review.points},
-                  "limits": [{"per": "day", "count": review.daily_limit}]})
+    rules.append(
+        {
+            "id": "review",
+            "on": ["review"],
+            "effect": {"kind": "fixed", "points": review.points},
+            "limits": [{"per": "day", "count": review.daily_limit}],
+        }
+    )
     if review.media_bonus:
-        rules.append({"id": "review_media", "on": ["review"],
-                      "when": {"after_rules": ["review"], "payload": {"has_media": True}},
-                      "effect": {"kind": "fixed", "points": review.media_bonus}})
-    rules.append({"id": "referral_referrer", "on": ["referral"],
-                  "effect": {"kind": "fixed", "points": program.referral.referrer_points}})
-    rules.append({"id": "referral_referee", "on": ["referral_referee"],
-                  "effect": {"kind": "fixed", "points": program.referral.referee_points}})
+        rules.append(
+            {
+                "id": "review_media",
+                "on": ["review"],
+                "when": {"after_rules": ["review"], "payload": {"has_media": True}},
+                "effect": {"kind": "fixed", "points": review.media_bonus},
+            }
+        )
+    rules.append(
+        {
+            "id": "referral_referrer",
+            "on": ["referral"],
+            "effect": {"kind": "fixed", "points": program.referral.referrer_points},
+        }
+    )
+    rules.append(
+        {
+            "id": "referral_referee",
+            "on": ["referral_referee"],
+            "effect": {"kind": "fixed", "points": program.referral.referee_points},
+        }
+    )
     return rules
 
 
@@ -81,7 +156,9 @@ def from_program(program: Program, version: str | int = "legacy") -> EngineProgr
             "downgrade": "review" if program.schedule.tier_review.enabled else "never",
             "review_window_days": program.schedule.tier_review.window_days,
             "review_grace_days": program.schedule.tier_review.grace_days,
-            "levels": [{"name": t.name, "threshold": t.threshold, "multiplier": str(t.multiplier)} for t in program.tiers],
+            "levels": [
+                {"name": t.name, "threshold": t.threshold, "multiplier": str(t.multiplier)} for t in program.tiers
+            ],
         },
         "rules": program_rules(program),
     }
@@ -94,7 +171,9 @@ def state_from_member(state: MemberState) -> dict[str, Any]:
     if state.signed_up:
         rule_state["signup"] = {"ever": {"count": 1, "points": 0}}
     if state.check_in_last_on is not None:
-        rule_state["check_in"] = {"streak": {"last_on": state.check_in_last_on.isoformat(), "days": state.check_in_streak}}
+        rule_state["check_in"] = {
+            "streak": {"last_on": state.check_in_last_on.isoformat(), "days": state.check_in_streak}
+        }
     if state.review_day is not None:
         rule_state["review"] = {f"day:{state.review_day.isoformat()}": {"count": state.reviews_on_day, "points": 0}}
     return rule_state

@@ -107,7 +107,9 @@ def validate_state(state: Any) -> dict[str, Any]:
 def prune_periods(entries: dict[str, Any]) -> None:
     """Drop the oldest period counters of each kind beyond PERIODS_KEPT (in place)."""
     for kind, kept in PERIODS_KEPT.items():
-        keys = sorted((k for k in entries if k.split(":", 1)[0] == kind and k not in ("streak", "mission")), reverse=True)
+        keys = sorted(
+            (k for k in entries if k.split(":", 1)[0] == kind and k not in ("streak", "mission")), reverse=True
+        )
         for key in keys[kept:]:
             del entries[key]
 

@@ -88,8 +88,9 @@ def operator_floor(program: EngineProgram, tier: str, ends_on: date | None, *, t
     if tier not in names:
         raise InvalidFloor(f"unknown tier {tier!r}; tiers: {', '.join(names)}")
     if ends_on is not None and ends_on < today:
-        raise InvalidFloor(f"the floor would end on {ends_on.isoformat()}, which is in the past "
-                           f"(program time zone {program.timezone})")
+        raise InvalidFloor(
+            f"the floor would end on {ends_on.isoformat()}, which is in the past (program time zone {program.timezone})"
+        )
     return None if tier == names[0] else TierFloor(tier=tier, ends_on=ends_on)
 
 
@@ -100,8 +101,9 @@ def _with_floor(program: EngineProgram, tier: str, floor: TierFloor | None, on: 
     return tier
 
 
-def tier_after(program: EngineProgram, current: str, qualifying: int | Decimal, *, on: date,
-               floor: TierFloor | None = None) -> str:
+def tier_after(
+    program: EngineProgram, current: str, qualifying: int | Decimal, *, on: date, floor: TierFloor | None = None
+) -> str:
     """The tier after a change of the qualifying value.
 
     Upgrades apply at once. With downgrade "automatic" the tier also follows the value down;
@@ -120,8 +122,14 @@ def review_window(program: EngineProgram, on: date) -> tuple[date, date]:
     return on - timedelta(days=program.tiers.review_window_days - 1), on
 
 
-def review_tier(program: EngineProgram, current: str, history: Iterable[tuple[date, int | Decimal]], *,
-                on: date, floor: TierFloor | None = None) -> str:
+def review_tier(
+    program: EngineProgram,
+    current: str,
+    history: Iterable[tuple[date, int | Decimal]],
+    *,
+    on: date,
+    floor: TierFloor | None = None,
+) -> str:
     """The tier a review on `on` gives, from the qualifying history (date, value) pairs.
 
     Only entries in the window (the `review_window_days` days up to and including `on`)
@@ -144,8 +152,15 @@ def in_grace(program: EngineProgram, upgraded_at: datetime | None, now: datetime
     return upgraded_at is not None and now - upgraded_at < grace
 
 
-def tier_at_review(program: EngineProgram, current: str, history: Iterable[tuple[date, int | Decimal]], *,
-                   now: datetime, floor: TierFloor | None = None, upgraded_at: datetime | None = None) -> str | None:
+def tier_at_review(
+    program: EngineProgram,
+    current: str,
+    history: Iterable[tuple[date, int | Decimal]],
+    *,
+    now: datetime,
+    floor: TierFloor | None = None,
+    upgraded_at: datetime | None = None,
+) -> str | None:
     """The tier the calendar review at `now` moves the member down to, or None to keep theirs.
 
     Only with downgrade "review"; the review's day is `now`'s local date. Inside the grace

@@ -9,9 +9,9 @@ and does the job's work for that range, each step idempotent on its own key too.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Awaitable, Callable
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -107,7 +107,9 @@ async def plan(
         await conn.execute(_PLANNED, {**key, "chunks": len(ranges), "note": note})
         if not ranges:
             await conn.execute(
-                text("UPDATE scheduler_firings SET finished_at = now() WHERE job = :job AND scheduled_for = :scheduled_for"),
+                text(
+                    "UPDATE scheduler_firings SET finished_at = now() WHERE job = :job AND scheduled_for = :scheduled_for"
+                ),
                 key,
             )
         return Plan(True, ranges, note)
@@ -124,7 +126,13 @@ async def is_planned(engine: AsyncEngine, job: str, scheduled_for: datetime) -> 
 async def _record(conn: AsyncConnection, job: str, scheduled_for: datetime, after: str, result: ChunkResult) -> None:
     await conn.execute(
         _CHUNK_DONE,
-        {"job": job, "scheduled_for": scheduled_for, "after": after, "members": result.members, "points": result.points},
+        {
+            "job": job,
+            "scheduled_for": scheduled_for,
+            "after": after,
+            "members": result.members,
+            "points": result.points,
+        },
     )
 
 
@@ -142,10 +150,14 @@ async def run_chunk(
             await _record(conn, job, scheduled_for, after, result)
             return result
     async with engine.connect() as conn:
-        done = (await conn.execute(
-            text("SELECT 1 FROM scheduler_chunks WHERE job = :job AND scheduled_for = :scheduled_for AND after_member = :after"),
-            key,
-        )).first()
+        done = (
+            await conn.execute(
+                text(
+                    "SELECT 1 FROM scheduler_chunks WHERE job = :job AND scheduled_for = :scheduled_for AND after_member = :after"
+                ),
+                key,
+            )
+        ).first()
     if done is not None:
         return None
     result = await _PER_MEMBER[job](engine, program, scheduled_for, span)

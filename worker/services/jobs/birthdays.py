@@ -32,10 +32,14 @@ async def run(engine: AsyncEngine, program: Program, now: datetime, span: Range)
     days = birthdays_on(today)
     async with engine.connect() as conn:
         member_ids = (
-            await conn.execute(
-                _CELEBRATING, {**span.params(), "months": [m for m, _ in days], "days": [d for _, d in days]}
+            (
+                await conn.execute(
+                    _CELEBRATING, {**span.params(), "months": [m for m, _ in days], "days": [d for _, d in days]}
+                )
             )
-        ).scalars().all()
+            .scalars()
+            .all()
+        )
     members = points = 0
     for member_id in member_ids:
         async with engine.begin() as conn:

@@ -64,8 +64,10 @@ _CANDIDATES_BY_BASIS = {
 def window_bounds(rules: EngineProgram, now: datetime) -> tuple[datetime, datetime]:
     """The review window as instants: from the start of its first local day to the end of its last."""
     first, last = engine.review_window(rules, now.astimezone(rules.zone).date())
-    return (datetime.combine(first, time(0), tzinfo=rules.zone),
-            datetime.combine(last + timedelta(days=1), time(0), tzinfo=rules.zone))
+    return (
+        datetime.combine(first, time(0), tzinfo=rules.zone),
+        datetime.combine(last + timedelta(days=1), time(0), tzinfo=rules.zone),
+    )
 
 
 def skip_reason(program: Program) -> str | None:
@@ -80,27 +82,36 @@ async def run(conn: AsyncConnection, program: Program, now: datetime, span: Rang
         return ChunkResult()
     since, until = window_bounds(rules, now)
     rows = (
-        await conn.execute(
-            _CANDIDATES_BY_BASIS[rules.tiers.basis],
-            {**span.params(), "since": since, "until": until, "first_tier": rules.tiers.levels[0].name},
+        (
+            await conn.execute(
+                _CANDIDATES_BY_BASIS[rules.tiers.basis],
+                {**span.params(), "since": since, "until": until, "first_tier": rules.tiers.levels[0].name},
+            )
         )
-    ).mappings().all()
+        .mappings()
+        .all()
+    )
     on = now.astimezone(rules.zone).date()
     reviewed = []
     for row in rows:
         floor = TierFloor(tier=row["tier_floor"], ends_on=row["tier_floor_ends_on"]) if row["tier_floor"] else None
         window = row["window_value"]
-        to_tier = engine.tier_at_review(rules, row["tier"], [(on, window)], now=now, floor=floor,
-                                        upgraded_at=row["upgraded_at"])
+        to_tier = engine.tier_at_review(
+            rules, row["tier"], [(on, window)], now=now, floor=floor, upgraded_at=row["upgraded_at"]
+        )
         if to_tier is None:
             continue
         # The baseline of the basis under review moves; the other stays as it was.
         points, amount = (int(window), None) if rules.tiers.basis == "points" else (None, Decimal(window))
-        reviewed.append(accounts.Reviewed(
-            member_id=row["member_id"], from_tier=row["tier"], to_tier=to_tier,
-            baseline=row["qualifying_points"] - points if points is not None else None,
-            amount_baseline=row["qualifying_amount"] - amount if amount is not None else None,
-        ))
+        reviewed.append(
+            accounts.Reviewed(
+                member_id=row["member_id"],
+                from_tier=row["tier"],
+                to_tier=to_tier,
+                baseline=row["qualifying_points"] - points if points is not None else None,
+                amount_baseline=row["qualifying_amount"] - amount if amount is not None else None,
+            )
+        )
     origin = accounts.Origin("scheduler", firing_key("tier-review", now), "tier-review", now)
     await accounts.review_tiers(conn, reviewed, origin)
     return ChunkResult(members=len(reviewed))
