@@ -25,6 +25,9 @@ KEYS_WITHOUT_MEMBER_ID = {
     # Delivery and dedupe keys of notifications, unique across all members.
     ("notifications", "UNIQUE (delivery_id)"),
     ("notifications", "UNIQUE (dedupe_key)"),
+    # A channel identity belongs to one member across all of them: the lookup from identity to
+    # member is by identity, so the table is distributed by (kind, value), or is a reference table.
+    ("member_identities", "PRIMARY KEY (kind, value)"),
     # Rejected input may name no member at all: stays a local (undistributed) table.
     ("rejected_events", "PRIMARY KEY (rejected_id)"),
     ("rejected_events", "UNIQUE (raw_hash)"),

@@ -15,6 +15,7 @@ referee, the first to arrive); the replay takes that decision as given (`referra
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -35,6 +36,9 @@ class _Order:
     refunded_amount: Decimal = Decimal(0)
     waiting_refunds: list[Any] = field(default_factory=list)
     refund_ids: set[str] = field(default_factory=set)
+    # The purchase that earned for the order: the first by occurrence when an order id repeats.
+    currency: str | None = None
+    purchased_at: datetime | None = None
 
 
 @dataclass
@@ -92,7 +96,9 @@ class _Replay:
         self.book(origin, outcome)
         accounts.count_spend(self.account, payload.amount)
         waiting = order
-        order = self.orders[payload.order_id] = _Order(payload.amount, outcome.order_points)
+        order = self.orders[payload.order_id] = _Order(
+            payload.amount, outcome.order_points, currency=payload.currency, purchased_at=origin.occurred_at
+        )
         self.purchases += 1
         if waiting is not None:
             self._reward_waiting_reviews(payload.order_id)
@@ -271,6 +277,9 @@ def replay(
     orders = [
         {
             "order_id": order_id,
+            "amount": str(o.amount),
+            "currency": o.currency,
+            "purchased_at": o.purchased_at.isoformat() if o.purchased_at else None,
             "points_earned": o.points_earned,
             "points_reversed": o.points_reversed,
             "refunded_amount": str(o.refunded_amount),

@@ -58,10 +58,10 @@ _REFERRALS_WON = text(
 )
 _SYNC_ORDERS = text(
     """
-    UPDATE orders o SET points_earned = s.points_earned, points_reversed = s.points_reversed,
-        refunded_amount = s.refunded_amount
-    FROM jsonb_to_recordset(:rows) AS s(order_id text, points_earned bigint, points_reversed bigint,
-                                        refunded_amount numeric)
+    UPDATE orders o SET amount = s.amount, currency = s.currency, purchased_at = s.purchased_at,
+        points_earned = s.points_earned, points_reversed = s.points_reversed, refunded_amount = s.refunded_amount
+    FROM jsonb_to_recordset(:rows) AS s(order_id text, amount numeric, currency text, purchased_at timestamptz,
+                                        points_earned bigint, points_reversed bigint, refunded_amount numeric)
     WHERE o.member_id = :member_id AND o.order_id = s.order_id
     """
 ).bindparams(bindparam("rows", type_=JSONB))
