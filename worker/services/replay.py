@@ -136,7 +136,18 @@ async def reevaluate(
         net += await _book(
             conn, program, account, late, correction, by_key.get(correction.key), lots.get(correction.key)
         )
-    await _adopt(conn, program, account, late, shadow)
+    # Most late events change nothing: the fast path already gave the replay's points and
+    # state. The per-order and per-review rows then agree too (a different order row or review
+    # would have earned differently), so there is nothing to write back.
+    unchanged = (
+        not found
+        and shadow.tier == account.tier
+        and shadow.rule_state == account.rule_state
+        and shadow.qualifying_amount == account.qualifying_amount
+        and all(account.profile.get(key) == value for key, value in shadow.profile.items())
+    )
+    if not unchanged:
+        await _adopt(conn, program, account, late, shadow)
     if net:
         accounts.notify(
             account,
