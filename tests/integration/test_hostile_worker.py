@@ -120,7 +120,7 @@ def big_event(event_id: str) -> dict:
     """A legitimate event near the size limit: 500 line items."""
     items = [
         {
-            "sku": f"SKU-{i:06d}-XXXXXXXXXXXXXXXXXXXX",
+            "sku": f"SKU-{i:06d}-" + "X" * 20,  # padding: the event is meant to be near the size limit
             "category": "grocery-and-household-goods",
             "amount": "0.02",
             "quantity": 1,

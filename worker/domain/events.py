@@ -650,10 +650,10 @@ def named_member(event: Any, member_id: str) -> Any:
     return resolved
 
 
-def payload_hash(event: Any) -> str:
+def payload_hash(event: Any, dumped: dict[str, Any] | None = None) -> str:
     """A digest of the validated event as its producer sent it, so a replay can be told from a
-    reused id."""
-    data = event.model_dump(mode="json")
+    reused id. `dumped`: the event's `model_dump(mode="json")` when the caller has it already."""
+    data = dict(dumped) if dumped is not None else event.model_dump(mode="json")
     data.update(event._sent or {})
     if data.get("member") is None:  # as events were hashed before identities: no such key
         data.pop("member", None)

@@ -10,6 +10,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
+from pydantic import BaseModel
 from sqlalchemy import bindparam, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -234,8 +235,10 @@ async def apply_event(conn: AsyncConnection, program: Program, event: Any) -> Re
     if isinstance(event, IdentityLinkEvent):
         return await identities.link(conn, program, event, types=REPLAYED_TYPES, stored_event=stored_event)
     key_source, key_id = getattr(event, "claim_key", (event.source, event.event_id))
-    digest = _digest(event)
-    stored = stored_form(event)
+    # One dump of a contract event serves its digest and its stored form (500 items at most).
+    dumped = event.model_dump(mode="json") if isinstance(event, BaseModel) else None
+    digest = _digest(event, dumped)
+    stored = stored_form(event, dumped)
     member_row = (
         (
             await conn.execute(
@@ -309,7 +312,7 @@ REPLAYED_TYPES = (
 )
 
 
-def stored_form(event: Any) -> dict | None:
+def stored_form(event: Any, dumped: dict | None = None) -> dict | None:
     """The event as its processed_events row keeps it for a replay (None: not replayed)."""
     if isinstance(event, RefereeBonus):
         return {
@@ -323,7 +326,9 @@ def stored_form(event: Any) -> dict | None:
         return {"member_id": event.member_id, "year": event.year, "occurred_at": event.occurred_at.isoformat()}
     if event.type in REPLAYED_TYPES:
         # The member it landed on, not the identity it was sent with: a replay parses it again.
-        return event.model_dump(mode="json", exclude={"member"})
+        data = dict(dumped) if dumped is not None else event.model_dump(mode="json")
+        data.pop("member", None)
+        return data
     return None
 
 
@@ -342,12 +347,12 @@ def stored_event(event_type: str, data: dict) -> Any:
     return parse_event(data)
 
 
-def _digest(event: Any) -> str:
+def _digest(event: Any, dumped: dict | None = None) -> str:
     if isinstance(event, RefereeBonus):
         return f"referee:{event.referrer_member_id}"
     if isinstance(event, BirthdayGift):
         return event.event_id
-    return payload_hash(event)
+    return payload_hash(event, dumped)
 
 
 async def _book(conn, program, account: Account, origin: Origin, outcome: Earned, *, pending=False) -> Result:
