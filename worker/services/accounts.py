@@ -23,6 +23,7 @@ from worker.domain.engine import Award, EngineProgram, TierFloor, tiering, valid
 from worker.domain.errors import InvariantViolation
 from worker.domain.lots import Lot, take_earliest_expiring
 from worker.domain.program import Program
+from worker.services.staged import Staged
 
 _LOCK_MEMBER = text(
     """
@@ -207,6 +208,21 @@ class Account:
     tier_moves: list[tuple[str, str]] = field(default_factory=list)
     # The occurrence key (occurred_at, source, event_id) of the latest event applied.
     latest: tuple[datetime, str, str] | None = None
+    # Where earns, tier changes and the balance row go in a group transaction (staged.py);
+    # None: each is its own statement, as everything else is.
+    staged: Staged | None = None
+
+    def next_event(self) -> None:
+        """Start the next event of the same locked account: what one event opened with and
+        wrote (the notifications are written by then) is that event's alone."""
+        self.opened = {"available": self.available, "pending": self.pending, "qualifying": self.qualifying}
+        self.movements = []
+        self.tier_moves = []
+
+    def direct(self) -> None:
+        """Refuse to go on while rows are staged: the caller flushes and unstages first."""
+        if self.staged is not None:
+            raise RuntimeError(f"member {self.member_id}: a staged account cannot read or move lots")
 
     @property
     def points_changed(self) -> int:
@@ -278,24 +294,23 @@ async def earn(
     if points <= 0:
         return None
     pending_until = origin.occurred_at + timedelta(days=program.pending.days) if pending else None
-    row = (
-        await conn.execute(
-            _WRITE_EARN,
-            {
-                "member_id": account.member_id,
-                "available": 0 if pending else points,
-                "pending": points if pending else 0,
-                "points": points,
-                "source": origin.source,
-                "event_id": origin.event_id,
-                "event_type": origin.event_type,
-                "rules": [a.as_json() for a in awards],
-                "occurred_at": origin.occurred_at,
-                "expires_at": origin.occurred_at + timedelta(days=program.expiry.days),
-                "pending_until": pending_until,
-            },
-        )
-    ).one()
+    row = {
+        "member_id": account.member_id,
+        "available": 0 if pending else points,
+        "pending": points if pending else 0,
+        "points": points,
+        "source": origin.source,
+        "event_id": origin.event_id,
+        "event_type": origin.event_type,
+        "rules": [a.as_json() for a in awards],
+        "occurred_at": origin.occurred_at,
+        "expires_at": origin.occurred_at + timedelta(days=program.expiry.days),
+        "pending_until": pending_until,
+    }
+    if account.staged is not None:
+        lot_id = account.staged.earn(row)
+    else:
+        lot_id = (await conn.execute(_WRITE_EARN, row)).one().lot_id
     if pending:
         account.pending += points
     else:
@@ -304,7 +319,7 @@ async def earn(
     account.qualifying += points
     if lifetime:
         account.lifetime += points
-    return row.lot_id
+    return lot_id
 
 
 async def open_lots(conn: AsyncConnection, member_id: str) -> list[dict]:
@@ -326,6 +341,7 @@ async def reverse(
     (and lifetime points too for a `correction` of what an event earned); what was already
     spent cannot be taken back and is reported as `unrecovered`.
     """
+    account.direct()
     lots = await open_lots(conn, account.member_id)
     candidates = [
         Lot(r["lot_id"], r["remaining"], r["expires_at"])
@@ -441,18 +457,19 @@ async def change_tier(
     conn: AsyncConnection, rules: EngineProgram, account: Account, to_tier: str, reason: str, origin: Origin
 ) -> None:
     """Move the member to `to_tier` with a tier_changes row saying why, and tell them."""
-    await conn.execute(
-        _WRITE_TIER_CHANGE,
-        {
-            "member_id": account.member_id,
-            "from_tier": account.tier,
-            "to_tier": to_tier,
-            "reason": reason,
-            "source": origin.source,
-            "event_id": origin.event_id,
-            "occurred_at": origin.occurred_at,
-        },
-    )
+    change = {
+        "member_id": account.member_id,
+        "from_tier": account.tier,
+        "to_tier": to_tier,
+        "reason": reason,
+        "source": origin.source,
+        "event_id": origin.event_id,
+        "occurred_at": origin.occurred_at,
+    }
+    if account.staged is not None:
+        account.staged.tier_change(change)
+    else:
+        await conn.execute(_WRITE_TIER_CHANGE, change)
     kind = "tier_upgraded" if rules.rank(to_tier) > rules.rank(account.tier) else "tier_downgraded"
     notify(account, kind, origin, from_tier=account.tier, to_tier=to_tier)
     account.tier_moves.append((account.tier, to_tier))
@@ -485,12 +502,16 @@ async def _write_back(conn: AsyncConnection, account: Account, record: dict | No
         "latest_event_source": account.latest[1] if account.latest else None,
         "latest_event_id": account.latest[2] if account.latest else None,
     }
+    notifications, account.notifications = account.notifications, []
+    if account.staged is not None:
+        account.staged.member(member, notifications, record)
+        return
     params = dict(member)
-    if account.notifications:
-        params["notifications"] = account.notifications
+    if notifications:
+        params["notifications"] = notifications
     if record is not None:
         params.update({f"record_{key}": value for key, value in record.items()})
-    await conn.execute(_MEMBER_WRITES[(bool(account.notifications), record is not None)], params)
+    await conn.execute(_MEMBER_WRITES[(bool(notifications), record is not None)], params)
 
 
 # ---------------------------------------------------------------- operator floors and reviews
@@ -614,6 +635,7 @@ async def move_points(
 ) -> int:
     """One entry of `kind` whose available points are minus the sum of `takes` (lot id, points),
     with those lot takes (a negative take puts points back into its lot); returns the entry id."""
+    account.direct()
     points = -sum(p for _, p in takes)
     entry_id = (
         await conn.execute(

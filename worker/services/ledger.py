@@ -226,6 +226,44 @@ def follow_ups(event: Any) -> list[RefereeBonus]:
     return []
 
 
+@dataclass(frozen=True)
+class Claim:
+    """An event's processed_events row as it is claimed: its key, digest and stored form."""
+
+    source: str
+    event_id: str
+    payload_hash: str
+    stored: dict | None
+
+    @classmethod
+    def of(cls, event: Any) -> Claim:
+        key_source, key_id = getattr(event, "claim_key", (event.source, event.event_id))
+        # One dump of a contract event serves its digest and its stored form (500 items at most).
+        dumped = event.model_dump(mode="json") if isinstance(event, BaseModel) else None
+        return cls(key_source, key_id, _digest(event, dumped), stored_form(event, dumped))
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return self.source, self.event_id
+
+    def row(self, program: Program, event: Any) -> dict:
+        """The processed_events row's values."""
+        return {
+            "source": self.source,
+            "event_id": self.event_id,
+            "payload_hash": self.payload_hash,
+            "member_id": event.member_id,
+            "event_type": event.type,
+            "occurred_at": event.occurred_at,
+            "payload": self.stored,
+            "program_version": str(engine.rules_of(program).version) if self.stored is not None else None,
+        }
+
+    def lost(self, member_id: str, stored_hash: str) -> Result:
+        """The result of an event whose key another event holds: the same payload or not."""
+        return Result("duplicate" if stored_hash == self.payload_hash else "conflict", member_id)
+
+
 async def apply_event(conn: AsyncConnection, program: Program, event: Any) -> Result:
     """Claim the event's key, lock its member, apply the rules, write entries, lots and outbox.
 
@@ -234,65 +272,75 @@ async def apply_event(conn: AsyncConnection, program: Program, event: Any) -> Re
     locks two members and claims its key itself (worker/services/identities.py)."""
     if isinstance(event, IdentityLinkEvent):
         return await identities.link(conn, program, event, types=REPLAYED_TYPES, stored_event=stored_event)
-    key_source, key_id = getattr(event, "claim_key", (event.source, event.event_id))
-    # One dump of a contract event serves its digest and its stored form (500 items at most).
-    dumped = event.model_dump(mode="json") if isinstance(event, BaseModel) else None
-    digest = _digest(event, dumped)
-    stored = stored_form(event, dumped)
-    member_row = (
-        (
-            await conn.execute(
-                _CLAIM_AND_LOCK,
-                {
-                    "source": key_source,
-                    "event_id": key_id,
-                    "payload_hash": digest,
-                    "member_id": event.member_id,
-                    "event_type": event.type,
-                    "occurred_at": event.occurred_at,
-                    "tier": program.tiers[0].name,
-                    "payload": stored,
-                    "program_version": str(engine.rules_of(program).version) if stored is not None else None,
-                },
-            )
-        )
-        .mappings()
-        .first()
-    )
+    claim = Claim.of(event)
+    params = {**claim.row(program, event), "tier": program.tiers[0].name}
+    member_row = (await conn.execute(_CLAIM_AND_LOCK, params)).mappings().first()
     if member_row is None:
-        stored_hash = (await conn.execute(_CLAIMED_HASH, {"source": key_source, "event_id": key_id})).scalar_one()
-        return Result("duplicate" if stored_hash == digest else "conflict", event.member_id)
+        stored_hash = (
+            await conn.execute(_CLAIMED_HASH, {"source": claim.source, "event_id": claim.event_id})
+        ).scalar_one()
+        return claim.lost(event.member_id, stored_hash)
     if member_row["merged_into"] is not None:  # merged after intake resolved the event: resolve again
         raise MemberMerged(event.member_id, member_row["merged_into"])
-
     account = accounts.account_from_row(event.member_id, member_row)
+    return await apply_claimed(conn, program, account, event, claim, erased=member_row["erased_at"] is not None)
+
+
+async def apply_claimed(
+    conn: AsyncConnection,
+    program: Program,
+    account: Account,
+    event: Any,
+    claim: Claim,
+    *,
+    erased: bool,
+    replay_now: bool = True,
+) -> Result:
+    """Apply an event whose key this transaction holds to its locked account, and close it.
+
+    `replay_now=False`: the caller re-evaluates a late event's member itself, later in the
+    transaction (a group does it once per member, for all its late events: group_apply.py)."""
     origin = Origin(event.source, event.event_id, event.type, event.occurred_at)
     handler = _HANDLERS[type(event)]
     result: Result = await handler(conn, program, account, origin, event)
-    if stored is not None:
+    if claim.stored is not None:
         late = account.is_late(origin)
         account.saw(origin)
-        if late and result.status == "applied" and REEVALUATE:
+        if late and result.status == "applied" and REEVALUATE and replay_now:
             replayed = await replay.reevaluate(
-                conn,
-                program,
-                account,
-                origin,
-                types=REPLAYED_TYPES,
-                erased=member_row["erased_at"] is not None,
-                stored_event=stored_event,
+                conn, program, account, origin, types=REPLAYED_TYPES, erased=erased, stored_event=stored_event
             )
             if replayed is not None:
-                # In its place the event may earn after all: its note (why it did not) goes then.
-                earned = result.points + replayed.own_points
-                note = result.note if earned == 0 else None
-                detail = {**result.detail, "re_evaluated": replayed.as_json()}
-                result = replace(result, points=earned, note=note, detail=detail)
+                result = with_replay(result, replayed)
+    return await close(conn, program, account, origin, claim, result)
+
+
+def with_replay(result: Result, replayed: replay.Replayed) -> Result:
+    """A late event's result once its re-evaluation is booked: in its place the event may earn
+    after all, and its note (why it did not) goes then."""
+    earned = result.points + replayed.own_points
+    note = result.note if earned == 0 else None
+    detail = {**result.detail, "re_evaluated": replayed.as_json()}
+    return replace(result, points=earned, note=note, detail=detail)
+
+
+async def close(
+    conn: AsyncConnection, program: Program, account: Account, origin: Origin, claim: Claim, result: Result
+) -> Result:
+    """Close the account after an event, with the event's outcome in its processed_events row
+    (when there is more to say than `applied`), and start the account's next event."""
     record = None
     if result.status != "applied" or result.note or result.detail or result.points:
-        record = {"status": result.status, "result": result.as_json(), "source": key_source, "event_id": key_id}
+        record = {
+            "status": result.status,
+            "result": result.as_json(),
+            "source": claim.source,
+            "event_id": claim.event_id,
+        }
     await accounts.close(conn, program, account, origin, record)
-    return replace(result, movements=tuple(account.movements), tier_moves=tuple(account.tier_moves))
+    result = replace(result, movements=tuple(account.movements), tier_moves=tuple(account.tier_moves))
+    account.next_event()
+    return result
 
 
 # Off only in the test that shows what arrival order does without it.
@@ -377,10 +425,20 @@ async def _book(conn, program, account: Account, origin: Origin, outcome: Earned
 async def _purchase(conn, program: Program, account: Account, origin: Origin, event: PurchaseEvent) -> Result:
     payload = event.payload
     order_key = {"member_id": account.member_id, "order_id": payload.order_id}
-    order = (await conn.execute(_ORDER, order_key)).mappings().first()
+    staged = account.staged
+    if staged is not None:  # the group read the orders its purchases name (group_apply.py)
+        known = staged.orders.get((account.member_id, payload.order_id))
+        if known is not None and known.amount is None:
+            raise RuntimeError(f"member {account.member_id}: a purchase with waiting events cannot be staged")
+        order = None if known is None else {"amount": known.amount}
+        purchases = staged.purchase_counts.get(account.member_id, 0)
+    else:
+        order = (await conn.execute(_ORDER, order_key)).mappings().first()
+        purchases = None
     if order is not None and order["amount"] is not None:
         return Result("applied", account.member_id, note="purchase.order_already_earned")
-    purchases = (await conn.execute(_PURCHASE_COUNT, {"member_id": account.member_id})).scalar_one()
+    if purchases is None:
+        purchases = (await conn.execute(_PURCHASE_COUNT, {"member_id": account.member_id})).scalar_one()
     outcome = evaluate_for(program, account, origin, event.payload.model_dump(), purchase_count=purchases)
     # The earliest purchase by occurrence, whatever order the events arrive in.
     first = account.profile["first_purchase_at"]
@@ -391,17 +449,18 @@ async def _purchase(conn, program: Program, account: Account, origin: Origin, ev
     # Reversals are for what the order itself earned; the one-off first-purchase bonus stays.
     order_points = outcome.order_points
     lot_id = result.detail.get("lot_id")
-    await conn.execute(
-        _UPSERT_ORDER,
-        {
-            **order_key,
-            "amount": payload.amount,
-            "currency": payload.currency,
-            "points_earned": order_points,
-            "lot_id": lot_id,
-            "purchased_at": origin.occurred_at,
-        },
-    )
+    order_row = {
+        **order_key,
+        "amount": payload.amount,
+        "currency": payload.currency,
+        "points_earned": order_points,
+        "lot_id": lot_id,
+        "purchased_at": origin.occurred_at,
+    }
+    if staged is not None:
+        staged.upsert_order(order_row)
+    else:
+        await conn.execute(_UPSERT_ORDER, order_row)
     if order is not None:  # reviews and refunds arrived before the purchase: apply them now, in order
         await _reward_waiting_reviews(conn, program, account, order_key)
         waiting = (await conn.execute(_WAITING_REFUNDS, order_key)).mappings().all()
