@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from sqlalchemy import text
+from sqlalchemy import event, text
 
 from tests.conftest import NOW
 from tests.factories import purchase, refund
 from worker.domain.program import DEFAULT_PROGRAM
-from worker.services import intake
+from worker.services import group_apply, intake, staged
 from worker.services.audit import audit_all
 
 
@@ -36,3 +36,63 @@ async def test_batch_over_many_members_commits_in_groups_with_an_outcome_per_eve
     assert transactions == 3
     report = await audit_all(db)
     assert report.clean
+
+
+async def test_a_batch_of_purchases_is_a_handful_of_statements_and_rows_per_purchase(db, monkeypatch):
+    """1,000 purchases of 1,000 new members: statements counted on both drivers (SQLAlchemy's
+    cursor executions, asyncpg's through staged.py), rows counted by table."""
+    executed: list[str] = []
+    groups: list[staged.Staged] = []
+
+    class Counted(staged.Staged):
+        def __init__(self, *args, **kwargs) -> None:
+            super().__init__(*args, **kwargs)
+            groups.append(self)
+
+    def count(conn, cursor, statement, parameters, context, executemany) -> None:
+        executed.append(statement)
+
+    monkeypatch.setattr(group_apply, "Staged", Counted)
+    event.listen(db.sync_engine, "before_cursor_execute", count)
+    try:
+        batch = [purchase(f"S{n:04d}", "100.00", event_id=f"pos-s{n}") for n in range(1000)]
+        outcomes = await intake.process_batch(db, DEFAULT_PROGRAM, batch, now=NOW)
+    finally:
+        event.remove(db.sync_engine, "before_cursor_execute", count)
+
+    assert [o.status for o in outcomes] == ["applied"] * 1000
+    assert {o.points for o in outcomes} == {200}  # 100 for 100.00 and the first-purchase bonus
+    transactions = -(-1000 // intake.BATCH_MEMBERS_PER_TRANSACTION)
+    # Each transaction: the claim (SQLAlchemy), then lock, orders, purchase counts, ids, flush.
+    assert len(groups) == transactions
+    assert [g.statements for g in groups] == [5] * transactions
+    claims = [s for s in executed if "INSERT INTO processed_events" in s]
+    assert len(claims) == transactions
+    resolve = len(executed) - len(claims)
+    assert resolve == 1  # identities: one statement for the batch (its own transaction)
+    async with db.connect() as conn:
+        rows = dict(
+            (
+                await conn.execute(
+                    text(
+                        "SELECT 'processed_events', count(*) FROM processed_events UNION ALL "
+                        "SELECT 'members', count(*) FROM members UNION ALL "
+                        "SELECT 'orders', count(*) FROM orders UNION ALL "
+                        "SELECT 'ledger_entries', count(*) FROM ledger_entries UNION ALL "
+                        "SELECT 'lots', count(*) FROM lots UNION ALL "
+                        "SELECT 'notifications', count(*) FROM notifications"
+                    )
+                )
+            ).all()
+        )
+    # Rows per purchase: its claim, its member, its order, one earn entry and its lot, and the
+    # points_earned notification.
+    assert rows == {
+        "processed_events": 1000,
+        "members": 1000,
+        "orders": 1000,
+        "ledger_entries": 1000,
+        "lots": 1000,
+        "notifications": 1000,
+    }
+    assert (await audit_all(db)).clean

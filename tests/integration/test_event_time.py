@@ -1,7 +1,8 @@
 """Event time on the real PostgreSQL, through the real intake: a member's ledger is a function of
 the set of their accepted events taken in occurrence order. The same events applied one by one
 in occurrence order, and shuffled, duplicated and applied by 8 concurrent appliers, end with
-the same balances, tiers, lots, rule counters, order rows and points per event and rule."""
+the same balances, tiers, lots, rule counters, order rows and points per event and rule; and
+so do they shuffled, duplicated and sent as concurrent batch messages."""
 
 from __future__ import annotations
 
@@ -146,6 +147,24 @@ async def apply_all(db, events: list[dict], lanes: int = 1) -> None:
     await asyncio.gather(*(lane() for _ in range(lanes)))
 
 
+async def apply_batches(db, events: list[dict], rng: random.Random, lanes: int) -> None:
+    """The events as batch messages of 1 to 8 events, applied by concurrent appliers: each batch
+    is one group transaction (worker/services/group_apply.py)."""
+    queue: asyncio.Queue = asyncio.Queue()
+    start = 0
+    while start < len(events):
+        size = rng.randint(1, 8)
+        queue.put_nowait([dict(e) for e in events[start : start + size]])
+        start += size
+
+    async def lane() -> None:
+        while not queue.empty():
+            outcomes = await intake.process_batch(db, PROGRAM, queue.get_nowait(), now=NOW, strict=True)
+            assert all(o.status in ("applied", "deferred", "duplicate") for o in outcomes), outcomes
+
+    await asyncio.gather(*(lane() for _ in range(lanes)))
+
+
 async def state(db) -> dict[str, Any]:
     """Everything judged, per member: no ids, no wall-clock times, no entry or lot counts
     (corrections add entries whose number depends on the arrival order)."""
@@ -186,7 +205,7 @@ async def state(db) -> dict[str, Any]:
         }
 
 
-async def scenario(url: str, ops: list[tuple], seed: int) -> tuple[dict, dict]:
+async def scenario(url: str, ops: list[tuple], seed: int) -> tuple[dict, dict, dict]:
     db = create_engine(url, pool_size=LANES, max_overflow=2)
     try:
         events = build(ops)
@@ -203,7 +222,14 @@ async def scenario(url: str, ops: list[tuple], seed: int) -> tuple[dict, dict]:
         shuffled = await state(db)
         report = await audit_all(db)
         assert report.clean, [str(d) for d in report.differences]
-        return in_order, shuffled
+
+        await truncate_all(db)
+        rng.shuffle(delivered)
+        await apply_batches(db, delivered, rng, lanes=LANES)
+        batched = await state(db)
+        report = await audit_all(db)
+        assert report.clean, [str(d) for d in report.differences]
+        return in_order, shuffled, batched
     finally:
         await db.dispose()
 
@@ -211,8 +237,9 @@ async def scenario(url: str, ops: list[tuple], seed: int) -> tuple[dict, dict]:
 @hsettings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(op, min_size=2, max_size=22), st.integers(min_value=0, max_value=2**16))
 def test_shuffled_duplicated_concurrent_delivery_gives_the_in_order_ledger(database_url, ops, seed):
-    in_order, shuffled = asyncio.run(scenario(database_url, ops, seed))
+    in_order, shuffled, batched = asyncio.run(scenario(database_url, ops, seed))
     assert shuffled == in_order
+    assert batched == in_order
 
 
 # Found by the property above with the re-evaluation switched off: a purchase that arrives

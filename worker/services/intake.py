@@ -30,7 +30,8 @@ from worker.domain.events import (
     safe_text,
 )
 from worker.domain.program import Program
-from worker.services import audit, identities
+from worker.services import audit, group_apply, identities
+from worker.services.group_apply import Applied
 from worker.services.ledger import Result, apply_event, follow_ups
 
 # A batch message is one POS end-of-day upload or one backfill page; larger ones are split
@@ -275,53 +276,39 @@ async def _apply_follow_ups(engine: AsyncEngine, program: Program, raw: Any, eff
             await record_rejected(engine, raw, f"{effect.type}: {reason}")
 
 
-@dataclass
-class _Applied:
-    index: int
-    event: Any
-    result: Result | None = None
-    reason: str | None = None  # refused by the ledger: recorded as rejected
-
-
-async def _apply_member(
-    conn: AsyncConnection, program: Program, member_id: str, items: list, strict: bool
-) -> list[_Applied]:
-    done = [_Applied(index, event, await apply_event(conn, program, event)) for index, event in items]
-    if strict:
-        await audit.assert_member_consistent(conn, member_id)
-    return done
-
-
 async def _apply_isolated(
     conn: AsyncConnection, program: Program, member_id: str, items: list, strict: bool
-) -> list[_Applied]:
+) -> list[Applied]:
     """A member's share, each event in a savepoint of its own: an event the ledger refuses
     ends rejected and the member's other events still apply."""
     done = []
     for index, event in items:
         try:
             async with conn.begin_nested():
-                done.append(_Applied(index, event, await apply_event(conn, program, event)))
+                done.append(Applied(index, event, await apply_event(conn, program, event)))
                 if strict:
                     await audit.assert_member_consistent(conn, member_id)
         except (InvalidEvent, DBAPIError) as error:
             if (reason := refusal(error)) is None:
                 raise
-            done.append(_Applied(index, event, reason=reason))
+            done.append(Applied(index, event, reason=reason))
     return done
 
 
 async def apply_group(
     conn: AsyncConnection, program: Program, shares: list[tuple[str, list]], strict: bool
-) -> list[_Applied]:
-    """One transaction for a group of members. The fast path applies them straight; if the
-    ledger refuses one event, the group is rolled back and applied again with a savepoint per
-    event, so one bad event never blocks the others (and is the only one rejected)."""
+) -> list[Applied]:
+    """One transaction for a group of members. The fast path applies them with a handful of
+    statements (group_apply.py); if the ledger refuses one event, the group is rolled back and
+    applied again with a savepoint per event, so one bad event never blocks the others (and is
+    the only one rejected)."""
     try:
         async with conn.begin():
-            done: list[_Applied] = []
+            if group_apply.can_apply(shares):
+                return await group_apply.apply_group(conn, program, shares, strict)
+            done: list[Applied] = []
             for member_id, items in shares:
-                done += await _apply_member(conn, program, member_id, items, strict)
+                done += await group_apply.apply_each(conn, program, member_id, items, strict)
             return done
     except (InvalidEvent, DBAPIError) as error:
         if refusal(error) is None:

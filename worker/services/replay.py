@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -36,24 +36,27 @@ from worker.services.program_versions import known_program, remember, stored_pro
 
 log = structlog.get_logger(__name__)
 
+# A member's stored history, booked entries and referrals won, for any number of members in
+# three statements (a group re-evaluates all its late members at once).
 _HISTORY = text(
     """
-    SELECT event_type, payload, program_version FROM processed_events
-    WHERE member_id = :member_id AND event_type = ANY(:types)
+    SELECT member_id, source, event_id, event_type, payload, program_version FROM processed_events
+    WHERE member_id = ANY(:member_ids) AND event_type = ANY(:types)
     """
-).bindparams(bindparam("types"))
+).bindparams(bindparam("types"), bindparam("member_ids"))
 _ENTRIES = text(
     """
-    SELECT e.source, e.event_id, e.kind, e.qualifying_points, e.rules, l.lot_id
+    SELECT e.member_id, e.source, e.event_id, e.kind, e.qualifying_points, e.rules, l.lot_id
     FROM ledger_entries e LEFT JOIN lots l ON l.entry_id = e.entry_id AND e.kind = 'earn'
-    WHERE e.member_id = :member_id AND e.kind IN ('earn', 'reverse', 'transfer')
+    WHERE e.member_id = ANY(:member_ids) AND e.kind IN ('earn', 'reverse', 'transfer')
     ORDER BY e.entry_id
     """
-)
+).bindparams(bindparam("member_ids"))
 _VERSION = text("SELECT content FROM program_versions WHERE version = :version")
 _REFERRALS_WON = text(
     """
-    SELECT source, event_id FROM referrals WHERE referrer_member_id = :member_id OR referee_member_id = :member_id
+    SELECT m.id AS member_id, r.source, r.event_id FROM unnest(CAST(:member_ids AS text[])) AS m(id)
+    JOIN referrals r ON r.referrer_member_id = m.id OR r.referee_member_id = m.id
     """
 )
 _SYNC_ORDERS = text(
@@ -97,6 +100,32 @@ class Replayed:
         return {"events": self.events, "corrected_events": self.corrected, "points": self.points}
 
 
+@dataclass
+class Stored:
+    """What a re-evaluation reads of one member: stored events, booked entries, referrals won."""
+
+    events: list[Any] = field(default_factory=list)  # processed_events rows
+    entries: list[dict] = field(default_factory=list)
+    referrals_won: set[tuple[str, str]] = field(default_factory=set)
+
+
+async def load(
+    conn: AsyncConnection,
+    member_ids: list[str],
+    types: tuple[str, ...],
+) -> dict[str, Stored]:
+    """The members' stored histories, in three statements whatever their number."""
+    found = {member_id: Stored() for member_id in member_ids}
+    ids = {"member_ids": list(member_ids)}
+    for row in await conn.execute(_HISTORY, {**ids, "types": list(types)}):
+        found[row.member_id].events.append(row)
+    for entry in (await conn.execute(_ENTRIES, ids)).mappings():
+        found[entry["member_id"]].entries.append(dict(entry))
+    for row in await conn.execute(_REFERRALS_WON, ids):
+        found[row.member_id].referrals_won.add((row.source, row.event_id))
+    return found
+
+
 async def reevaluate(
     conn: AsyncConnection,
     program: Program,
@@ -106,11 +135,15 @@ async def reevaluate(
     types: tuple[str, ...],
     erased: bool,
     stored_event: Callable[[str, dict], Any],
+    stored: Stored | None = None,
 ) -> Replayed | None:
     """Replay the member's history and book what differs; None when it cannot be replayed
-    (an event accepted before events were stored, or an erased member)."""
+    (an event accepted before events were stored, or an erased member). `stored`: the member's
+    history as `load` read it, after every event of the transaction was applied."""
     started = time.perf_counter()
-    rows = (await conn.execute(_HISTORY, {"member_id": account.member_id, "types": list(types)})).all()
+    if stored is None:
+        stored = (await load(conn, [account.member_id], types))[account.member_id]
+    rows = stored.events
     if erased or any(row.payload is None for row in rows):
         log.warning("replay_skipped", member_id=account.member_id, reason="erased" if erased else "history_not_stored")
         return None
@@ -120,10 +153,10 @@ async def reevaluate(
     history = [event for event, _ in applied]
     versions = await _programs(conn, program, {version for _, version in applied})
     programs = [versions.get(version, program) for _, version in applied]
-    won = {(r.source, r.event_id) for r in (await conn.execute(_REFERRALS_WON, {"member_id": account.member_id}))}
+    won = stored.referrals_won
     shadow = replay(program, account, events=history, programs=programs, referrals_won=won)
 
-    booked_entries = [dict(r) for r in (await conn.execute(_ENTRIES, {"member_id": account.member_id})).mappings()]
+    booked_entries = stored.entries
     booked = reevaluation.points_by_event(booked_entries)
     order = [(e.source, e.event_id) for e in history]
     order += [key for key in booked if key not in set(order)]

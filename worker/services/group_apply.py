@@ -1,0 +1,272 @@
+"""A group of members' events applied in one transaction with a handful of statements.
+
+Group commit and batch messages (worker/services/intake.py) hand a group here: members in
+sorted order, each member's events in occurrence order. Instead of a claim, a lock and a few
+writes per event, the group
+
+1. claims every event's key with one `INSERT ... SELECT FROM unnest(...)` (keys in sorted
+   order, so two groups claiming the same keys wait on each other in one order);
+2. locks (and enrols) every member that has an event to apply with one more, in member-id
+   order, the one order every transaction that locks members takes;
+3. reads the orders its purchases name and the members' purchase counts, and takes entry and
+   lot ids from their sequences;
+4. runs the ledger's own handlers on the locked accounts, in memory for the members whose
+   events write only what staged.py holds (purchases, check-ins, signups, activities, bonuses),
+   and writes all of that with one statement;
+5. applies the other members' events (refunds, reviews, referrals, redemptions, a purchase
+   that a refund or review waits for) statement by statement, as they go on their own;
+6. re-evaluates each member that had late events once, for all of them, their histories read
+   with three statements for the whole group, as of the member's last late event applied.
+
+Every event gets the ledger's own result, and the members end as the re-evaluation of their
+histories in occurrence order leaves them: the same balances, tiers, rule state and rows as
+applying the events one by one (tests/integration/test_event_time.py checks it against
+shuffled, duplicated, concurrent batches).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+from sqlalchemy import bindparam, text
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.types import DateTime, Text
+
+from worker.domain.errors import MemberMerged
+from worker.domain.events import IdentityLinkEvent
+from worker.domain.program import Program
+from worker.services import accounts, audit, ledger, replay
+from worker.services.accounts import Account, Origin
+from worker.services.ledger import Claim, apply_claimed, apply_event
+from worker.services.ledger_result import Result
+from worker.services.staged import Order, Staged, json_text
+
+# The first statement of the transaction goes through SQLAlchemy, which sends BEGIN with it;
+# the rest go to asyncpg directly (staged.py).
+_CLAIM = text(
+    """
+    INSERT INTO processed_events
+        (source, event_id, payload_hash, member_id, event_type, status, occurred_at, payload, program_version)
+    SELECT s, e, h, m, t, 'applied', o, CAST(p AS jsonb), v
+    FROM unnest(:sources, :event_ids, :hashes, :member_ids, :types, :occurred, :payloads, :versions)
+         AS c(s, e, h, m, t, o, p, v)
+    ORDER BY s, e
+    ON CONFLICT (source, event_id) DO NOTHING
+    RETURNING source, event_id
+    """
+).bindparams(
+    *(
+        bindparam(name, type_=ARRAY(Text))
+        for name in ("sources", "event_ids", "hashes", "member_ids", "types", "payloads", "versions")
+    ),
+    bindparam("occurred", type_=ARRAY(DateTime(timezone=True))),
+)
+_CLAIMED_HASHES = """
+    SELECT p.source, p.event_id, p.payload_hash FROM processed_events p
+    JOIN unnest($1::text[], $2::text[]) AS k(s, e) ON p.source = k.s AND p.event_id = k.e
+"""
+_LOCK = """
+    INSERT INTO members AS m (member_id, tier)
+    SELECT id, $2 FROM unnest($1::text[]) AS u(id) ORDER BY id
+    ON CONFLICT (member_id) DO UPDATE SET updated_at = now()
+    RETURNING m.*
+"""
+_ORDERS = """
+    SELECT o.member_id, o.order_id, o.amount FROM orders o
+    JOIN unnest($1::text[], $2::text[]) AS k(m, id) ON o.member_id = k.m AND o.order_id = k.id
+"""
+_PURCHASE_COUNTS = """
+    SELECT member_id, count(*) FROM orders WHERE member_id = ANY($1::text[]) AND amount IS NOT NULL GROUP BY member_id
+"""
+
+# Event types whose handlers write only what staged.py holds (a purchase only when no refund
+# or review waits for its order); a member with any other event in the group goes unstaged.
+STAGED_TYPES = frozenset({"purchase", "check_in", "signup", "activity", "referral_referee", "birthday_gift"})
+
+
+@dataclass
+class Applied:
+    index: int
+    event: Any
+    result: Result | None = None
+    reason: str | None = None  # refused by the ledger: recorded as rejected
+
+
+def can_apply(shares: list[tuple[str, list]]) -> bool:
+    """Whether apply_group can take the group: an identity link moves two members' rows and
+    goes event by event (intake.py), with the rest of its group."""
+    return not any(isinstance(event, IdentityLinkEvent) for _, items in shares for _, event in items)
+
+
+async def apply_group(
+    conn: AsyncConnection, program: Program, shares: list[tuple[str, list]], strict: bool
+) -> list[Applied]:
+    """Apply the shares in the caller's transaction (see the module docstring)."""
+    staged = Staged(conn)
+    claims: dict[int, Claim] = {}
+    first: dict[tuple[str, str], int] = {}  # key -> index of the group's first event with it
+    events: dict[int, Any] = {}
+    for _, items in shares:
+        for index, event in items:
+            claims[index] = claim = Claim.of(event)
+            events[index] = event
+            first.setdefault(claim.key, index)
+    won = await _claim(conn, program, [(claims[i], events[i]) for i in first.values()])
+    lost_hashes = await _claimed_hashes(staged, [key for key in first if key not in won])
+    rows = await _lock(staged, program, sorted({events[first[key]].member_id for key in won}))
+    to_apply = {i for i in first.values() if claims[i].key in won}
+    await _read_orders(
+        staged,
+        [(events[i].member_id, events[i].payload.order_id) for i in sorted(to_apply) if events[i].type == "purchase"],
+    )
+    await staged.reserve(len(to_apply))
+
+    locked: dict[str, Account] = {}
+    for member_id, row in rows.items():
+        if row["merged_into"] is not None:  # merged after intake resolved the events: resolve again
+            raise MemberMerged(member_id, row["merged_into"])
+        locked[member_id] = accounts.account_from_row(member_id, row)
+    # Members whose every event can be staged go first and are written with one statement;
+    # the others then go statement by statement.
+    plain = {
+        member_id
+        for member_id, items in shares
+        if member_id in locked and all(_stageable(staged, events[i]) for i, _ in items if i in to_apply)
+    }
+    done: dict[int, Applied] = {}
+    late: dict[str, tuple[int, Claim, Result]] = {}  # member -> its last late event applied
+    for staging in (True, False):
+        for member_id, items in shares:
+            if (member_id in plain) != staging:
+                continue
+            account = locked.get(member_id)
+            if account is not None:
+                account.staged = staged if staging else None
+            for index, event in items:
+                claim = claims[index]
+                if index not in to_apply:
+                    stored = claims[first[claim.key]].payload_hash if claim.key in won else lost_hashes[claim.key]
+                    done[index] = Applied(index, event, claim.lost(member_id, stored))
+                    continue
+                assert account is not None
+                is_late = claim.stored is not None and account.is_late(_origin(event))
+                erased = rows[member_id]["erased_at"] is not None
+                result = await apply_claimed(conn, program, account, event, claim, erased=erased, replay_now=False)
+                if is_late and result.status == "applied":
+                    late[member_id] = (index, claim, result)
+                done[index] = Applied(index, event, result)
+        if staging:
+            await staged.flush()
+    if late and ledger.REEVALUATE:
+        await _re_evaluate(conn, program, staged, locked, rows, late, events, done)
+    await staged.flush()
+    if strict:
+        for member_id in sorted(rows):
+            await audit.assert_member_consistent(conn, member_id)
+    return [done[index] for _, items in shares for index, _ in items]
+
+
+async def _re_evaluate(
+    conn: AsyncConnection,
+    program: Program,
+    staged: Staged,
+    locked: dict[str, Account],
+    rows: dict[str, Any],
+    late: dict[str, tuple[int, Claim, Result]],
+    events: dict[int, Any],
+    done: dict[int, Applied],
+) -> None:
+    """Re-evaluate each member that had late events once, their histories read together, as of
+    the last late event applied (its result carries the re-evaluation, as a late event's does
+    on its own); the corrections go statement by statement, the balance rows are staged."""
+    stored = await replay.load(conn, sorted(late), ledger.REPLAYED_TYPES)
+    for member_id in sorted(late):
+        index, claim, result = late[member_id]
+        account, event = locked[member_id], events[index]
+        account.staged = None
+        replayed = await replay.reevaluate(
+            conn,
+            program,
+            account,
+            _origin(event),
+            types=ledger.REPLAYED_TYPES,
+            erased=rows[member_id]["erased_at"] is not None,
+            stored_event=ledger.stored_event,
+            stored=stored[member_id],
+        )
+        if replayed is None:
+            continue
+        account.staged = staged
+        closed = await ledger.close(conn, program, account, _origin(event), claim, ledger.with_replay(result, replayed))
+        done[index] = Applied(
+            index,
+            event,
+            replace(
+                closed,
+                movements=result.movements + closed.movements,
+                tier_moves=result.tier_moves + closed.tier_moves,
+            ),
+        )
+
+
+def _origin(event: Any) -> Origin:
+    return Origin(event.source, event.event_id, event.type, event.occurred_at)
+
+
+async def apply_each(conn: AsyncConnection, program: Program, member_id: str, items: list, strict: bool) -> list:
+    """A member's share event by event, each with its own claim and lock (identity links)."""
+    done = [Applied(index, event, await apply_event(conn, program, event)) for index, event in items]
+    if strict:
+        await audit.assert_member_consistent(conn, member_id)
+    return done
+
+
+def _stageable(staged: Staged, event: Any) -> bool:
+    if event.type not in STAGED_TYPES:
+        return False
+    if event.type == "purchase":
+        known = staged.orders.get((event.member_id, event.payload.order_id))
+        return known is None or known.amount is not None
+    return True
+
+
+async def _claim(conn: AsyncConnection, program: Program, pairs: list[tuple[Claim, Any]]) -> set[tuple[str, str]]:
+    if not pairs:
+        return set()
+    rows = [claim.row(program, event) for claim, event in pairs]
+    params = {
+        "sources": [r["source"] for r in rows],
+        "event_ids": [r["event_id"] for r in rows],
+        "hashes": [r["payload_hash"] for r in rows],
+        "member_ids": [r["member_id"] for r in rows],
+        "types": [r["event_type"] for r in rows],
+        "occurred": [r["occurred_at"] for r in rows],
+        "payloads": [None if r["payload"] is None else json_text(r["payload"]) for r in rows],
+        "versions": [r["program_version"] for r in rows],
+    }
+    return {(r.source, r.event_id) for r in await conn.execute(_CLAIM, params)}
+
+
+async def _claimed_hashes(staged: Staged, keys: list[tuple[str, str]]) -> dict[tuple[str, str], str]:
+    if not keys:
+        return {}
+    rows = await staged.fetch(_CLAIMED_HASHES, [k[0] for k in keys], [k[1] for k in keys])
+    return {(r["source"], r["event_id"]): r["payload_hash"] for r in rows}
+
+
+async def _lock(staged: Staged, program: Program, member_ids: list[str]) -> dict[str, Any]:
+    if not member_ids:
+        return {}
+    rows = await staged.fetch(_LOCK, member_ids, program.tiers[0].name)
+    return {row["member_id"]: row for row in rows}
+
+
+async def _read_orders(staged: Staged, purchases: list[tuple[str, str]]) -> None:
+    if not purchases:
+        return
+    rows = await staged.fetch(_ORDERS, [m for m, _ in purchases], [o for _, o in purchases])
+    staged.orders = {(r["member_id"], r["order_id"]): Order(r["amount"]) for r in rows}
+    counts = await staged.fetch(_PURCHASE_COUNTS, sorted({m for m, _ in purchases}))
+    staged.purchase_counts = {r["member_id"]: r["count"] for r in counts}
