@@ -177,6 +177,11 @@ class Origin:
     event_type: str
     occurred_at: datetime
 
+    @classmethod
+    def of(cls, event: Any) -> Origin:
+        """The origin of an event (its own key, type and time)."""
+        return cls(event.source, event.event_id, event.type, event.occurred_at)
+
 
 @dataclass
 class Account:

@@ -151,7 +151,7 @@ async def apply_group(
                     done[index] = Applied(index, event, claim.lost(member_id, stored))
                     continue
                 assert account is not None
-                is_late = claim.stored is not None and account.is_late(_origin(event))
+                is_late = claim.stored is not None and account.is_late(Origin.of(event))
                 erased = rows[member_id]["erased_at"] is not None
                 result = await apply_claimed(conn, program, account, event, claim, erased=erased, replay_now=False)
                 if is_late and result.status == "applied":
@@ -190,7 +190,7 @@ async def _re_evaluate(
             conn,
             program,
             account,
-            _origin(event),
+            Origin.of(event),
             types=ledger.REPLAYED_TYPES,
             erased=rows[member_id]["erased_at"] is not None,
             stored_event=ledger.stored_event,
@@ -199,7 +199,9 @@ async def _re_evaluate(
         if replayed is None:
             continue
         account.staged = staged
-        closed = await ledger.close(conn, program, account, _origin(event), claim, ledger.with_replay(result, replayed))
+        closed = await ledger.close(
+            conn, program, account, Origin.of(event), claim, ledger.with_replay(result, replayed)
+        )
         done[index] = Applied(
             index,
             event,
@@ -209,10 +211,6 @@ async def _re_evaluate(
                 tier_moves=result.tier_moves + closed.tier_moves,
             ),
         )
-
-
-def _origin(event: Any) -> Origin:
-    return Origin(event.source, event.event_id, event.type, event.occurred_at)
 
 
 async def apply_each(conn: AsyncConnection, program: Program, member_id: str, items: list, strict: bool) -> list:

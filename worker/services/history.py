@@ -79,7 +79,7 @@ class _Replay:
             self.account.qualifying += outcome.points
 
     def apply(self, event: Any) -> None:
-        origin = Origin(event.source, event.event_id, event.type, event.occurred_at)
+        origin = Origin.of(event)
         self.account.rule_state = validate_state(self.account.rule_state)  # as the row reads back
         getattr(self, "_" + event.type)(origin, event)
         self.account.tier = accounts.next_tier(self.program, self.account, origin)

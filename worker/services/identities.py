@@ -237,7 +237,7 @@ async def link(
     if (await conn.execute(_CLAIM_EVENT, claim)).first() is None:
         stored = (await conn.execute(_CLAIMED_HASH, key)).scalar_one()
         return Result("duplicate" if stored == digest else "conflict", event.member_id)
-    origin = Origin(event.source, event.event_id, event.type, event.occurred_at)
+    origin = Origin.of(event)
     for _ in range(LINK_ATTEMPTS_MAX):
         savepoint = await conn.begin_nested()
         outcome = await _attempt(conn, program, event, origin, kind, value, types, stored_event)

@@ -300,7 +300,7 @@ async def apply_claimed(
 
     `replay_now=False`: the caller re-evaluates a late event's member itself, later in the
     transaction (a group does it once per member, for all its late events: group_apply.py)."""
-    origin = Origin(event.source, event.event_id, event.type, event.occurred_at)
+    origin = Origin.of(event)
     handler = _HANDLERS[type(event)]
     result: Result = await handler(conn, program, account, origin, event)
     if claim.stored is not None:

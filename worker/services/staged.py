@@ -138,7 +138,7 @@ class Staged:
     _notifications: list[tuple] = field(default_factory=list)
     _outcomes: dict[tuple[str, str], tuple] = field(default_factory=dict)
     _members: dict[str, tuple] = field(default_factory=dict)
-    # Statements sent (reserve and flush), for the tests that count them.
+    # Statements sent through asyncpg (fetch, reserve, flush), for the tests that count them.
     statements: int = 0
 
     async def reserve(self, count: int) -> None:
@@ -224,33 +224,25 @@ class Staged:
         raw = await self.conn.get_raw_connection()
         return raw.driver_connection
 
-    @property
-    def pending(self) -> bool:
-        return bool(self._earns or self._orders or self._tier_changes or self._notifications or self._members)
-
     async def flush(self) -> None:
         """Write everything staged, in one statement, and start empty."""
-        if not (self.pending or self._outcomes):
+        tables = (self._earns, self._orders, self._tier_changes, self._notifications, self._outcomes, self._members)
+        if not any(tables):
             return
         columns = [
-            *_columns(self._earns, 13, pick=(0, 1, 2, 3, 4, 5, 6, 7, 8, 9)),
-            *_columns(self._earns, 13, pick=(10, 11, 12)),
-            *_columns(list(self._orders.values()), 7),
-            *_columns(self._tier_changes, 7),
-            *_columns(self._notifications, 6),
-            *_columns(list(self._outcomes.values()), 4),
-            *_columns(list(self._members.values()), len(_MEMBER_COLUMNS)),
+            *_columns(self._earns, range(13)),  # the entry's 10 columns, then the lot's own 3
+            *_columns(list(self._orders.values()), range(7)),
+            *_columns(self._tier_changes, range(7)),
+            *_columns(self._notifications, range(6)),
+            *_columns(list(self._outcomes.values()), range(4)),
+            *_columns(list(self._members.values()), range(len(_MEMBER_COLUMNS))),
         ]
         driver = await self._driver()
         self.statements += 1
         async with _as_sqlalchemy_errors(_FLUSH):
             await driver.execute(_FLUSH, *columns)
-        self._earns.clear()
-        self._orders.clear()
-        self._tier_changes.clear()
-        self._notifications.clear()
-        self._outcomes.clear()
-        self._members.clear()
+        for table in tables:
+            table.clear()
 
 
 @asynccontextmanager
@@ -263,7 +255,6 @@ async def _as_sqlalchemy_errors(sql: str) -> AsyncIterator[None]:
         raise DBAPIError(sql, None, error) from error
 
 
-def _columns(rows: list[tuple], width: int, pick: tuple[int, ...] | None = None) -> list[list]:
-    """Rows as one list per column (what unnest takes), the `pick`ed columns only."""
-    wanted = pick if pick is not None else tuple(range(width))
-    return [[row[i] for row in rows] for i in wanted]
+def _columns(rows: list[tuple], indexes: range) -> list[list]:
+    """Rows as one list per column (what unnest takes)."""
+    return [[row[i] for row in rows] for i in indexes]
