@@ -218,8 +218,9 @@ class Program(_Section):
     name: str = "default"
     timezone: str = "Asia/Shanghai"
     default_locale: str = "en"
-    # Money value of one point, for liability reports.
+    # Money value of one point, for liability reports, in `currency` (an ISO 4217 code).
     point_value: Annotated[Decimal, Field(ge=0)] = Decimal("0.01")
+    currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] = "CNY"
     tiers: tuple[Tier, ...] = DEFAULT_TIERS
     purchase: PurchaseRules = PurchaseRules()
     member_day: MemberDay = MemberDay()
