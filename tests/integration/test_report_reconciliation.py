@@ -142,6 +142,40 @@ async def test_the_flow_reconciles_for_the_whole_range_and_for_windows_through_i
     }
 
 
+async def test_points_given_back_for_a_refunded_paid_order_are_not_redeemed(db):
+    await process(db, purchase("M", "900.00", order_id="o-1", occurred_at="2025-06-01T10:00:00+08:00"))  # 1000
+    await holds.place_hold(
+        db, DEFAULT_PROGRAM, hold_id="pay", member_id="M", points=333, order_id="o-pay",
+        expires_in_s=900, key_name="till", now=at("2025-06-02T10:00:00"),
+    )  # fmt: skip
+    await holds.capture(db, DEFAULT_PROGRAM, "pay", now=at("2025-06-02T10:01:00"))
+    # The cash part earns 30 x 1.2 (Silver) = 36; the whole order is refunded the next day.
+    await process(db, purchase("M", "30.00", order_id="o-pay", occurred_at="2025-06-02T10:00:00+08:00"))
+    await process(db, refund("M", "o-pay", "30.00", occurred_at="2025-06-03T10:00:00+08:00"))
+    assert await holds.sweep(db, DEFAULT_PROGRAM, now=at("2025-06-04T10:00:00")) == 1  # the 333 paid points back
+
+    capture_day = await build_report(db, DEFAULT_PROGRAM, date(2025, 6, 2), date(2025, 6, 2))
+    whole = await build_report(db, DEFAULT_PROGRAM, None, None)
+
+    assert (figures(capture_day)["redeemed"], figures(capture_day)["held"], figures(capture_day)["closing"]) == (
+        333,
+        0,
+        1000 - 333 + 36,
+    )
+    assert figures(whole) == {
+        "opening": 0,
+        "earned": 1036,
+        "corrections": 0,
+        "reversed": 36,
+        "redeemed": 0,
+        "held": 0,
+        "expired": 0,
+        "adjusted": 0,
+        "closing": 1000,
+        "balanced": True,
+    }
+
+
 async def test_a_merge_nets_to_zero_across_members(db):
     await process(db, purchase("S", "100.00", order_id="o-S", occurred_at="2026-11-02T10:00:00+08:00"))  # 200
     by_card = purchase("x", "100.00", order_id="o-C", occurred_at="2026-11-03T10:00:00+08:00")
