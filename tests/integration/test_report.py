@@ -58,11 +58,11 @@ async def test_report_figures_match_the_hand_computed_scenario(db):
     assert report.tiers == [("Regular", 3), ("Silver", 1), ("Gold", 0), ("Diamond", 0)]
     assert report.moves == [("Regular", "Silver", 1)]
     assert report.earn_by == [("shop", "purchase", 1100), ("pos", "purchase", 450), ("app", "signup", 50)]
-    lines = {line[:28].strip(): line[28:].split()[0] for line in text_report(report).splitlines() if line[28:].strip()}
+    lines = {line[:28].strip(): line[28:42].strip() for line in text_report(report).splitlines() if line[28:].strip()}
     assert (lines["Breakage (expired/earned)"], lines["Redemption rate"], lines["Liability value"]) == (
         "3.19%",
         "37.50%",
-        "9.60",
+        "CNY 9.60",
     )
 
     october = await build_report(db, DEFAULT_PROGRAM, date(2026, 10, 1), date(2026, 10, 31))
@@ -89,8 +89,10 @@ async def test_report_command_writes_json_and_a_self_contained_html_page(db, env
         "outstanding_points": 960,
         "point_value": "0.01",
         "value": "9.60",
+        "currency": "CNY",
     }
     assert (data["breakage"], data["redemption_rate"]) == ("0.0319", "0.3750")
     html = page.read_text()
     assert html.count("<svg") == 4 and "http://" not in html.replace('xmlns="http://www.w3.org/2000/svg"', "")
     assert '<div class="v">3.19%</div>' in html
+    assert '<div class="v">CNY 9.60</div>' in html

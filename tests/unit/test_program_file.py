@@ -108,6 +108,17 @@ grace_days = 30
     assert (program.schedule.tier_review.enabled, program.schedule.tier_review.grace_days) == (False, 30)
 
 
+def test_the_report_currency_is_a_top_level_key_in_either_shape(tmp_path):
+    rule_language = load_text(tmp_path, 'currency = "EUR"\npoint_value = "0.02"\n' + TIERS + RULES)
+    old_shape = load_text(tmp_path, 'currency = "HKD"\n')
+
+    assert (rule_language.currency, rule_language.point_value) == ("EUR", Decimal("0.02"))
+    assert (old_shape.currency, load_program(None).currency) == ("HKD", "CNY")
+    assert error_for(tmp_path, 'currency = "eur"\n') == (
+        "currency: 'eur' is not a currency code: three capital letters (ISO 4217), e.g. CNY"
+    )
+
+
 def test_a_review_downgrade_turns_on_the_tier_review_job_with_its_window(tmp_path):
     program = load_text(tmp_path, TIERS.replace('"never"', '"review"\nreview_window_days = 180') + RULES)
 

@@ -218,8 +218,9 @@ class Program(_Section):
     name: str = "default"
     timezone: str = "Asia/Shanghai"
     default_locale: str = "en"
-    # Money value of one point, for liability reports.
+    # Money value of one point, for liability reports, in `currency` (an ISO 4217 code).
     point_value: Annotated[Decimal, Field(ge=0)] = Decimal("0.01")
+    currency: str = "CNY"
     tiers: tuple[Tier, ...] = DEFAULT_TIERS
     purchase: PurchaseRules = PurchaseRules()
     member_day: MemberDay = MemberDay()
@@ -243,6 +244,13 @@ class Program(_Section):
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError):
             raise ValueError(f"unknown time zone {value!r}") from None
+        return value
+
+    @field_validator("currency")
+    @classmethod
+    def _currency_code(cls, value: str) -> str:
+        if not (len(value) == 3 and value.isascii() and value.isalpha() and value.isupper()):
+            raise ValueError(f"{value!r} is not a currency code: three capital letters (ISO 4217), e.g. CNY")
         return value
 
     @field_validator("tiers")
