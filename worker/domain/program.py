@@ -98,7 +98,11 @@ class Referral(_Section):
 
 
 class Nudge(_Section):
+    # A member who comes within this many points below the next tier hears about it once per
+    # approach; a new nudge only after the distance grew back beyond it.
     window_points: Annotated[int, Field(ge=0)] = 500
+    # No second tier nudge to a member within this many days of the last one sent (0: none).
+    quiet_period_days: Annotated[int, Field(ge=0, le=365)] = 7
 
 
 class Expiry(_Section):
