@@ -67,8 +67,17 @@ class PurchaseRules(_Section):
 
 class MemberDay(_Section):
     enabled: bool = True
+    # Monthly on this day (a day past the month's end falls on its last day)...
     day_of_month: Annotated[int, Field(ge=1, le=31)] = 8
+    # ...or weekly on these ISO weekdays (1 = Monday ... 7 = Sunday) instead.
+    weekdays: Annotated[tuple[Annotated[int, Field(ge=1, le=7)], ...], Field(min_length=1)] | None = None
     multiplier: Multiplier = Decimal("2")
+
+    @model_validator(mode="after")
+    def _monthly_or_weekly(self) -> MemberDay:
+        if self.weekdays is not None and "day_of_month" in self.model_fields_set:
+            raise ValueError("give day_of_month (monthly) or weekdays (weekly), not both")
+        return self
 
 
 class Birthday(_Section):
