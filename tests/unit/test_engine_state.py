@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.unit.engine_programs import UTC, at, event, points, program, purchase, replay, run
-from worker.domain.engine import EventData, Member, evaluate, outcome_note, validate_state
+from worker.domain.engine import EventData, Member, evaluate, open_missions, outcome_note, validate_state
 from worker.domain.errors import RuleStateError
 
 
@@ -497,3 +497,38 @@ def test_limits_hold_for_any_sequence_of_events(steps, per_day, weekly_points):
 
     assert max(by_day.values()) <= per_day
     assert max(by_week.values()) <= weekly_points
+
+
+def test_open_missions_show_progress_and_leave_out_finished_ones():
+    prog = program(MISSION + MISSION.replace('id = "welcome"', 'id = "second"'))
+    started = {"started_at": "2026-11-01T10:00:00+08:00", "done": ["first_purchase"], "status": "open"}
+
+    assert open_missions(prog, {"welcome": {"mission": started}}, at(2026, 11, 3)) == [
+        {
+            "rule": "welcome",
+            "description": "",
+            "steps_done": 1,
+            "steps_total": 3,
+            "done": ["first_purchase"],
+            "remaining": ["signup", "first_check_in"],
+            "started_at": "2026-11-01T10:00:00+08:00",
+            "ends_at": "2026-11-08T10:00:00+08:00",
+        },
+        {
+            "rule": "second",
+            "description": "",
+            "steps_done": 0,
+            "steps_total": 3,
+            "done": [],
+            "remaining": ["signup", "first_check_in", "first_purchase"],
+            "started_at": None,
+            "ends_at": None,
+        },
+    ]
+    # Past its window (not yet marked expired), completed or expired: not open.
+    assert [m["rule"] for m in open_missions(prog, {"welcome": {"mission": started}}, at(2026, 11, 8, 10, 1))] == [
+        "second"
+    ]
+    for status in ("completed", "expired"):
+        state = {"welcome": {"mission": {**started, "status": status}}}
+        assert [m["rule"] for m in open_missions(prog, state, at(2026, 11, 3))] == ["second"]
