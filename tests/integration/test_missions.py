@@ -3,6 +3,7 @@ pays its effect exactly once, and late steps give the same result as steps in ti
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import tomllib
 
@@ -110,3 +111,39 @@ async def test_late_steps_give_the_same_mission_as_steps_in_time_order(db, arriv
         "done": ["complete_profile", "first_purchase", "first_review"],
         "status": "completed",
     }
+
+
+async def test_steps_committed_in_groups_complete_each_mission_once(db):
+    from worker.services.group_commit import GroupCommit
+
+    program = mission_program()
+    group = GroupCommit(db, group_max=4, wait_ms=0, concurrency=2, strict=True)
+    orders = list(itertools.permutations(range(3)))
+    members = [f"G{''.join(map(str, arrival))}" for arrival in orders]
+    # Given the three steps of six members happening as purchase, review, profile (the profile
+    # completes the mission), each member's arriving in another order, interleaved.
+    happened = ("first_purchase", "first_review", "complete_profile")
+    timed = {m: [step_event(m, step, day) for day, step in enumerate(happened, start=1)] for m in members}
+    arrivals = [timed[m][arrival[n]] for n in range(3) for m, arrival in zip(members, orders, strict=True)]
+
+    # When they go through group commit (several members per transaction, late steps re-evaluated).
+    for start in range(0, len(arrivals), 6):
+        outcomes = await asyncio.gather(
+            *(
+                intake.process(db, program, e, now=NOW, strict=True, apply=group.apply)
+                for e in arrivals[start : start + 6]
+            )
+        )
+        assert {o.status for o in outcomes} <= {"applied", "deferred"}
+    await group.stop()
+
+    # Then every member's mission paid 300 once, on the profile step, and is completed.
+    for member in members:
+        assert sum(points for _, points in await mission_entries(db, member)) == 300
+        earned = await earned_by_event(db, member)
+        assert {event_id: points for event_id, points in earned.items() if points} == {
+            f"{member}-buy": 180,
+            f"{member}-review": 20,
+            f"{member}-profile": 300,
+        }
+        assert (await mission_state(db, member))["status"] == "completed"
