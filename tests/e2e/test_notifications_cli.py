@@ -23,7 +23,9 @@ async def seed(db) -> None:
     async with db.begin() as conn:
         await conn.execute(
             text(
-                "INSERT INTO members (member_id, tier, locale) VALUES ('M1', 'Silver', 'zh-Hant'), ('M2', 'Regular', NULL)"
+                # M1 is 400 points below Gold, as its nudge says: a nudge is checked again when it goes out.
+                "INSERT INTO members (member_id, tier, locale, qualifying_points) "
+                "VALUES ('M1', 'Silver', 'zh-Hant', 4600), ('M2', 'Regular', NULL, 0)"
             )
         )
         await conn.execute(

@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import text
 
 from tests.conftest import NOW
-from tests.factories import purchase, signup
+from tests.factories import purchase, refund, signup
 from tests.receiver import Receiver
 from worker.config import Settings
 from worker.domain.messages import load_catalog
@@ -42,9 +42,24 @@ async def add_member(db, member_id: str, locale: str | None = None) -> None:
         )
 
 
+# The built-in program's tiers: a nudge toward one is true for a member of the tier below it.
+THRESHOLDS = {"Regular": 0, "Silver": 1000, "Gold": 5000, "Diamond": 15000}
+
+
 async def queue(db, member_id: str, kind: str, locale: str | None = None, **params) -> int:
     await add_member(db, member_id, locale)
     async with db.begin() as conn:
+        if kind == "tier_nudge" and params.get("tier") in THRESHOLDS and "points_away" in params:
+            # The member the nudge was worked out for: it is re-checked against their points at dispatch.
+            names = list(THRESHOLDS)
+            await conn.execute(
+                text("UPDATE members SET tier = :tier, qualifying_points = :points WHERE member_id = :m"),
+                {
+                    "m": member_id,
+                    "tier": names[names.index(params["tier"]) - 1],
+                    "points": THRESHOLDS[params["tier"]] - params["points_away"],
+                },
+            )
         return (
             await conn.execute(
                 text(
@@ -342,3 +357,143 @@ async def test_stale_promotional_notifications_are_dropped_not_sent(db):
         ("sent", None),
     ]
     assert (report.sent, report.suppressed) == (2, 2)
+
+
+# ---------------------------------------------------------------- tier nudges through the ledger
+
+NUDGE_AT = "2026-11-02T10:00:00+08:00"
+
+
+async def apply(db, *events) -> None:
+    for event in events:
+        assert (await intake.process(db, DEFAULT_PROGRAM, event, now=NOW, strict=True)).status == "applied"
+
+
+async def nudges(db, member_id: str) -> list[tuple[str, str | None, int, str | None]]:
+    """(status, text, points_away, last_error) of the member's tier nudges, oldest first."""
+    rows = await outbox(db)
+    return [
+        (r["status"], r["text"], r["params"]["points_away"], r["last_error"])
+        for r in rows.values()
+        if r["member_id"] == member_id and r["kind"] == "tier_nudge"
+    ]
+
+
+async def four_hundred_from_gold(db, member_id: str) -> None:
+    """Signup 50, a first purchase of 4450.00 (4450 + 100): Silver, 400 points below Gold."""
+    await apply(db, signup(member_id), purchase(member_id, "4450.00", order_id=f"{member_id}-o1"))
+
+
+async def test_a_nudge_says_how_far_the_member_is_when_it_goes_out_not_when_queued(db):
+    # Given a nudge queued at 400 points from Gold, and a purchase of 250.00 at Silver (x1.2 =
+    # 300 points) before the dispatcher runs.
+    await four_hundred_from_gold(db, "N1")
+    await apply(db, purchase("N1", "250.00", occurred_at="2026-11-03T10:00:00+08:00"))
+
+    report = await once(db, DEFAULT_PROGRAM, LogChannel(), NOW)
+
+    # Then the one nudge delivered says 100, as its stored text and parameters do.
+    assert await nudges(db, "N1") == [("sent", "You're only 100 points away from Gold.", 100, None)]
+    assert report.suppressed == 0
+
+
+async def test_a_member_who_crossed_into_the_tier_before_dispatch_gets_no_nudge(db):
+    # Given a nudge queued at 400 from Gold, then 500.00 at Silver (600 points): Gold.
+    await four_hundred_from_gold(db, "N2")
+    await apply(db, purchase("N2", "500.00", occurred_at="2026-11-03T10:00:00+08:00"))
+
+    report = await once(db, DEFAULT_PROGRAM, LogChannel(), NOW)
+
+    # Then the nudge is suppressed with the reason, and the upgrade is what the member hears.
+    assert await nudges(db, "N2") == [("suppressed", None, 400, "stale: member already reached Gold")]
+    rows = await outbox(db)
+    assert sorted(r["text"] for r in rows.values() if r["member_id"] == "N2" and r["kind"] == "tier_upgraded") == [
+        "Congratulations! You are now a Gold member.",
+        "Congratulations! You are now a Silver member.",
+    ]
+    assert report.suppressed == 1
+
+
+async def test_a_member_who_fell_back_before_dispatch_gets_no_nudge_until_the_next_approach(db):
+    # Given a nudge queued at 400 from Gold, then a refund of 445.00 (445 points back): 845 away.
+    await four_hundred_from_gold(db, "N3")
+    await apply(db, refund("N3", "N3-o1", "445.00", occurred_at="2026-11-03T10:00:00+08:00"))
+
+    fell_back = await once(db, DEFAULT_PROGRAM, LogChannel(), NOW)
+    # When the member comes close again: 300.00 at Silver (360 points), 485 away.
+    await apply(db, purchase("N3", "300.00", occurred_at="2026-11-04T10:00:00+08:00"))
+    came_back = await once(db, DEFAULT_PROGRAM, LogChannel(), NOW + timedelta(hours=1))
+
+    # Then the first nudge was not sent, and the new approach has its own.
+    assert await nudges(db, "N3") == [
+        ("suppressed", None, 400, "stale: 845 points away from Gold, outside the nudge window of 500"),
+        ("sent", "You're only 485 points away from Gold.", 485, None),
+    ]
+    assert (fell_back.suppressed, came_back.sent) == (1, 2)  # the nudge and the purchase's points_earned
+
+
+async def test_a_second_approach_after_falling_back_gets_a_second_nudge(db):
+    # Given a nudge sent at 400 from Gold.
+    await four_hundred_from_gold(db, "N4")
+    await once(db, DEFAULT_PROGRAM, LogChannel(), NOW)
+    # When the member falls back beyond the window and comes close again.
+    await apply(
+        db,
+        refund("N4", "N4-o1", "445.00", occurred_at="2026-11-03T10:00:00+08:00"),
+        purchase("N4", "300.00", occurred_at="2026-11-04T10:00:00+08:00"),
+    )
+    # And the dispatcher runs after the quiet period of 7 days.
+    await once(db, DEFAULT_PROGRAM, LogChannel(), NOW + timedelta(days=7))
+
+    # Then both approaches were nudged, each with the distance of its moment.
+    assert await nudges(db, "N4") == [
+        ("sent", "You're only 400 points away from Gold.", 400, None),
+        ("sent", "You're only 485 points away from Gold.", 485, None),
+    ]
+
+
+async def test_two_nudges_within_the_quiet_period_send_one(db):
+    # Given a nudge sent at 400 from Gold, and a second approach the next day.
+    await four_hundred_from_gold(db, "N5")
+    await once(db, DEFAULT_PROGRAM, LogChannel(), NOW)
+    await apply(
+        db,
+        refund("N5", "N5-o1", "445.00", occurred_at="2026-11-03T10:00:00+08:00"),
+        purchase("N5", "300.00", occurred_at="2026-11-04T10:00:00+08:00"),
+    )
+
+    # When the dispatcher runs one second short of 7 days after the first nudge went out.
+    report = await once(db, DEFAULT_PROGRAM, LogChannel(), NOW + timedelta(days=7, seconds=-1))
+
+    # Then the second is suppressed, naming the quiet period.
+    assert await nudges(db, "N5") == [
+        ("sent", "You're only 400 points away from Gold.", 400, None),
+        (
+            "suppressed",
+            None,
+            485,
+            f"quiet period: a tier nudge went out at {NOW.isoformat()}, within the last 7 days",
+        ),
+    ]
+    assert report.suppressed == 1
+
+
+async def test_two_nudges_due_in_one_batch_send_one(db):
+    # Given two approaches before any dispatch: the first nudge fell away, so a second is queued.
+    await four_hundred_from_gold(db, "N6")
+    await apply(
+        db,
+        refund("N6", "N6-o1", "445.00", occurred_at="2026-11-03T10:00:00+08:00"),
+        purchase("N6", "300.00", occurred_at="2026-11-04T10:00:00+08:00"),
+        purchase("N6", "50.00", occurred_at="2026-11-05T10:00:00+08:00"),
+    )
+
+    # When one dispatcher run takes both (the member is now 425 away).
+    report = await once(db, DEFAULT_PROGRAM, LogChannel(), NOW)
+
+    # Then the older one, true again, goes out with today's distance, and the other is held back.
+    [first, second] = await nudges(db, "N6")
+    assert first == ("sent", "You're only 425 points away from Gold.", 425, None)
+    assert second[:3] == ("suppressed", None, 425)
+    assert second[3] == f"quiet period: a tier nudge went out at {NOW.isoformat()}, within the last 7 days"
+    assert report.suppressed == 1

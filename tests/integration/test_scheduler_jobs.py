@@ -199,6 +199,40 @@ async def test_member_day_message_only_on_member_days_to_active_members_once(db)
     ]
 
 
+async def test_a_weekly_member_day_sends_its_notice_on_its_weekdays_like_the_monthly_one(db):
+    from worker.domain.engine import parse_program_text
+    from worker.domain.engine.language import DEFAULT_PROGRAM_PATH
+
+    # Given a program file whose member-day rule doubles points on Wednesdays.
+    weekly_rule = DEFAULT_PROGRAM_PATH.read_text().replace("days_of_month = 8 }", 'weekdays = ["wed"] }')
+    assert weekly_rule != DEFAULT_PROGRAM_PATH.read_text()
+    program = parse_program_text(weekly_rule, "weekly.toml")
+    await process(db, signup("W1"), program)
+
+    # When the member-day job fires on Tuesday, on two Wednesdays (twice on the first) and on the 8th.
+    tuesday, _ = await run_job(db, "member-day", at("2026-12-01T09:00:00+08:00"), program)
+    await run_job(db, "member-day", at("2026-12-02T09:00:00+08:00"), program)
+    await run_job(db, "member-day", at("2026-12-02T12:00:00+08:00"), program)
+    eighth, _ = await run_job(db, "member-day", at("2026-12-08T09:00:00+08:00"), program)
+    await run_job(db, "member-day", at("2026-12-09T09:00:00+08:00"), program)
+    bought = await process(
+        db,
+        purchase("W1", "100.00", occurred_at="2026-12-09T10:00:00+08:00"),
+        program,
+        now=at("2026-12-09T10:00:00+08:00"),
+    )
+
+    # Then each Wednesday sends one notice with the rule's factor, as the monthly day does, and a
+    # Wednesday purchase earns double.
+    assert (tuesday.note, eighth.note) == ("not a member day", "not a member day")
+    assert await rows(
+        db,
+        "SELECT member_id, params->>'multiplier', dedupe_key FROM notifications WHERE kind = 'member_day' "
+        "ORDER BY notification_id",
+    ) == [("W1", "2", "member_day:W1:2026-12-02"), ("W1", "2", "member_day:W1:2026-12-09")]
+    assert bought.points == 200 + 100  # 100.00 x2 on member day, and the first-purchase bonus
+
+
 def _review_program(grace_days: int = 0):
     schedule = DEFAULT_PROGRAM.schedule
     review = schedule.tier_review.model_copy(update={"enabled": True, "window_days": 365, "grace_days": grace_days})

@@ -137,3 +137,56 @@ def test_a_held_row_waits_only_until_the_next_end_of_quiet_hours(start, end, now
 def test_transactional_kinds_are_never_capped(kind, sent_today, cap):
     policy = Notifications(daily_promotional_cap=cap)
     assert delivery.decide(policy, SHANGHAI, kind, datetime(2026, 11, 24, 4, tzinfo=UTC), sent_today).action == "send"
+
+
+LEVELS = [("Regular", 0), ("Silver", 1000), ("Gold", 5000), ("Diamond", 15000)]
+GOLD_400 = {"tier": "Gold", "points_away": 400}
+
+
+@pytest.mark.parametrize(
+    ("tier", "points", "expected"),
+    [
+        ("Silver", 4600, delivery.NudgeNow({"tier": "Gold", "points_away": 400})),
+        ("Silver", 4900, delivery.NudgeNow({"tier": "Gold", "points_away": 100})),
+        ("Silver", 4500, delivery.NudgeNow({"tier": "Gold", "points_away": 500})),
+        (
+            "Silver",
+            4499,
+            delivery.NudgeNow(GOLD_400, "stale: 501 points away from Gold, outside the nudge window of 500"),
+        ),
+        ("Gold", 5200, delivery.NudgeNow(GOLD_400, "stale: member already reached Gold")),
+        ("Diamond", 15000, delivery.NudgeNow(GOLD_400, "stale: member already reached Gold")),
+        ("Silver", 5000, delivery.NudgeNow(GOLD_400, "stale: member has the points for Gold")),
+        ("Regular", 4600, delivery.NudgeNow(GOLD_400, "stale: Gold is not the next tier above Regular")),
+    ],
+)
+def test_a_nudge_is_worked_out_again_from_the_members_points_at_dispatch(tier, points, expected):
+    assert delivery.nudge_now(GOLD_400, tier, points, LEVELS, 500) == expected
+
+
+def test_a_nudge_toward_a_tier_the_program_no_longer_has_on_the_points_basis_is_stale():
+    assert delivery.nudge_now(GOLD_400, "Silver", 4600, [], 500).reason == (
+        "stale: Gold is not a tier on the points basis"
+    )
+    # A nudge without a tier is left for rendering to refuse, naming the parameter.
+    assert delivery.nudge_now({"points_away": 400}, "Silver", 4600, LEVELS, 500) == delivery.NudgeNow(
+        {"points_away": 400}
+    )
+
+
+def test_the_nudge_quiet_period_counts_from_the_last_nudge_sent():
+    sent = local(1, 10)
+
+    assert delivery.nudge_quiet_reason(None, 7, local(1, 11)) is None
+    assert delivery.nudge_quiet_reason(sent, 7, sent + timedelta(days=7)) is None
+    assert delivery.nudge_quiet_reason(sent, 0, sent) is None
+    assert delivery.nudge_quiet_reason(sent, 7, sent + timedelta(days=7, seconds=-1)) == (
+        "quiet period: a tier nudge went out at 2026-11-01T10:00:00+08:00, within the last 7 days"
+    )
+
+
+def test_a_member_day_notice_is_stale_once_its_local_day_is_over():
+    assert delivery.member_day_stale(local(8, 0).date(), local(8, 23, 59), SHANGHAI) is None
+    assert delivery.member_day_stale(local(8, 0).date(), local(9, 0), SHANGHAI) == (
+        "stale: member day 2026-11-08 is over"
+    )

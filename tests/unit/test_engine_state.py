@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from datetime import timedelta
 
@@ -10,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.unit.engine_programs import UTC, at, event, points, program, purchase, replay, run
-from worker.domain.engine import EventData, Member, evaluate, outcome_note, validate_state
+from worker.domain.engine import EventData, Member, evaluate, open_missions, outcome_note, validate_state
 from worker.domain.errors import RuleStateError
 
 
@@ -239,7 +240,7 @@ def test_mission_outside_its_window_expires_and_never_pays():
     assert reasons[3] == "mission already expired"
 
 
-def test_mission_waits_for_its_first_step_and_pays_once():
+def test_mission_starts_with_whichever_step_comes_first_and_pays_once():
     prog = program(MISSION)
     events = [
         event("check_in", at(2026, 11, 1)),
@@ -250,7 +251,73 @@ def test_mission_waits_for_its_first_step_and_pays_once():
     ]
 
     assert replay(prog, events) == [{}, {}, {}, {"welcome": 300}, {}]
-    assert run(prog, events[0]).trace[0].reason == "mission not started: waiting for step 'signup'"
+    first = run(prog, events[0])
+    assert first.trace[0].reason == "mission step 'first_check_in' done (1 of 3)"
+    assert first.state["welcome"]["mission"] == {
+        "started_at": "2026-11-01T12:00:00+08:00",
+        "done": ["first_check_in"],
+        "status": "open",
+    }
+
+
+STEP_EVENTS = {
+    "signup": lambda when: event("signup", when),
+    "first_check_in": lambda when: event("check_in", when),
+    "first_purchase": lambda when: event("purchase", when, amount="10.00"),
+}
+
+
+@pytest.mark.parametrize("order", list(itertools.permutations(STEP_EVENTS)), ids="-".join)
+def test_mission_completes_in_every_order_of_its_steps(order):
+    prog = program(MISSION)
+    events = [STEP_EVENTS[step](at(2026, 11, 1 + day)) for day, step in enumerate(order)]
+    state: dict = {}
+    reasons = []
+    for ev in events[:-1]:
+        result = run(prog, ev, Member(tier="Regular", state=state))
+        state = result.state
+        reasons.append(result.trace[0].reason)
+
+    last = run(prog, events[-1], Member(tier="Regular", state=state))
+
+    assert reasons == [f"mission step {order[0]!r} done (1 of 3)", f"mission step {order[1]!r} done (2 of 3)"]
+    assert last.points_by_rule() == {"welcome": 300}
+    assert last.state["welcome"]["mission"]["done"] == list(order)
+    assert last.state["welcome"]["mission"]["status"] == "completed"
+    assert replay(prog, events) == [{}, {}, {"welcome": 300}]
+
+
+def test_mission_step_repeated_counts_once():
+    prog = program(MISSION)
+    events = [
+        event("purchase", at(2026, 11, 1), amount="5"),
+        event("purchase", at(2026, 11, 2), amount="5"),
+        event("signup", at(2026, 11, 3)),
+    ]
+    state: dict = {}
+    for ev in events:
+        result = run(prog, ev, Member(tier="Regular", state=state))
+        state = result.state
+
+    assert result.trace[0].reason == "mission step 'signup' done (2 of 3)"
+    assert state["welcome"]["mission"]["done"] == ["first_purchase", "signup"]
+
+
+def test_mission_window_runs_from_whichever_step_came_first():
+    prog = program(MISSION)
+    events = [
+        event("purchase", at(2026, 11, 1, 10), amount="5"),
+        event("signup", at(2026, 11, 5)),
+        event("check_in", at(2026, 11, 8, 10, 1)),
+    ]
+
+    assert replay(prog, events) == [{}, {}, {}]
+    state: dict = {}
+    for ev in events:
+        result = run(prog, ev, Member(tier="Regular", state=state))
+        state = result.state
+    assert state["welcome"]["mission"]["status"] == "expired"
+    assert result.trace[0].reason == "mission window of 7 days closed at 2026-11-08T10:00:00+08:00"
 
 
 def test_mission_steps_can_have_conditions():
@@ -430,3 +497,38 @@ def test_limits_hold_for_any_sequence_of_events(steps, per_day, weekly_points):
 
     assert max(by_day.values()) <= per_day
     assert max(by_week.values()) <= weekly_points
+
+
+def test_open_missions_show_progress_and_leave_out_finished_ones():
+    prog = program(MISSION + MISSION.replace('id = "welcome"', 'id = "second"'))
+    started = {"started_at": "2026-11-01T10:00:00+08:00", "done": ["first_purchase"], "status": "open"}
+
+    assert open_missions(prog, {"welcome": {"mission": started}}, at(2026, 11, 3)) == [
+        {
+            "rule": "welcome",
+            "description": "",
+            "steps_done": 1,
+            "steps_total": 3,
+            "done": ["first_purchase"],
+            "remaining": ["signup", "first_check_in"],
+            "started_at": "2026-11-01T10:00:00+08:00",
+            "ends_at": "2026-11-08T10:00:00+08:00",
+        },
+        {
+            "rule": "second",
+            "description": "",
+            "steps_done": 0,
+            "steps_total": 3,
+            "done": [],
+            "remaining": ["signup", "first_check_in", "first_purchase"],
+            "started_at": None,
+            "ends_at": None,
+        },
+    ]
+    # Past its window (not yet marked expired), completed or expired: not open.
+    assert [m["rule"] for m in open_missions(prog, {"welcome": {"mission": started}}, at(2026, 11, 8, 10, 1))] == [
+        "second"
+    ]
+    for status in ("completed", "expired"):
+        state = {"welcome": {"mission": {**started, "status": status}}}
+        assert [m["rule"] for m in open_missions(prog, state, at(2026, 11, 3))] == ["second"]

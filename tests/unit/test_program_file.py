@@ -3,6 +3,7 @@ sections for everything else; every mistake named by its key. Old-shape files un
 
 from __future__ import annotations
 
+from datetime import date
 from decimal import Decimal
 from pathlib import Path
 
@@ -21,7 +22,8 @@ from worker.domain.engine import (
 )
 from worker.domain.engine.language import DEFAULT_PROGRAM_PATH
 from worker.domain.errors import ProgramError
-from worker.domain.program import DEFAULT_PROGRAM
+from worker.domain.program import DEFAULT_PROGRAM, Program
+from worker.domain.rules import is_member_day
 
 EXAMPLE = Path(__file__).parents[2] / "docs" / "program.example.toml"
 DEFAULT_TOML = DEFAULT_PROGRAM_PATH.read_text(encoding="utf-8")
@@ -138,6 +140,29 @@ def test_the_member_day_notice_follows_a_member_day_rule_or_an_explicit_section(
     assert (from_rule.enabled, from_rule.day_of_month, from_rule.multiplier) == (True, 18, Decimal("3"))
     assert without.enabled is False
     assert (explicit.enabled, explicit.day_of_month, explicit.multiplier) == (True, 1, Decimal("2"))
+
+
+def test_a_weekly_member_day_rule_gives_a_weekly_notice(tmp_path):
+    rule = (
+        '[[rules]]\nid = "member_day"\non = "purchase"\nwhen = { weekdays = ["wed"] }\n'
+        'effect = { kind = "multiply", factor = "2" }\n'
+    )
+
+    weekly = load_text(tmp_path, TIERS + RULES + rule).member_day
+    explicit = load_text(tmp_path, TIERS + RULES + "[member_day]\nweekdays = [3, 6]\n").member_day
+    both = rule.replace('weekdays = ["wed"]', 'weekdays = ["wed"], days_of_month = 8')
+
+    assert (weekly.enabled, weekly.weekdays, weekly.multiplier) == (True, (3,), Decimal("2"))
+    assert (explicit.enabled, explicit.weekdays) == (True, (3, 6))
+    assert load_text(tmp_path, TIERS + RULES + both).member_day.enabled is False  # Wednesday the 8th only
+    assert [is_member_day(Program(member_day=weekly), date(2026, 11, d)) for d in (3, 4, 5, 11)] == [
+        False,
+        True,
+        False,
+        True,
+    ]
+    with pytest.raises(ProgramError, match="give day_of_month \\(monthly\\) or weekdays \\(weekly\\), not both"):
+        load_text(tmp_path, TIERS + RULES + "[member_day]\nweekdays = [3]\nday_of_month = 8\n")
 
 
 @pytest.mark.parametrize(

@@ -70,7 +70,24 @@ def member_show(
     for key, value in view.items():
         if key == "tier_floor" and value is not None:
             value = _floor_text(value, prog.zone)
+        if key == "missions":
+            lines = [_mission_text(mission, prog.zone) for mission in value] or ["none open"]
+            typer.echo(f"{key:>20}: {lines[0]}")
+            for line in lines[1:]:
+                typer.echo(f"{'':>22}{line}")
+            continue
         typer.echo(f"{key:>20}: {value}")
+
+
+def _mission_text(mission: dict, zone) -> str:
+    """`starter: 2 of 3 steps done, remaining first_review, until 2026-12-01 10:00` (program-local)."""
+    from datetime import datetime
+
+    text = f"{mission['rule']}: {mission['steps_done']} of {mission['steps_total']} steps done"
+    text += f", remaining {', '.join(mission['remaining'])}"
+    if mission["ends_at"]:
+        text += f", until {datetime.fromisoformat(mission['ends_at']).astimezone(zone):%Y-%m-%d %H:%M}"
+    return text
 
 
 def _floor_text(floor: dict, zone) -> str:

@@ -7,6 +7,7 @@ their points (redemption results, earned/expired points, tier changes) and are n
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Any, Literal
@@ -16,7 +17,8 @@ from worker.domain.program import Notifications, QuietHours
 
 # pending: waiting (maybe until next_attempt_at); sending: claimed, under a lease;
 # failed: last attempt failed, retried at next_attempt_at; dead: out of attempts;
-# suppressed: dropped by the daily cap, as stale, or because the member was erased.
+# suppressed: not sent, with the reason in last_error: the daily cap, no longer true (stale),
+# a nudge within the quiet period, or the member was erased.
 STATUSES = ("pending", "sending", "sent", "failed", "dead", "suppressed")
 PROMOTIONAL_KINDS = frozenset({"tier_nudge", "member_day", "points_expiring", "birthday"})
 
@@ -106,24 +108,60 @@ def member_day_of(dedupe_key: str | None, created_at: datetime, zone: ZoneInfo) 
     return created_at.astimezone(zone).date()
 
 
-def stale_reason(
-    kind: str,
-    params: dict[str, Any],
-    about_day: date,
-    now: datetime,
-    zone: ZoneInfo,
-    member_tier: str | None,
-    tier_names: list[str],
-) -> str | None:
-    """Why a promotional notification is no longer true and must not be sent, or None.
-
-    A nudge toward a tier the member has already reached ("only 400 points away from Gold"
-    to a Gold member), and a member-day notice once that program-local day is over: a
-    scheduler started late or a long receiver outage must not send a backlog of them.
-    """
-    if kind == "tier_nudge" and member_tier in tier_names and params.get("tier") in tier_names:
-        if tier_names.index(member_tier) >= tier_names.index(params["tier"]):
-            return f"stale: member already reached {params['tier']}"
-    if kind == "member_day" and about_day < now.astimezone(zone).date():
+def member_day_stale(about_day: date, now: datetime, zone: ZoneInfo) -> str | None:
+    """Why a member-day notice is no longer true and must not be sent, or None: once its
+    program-local day is over, a scheduler started late or a long receiver outage must not
+    send a backlog of them."""
+    if about_day < now.astimezone(zone).date():
         return f"stale: member day {about_day.isoformat()} is over"
     return None
+
+
+@dataclass(frozen=True)
+class NudgeNow:
+    """A tier nudge as the member's state makes it at dispatch: its parameters, or why not."""
+
+    params: dict[str, Any]
+    reason: str | None = None
+
+
+def nudge_now(
+    params: Mapping[str, Any],
+    member_tier: str | None,
+    points: int,
+    levels: Sequence[tuple[str, int]],
+    window_points: int,
+) -> NudgeNow:
+    """The nudge's `points_away` from the member's qualifying `points` now (above their review
+    baseline), or the reason it is no longer true: the member reached the tier, the tier is no
+    longer the next one up, or the member fell back beyond `window_points` (another nudge is
+    queued if they come close again). `levels` are the program's (name, threshold) on the
+    points basis, lowest first; empty when tiers are on another basis."""
+    tier = params.get("tier")
+    if tier is None:  # not a nudge the ledger queued: rendering names what is missing
+        return NudgeNow(dict(params))
+    names = [name for name, _ in levels]
+    if tier not in names:
+        return NudgeNow(dict(params), f"stale: {tier} is not a tier on the points basis")
+    rank = names.index(member_tier) if member_tier in names else -1
+    if rank >= names.index(tier):
+        return NudgeNow(dict(params), f"stale: member already reached {tier}")
+    if names.index(tier) != rank + 1:
+        return NudgeNow(dict(params), f"stale: {tier} is not the next tier above {member_tier}")
+    away = levels[rank + 1][1] - points
+    if away <= 0:
+        return NudgeNow(dict(params), f"stale: member has the points for {tier}")
+    if away > window_points:
+        return NudgeNow(
+            dict(params), f"stale: {away} points away from {tier}, outside the nudge window of {window_points}"
+        )
+    return NudgeNow({**params, "points_away": away})
+
+
+def nudge_quiet_reason(last_sent_at: datetime | None, quiet_period_days: int, now: datetime) -> str | None:
+    """Why a tier nudge must not go out because the member had one within the quiet period."""
+    if last_sent_at is None or quiet_period_days <= 0 or now >= last_sent_at + timedelta(days=quiet_period_days):
+        return None
+    return (
+        f"quiet period: a tier nudge went out at {last_sent_at.isoformat()}, within the last {quiet_period_days} days"
+    )

@@ -67,8 +67,17 @@ class PurchaseRules(_Section):
 
 class MemberDay(_Section):
     enabled: bool = True
+    # Monthly on this day (a day past the month's end falls on its last day)...
     day_of_month: Annotated[int, Field(ge=1, le=31)] = 8
+    # ...or weekly on these ISO weekdays (1 = Monday ... 7 = Sunday) instead.
+    weekdays: Annotated[tuple[Annotated[int, Field(ge=1, le=7)], ...], Field(min_length=1)] | None = None
     multiplier: Multiplier = Decimal("2")
+
+    @model_validator(mode="after")
+    def _monthly_or_weekly(self) -> MemberDay:
+        if self.weekdays is not None and "day_of_month" in self.model_fields_set:
+            raise ValueError("give day_of_month (monthly) or weekdays (weekly), not both")
+        return self
 
 
 class Birthday(_Section):
@@ -98,7 +107,11 @@ class Referral(_Section):
 
 
 class Nudge(_Section):
+    # A member who comes within this many points below the next tier hears about it once per
+    # approach; a new nudge only after the distance grew back beyond it.
     window_points: Annotated[int, Field(ge=0)] = 500
+    # No second tier nudge to a member within this many days of the last one sent (0: none).
+    quiet_period_days: Annotated[int, Field(ge=0, le=365)] = 7
 
 
 class Expiry(_Section):

@@ -72,6 +72,8 @@ def is_member_day(program: Program, on: date) -> bool:
     rule = program.member_day
     if not rule.enabled:
         return False
+    if rule.weekdays is not None:
+        return on.isoweekday() in rule.weekdays
     # A member day past the month's end (e.g. the 31st) falls on the month's last day.
     last = calendar.monthrange(on.year, on.month)[1]
     return on.day == min(rule.day_of_month, last)

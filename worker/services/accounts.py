@@ -451,7 +451,12 @@ async def close(
             account,
             "tier_nudge",
             origin,
-            dedupe_key=f"tier_nudge:{account.member_id}:{nudge.tier}",
+            # One per approach: the event that brought the member within the window names it, so
+            # a member who falls back and comes close again is nudged again (the dispatcher
+            # keeps the program's quiet period between two nudges).
+            dedupe_key=f"tier_nudge:{account.member_id}:{nudge.tier}:{origin.source}:{origin.event_id}"
+            if origin is not None
+            else None,
             tier=nudge.tier,
             points_away=nudge.points_away,
         )

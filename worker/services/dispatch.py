@@ -2,8 +2,10 @@
 
 Three short steps, so no transaction stays open while a receiver is called:
 1. claim: one transaction takes up to a batch of due rows (FOR UPDATE SKIP LOCKED, so
-   concurrent dispatchers split the work), applies quiet hours and the daily cap, renders
-   the text and marks the rest 'sending' with a lease; then commits.
+   concurrent dispatchers split the work), drops what is no longer true (a tier nudge is
+   worked out again from the member's points now), applies quiet hours, the daily cap and
+   the nudges' quiet period, renders the text and marks the rest 'sending' with a lease;
+   then commits.
 2. deliver: every claimed row is sent concurrently, each bounded by the channel timeout.
 3. record: one transaction marks each row sent, failed (retried later with exponential
    backoff) or dead (after the program's max_attempts), guarded by the attempt number so a
@@ -23,13 +25,14 @@ from datetime import datetime, timedelta
 
 import structlog
 from sqlalchemy import bindparam, text
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.types import Text
 
 from worker import metrics
 from worker.domain import delivery as rules
 from worker.domain import messages
+from worker.domain.engine import rules_of
 from worker.domain.messages import Catalog, RenderError
 from worker.domain.program import Program
 from worker.services.channels import Channel, Delivery, DeliveryError
@@ -52,7 +55,7 @@ _CLAIM = text(
     """
     SELECT n.notification_id, n.delivery_id::text AS delivery_id, n.member_id, n.kind, n.params,
            n.attempts, n.released_at, n.created_at, m.locale AS member_locale, m.erased_at,
-           n.dedupe_key, m.tier AS member_tier
+           n.dedupe_key, m.tier AS member_tier, m.qualifying_points - m.qualifying_baseline AS member_points
     FROM notifications n LEFT JOIN members m ON m.member_id = n.member_id
     WHERE (n.status IN ('pending', 'failed')
            AND (n.next_attempt_at IS NULL OR n.next_attempt_at <= :now)
@@ -77,15 +80,24 @@ _PROMOTIONAL_TODAY = text(
     """
 ).bindparams(bindparam("member_ids", type_=ARRAY(Text)), bindparam("kinds", type_=ARRAY(Text)))
 
+_LAST_NUDGES = text(
+    """
+    SELECT member_id, max(released_at) AS released_at FROM notifications
+    WHERE member_id = ANY(:member_ids) AND kind = 'tier_nudge' AND status IN ('sending', 'sent', 'failed')
+      AND released_at > :since
+    GROUP BY member_id
+    """
+).bindparams(bindparam("member_ids", type_=ARRAY(Text)))
+
 _UPDATE_CLAIMED = text(
     """
     UPDATE notifications SET
-        status = :status, attempts = :attempts, lease_until = :lease_until,
+        status = :status, params = :params, attempts = :attempts, lease_until = :lease_until,
         next_attempt_at = :next_attempt_at, released_at = :released_at, last_attempt_at = :last_attempt_at,
         channel = :channel, locale = :locale, text = :text, last_error = :last_error
     WHERE notification_id = :notification_id
     """
-)
+).bindparams(bindparam("params", type_=JSONB))
 
 _RECORD = text(
     """
@@ -130,7 +142,8 @@ async def claim(
 ) -> _Claim:
     out = _Claim()
     policy, zone = program.notifications, program.zone
-    tier_names = [t.name for t in program.tiers]
+    tiers = rules_of(program).tiers
+    levels = [(level.name, int(level.threshold)) for level in tiers.levels] if tiers.basis == "points" else []
     lease_until = now + timedelta(seconds=lease_s(program, batch_size))
     async with engine.begin() as conn:
         rows = (await conn.execute(_CLAIM, {"now": now, "limit": batch_size})).mappings().all()
@@ -154,11 +167,20 @@ async def claim(
                 },
             )
             today = {r.member_id: r.n for r in counted}
+        nudged = sorted({r["member_id"] for r in rows if r["released_at"] is None and r["kind"] == "tier_nudge"})
+        last_nudge: dict[str, datetime] = {}
+        if nudged and program.nudge.quiet_period_days > 0:
+            found = await conn.execute(
+                _LAST_NUDGES,
+                {"member_ids": nudged, "since": now - timedelta(days=program.nudge.quiet_period_days)},
+            )
+            last_nudge = {r.member_id: r.released_at for r in found}
         updates = []
         for row in rows:
             update = {
                 "notification_id": row["notification_id"],
                 "status": "sending",
+                "params": dict(row["params"]),
                 "attempts": row["attempts"],
                 "lease_until": None,
                 "next_attempt_at": None,
@@ -174,8 +196,15 @@ async def claim(
                 update.update(status="suppressed", last_error="member erased", channel=None)
                 out.report.suppressed += 1
                 continue
-            about = rules.member_day_of(row["dedupe_key"], row["created_at"], zone)
-            stale = rules.stale_reason(row["kind"], row["params"], about, now, zone, row["member_tier"], tier_names)
+            stale = None
+            if row["kind"] == "tier_nudge":
+                nudge = rules.nudge_now(
+                    row["params"], row["member_tier"], row["member_points"] or 0, levels, program.nudge.window_points
+                )
+                update["params"], stale = nudge.params, nudge.reason
+            elif row["kind"] == "member_day":
+                about = rules.member_day_of(row["dedupe_key"], row["created_at"], zone)
+                stale = rules.member_day_stale(about, now, zone)
             if stale is not None:
                 update.update(status="suppressed", last_error=stale, channel=None)
                 out.report.suppressed += 1
@@ -195,6 +224,15 @@ async def claim(
                     update.update(status="suppressed", last_error=decision.reason, channel=None)
                     out.report.suppressed += 1
                     continue
+                if row["kind"] == "tier_nudge":
+                    quiet = rules.nudge_quiet_reason(
+                        last_nudge.get(row["member_id"]), program.nudge.quiet_period_days, now
+                    )
+                    if quiet is not None:
+                        update.update(status="suppressed", last_error=quiet, channel=None)
+                        out.report.suppressed += 1
+                        continue
+                    last_nudge[row["member_id"]] = now
                 update["released_at"] = now
                 if rules.is_promotional(row["kind"]):
                     today[row["member_id"]] = today.get(row["member_id"], 0) + 1
@@ -202,7 +240,7 @@ async def claim(
             attempt = row["attempts"] + 1
             update.update(attempts=attempt, last_attempt_at=now, locale=locale)
             try:
-                body = catalog.render(row["kind"], row["params"], locale)
+                body = catalog.render(row["kind"], update["params"], locale)
             except (RenderError, KeyError, ValueError) as error:
                 update.update(status="dead", last_error=f"render: {error}", channel=None)
                 out.report.dead += 1
@@ -216,7 +254,7 @@ async def claim(
                     kind=row["kind"],
                     locale=locale,
                     text=body,
-                    params=dict(row["params"]),
+                    params=dict(update["params"]),
                     attempt=attempt,
                     created_at=row["created_at"].isoformat(),
                 )

@@ -93,6 +93,7 @@ def view_from_row(program: Program, row, *, now: datetime) -> dict[str, Any]:
         "birthday": _iso(row["birthday"]),
         "locale": row["locale"],
         "enrolled_at": _iso(row["enrolled_at"]),
+        "missions": rules_engine.open_missions(rules, row["rule_state"], now),
     }
 
 

@@ -23,6 +23,7 @@ from worker.domain.engine.legacy import (
     state_from_member,
     with_rules,
 )
+from worker.domain.engine.missions import open_missions
 from worker.domain.engine.program_file import (
     load_program,
     parse_program_data,
@@ -66,6 +67,7 @@ __all__ = [
     "load_program",
     "load_program_file",
     "member_view",
+    "open_missions",
     "order_points",
     "outcome_note",
     "parse_engine_program",

@@ -312,28 +312,31 @@ def _advance_streak(rule: Streak, entries: dict[str, Any], on: date) -> tuple[st
 
 
 def _advance_mission(mission: Mission, entries: dict[str, Any], ctx: _Context) -> str | None:
-    """None when this event completes the mission; else what it did to the mission."""
+    """None when this event completes the mission; else what it did to the mission.
+
+    Any step may come first: it starts the mission and its window. Steps then count in
+    whatever order they arrive, each once, so the same events give the same result in any
+    order (a re-evaluation replays late ones in occurrence order)."""
     progress = entries.get("mission")
     steps_here = [step for step in mission.steps if ctx.event.type in step.on and _check(step.when, ctx)[0] is None]
     if progress is not None and progress["status"] != "open":
         return f"mission already {progress['status']}"
     if progress is None:
-        first = mission.steps[0]
-        if first not in steps_here:
-            return f"mission not started: waiting for step {first.name!r}"
-        progress = {"started_at": ctx.event.occurred_at.isoformat(), "done": [first.name], "status": "open"}
+        if not steps_here:
+            return "no mission step matches this event"
+        progress = {"started_at": ctx.event.occurred_at.isoformat(), "done": [], "status": "open"}
         entries["mission"] = progress
     else:
         deadline = datetime.fromisoformat(progress["started_at"]) + timedelta(days=mission.within_days)
         if ctx.event.occurred_at > deadline:
             progress["status"] = "expired"
             return f"mission window of {mission.within_days} days closed at {deadline.isoformat()}"
-        new = [step.name for step in steps_here if step.name not in progress["done"]]
-        if not new:
-            return "no open mission step matches this event"
-        progress["done"].append(new[0])
+    new = [step.name for step in steps_here if step.name not in progress["done"]]
+    if not new:
+        return "no open mission step matches this event"
+    progress["done"].append(new[0])
     if len(progress["done"]) < len(mission.steps):
-        return f"mission step {progress['done'][-1]!r} done ({len(progress['done'])} of {len(mission.steps)})"
+        return f"mission step {new[0]!r} done ({len(progress['done'])} of {len(mission.steps)})"
     progress["status"] = "completed"
     return None
 

@@ -241,7 +241,7 @@ class MissionStep(_Section):
 
 
 class Mission(_Section):
-    """Steps to complete; the first starts the mission, the rest follow in any order within the window."""
+    """Steps to complete in any order within the window; whichever step comes first starts it."""
 
     steps: Annotated[tuple[MissionStep, ...], Field(min_length=1)]
     within_days: Annotated[int, Field(ge=1, le=3660)]

@@ -49,7 +49,11 @@ def program_rules(program: Program) -> list[dict[str, Any]]:
             {
                 "id": "member_day",
                 "on": ["purchase"],
-                "when": {"days_of_month": [program.member_day.day_of_month]},
+                "when": (
+                    {"weekdays": list(program.member_day.weekdays)}
+                    if program.member_day.weekdays is not None
+                    else {"days_of_month": [program.member_day.day_of_month]}
+                ),
                 "effect": {"kind": "multiply", "factor": str(program.member_day.multiplier), "group": "campaign"},
             }
         )

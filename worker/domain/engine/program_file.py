@@ -161,12 +161,15 @@ def _tier_problems(rules: EngineProgram) -> list[str]:
 
 
 def _member_day_notice(rules: EngineProgram) -> dict[str, Any]:
-    """The member-day notice when the file has no [member_day]: the day and factor of a rule
-    with id `member_day` that multiplies on one day of the month, else no notice."""
+    """The member-day notice when the file has no [member_day]: the days and factor of a rule
+    with id `member_day` that multiplies on one day of the month or on some weekdays, else no
+    notice."""
     rule = next((r for r in rules.rules if r.id == "member_day"), None)
-    days = rule.when.days_of_month if rule is not None else None
-    if rule is None or rule.effect.kind != "multiply" or not isinstance(rule.effect.factor, Decimal) or not days:
+    if rule is None or rule.effect.kind != "multiply" or not isinstance(rule.effect.factor, Decimal):
         return {"enabled": False}
-    if len(days) != 1:
-        return {"enabled": False}
-    return {"enabled": True, "day_of_month": days[0], "multiplier": rule.effect.factor}
+    days, weekdays = rule.when.days_of_month, rule.when.weekdays
+    if weekdays and not days:
+        return {"enabled": True, "weekdays": weekdays, "multiplier": rule.effect.factor}
+    if days and len(days) == 1 and not weekdays:
+        return {"enabled": True, "day_of_month": days[0], "multiplier": rule.effect.factor}
+    return {"enabled": False}
