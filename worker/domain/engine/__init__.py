@@ -18,13 +18,13 @@ from worker.domain.engine.legacy import (
     file_version,
     from_program,
     has_rules,
-    load_program_file,
     rules_of,
     state_from_member,
     with_rules,
 )
 from worker.domain.engine.program_file import (
     load_program,
+    load_program_as_published,
     parse_program_data,
     parse_program_text,
     program_version,
@@ -64,7 +64,7 @@ __all__ = [
     "level_for",
     "load_engine_program",
     "load_program",
-    "load_program_file",
+    "load_program_as_published",
     "member_view",
     "order_points",
     "outcome_note",
