@@ -42,6 +42,10 @@ RULES = """
 id = "purchase"
 on = "purchase"
 effect = { kind = "per_amount", rate = "2", unit = "1" }
+[[rules]]
+id = "tier"
+on = "purchase"
+effect = { kind = "multiply", factor = "tier" }
 """
 
 
@@ -137,7 +141,7 @@ def test_the_member_day_notice_follows_a_member_day_rule_or_an_explicit_section(
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        (TIERS + RULES + "when = { weekday = [1] }\n", "rules.0.when.weekday: unknown key"),
+        (TIERS + RULES + "when = { weekday = [1] }\n", "rules.1.when.weekday: unknown key"),
         (RULES, "tiers: is required"),
         (
             TIERS + RULES + "[signup]\npoints = 80\n",
@@ -173,6 +177,11 @@ def test_the_member_day_notice_follows_a_member_day_rule_or_an_explicit_section(
             TIERS + RULES + "[referral]\nreferrer_points = 300\nreferee_points = 50\n",
             "referral.referrer_points: earning rules of a rule-language file are its [[rules]]; remove this key; "
             "referral.referee_points: earning rules of a rule-language file are its [[rules]]; remove this key",
+        ),
+        (
+            TIERS + RULES.replace('factor = "tier"', 'factor = "2"'),
+            "tiers.levels.1.multiplier: no rule multiplies by the tier; add one with "
+            'effect = { kind = "multiply", factor = "tier" } or remove this key',
         ),
         (
             RULES.replace('rate = "2", unit = "1"', 'rate = "2", steps = [{ from = "0", rate = "1" }]') + TIERS,

@@ -175,7 +175,14 @@ def _misplaced(sections: dict[str, Any]) -> list[str]:
 
 def _tier_problems(rules: EngineProgram) -> list[str]:
     problems = []
+    # A level's multiplier is read only by a `factor = "tier"` rule: without one it would do nothing.
+    by_tier = any(rule.effect.kind == "multiply" and rule.effect.factor == "tier" for rule in rules.rules)
     for index, level in enumerate(rules.tiers.levels):
+        if "multiplier" in level.model_fields_set and not by_tier:
+            problems.append(
+                f"tiers.levels.{index}.multiplier: no rule multiplies by the tier; add one with "
+                'effect = { kind = "multiply", factor = "tier" } or remove this key'
+            )
         if rules.tiers.basis == "points" and level.threshold != level.threshold.to_integral_value():
             problems.append(f"tiers.levels.{index}.threshold: must be a whole number of points")
         if len(level.name) > TIER_NAME_MAX:
