@@ -243,7 +243,15 @@ def test_events_validated_like_publish_queued_and_their_outcomes(api, clean, tmp
     assert mixed.json()["events"][0]["reason"] == "payload.amount: must have at most 2 decimal places"
     assert (queued.status_code, queued.json()) == (
         200,
-        {"source": "pos", "event_id": "p-1", "status": "queued", "points": 0, "reason": None, "processed_at": None},
+        {
+            "source": "pos",
+            "event_id": "p-1",
+            "status": "queued",
+            "points": 0,
+            "reason": None,
+            "processed_at": None,
+            "conflicts": [],
+        },
     )
     assert (not_queued.status_code, not_queued.json()["error"]) == (404, "unknown_event")
     assert (slashed.status_code, slashed.json()["events"]) == (
@@ -289,12 +297,34 @@ def test_events_validated_like_publish_queued_and_their_outcomes(api, clean, tmp
     )  # 350 + 100 first purchase
     assert applied["processed_at"] is not None
     assert resent.status_code == 202 and reused.status_code == 202 and refund_first.status_code == 202
-    assert (duplicate["status"], duplicate["points"]) == ("duplicate", 0)
-    assert (conflict["status"], conflict["reason"]) == (
-        "rejected",
-        "event_id: 'p-1' from source 'pos' was already used with a different payload",
+    # The first delivery's outcome stands: an identical resend changes nothing, and a resend
+    # with another payload is listed beside it, the points staying with the applied event.
+    [(processed_at,)] = sql(clean, "SELECT processed_at FROM processed_events WHERE event_id = 'p-1'")
+    [(first_seen, last_seen)] = sql(
+        clean, "SELECT first_seen_at, last_seen_at FROM rejected_events WHERE event_id = 'p-1'"
     )
-    assert (deferred["status"], deferred["points"]) == ("deferred", 0)
+    first_outcome = {
+        "source": "pos",
+        "event_id": "p-1",
+        "status": "applied",
+        "points": 450,
+        "reason": None,
+        "processed_at": processed_at.isoformat(),
+    }
+    assert applied == duplicate == {**first_outcome, "conflicts": []}
+    assert conflict == {
+        **first_outcome,
+        "conflicts": [
+            {
+                "status": "conflict",
+                "reason": "event_id: 'p-1' from source 'pos' was already used with a different payload",
+                "attempts": 1,
+                "first_seen_at": first_seen.isoformat(),
+                "last_seen_at": last_seen.isoformat(),
+            }
+        ],
+    }
+    assert (deferred["status"], deferred["points"], deferred["conflicts"]) == ("deferred", 0, [])
 
 
 def test_event_limits_array_length_and_body_size(api, clean):  # noqa: F811
@@ -413,6 +443,54 @@ def test_member_state_history_and_rewards_as_the_member_sees_them(api, clean, tm
         ("tv", False, {"reason": "not_enough_points", "text": "还差 89050 积分。"}),
     ]
     assert [(r.status_code, r.json()["error"]) for r in unknown] == [(404, "unknown_member")] * 3
+
+
+def test_history_is_in_occurrence_order_like_member_history(api, clean):  # noqa: F811
+    # Given a member whose events arrive out of order: the latest first, an earlier one late.
+    key = make_key(clean, "app-1", ALL)
+    for event in (
+        purchase("p-3", "M1", "o-3", "300.00", occurred_at="2026-11-03T10:00:00+08:00"),
+        ev("c-4", "check_in", "M1", source="app", occurred_at="2026-11-04T09:00:00+08:00"),
+        purchase("p-2", "M1", "o-2", "200.00", occurred_at="2026-11-02T10:00:00+08:00"),
+        ev("s-9", "signup", "M2", source="app", occurred_at="2026-11-02T10:00:00+08:00"),
+    ):
+        assert httpx.post(f"{api}/v1/events", headers=key, json=event).status_code == 202
+        drain(clean)
+
+    # When the history is read whole, and a page of one entry at a time.
+    whole = httpx.get(f"{api}/v1/members/M1/history", headers=key).json()
+    pages, before = [], None
+    while True:
+        params = {"limit": 1} if before is None else {"limit": 1, "before": before}
+        page = httpx.get(f"{api}/v1/members/M1/history", params=params, headers=key).json()
+        pages += page["entries"]
+        before = page["next_before"]
+        if before is None:
+            break
+    cli = json.loads(loyalty(clean, "member", "history", "M1", "--json").stdout)
+    foreign = httpx.get(f"{api}/v1/members/M2/history", params={"before": whole["entries"][0]["entry_id"]}, headers=key)
+
+    # Then it is newest occurrence first, the late purchase below the one it preceded: the
+    # CLI's order (oldest first), read from the other end.
+    listed = [(e["event"]["event_id"], e["kind"], e["points"], e["occurred_at"]) for e in whole["entries"]]
+    # (p-2 took the first-purchase bonus from p-3: its correction sits at p-3's time.)
+    assert listed == [
+        ("c-4", "earn", 10, "2026-11-04T01:00:00+00:00"),
+        ("p-2", "reverse", -100, "2026-11-03T02:00:00+00:00"),
+        ("p-3", "earn", 400, "2026-11-03T02:00:00+00:00"),
+        ("p-2", "earn", 100, "2026-11-02T02:00:00+00:00"),
+        ("p-2", "earn", 200, "2026-11-02T02:00:00+00:00"),
+    ]
+    assert whole["entries"] == pages == list(reversed(cli))
+    assert whole["next_before"] is None
+    assert (foreign.status_code, foreign.json()) == (
+        422,
+        {
+            "error": "invalid_request",
+            "detail": f"before: {whole['entries'][0]['entry_id']} is not an entry of member 'M2'",
+            "field": "before",
+        },
+    )
 
 
 # ---------------------------------------------------------------- points at checkout
@@ -566,7 +644,17 @@ def test_refund_of_an_order_paid_with_points_restores_them(api, clean):  # noqa:
     assert paid["available_points"] == 600 - 400 + 100
     assert half["available_points"] == 300 - 50 + 200  # half the cash points back, half the paid points restored
     assert whole["available_points"] == 450 - 50 + 200
-    assert [(e["kind"], e["points"]) for e in entries[:2]] == [("restore", 200), ("reverse", -50)]
+    # In occurrence order: the hold's entries happen when the till acts (now), the refunds when they occurred.
+    assert [(e["kind"], e["points"], e["event"]["event_id"]) for e in entries] == [
+        ("restore", 200, "hold:h-1"),
+        ("restore", 200, "hold:h-1"),
+        ("spend", 0, "hold:h-1"),
+        ("hold", -400, "hold:h-1"),
+        ("reverse", -50, "r-2"),
+        ("reverse", -50, "r-1"),
+        ("earn", 100, "p-2"),
+        ("earn", 600, "fund-M1"),
+    ]
     assert entries[0]["rules"][0]["points_due"] == 200 and entries[0]["rules"][0]["points_expired"] == 0
 
 

@@ -4,12 +4,15 @@ rule with its points or why not; the worker's validation; nothing written."""
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import text
 
 from tests import factories as f
 from tests.conftest import NOW
 from tests.e2e.test_cli import clean, loyalty  # noqa: F401  (clean is a fixture)
+from tests.e2e.test_program_versions_cli import program_file
 from tests.integration.test_activity import SHARE_RULE, sharing_program
 from worker.domain.engine.language import DEFAULT_PROGRAM_PATH
 from worker.domain.program import DEFAULT_PROGRAM
@@ -207,3 +210,81 @@ def test_a_bad_program_file_exits_2_naming_the_key(clean, tmp_path):  # noqa: F8
 
     assert done.returncode == 2
     assert done.stderr.startswith(f"error: {rules}: rules.12.on: 'purchse' is not an event type, use one of purchase, ")
+
+
+def test_a_program_file_with_old_sections_beside_its_rules_is_explained_as_check_accepts_it(clean, tmp_path):  # noqa: F811
+    # Given a rule-language file that also carries old-shape sections, which `program check` accepts.
+    rules = tmp_path / "rules.toml"
+    rules.write_text(
+        DEFAULT_PROGRAM_PATH.read_text().replace('version = "default-1"', 'version = "hkd-1"')
+        + '[purchase]\ncurrencies = ["CNY", "HKD"]\n[expiry]\ndays = 90\n'
+    )
+    hkd = {**PURCHASE, "payload": {**PURCHASE["payload"], "currency": "HKD"}}
+
+    checked = loyalty(clean, "program", "check", str(rules))
+    explained = loyalty(clean, "program", "explain", "-", "--program", str(rules), stdin=json.dumps(hkd))
+    in_force = loyalty(clean, "program", "explain", "-", stdin=json.dumps(hkd))
+
+    # Then explain reads it as check does, with its own [purchase] currencies and its version.
+    assert checked.returncode == 0, checked.stderr
+    assert explained.returncode == 0, explained.stderr
+    assert explained.stdout.splitlines()[2:] == [
+        "purchase p-2 from pos at 2026-11-02T10:00:00+08:00 (program hkd-1)",
+        "  + purchase           +350  350.00 x 1 / 1 x1.0 (tier_multiplier), floor",
+        "  + tier_multiplier          x1.0",
+        "  - member_day               2026-11-02 is not day 8 of the month",
+        "  - birthday                 2026-11-02 is not the member's birthday",
+        "  + first_purchase     +100  fixed",
+        "  multipliers: tier_multiplier x1.0",
+        "  = 450 points",
+    ]
+    # The program in force (the built-in one here) does not take HKD.
+    assert (in_force.returncode, in_force.stderr) == (
+        1,
+        "error: payload.currency: HKD is not accepted by this program (accepted: CNY)\n",
+    )
+
+
+def test_now_explains_a_future_event_with_the_version_in_force_then(clean, tmp_path):  # noqa: F811
+    # Given a version earning 2 points per 1.00, published to start in 30 days (not on a member day).
+    zone = ZoneInfo("Asia/Shanghai")
+    start = (datetime.now(UTC) + timedelta(days=30)).replace(microsecond=0)
+    if (start + timedelta(hours=1)).astimezone(zone).day == 8:
+        start += timedelta(days=1)
+    spring = program_file(tmp_path, "v-later", rate="2", name="later")
+    published = loyalty(clean, "program", "publish", str(spring), "--effective-from", start.isoformat())
+    assert published.returncode == 0, published.stderr
+    occurred = (start + timedelta(hours=1)).astimezone(zone)
+    event = {**PURCHASE, "member_id": "M9", "occurred_at": occurred.isoformat()}
+
+    # When it is explained today, and as at the hour after it occurred.
+    today = loyalty(clean, "program", "explain", "-", stdin=json.dumps(event))
+    later = loyalty(
+        clean, "program", "explain", "-", "--now", (start + timedelta(hours=2)).isoformat(), stdin=json.dumps(event)
+    )
+    naive = loyalty(clean, "program", "explain", "-", "--now", "2027-01-01T00:00:00", stdin=json.dumps(event))
+
+    # Then today it is too far in the future, and then it earns with the version in force then.
+    assert (today.returncode, today.stdout, today.stderr) == (
+        1,
+        "",
+        f"error: occurred_at: {occurred.isoformat()} is more than 24 hours in the future\n",
+    )
+    assert later.returncode == 0, later.stderr
+    day = occurred.date().isoformat()
+    assert later.stdout.splitlines() == [
+        "member M9 (new): tier Regular, qualifying 0, 0 purchases before, no birthday",
+        "note: no member 'M9' in the database: explained for a new member",
+        f"purchase p-2 from pos at {occurred.isoformat()} (program v-later)",
+        "  + purchase           +700  350.00 x 2 / 1 x1.0 (tier_multiplier), floor",
+        "  + tier_multiplier          x1.0",
+        f"  - member_day               {day} is not day 8 of the month",
+        f"  - birthday                 {day} is not the member's birthday",
+        "  + first_purchase     +100  fixed",
+        "  multipliers: tier_multiplier x1.0",
+        "  = 800 points",
+    ]
+    assert (naive.returncode, naive.stderr) == (
+        2,
+        "error: --now: '2027-01-01T00:00:00' needs a UTC offset, e.g. 2026-01-02T00:05:00+08:00\n",
+    )

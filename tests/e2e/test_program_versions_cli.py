@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import text
 
 from tests.e2e.test_cli import LOYALTY, clean, line, loyalty  # noqa: F401 - clean: fixture
-from tests.factories import purchase
+from tests.factories import activity, purchase
 from worker.broker import build_broker
 from worker.config import Settings
 from worker.domain.engine.language import DEFAULT_PROGRAM_PATH
@@ -25,6 +25,7 @@ SWITCH_S_MAX = 10
 DEADLINE_S = 60
 POLL_S = 0.05
 DEFAULT_TOML = DEFAULT_PROGRAM_PATH.read_text(encoding="utf-8")
+UNREACHABLE = "postgresql://postgres@127.0.0.1:1/loyalty"
 
 
 def program_file(tmp_path: Path, version: str, rate: str = "1", name: str = "campaign") -> Path:
@@ -265,3 +266,53 @@ def test_the_api_answers_with_the_program_in_force_without_restart(clean, tmp_pa
 
         # 400 qualifying points (300 + the first-purchase bonus): Silver is 600 away, then 200.
         assert (before, away(), switch_s < SWITCH_S_MAX) == (600, 200, True)
+
+
+def test_publish_checks_events_against_the_version_in_force_then_the_program_file(clean, tmp_path):  # noqa: F811
+    # Given LOYALTY_PROGRAM_FILE declaring the activity kind "dance", and a version declaring "watch_live".
+    local = tmp_path / "local.toml"
+    local.write_text(DEFAULT_TOML + '\n[activity]\nkinds = ["dance"]\n', encoding="utf-8")
+    live = tmp_path / "live.toml"
+    live.write_text(
+        DEFAULT_TOML.replace('version = "default-1"', 'version = "v-live"') + '\n[activity]\nkinds = ["watch_live"]\n',
+        encoding="utf-8",
+    )
+    env = {**clean, "LOYALTY_PROGRAM_FILE": str(local)}
+    events = tmp_path / "events.jsonl"
+    events.write_text(
+        json.dumps(activity("M1", "watch_live", "2026-11-03T10:00:00+08:00", event_id="a-1"))
+        + "\n"
+        + json.dumps(activity("M1", "dance", "2026-11-03T10:00:00+08:00", event_id="a-2"))
+        + "\n"
+    )
+    kinds = "share, survey, trial, profile_completed, game"
+
+    # When events are published before and after the version is, and without the database.
+    before = loyalty(env, "publish", "--dry-run", str(events))
+    published = loyalty(env, "program", "publish", str(live))
+    after = loyalty(env, "publish", "--dry-run", str(events))
+    sent = loyalty(env, "publish", str(events))
+    offline = loyalty({**env, "LOYALTY_DATABASE_URL": UNREACHABLE}, "publish", "--dry-run", str(events))
+
+    # Then the program in force decides, as in the workers: the file's kinds, then the version's.
+    assert (before.returncode, before.stderr, before.stdout) == (
+        1,
+        f"line 1: payload.kind: watch_live is not an activity kind of this program (kinds: {kinds}, dance)\n",
+        "dry run: 1 valid events, 1 invalid lines; nothing enqueued\n",
+    )
+    assert published.returncode == 0, published.stderr
+    assert (after.returncode, after.stderr, after.stdout) == (
+        1,
+        f"line 2: payload.kind: dance is not an activity kind of this program (kinds: {kinds}, watch_live)\n",
+        "dry run: 1 valid events, 1 invalid lines; nothing enqueued\n",
+    )
+    assert (sent.returncode, sent.stdout) == (1, "published 1 events in 1 messages; 1 invalid lines\n")
+    # Without the database the file is all there is, and a note says so.
+    assert (offline.returncode, offline.stderr.splitlines()) == (
+        1,
+        [
+            "note: the database could not be read (cannot connect to PostgreSQL at 127.0.0.1:1: connection "
+            f"refused): events checked against {local}, not a published version",
+            f"line 1: payload.kind: watch_live is not an activity kind of this program (kinds: {kinds}, dance)",
+        ],
+    )

@@ -15,14 +15,13 @@ from worker.domain.engine import (
     default_engine_program,
     explain_event,
     explanation,
-    load_program_file,
+    load_program_as_published,
     member_view,
     render_explanation,
     rules_of,
 )
 from worker.domain.engine.language import DEFAULT_PROGRAM_PATH
 from worker.domain.events import parse_event
-from worker.domain.program import DEFAULT_PROGRAM
 
 ZONE = ZoneInfo("Asia/Shanghai")
 PURCHASE = parse_event(
@@ -180,15 +179,17 @@ def test_an_event_no_rule_listens_to_says_so():
     assert render_explanation(explained).splitlines()[2:] == ["  no rule listens to this event", "  = 0 points"]
 
 
-def test_a_program_file_of_either_shape_loads(tmp_path):
+def test_a_program_file_of_either_shape_loads_as_it_would_be_published(tmp_path):
     old = tmp_path / "old.toml"
     old.write_text('name = "spring"\n[signup]\npoints = 80\n')
     new = tmp_path / "rules.toml"
-    new.write_text(DEFAULT_PROGRAM_PATH.read_text().replace("points = 50 }\nlimits", "points = 70 }\nlimits"))
-    base = DEFAULT_PROGRAM.model_copy(update={"name": "in force"})
+    new.write_text(
+        DEFAULT_PROGRAM_PATH.read_text().replace("points = 50 }\nlimits", "points = 70 }\nlimits")
+        + "[expiry]\ndays = 90\n"
+    )
 
-    from_old, from_new = load_program_file(old, base), load_program_file(new, base)
+    from_old, from_new = load_program_as_published(old), load_program_as_published(new)
 
     assert (from_old.name, from_old.signup.points, rules_of(from_old).version) == ("spring", 80, "file:spring")
-    assert (from_new.name, rules_of(from_new).version) == ("in force", "default-1")
+    assert (from_new.name, rules_of(from_new).version, from_new.expiry.days) == ("default", "default-1", 90)
     assert [r.effect.points for r in rules_of(from_new).rules if r.id == "signup"] == [70]

@@ -44,6 +44,10 @@ RULES = """
 id = "purchase"
 on = "purchase"
 effect = { kind = "per_amount", rate = "2", unit = "1" }
+[[rules]]
+id = "tier"
+on = "purchase"
+effect = { kind = "multiply", factor = "tier" }
 """
 
 
@@ -99,15 +103,20 @@ currencies = ["CNY", "HKD"]
 channel = "webhook"
 [schedule.expire_points]
 cron = "15 1 * * *"
-[schedule.tier_review]
-grace_days = 30
+[referral]
 """,
     )
 
     assert (program.expiry.days, program.pending.days, program.birthday.gift_points) == (90, 14, 500)
     assert (program.purchase.currencies, program.notifications.channel) == (("CNY", "HKD"), "webhook")
     assert program.schedule.expire_points.cron == "15 1 * * *"
-    assert (program.schedule.tier_review.enabled, program.schedule.tier_review.grace_days) == (False, 30)
+    assert (program.schedule.tier_review.enabled, program.schedule.tier_review.grace_days) == (False, 0)
+
+
+def test_the_review_s_grace_is_the_tiers_table_s_in_rules_and_in_the_schedule(tmp_path):
+    program = load_text(tmp_path, TIERS.replace('"never"', '"review"\nreview_grace_days = 90') + RULES)
+
+    assert (rules_of(program).tiers.review_grace_days, program.schedule.tier_review.grace_days) == (90, 90)
 
 
 def test_the_report_currency_is_a_top_level_key_in_either_shape(tmp_path):
@@ -168,7 +177,7 @@ def test_a_weekly_member_day_rule_gives_a_weekly_notice(tmp_path):
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        (TIERS + RULES + "when = { weekday = [1] }\n", "rules.0.when.weekday: unknown key"),
+        (TIERS + RULES + "when = { weekday = [1] }\n", "rules.1.when.weekday: unknown key"),
         (RULES, "tiers: is required"),
         (
             TIERS + RULES + "[signup]\npoints = 80\n",
@@ -191,6 +200,32 @@ def test_a_weekly_member_day_rule_gives_a_weekly_notice(tmp_path):
         (
             TIERS + RULES + "[schedule.tier_review]\nenabled = true\n",
             "schedule.tier_review.enabled: a rule-language file sets this with tiers.downgrade",
+        ),
+        (
+            TIERS + RULES + "[schedule.tier_review]\nwindow_days = 180\n",
+            "schedule.tier_review.window_days: a rule-language file sets this with tiers.review_window_days",
+        ),
+        (
+            TIERS + RULES + "[schedule.tier_review]\ngrace_days = 30\n",
+            "schedule.tier_review.grace_days: a rule-language file sets this with tiers.review_grace_days",
+        ),
+        (
+            TIERS + RULES + "[referral]\nreferrer_points = 300\nreferee_points = 50\n",
+            "referral.referrer_points: earning rules of a rule-language file are its [[rules]]; remove this key; "
+            "referral.referee_points: earning rules of a rule-language file are its [[rules]]; remove this key",
+        ),
+        (
+            TIERS + RULES.replace('factor = "tier"', 'factor = "2"'),
+            "tiers.levels.1.multiplier: no rule multiplies by the tier; add one with "
+            'effect = { kind = "multiply", factor = "tier" } or remove this key',
+        ),
+        (
+            RULES.replace('rate = "2", unit = "1"', 'rate = "2", steps = [{ from = "0", rate = "1" }]') + TIERS,
+            "rules.0.effect.rate: with steps, each step's rate applies; remove this key",
+        ),
+        (
+            RULES.replace('unit = "1"', 'unit = "1", stepping = "marginal"') + TIERS,
+            "rules.0.effect.stepping: says how steps apply; give steps or remove this key",
         ),
         (TIERS.replace("2000", '"2000.50"') + RULES, "tiers.levels.1.threshold: must be a whole number of points"),
         (TIERS + RULES + "[expiry]\ndays = 0\n", "expiry.days: must be greater than or equal to 1"),

@@ -37,12 +37,19 @@ IDEMPOTENCY_KEY_MAX = 128
 _PROCESSED = text(
     "SELECT status, result, processed_at FROM processed_events WHERE source = :source AND event_id = :event_id"
 )
+# The latest refusals of the id: before it was applied, the latest is its status; after,
+# each is a resend that changed the payload, reported beside the first outcome.
 _REJECTED = text(
     """
-    SELECT reason, last_seen_at FROM rejected_events WHERE source = :source AND event_id = :event_id
-    ORDER BY last_seen_at DESC LIMIT 1
+    SELECT reason, attempts, first_seen_at, last_seen_at FROM rejected_events
+    WHERE source = :source AND event_id = :event_id
+    ORDER BY last_seen_at DESC, rejected_id DESC
+    LIMIT :n
     """
 )
+# Rejected rows are kept per distinct body, so a producer reusing one id for many payloads
+# makes many; the answer names the latest this many, which is plenty to see the mistake.
+CONFLICTS_SHOWN_MAX = 20
 _MEMBER_EXISTS = text("SELECT 1 FROM members WHERE member_id = :member_id")
 _SELECT_1 = text("SELECT 1")
 
@@ -154,7 +161,8 @@ def _send(runtime, events: list[dict]) -> None:
 # `path`: event ids may contain "/" (the contract allows it).
 @router.get("/v1/events/{source}/{event_id:path}", tags=["events"])
 async def get_event(source: str, event_id: str, request: Request, key: ApiKey = require("events:write")):
-    """The event's outcome: queued, applied, duplicate, deferred or rejected."""
+    """The outcome of the event's first delivery (queued, applied, deferred or rejected), and
+    the resends of its id with another payload as `conflicts`."""
     runtime = _runtime(request)
     if not key.may_send(source):
         raise ApiError(
@@ -163,30 +171,11 @@ async def get_event(source: str, event_id: str, request: Request, key: ApiKey = 
     params = {"source": source, "event_id": event_id}
     async with runtime.engine.connect() as conn:
         processed = (await conn.execute(_PROCESSED, params)).first()
-        rejected = (await conn.execute(_REJECTED, params)).first()
-    accepted = await runtime.redis.get(_marker(runtime, source, event_id))
-    accepted_at = float(accepted) if accepted else None
+        rejected = (await conn.execute(_REJECTED, {**params, "n": CONFLICTS_SHOWN_MAX})).all()
     out: dict[str, Any] = {"source": source, "event_id": event_id}
     if processed is not None:
-        processed_s = processed.processed_at.timestamp()
-        if rejected is not None and rejected.last_seen_at >= processed.processed_at:
-            # The id was sent again with another payload after it was applied.
-            return {
-                **out,
-                "status": "rejected",
-                "points": 0,
-                "reason": rejected.reason,
-                "processed_at": rejected.last_seen_at.isoformat(),
-            }
-        if accepted_at is not None and accepted_at > processed_s:
-            # The latest copy came after the first was applied: it changes nothing.
-            return {
-                **out,
-                "status": "duplicate",
-                "points": 0,
-                "reason": None,
-                "processed_at": processed.processed_at.isoformat(),
-            }
+        # The outcome of the delivery that claimed the id; a later one with another payload
+        # changed nothing and is listed beside it (an identical one is not: it is the same event).
         result = processed.result or {}
         return {
             **out,
@@ -194,20 +183,33 @@ async def get_event(source: str, event_id: str, request: Request, key: ApiKey = 
             "points": int(result.get("points", 0)),
             "reason": result.get("note"),
             "processed_at": processed.processed_at.isoformat(),
+            "conflicts": [_conflict(r) for r in reversed(rejected) if r.last_seen_at >= processed.processed_at],
         }
-    if rejected is not None:
+    if rejected:
+        latest = rejected[0]
         return {
             **out,
             "status": "rejected",
             "points": 0,
-            "reason": rejected.reason,
-            "processed_at": rejected.last_seen_at.isoformat(),
+            "reason": latest.reason,
+            "processed_at": latest.last_seen_at.isoformat(),
+            "conflicts": [],
         }
-    if accepted_at is not None:
-        return {**out, "status": "queued", "points": 0, "reason": None, "processed_at": None}
+    if await runtime.redis.get(_marker(runtime, source, event_id)):
+        return {**out, "status": "queued", "points": 0, "reason": None, "processed_at": None, "conflicts": []}
     raise ApiError(
         404, "unknown_event", f"event_id: no event {event_id!r} from source {source!r} is known", field="event_id"
     )
+
+
+def _conflict(row) -> dict[str, Any]:
+    return {
+        "status": "conflict",
+        "reason": row.reason,
+        "attempts": row.attempts,
+        "first_seen_at": row.first_seen_at.isoformat(),
+        "last_seen_at": row.last_seen_at.isoformat(),
+    }
 
 
 # ---------------------------------------------------------------- members
@@ -238,10 +240,16 @@ async def get_history(
     before: Annotated[int | None, Query(ge=1, description="next_before of the previous page")] = None,
     key: ApiKey = require("members:read"),
 ):
-    """Ledger entries, newest first, with the rules behind each; page on with `before`."""
+    """Ledger entries in the order they occurred, newest first, with the rules behind each;
+    page on with `before`."""
     runtime = _runtime(request)
     await _member_or_404(request, member_id)
-    return {"member_id": member_id, **await history_page(runtime.engine, member_id, limit=limit, before=before)}
+    page = await history_page(runtime.engine, member_id, limit=limit, before=before)
+    if page is None:
+        raise ApiError(
+            422, "invalid_request", f"before: {before} is not an entry of member {member_id!r}", field="before"
+        )
+    return {"member_id": member_id, **page}
 
 
 @router.get("/v1/members/{member_id}/rewards", tags=["members"])

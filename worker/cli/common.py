@@ -38,15 +38,15 @@ def program_file(s: Settings) -> Program:
         fail(str(error))
 
 
-def program(s: Settings) -> Program:
+def program(s: Settings, at: datetime | None = None) -> Program:
     """The program in force, as the workers have it: the published version whose start has
-    passed, else the program file's."""
+    passed (at `at`, default now), else the program file's."""
     from worker.runtime import utc_now
     from worker.services.program_versions import program_in_force
 
     fallback = program_file(s)
     try:
-        return run(lambda engine: program_in_force(engine, fallback, utc_now()), s)
+        return run(lambda engine: program_in_force(engine, fallback, at or utc_now()), s)
     except ProgramError as error:
         fail(str(error))
 

@@ -154,7 +154,15 @@ def program_explain(
         None, "--member", help="Whose stored state to use; default the event's member_id."
     ),
     program_file: str | None = typer.Option(
-        None, "--program", help="Program file, old shape or rule language; default LOYALTY_PROGRAM_FILE or built in."
+        None,
+        "--program",
+        help="Program file, any file `program check` accepts, as if published; default the program in force.",
+    ),
+    now: str | None = typer.Option(
+        None,
+        "--now",
+        help="Explain as at this time (ISO 8601 with offset): the program in force then, the event checked "
+        "against that clock; default now.",
     ),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable JSON on standard output."),
 ) -> None:
@@ -169,22 +177,24 @@ def program_explain(
     from worker.services.explain import Stored, stored_state
     from worker.services.intake import validate
 
+    at = parse_time(now, "--now") if now is not None else utc_now()
     s = settings()
-    try:
-        prog = program(s)
-    except (TimeoutError, OSError, DBAPIError):
-        prog = program_from_file(s)  # without the database: the program file's (a note below says so)
     if program_file is not None:
         try:
-            prog = engine.load_program_file(program_file, base=prog)
+            prog = engine.load_program_as_published(program_file)
         except ProgramError as error:
             fail(str(error))
+    else:
+        try:
+            prog = program(s, at)
+        except (TimeoutError, OSError, DBAPIError):
+            prog = program_from_file(s)  # without the database: the program file's (a note below says so)
     try:
         raw = sys.stdin.buffer.read() if file == "-" else Path(file).read_bytes()
     except OSError as error:
         fail(f"{file}: {error.strerror}")
     try:
-        event = validate(raw, prog, utc_now())
+        event = validate(raw, prog, at)
     except InvalidEvent as error:
         fail(error.reason, code=1)
     member_id = member or event.member_id

@@ -17,7 +17,9 @@ def register(app: typer.Typer) -> None:
     db_app = typer.Typer(help="Schema management.")
     app.add_typer(db_app, name="db")
     db_app.command("upgrade", help="Create or migrate the schema; safe to run twice.")(db_upgrade)
-    app.command(help="Validate JSON Lines from FILE (or - for stdin) and enqueue the valid events.")(publish)
+    app.command(
+        help="Validate JSON Lines from FILE (or - for stdin) against the program in force and enqueue the valid events."
+    )(publish)
     app.command(help="Run the dramatiq worker processes.")(worker)
     app.command(help="Process messages until the loyalty queues are empty, then exit.")(drain)
     app.command(help="Recompute every balance from entries and lots; exit 1 on any difference.")(audit)
@@ -50,9 +52,7 @@ def publish(
     if batch < 0 or batch > BATCH_EVENTS_MAX:
         fail(f"--batch must be between 0 and {BATCH_EVENTS_MAX}")
     s = settings()
-    # The program file's checks, without the database; the workers check again with the
-    # program in force, which a published version may have changed.
-    prog = program_file(s)
+    prog = _program_for_publish(s)
     if dry_run:
         send_one = send_many = _Discard()
     else:
@@ -77,6 +77,28 @@ def publish(
         )
     if report.invalid:
         raise typer.Exit(1)
+
+
+def _program_for_publish(s):
+    """The program the workers check events with: the published version in force, else the
+    program file's. Without the database, the program file's, and a note says so (events are
+    queued all the same; the workers check them again)."""
+    from sqlalchemy.exc import DBAPIError
+
+    from worker.preflight import describe_postgres
+
+    try:
+        return program(s)
+    except (TimeoutError, OSError, DBAPIError) as error:
+        problem = describe_postgres(error, s.database_url)
+        if problem is None:
+            raise
+    typer.echo(
+        f"note: the database could not be read ({problem}): events checked against "
+        f"{s.program_file or 'the built-in program'}, not a published version",
+        err=True,
+    )
+    return program_file(s)
 
 
 class _Discard:

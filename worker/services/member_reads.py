@@ -41,11 +41,15 @@ _HISTORY = text(
     SELECT entry_id, kind, points, pending_points, qualifying_points, source, event_id, event_type, rules,
            occurred_at, created_at
     FROM ledger_entries
-    WHERE member_id = :member_id AND (CAST(:before AS bigint) IS NULL OR entry_id < :before)
-    ORDER BY entry_id DESC
+    WHERE member_id = :member_id
+      AND (CAST(:before AS bigint) IS NULL
+           OR (occurred_at, entry_id) < (SELECT occurred_at, entry_id FROM ledger_entries
+                                         WHERE entry_id = :before AND member_id = :member_id))
+    ORDER BY occurred_at DESC, entry_id DESC
     LIMIT :n
     """
 )
+_HAS_ENTRY = text("SELECT 1 FROM ledger_entries WHERE entry_id = :before AND member_id = :member_id")
 _REWARDS = text("SELECT * FROM rewards ORDER BY cost_points, reward_id")
 _SPENDABLE = text(
     """
@@ -94,9 +98,16 @@ async def member_state(
     }
 
 
-async def history_page(engine: AsyncEngine, member_id: str, *, limit: int, before: int | None) -> dict[str, Any]:
-    """Newest entries first; `next_before` continues the listing (None on the last page)."""
+async def history_page(engine: AsyncEngine, member_id: str, *, limit: int, before: int | None) -> dict[str, Any] | None:
+    """The entries in the order they occurred, newest first, as `member history` lists them
+    (oldest first); `next_before` continues the listing (None on the last page). None when
+    `before` is not an entry of this member."""
     async with engine.connect() as conn:
+        if (
+            before is not None
+            and (await conn.execute(_HAS_ENTRY, {"member_id": member_id, "before": before})).first() is None
+        ):
+            return None
         rows = (
             (await conn.execute(_HISTORY, {"member_id": member_id, "before": before, "n": limit + 1})).mappings().all()
         )

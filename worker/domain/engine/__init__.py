@@ -18,7 +18,6 @@ from worker.domain.engine.legacy import (
     file_version,
     from_program,
     has_rules,
-    load_program_file,
     rules_of,
     state_from_member,
     with_rules,
@@ -26,6 +25,7 @@ from worker.domain.engine.legacy import (
 from worker.domain.engine.missions import open_missions
 from worker.domain.engine.program_file import (
     load_program,
+    load_program_as_published,
     parse_program_data,
     parse_program_text,
     program_version,
@@ -65,7 +65,7 @@ __all__ = [
     "level_for",
     "load_engine_program",
     "load_program",
-    "load_program_file",
+    "load_program_as_published",
     "member_view",
     "open_missions",
     "order_points",

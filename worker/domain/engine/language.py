@@ -398,6 +398,10 @@ def _cross_checks(program: EngineProgram) -> list[str]:
                 if target is None or target.streak is None:
                     problems.append(f"{path}.streak.rule: {when.streak.rule!r} is not a rule with a streak")
         effect = rule.effect
+        if effect.kind == "per_amount" and effect.steps and "rate" in effect.model_fields_set:
+            problems.append(f"{at}.effect.rate: with steps, each step's rate applies; remove this key")
+        if effect.kind == "per_amount" and not effect.steps and "stepping" in effect.model_fields_set:
+            problems.append(f"{at}.effect.stepping: says how steps apply; give steps or remove this key")
         if effect.kind == "multiply" and effect.target == "lines" and rule.when.items is None:
             problems.append(f"{at}.effect.target: 'lines' needs when.items to say which lines")
         if effect.kind == "multiply":

@@ -7,14 +7,11 @@ equivalence tests hold this translation to the results of worker/domain/rules.py
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from worker.domain.engine.language import EngineProgram, parse_engine_program
-from worker.domain.errors import ProgramError
-from worker.domain.program import Program, parse_program
+from worker.domain.program import Program
 from worker.domain.rules import MemberState
-from worker.domain.toml_files import read_toml
 
 
 def program_rules(program: Program) -> list[dict[str, Any]]:
@@ -222,20 +219,3 @@ def with_rules(program: Program, rules: EngineProgram) -> Program:
     copy = program.model_copy()
     copy._rules = rules
     return copy
-
-
-def is_rule_language(data: dict[str, Any]) -> bool:
-    """Whether a decoded program file is in the rule language: it has rules, or tiers as a
-    table with levels (the section-per-rule file has neither, its tiers are an array)."""
-    return "rules" in data or isinstance(data.get("tiers"), dict)
-
-
-def load_program_file(path: str | Path, base: Program) -> Program:
-    """A program file of either shape: a section-per-rule file (docs/program.md) is the
-    Program it describes; a rule-language file (docs/rules.md) gives `base` with its earning
-    rules, so currencies, limits, jobs and the mall stay `base`'s. ProgramError names the bad key."""
-    path = Path(path)
-    data = read_toml(path, "program file", ProgramError)
-    if is_rule_language(data):
-        return with_rules(base, parse_engine_program(data, origin=str(path)))
-    return parse_program(data, origin=str(path))

@@ -29,8 +29,19 @@ from worker.domain.toml_files import read_toml
 RULE_LANGUAGE_KEYS = ("version", "name", "timezone", "tiers", "groups", "activity", "items", "rules")
 # Old sections that are only earning rules, and earning keys of mixed sections: in a
 # rule-language file the rules say these, so a number left here would silently do nothing.
-EARNING_SECTIONS = ("signup", "check_in", "review", "referral", "multipliers", "campaigns")
-EARNING_KEYS = {"purchase": ("first_purchase_bonus",), "birthday": ("multiplier",)}
+# A key of a mixed section that is not listed here keeps its meaning in a rule-language file.
+EARNING_SECTIONS = ("signup", "check_in", "review", "multipliers", "campaigns")
+EARNING_KEYS = {
+    "purchase": ("first_purchase_bonus",),
+    "birthday": ("multiplier",),
+    "referral": ("referrer_points", "referee_points"),
+}
+# Old keys whose setting a rule-language file makes elsewhere: the key that does it.
+SET_ELSEWHERE = {
+    ("schedule", "tier_review", "enabled"): "tiers.downgrade",
+    ("schedule", "tier_review", "window_days"): "tiers.review_window_days",
+    ("schedule", "tier_review", "grace_days"): "tiers.review_grace_days",
+}
 # Old-style tier names are at most this long (worker.domain.program.Tier).
 TIER_NAME_MAX = 32
 # A published version's id: what every ledger entry it produces records.
@@ -70,6 +81,17 @@ def load_program(path: str | Path | None) -> Program:
     return parse_program_data(read_toml(path, "program file", ProgramError), origin=str(path))
 
 
+def load_program_as_published(path: str | Path) -> Program:
+    """A program file as it would be in force once published: `load_program`'s program, whose
+    earning rules record the file's `version` key (`file:<name>` without one, as
+    LOYALTY_PROGRAM_FILE would)."""
+    path = Path(path)
+    data = read_toml(path, "program file", ProgramError)
+    version = data.get("version")
+    stored = str(version) if isinstance(version, (str, int)) and not isinstance(version, bool) else None
+    return parse_program_data(data, origin=str(path), version=stored)
+
+
 def version_id(text: str, origin: str = "program") -> str:
     """The `version` key of a file to publish: required, and usable as the id entries record."""
     value = _toml(text, origin).get("version")
@@ -105,7 +127,11 @@ def _rule_language(data: dict[str, Any], origin: str, version: str | None) -> Pr
         raise ProgramError(f"{origin}: {'; '.join(problems)}")
     schedule = sections.get("schedule", {})
     if isinstance(schedule, dict) and isinstance(schedule.get("tier_review", {}), dict):
-        review = {"enabled": rules.tiers.downgrade == "review", "window_days": rules.tiers.review_window_days}
+        review = {
+            "enabled": rules.tiers.downgrade == "review",
+            "window_days": rules.tiers.review_window_days,
+            "grace_days": rules.tiers.review_grace_days,
+        }
         schedule = {**schedule, "tier_review": {**schedule.get("tier_review", {}), **review}}
     program = parse_program(
         {
@@ -138,21 +164,25 @@ def _misplaced(sections: dict[str, Any]) -> list[str]:
                 problems.append(
                     f"{name}.{key}: earning rules of a rule-language file are its [[rules]]; remove this key"
                 )
-    schedule = sections.get("schedule")
-    review = schedule.get("tier_review") if isinstance(schedule, dict) else None
-    if isinstance(review, dict):
-        said = {"enabled": "tiers.downgrade", "window_days": "tiers.review_window_days"}
-        problems += [
-            f"schedule.tier_review.{key}: a rule-language file sets this with {where}"
-            for key, where in said.items()
-            if key in review
-        ]
+    for path, where in SET_ELSEWHERE.items():
+        table: Any = sections
+        for part in path[:-1]:
+            table = table.get(part) if isinstance(table, dict) else None
+        if isinstance(table, dict) and path[-1] in table:
+            problems.append(f"{'.'.join(path)}: a rule-language file sets this with {where}")
     return problems
 
 
 def _tier_problems(rules: EngineProgram) -> list[str]:
     problems = []
+    # A level's multiplier is read only by a `factor = "tier"` rule: without one it would do nothing.
+    by_tier = any(rule.effect.kind == "multiply" and rule.effect.factor == "tier" for rule in rules.rules)
     for index, level in enumerate(rules.tiers.levels):
+        if "multiplier" in level.model_fields_set and not by_tier:
+            problems.append(
+                f"tiers.levels.{index}.multiplier: no rule multiplies by the tier; add one with "
+                'effect = { kind = "multiply", factor = "tier" } or remove this key'
+            )
         if rules.tiers.basis == "points" and level.threshold != level.threshold.to_integral_value():
             problems.append(f"tiers.levels.{index}.threshold: must be a whole number of points")
         if len(level.name) > TIER_NAME_MAX:
