@@ -262,9 +262,10 @@ async def test_erase_leaves_no_personal_data_in_any_column_and_keeps_the_books(d
             payload={"birthday": LATE[0], "locale": LATE[1]},
         ),
         purchase("p-9", "o-9", "100.00", at(2, 12), member_id="M1"),
+        # By the phone erased: the member it enrolled (merged into M1) is found by its id.
+        purchase("p-8", "o-8", "50.00", at(7), member={"kind": "phone", "value": PHONE_AS_SENT}),
     )
     relinked = loyalty(env, "member", "link", "M1", f"phone:{LATE[2]}")
-    again = loyalty(env, "member", "erase", "M1")
     show = json.loads(loyalty(env, "member", "show", "M1", "--json").stdout)
 
     assert (relinked.returncode, relinked.stderr) == (
@@ -277,7 +278,12 @@ async def test_erase_leaves_no_personal_data_in_any_column_and_keeps_the_books(d
     # waiting for its order takes 10% back; an erased member's history is not re-evaluated
     # (no correction entries), and the late signup earns nothing (its bonus was paid).
     new_entries = f"SELECT event_id, kind, points FROM ledger_entries WHERE entry_id > {books[-1][0]} ORDER BY entry_id"
-    assert await rows(db, new_entries) == [("p-9", "earn", 120), ("r-1", "reverse", -12)]
+    assert await rows(db, new_entries) == [
+        ("p-9", "earn", 120),
+        ("r-1", "reverse", -12),
+        ("p-8", "earn", 60),
+    ]
+    again = loyalty(env, "member", "erase", "M1")
     assert again.stdout == (
         f"member M1 was already erased at {erased_at.isoformat()}; 0 identities removed, 0 stored events, "
         "0 rejected events and 0 notifications redacted, 0 API answers removed\n"
