@@ -179,14 +179,17 @@ async def test_erase_leaves_no_personal_data_in_any_column_and_keeps_the_books(d
     assert loyalty(env, "rewards", "load", str(catalog)).returncode == 0
     created = loyalty(env, "api-key", "create", "--name", "app-1", "--scopes", "rewards:redeem", "--json")
     key = {"Authorization": f"Bearer {json.loads(created.stdout)['key']}"}
+
+    def redeem(api: str, member_id: str) -> httpx.Response:
+        return httpx.post(
+            f"{api}/v1/members/{member_id}/redemptions",
+            headers={**key, "Idempotency-Key": f"redeem-{member_id}"},
+            json={"reward_id": "mug"},
+        )
+
     with api_process(env, tmp_path / "api.log") as api:
-        for member_id in ("M1", "M2"):
-            redeemed = httpx.post(
-                f"{api}/v1/members/{member_id}/redemptions",
-                headers={**key, "Idempotency-Key": f"redeem-{member_id}"},
-                json={"reward_id": "mug"},
-            )
-            assert redeemed.status_code == 201, redeemed.text
+        redeemed = {member_id: redeem(api, member_id) for member_id in ("M1", "M2")}
+    assert [r.status_code for r in redeemed.values()] == [201, 201], redeemed["M1"].text
 
     before = await found(db, (*PERSONAL, *OTHER))
     books = await ledger(db)
@@ -232,6 +235,10 @@ async def test_erase_leaves_no_personal_data_in_any_column_and_keeps_the_books(d
     assert await rows(db, f"SELECT count(*) FROM rejected_events WHERE raw = '{ERASED_RAW}'") == [(4,)]
     audit = loyalty(env, "audit")
     assert (audit.returncode, audit.stdout) == (0, "3 members checked, 0 differences\n")
+    # A retry of the erased member's request gets the same outcome from the ledger's record.
+    with api_process(env, tmp_path / "api-again.log") as api:
+        retried = redeem(api, "M1")
+    assert (retried.status_code, retried.json()) == (201, redeemed["M1"].json())
     # The stored events a re-evaluation reads still parse, without the member's data.
     stored = await rows(
         db,
@@ -283,10 +290,11 @@ async def test_erase_leaves_no_personal_data_in_any_column_and_keeps_the_books(d
         ("r-1", "reverse", -12),
         ("p-8", "earn", 60),
     ]
+    # Erasing again finds only the answer the retry stored (it names the member by id).
     again = loyalty(env, "member", "erase", "M1")
     assert again.stdout == (
         f"member M1 was already erased at {erased_at.isoformat()}; 0 identities removed, 0 stored events, "
-        "0 rejected events and 0 notifications redacted, 0 API answers removed\n"
+        "0 rejected events and 0 notifications redacted, 1 API answers removed\n"
     )
     audit = loyalty(env, "audit")
     assert (audit.returncode, audit.stdout) == (0, "3 members checked, 0 differences\n")
