@@ -69,14 +69,31 @@ async def test_member_erase_removes_personal_data_keeps_amounts_and_is_idempoten
     first = loyalty(env, "member", "erase", "E1", "--json")
     second = loyalty(env, "member", "erase", "E1")
     missing = loyalty(env, "member", "erase", "NOBODY")
+    replayed = loyalty(env, "rejected", "replay", "1")
 
     assert first.returncode == 0, first.stderr
     done = json.loads(first.stdout)
-    assert (done["already_erased"], done["identities_removed"], done["rejected_redacted"]) == (False, 0, 1)
+    assert done == {
+        "member_id": "E1",
+        "erased_at": done["erased_at"],
+        "already_erased": False,
+        "identities_removed": 0,
+        "rejected_redacted": 1,
+        "events_redacted": 1,
+        "notifications_redacted": 0,
+        "api_answers_removed": 0,
+    }
     assert second.returncode == 0
     assert second.stdout.startswith("member E1 was already erased at ")
-    assert second.stdout.endswith("; 0 identities removed, 0 rejected events redacted\n")
+    assert second.stdout.endswith(
+        "; 0 identities removed, 0 stored events, 0 rejected events and 0 notifications redacted, "
+        "0 API answers removed\n"
+    )
     assert (missing.returncode, missing.stderr) == (1, "error: no member 'NOBODY'\n")
+    assert (replayed.returncode, replayed.stderr) == (
+        1,
+        "error: rejected event #1 was erased with its member's personal data\n",
+    )
     async with db.connect() as conn:
         rows = {
             r.member_id: r

@@ -7,11 +7,12 @@ from datetime import UTC, datetime
 import pytest
 
 from worker.domain.errors import InvalidEvent
-from worker.domain.events import named_member, parse_event, payload_hash
+from worker.domain.events import PERSONAL_PAYLOAD_FIELDS, named_member, parse_event, payload_hash, without_personal
 from worker.domain.identities import (
     IdentityError,
     identity_member_id,
     looks_like_identity,
+    names_identity,
     normalise,
     parse_identity,
     survivor_of,
@@ -126,3 +127,48 @@ def test_the_digest_is_of_the_event_as_sent_whichever_member_it_lands_on():
     assert payload_hash(named_member(by_card, "id-1")) == payload_hash(by_card)
     assert payload_hash(named_member(named_member(by_id, "M0"), "S")) == payload_hash(by_id)
     assert payload_hash(by_id) != payload_hash(parse_event({**BASE, "member_id": "M2"}))
+
+
+ANN = [("phone", "+8613800000000"), ("email", "ann@example.com")]
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        '{"member": {"kind": "phone", "value": "+86 (138) 0000-0000"}, "payload": {"amount": "1.999"}}',
+        '{"type": "identity_link", "member_id": "X", "payload": {"kind": "email", "value": " Ann@Example.com "}}',
+        '{"event_id": "e-1", "member": {"kind": "email", "value": "ANN@EXAMPLE.COM"',  # cut short: not JSON
+        "+8613800000000 sent by hand",
+    ],
+)
+def test_names_identity_finds_an_identity_in_any_form_it_was_sent(raw):
+    assert names_identity(raw, ANN) is True
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        '{"member": {"kind": "phone", "value": "+86 139 0000 0000"}}',
+        '{"member": {"kind": "card", "value": "+8613800000001"}}',
+        '{"member": {"kind": "phone", "value": "not a phone"}}',
+        '{"member_id": "M1", "payload": {"kind": "share"}}',
+        "[" * 5000,
+    ],
+)
+def test_names_identity_is_false_for_other_identities_and_other_text(raw):
+    assert names_identity(raw, ANN) is False
+
+
+def test_without_personal_keeps_an_event_but_its_birthday_locale_and_identity():
+    stored = {
+        "event_id": "s-1",
+        "type": "signup",
+        "member_id": "M1",
+        "member": {"kind": "phone", "value": "+8613800000000"},
+        "payload": {"birthday": "1990-05-17", "locale": "zh-Hant"},
+    }
+    purchase = {"event_id": "p-1", "type": "purchase", "payload": {"order_id": "o-1", "amount": "1.00"}}
+
+    assert without_personal(stored) == {"event_id": "s-1", "type": "signup", "member_id": "M1", "payload": {}}
+    assert without_personal(purchase) == purchase
+    assert PERSONAL_PAYLOAD_FIELDS == ("birthday", "locale")

@@ -23,7 +23,11 @@ def register(app: typer.Typer) -> None:
     member_app.command(
         "tier-history", help="The member's tier changes with their reasons, and the floors set; exit 1 when unknown."
     )(member_tier_history)
-    member_app.command("erase", help="Erase the member's personal data; ledger amounts stay.")(member_erase)
+    member_app.command(
+        "erase",
+        help="Erase the member's personal data (birthday, locale, identities) wherever it is stored; "
+        "ledger amounts and their rules stay (docs/reliability.md).",
+    )(member_erase)
     member_app.command(
         "link",
         help="Give the member an identity (KIND:VALUE, e.g. phone:+8613800000000); when another member has it, "
@@ -256,7 +260,9 @@ def member_erase(
     state = "was already erased" if done.already_erased else "erased"
     typer.echo(
         f"member {member_id} {state} at {done.erased_at.isoformat()}; "
-        f"{done.identities_removed} identities removed, {done.rejected_redacted} rejected events redacted"
+        f"{done.identities_removed} identities removed, {done.events_redacted} stored events, "
+        f"{done.rejected_redacted} rejected events and {done.notifications_redacted} notifications redacted, "
+        f"{done.api_answers_removed} API answers removed"
     )
 
 

@@ -194,6 +194,22 @@ class SignupPayload(_Strict):
     locale: Locale | None = None
 
 
+# The payload fields that are the member's personal data. An erasure takes them out of the
+# member's stored events, and an erased member's later events are stored and applied without
+# them. A replay would read them (the profile it rebuilds), so an erased member is not replayed.
+PERSONAL_PAYLOAD_FIELDS: tuple[str, ...] = tuple(SignupPayload.model_fields)
+
+
+def without_personal(stored: dict) -> dict:
+    """A stored event (the JSON form of a contract event) without the member's personal data:
+    the payload fields above, and the identity the event named its member by."""
+    payload = stored.get("payload")
+    kept = {key: value for key, value in stored.items() if key != "member"}
+    if isinstance(payload, dict):
+        kept["payload"] = {key: value for key, value in payload.items() if key not in PERSONAL_PAYLOAD_FIELDS}
+    return kept
+
+
 # Activity kinds every program knows; a program may declare more under [activity] kinds.
 ACTIVITY_KINDS: tuple[str, ...] = ("share", "survey", "trial", "profile_completed", "game")
 ActivityKind = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")]

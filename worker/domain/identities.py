@@ -10,7 +10,9 @@ logged, and `identity_member_id` derives a member id from one without showing it
 from __future__ import annotations
 
 import hashlib
+import json
 import re
+from collections.abc import Collection
 from datetime import datetime
 
 KINDS: tuple[str, ...] = ("phone", "card", "wechat_openid", "email")
@@ -87,3 +89,33 @@ def survivor_of(first: tuple[datetime, str], second: tuple[datetime, str]) -> st
     """Of two members to merge, as (enrolled_at, member_id), the one that stays: the older,
     and of two enrolled at the same moment the lower member id."""
     return min(first, second)[1]
+
+
+def names_identity(raw: str, identities: Collection[tuple[str, str]]) -> bool:
+    """Whether a raw event text names any of `identities` (kind, normal form): as an identity
+    object anywhere in it (`member`, an identity_link's `payload`), compared in normal form so
+    that `+86 138-0000-0000` is `+8613800000000`, or as the normal form anywhere in the text,
+    case-insensitively (a text that is not JSON, or a value in another field)."""
+    lowered = raw.lower()
+    if any(value.lower() in lowered for _, value in identities):
+        return True
+    try:
+        decoded = json.loads(raw)
+    except (ValueError, RecursionError):
+        return False
+    wanted = set(identities)
+    stack = [decoded]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, list):
+            stack.extend(node)
+        elif isinstance(node, dict):
+            kind, value = node.get("kind"), node.get("value")
+            if kind in KINDS and isinstance(value, str):
+                try:
+                    if (kind, normalise(kind, value)) in wanted:
+                        return True
+                except IdentityError:
+                    pass  # not an identity in any form: nothing of the member's
+            stack.extend(node.values())
+    return False

@@ -1,8 +1,17 @@
 """Erasing a member's personal data on request, keeping the ledger's amounts for accounting.
 
-What goes: birthday, locale, the raw text of the member's rejected events (it may carry the
-same fields), and rows of any identity table. What stays: member id, balances, ledger entries,
-lots, orders: the amounts the retailer must keep for its books.
+Personal data here is the birthday, the locale and the identities (phone, card, e-mail,
+WeChat openid). What goes, for the member and every member merged into it (the same person):
+- the members row's birthday and locale; `erased_at` is set;
+- the identity rows;
+- the birthday and locale inside the stored events a re-evaluation reads
+  (`processed_events.payload`, deferred events included);
+- the raw text of rejected events naming the member by member_id, or by one of its identities;
+- the rendered text and locale of its notifications;
+- stored answers of API requests (Idempotency-Key) that name the member or an identity.
+What stays: member id, balances, ledger entries with their rule provenance, lots, orders,
+refunds, reviews, holds, redemptions, tier changes, the stored events without those fields:
+the amounts the retailer must keep for its books, and the audit that checks them.
 """
 
 from __future__ import annotations
@@ -10,22 +19,75 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import bindparam, text
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.types import Text
+
+from worker.domain.events import PERSONAL_PAYLOAD_FIELDS
+from worker.domain.identities import names_identity
 
 # Tables keyed by member_id that hold nothing but personal data (logins, phone numbers,
 # external account links). Erased when they exist in the schema; other features add them.
 IDENTITY_TABLES = ("member_identities",)
 # What replaces the raw text of an erased member's rejected events.
 ERASED_RAW = '{"erased": true}'
+# Rejected events read per statement when looking for those that named the member by an
+# identity only: the search pages through the table by id, never holding it all.
+REJECTED_PAGE_SIZE = 1000
 
 _ERASE = text(
     """
     UPDATE members SET birthday = NULL, locale = NULL, erased_at = coalesce(erased_at, :now), updated_at = :now
-    WHERE member_id = :member_id
-    RETURNING erased_at, erased_at = :now AS newly
+    WHERE member_id = :member_id OR merged_into = :member_id
+    RETURNING member_id, erased_at, erased_at = :now AS newly
     """
 )
+_IDENTITIES = text("SELECT kind, value FROM member_identities WHERE member_id = ANY(:ids)").bindparams(
+    bindparam("ids", type_=ARRAY(Text))
+)
+# The stored form of a contract event keeps its payload as an object; the engine's own
+# effects (a referee bonus, a birthday gift) have no payload and no personal field.
+_SCRUB_EVENTS = text(
+    """
+    UPDATE processed_events SET payload = CASE
+        WHEN jsonb_typeof(payload -> 'payload') = 'object'
+        THEN jsonb_set(payload - 'member', '{payload}', (payload -> 'payload') - :fields)
+        ELSE payload - 'member' END
+    WHERE member_id = ANY(:ids) AND (payload ? 'member' OR payload -> 'payload' ?| :fields)
+    """
+).bindparams(bindparam("ids", type_=ARRAY(Text)), bindparam("fields", type_=ARRAY(Text)))
+_REDACT_REJECTED = text(
+    "UPDATE rejected_events SET raw = :erased WHERE member_id = ANY(:ids) AND raw <> :erased"
+).bindparams(bindparam("ids", type_=ARRAY(Text)))
+# Candidates for naming an identity: its normal form in the text, or an identity object in
+# it (any `"value"`), which names_identity normalises and compares.
+_REJECTED_CANDIDATES = text(
+    """
+    SELECT rejected_id, raw FROM rejected_events
+    WHERE rejected_id > :after AND raw <> :erased
+      AND (raw LIKE '%"value"%' OR EXISTS (SELECT 1 FROM unnest(:values) AS v(value) WHERE strpos(lower(raw), v.value) > 0))
+    ORDER BY rejected_id LIMIT :limit
+    """
+).bindparams(bindparam("values", type_=ARRAY(Text)))
+_REDACT_REJECTED_IDS = text("UPDATE rejected_events SET raw = :erased WHERE rejected_id = ANY(:ids)")
+_SCRUB_NOTIFICATIONS = text(
+    """
+    UPDATE notifications SET text = NULL, locale = NULL
+    WHERE member_id = ANY(:ids) AND (text IS NOT NULL OR locale IS NOT NULL)
+    """
+).bindparams(bindparam("ids", type_=ARRAY(Text)))
+# A retry of such a request is still answered with its first outcome: the ledger keeps the
+# redemption under the request's own event id (worker/services/redeem.py).
+_DROP_ANSWERS = text(
+    """
+    DELETE FROM api_idempotency
+    WHERE EXISTS (
+        SELECT 1 FROM unnest(:names) AS n(name)
+        WHERE jsonb_path_exists(response, '$.** ? (@ == $name)', jsonb_build_object('name', n.name))
+    )
+    """
+).bindparams(bindparam("names", type_=ARRAY(Text)))
 
 
 @dataclass(frozen=True)
@@ -35,23 +97,62 @@ class Erasure:
     already_erased: bool
     identities_removed: int
     rejected_redacted: int
+    events_redacted: int
+    notifications_redacted: int
+    api_answers_removed: int
 
 
 async def erase_member(engine: AsyncEngine, member_id: str, now: datetime) -> Erasure | None:
     """Erase in one transaction; None when there is no such member. Safe to run twice."""
     async with engine.begin() as conn:
-        row = (await conn.execute(_ERASE, {"member_id": member_id, "now": now})).first()
-        if row is None:
+        rows = {r.member_id: r for r in await conn.execute(_ERASE, {"member_id": member_id, "now": now})}
+        if member_id not in rows:
             return None
-        identities = 0
+        ids = sorted(rows)
+        identities = [(r.kind, r.value) for r in await conn.execute(_IDENTITIES, {"ids": ids})]
+        removed = 0
         for table in IDENTITY_TABLES:
             exists = (await conn.execute(text("SELECT to_regclass(:t) IS NOT NULL"), {"t": table})).scalar_one()
             if exists:
                 # The table name comes from the constant above, never from input.
-                result = await conn.execute(text(f"DELETE FROM {table} WHERE member_id = :m"), {"m": member_id})
-                identities += result.rowcount
-        redacted = await conn.execute(
-            text("UPDATE rejected_events SET raw = :erased WHERE member_id = :m AND raw <> :erased"),
-            {"m": member_id, "erased": ERASED_RAW},
-        )
-    return Erasure(member_id, row.erased_at, not row.newly, identities, redacted.rowcount)
+                result = await conn.execute(text(f"DELETE FROM {table} WHERE member_id = ANY(:ids)"), {"ids": ids})
+                removed += result.rowcount
+        events = await conn.execute(_SCRUB_EVENTS, {"ids": ids, "fields": list(PERSONAL_PAYLOAD_FIELDS)})
+        rejected = (await conn.execute(_REDACT_REJECTED, {"ids": ids, "erased": ERASED_RAW})).rowcount
+        rejected += await _redact_named_by_identity(conn, identities)
+        notices = await conn.execute(_SCRUB_NOTIFICATIONS, {"ids": ids})
+        answers = await conn.execute(_DROP_ANSWERS, {"names": [*ids, *(value for _, value in identities)]})
+    own = rows[member_id]
+    return Erasure(
+        member_id,
+        own.erased_at,
+        not own.newly,
+        removed,
+        rejected,
+        events.rowcount,
+        notices.rowcount,
+        answers.rowcount,
+    )
+
+
+async def _redact_named_by_identity(conn: AsyncConnection, identities: list[tuple[str, str]]) -> int:
+    """Redact rejected events that named the member by one of its identities (they carry no
+    member_id: an event refused before its identity was resolved)."""
+    if not identities:
+        return 0
+    lowered = [value.lower() for _, value in identities]
+    redacted, after = 0, 0
+    while True:
+        page = (
+            await conn.execute(
+                _REJECTED_CANDIDATES,
+                {"after": after, "erased": ERASED_RAW, "values": lowered, "limit": REJECTED_PAGE_SIZE},
+            )
+        ).all()
+        named = [row.rejected_id for row in page if names_identity(row.raw, identities)]
+        if named:
+            await conn.execute(_REDACT_REJECTED_IDS, {"ids": named, "erased": ERASED_RAW})
+            redacted += len(named)
+        if len(page) < REJECTED_PAGE_SIZE:
+            return redacted
+        after = page[-1].rejected_id

@@ -58,6 +58,20 @@ _CLAIM_IDENTITY = text(
     RETURNING member_id
     """
 )
+# An identity first seen enrols the member it names, unless that member was erased: then the
+# event reaches it (or the member it was merged into) without the identity being kept again.
+_CLAIM_NEW_IDENTITY = text(
+    """
+    INSERT INTO member_identities (kind, value, member_id)
+    SELECT :kind, :value, :member_id
+    WHERE NOT EXISTS (SELECT 1 FROM members WHERE member_id = :member_id AND erased_at IS NOT NULL)
+    ON CONFLICT (kind, value) DO NOTHING
+    RETURNING member_id
+    """
+)
+_ERASED_MEMBER = text(
+    "SELECT coalesce(merged_into, member_id) FROM members WHERE member_id = :member_id AND erased_at IS NOT NULL"
+)
 _MERGED = text(
     "SELECT member_id, merged_into FROM members WHERE member_id = ANY(:member_ids) AND merged_into IS NOT NULL"
 ).bindparams(bindparam("member_ids", type_=ARRAY(Text)))
@@ -154,13 +168,17 @@ async def resolve_many(conn: AsyncConnection, program: Program, events: list[Any
                 continue
             generated = identity_member_id(kind, value)
             claimed = (
-                await conn.execute(_CLAIM_IDENTITY, {"kind": kind, "value": value, "member_id": generated})
+                await conn.execute(_CLAIM_NEW_IDENTITY, {"kind": kind, "value": value, "member_id": generated})
             ).scalar()
             if claimed is not None:
                 await accounts.enrol(conn, program, generated)
                 owners[(kind, value)] = generated
-            else:  # another transaction recorded it first
-                owners[(kind, value)] = (await conn.execute(_OWNER, {"kind": kind, "value": value})).scalar_one()
+                continue
+            # Another transaction recorded it first, or the member it names was erased.
+            owner = (await conn.execute(_OWNER, {"kind": kind, "value": value})).scalar()
+            if owner is None:
+                owner = (await conn.execute(_ERASED_MEMBER, {"member_id": generated})).scalar_one()
+            owners[(kind, value)] = owner
     by_id = [e.member_id for e in events if getattr(e, "member", None) is None]
     merged: dict[str, str] = {}
     if by_id:

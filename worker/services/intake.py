@@ -31,6 +31,7 @@ from worker.domain.events import (
 )
 from worker.domain.program import Program
 from worker.services import audit, group_apply, identities
+from worker.services.erasure import ERASED_RAW
 from worker.services.group_apply import Applied
 from worker.services.ledger import Result, apply_event, follow_ups
 
@@ -63,7 +64,12 @@ BATCH_MEMBERS_PER_TRANSACTION = 50
 _RECORD_REJECTED = text(
     """
     INSERT INTO rejected_events AS r (raw_hash, source, event_id, member_id, event_type, reason, raw)
-    VALUES (:raw_hash, :source, :event_id, :member_id, :event_type, :reason, :raw)
+    VALUES (
+        :raw_hash, :source, :event_id, :member_id, :event_type, :reason,
+        -- An erased member's data is not taken in again with a refused event of theirs.
+        CASE WHEN EXISTS (SELECT 1 FROM members WHERE member_id = :member_id AND erased_at IS NOT NULL)
+             THEN :erased_raw ELSE :raw END
+    )
     ON CONFLICT (raw_hash) DO UPDATE SET
         attempts = r.attempts + 1, last_seen_at = now(), reason = EXCLUDED.reason, status = 'open'
     RETURNING rejected_id
@@ -140,6 +146,7 @@ async def record_rejected(engine: AsyncEngine, raw: Any, reason: str) -> int:
                     "reason": safe_text(str(reason)),
                     # PostgreSQL text cannot hold NUL; the JSON encoding above escapes it.
                     "raw": _stored_raw(body.replace("\x00", "\\u0000")),
+                    "erased_raw": ERASED_RAW,
                 },
             )
         ).scalar_one()

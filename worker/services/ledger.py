@@ -29,6 +29,7 @@ from worker.domain.events import (
     SignupEvent,
     parse_event,
     payload_hash,
+    without_personal,
 )
 from worker.domain.lots import refund_reversal
 from worker.domain.program import Program
@@ -60,6 +61,9 @@ _CLAIM_AND_LOCK = text(
     """
 ).bindparams(bindparam("payload", type_=JSONB))
 _CLAIMED_HASH = text("SELECT payload_hash FROM processed_events WHERE source = :source AND event_id = :event_id")
+_STORE_SCRUBBED = text(
+    "UPDATE processed_events SET payload = :payload WHERE source = :source AND event_id = :event_id"
+).bindparams(bindparam("payload", type_=JSONB))
 # Purchases the member made before this one (orders with an amount), for `nth_purchase` rules.
 _PURCHASE_COUNT = text("SELECT count(*) FROM orders WHERE member_id = :member_id AND amount IS NOT NULL")
 
@@ -300,6 +304,8 @@ async def apply_claimed(
 
     `replay_now=False`: the caller re-evaluates a late event's member itself, later in the
     transaction (a group does it once per member, for all its late events: group_apply.py)."""
+    if erased and claim.stored is not None:
+        event, claim = await _without_personal(conn, event, claim)
     origin = Origin.of(event)
     handler = _HANDLERS[type(event)]
     result: Result = await handler(conn, program, account, origin, event)
@@ -313,6 +319,17 @@ async def apply_claimed(
             if replayed is not None:
                 result = with_replay(result, replayed)
     return await close(conn, program, account, origin, claim, result)
+
+
+async def _without_personal(conn: AsyncConnection, event: Any, claim: Claim) -> tuple[Any, Claim]:
+    """An erased member's event as applied and stored: without the personal data it carries
+    (a late signup's birthday and locale), so that nothing puts them back after the erasure."""
+    assert claim.stored is not None
+    scrubbed = without_personal(claim.stored)
+    if scrubbed == claim.stored or not isinstance(event, BaseModel):
+        return event, claim
+    await conn.execute(_STORE_SCRUBBED, {"source": claim.source, "event_id": claim.event_id, "payload": scrubbed})
+    return parse_event(scrubbed), replace(claim, stored=scrubbed)
 
 
 def with_replay(result: Result, replayed: replay.Replayed) -> Result:

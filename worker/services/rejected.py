@@ -8,6 +8,7 @@ from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from db.tables import rejected_events
+from worker.services.erasure import ERASED_RAW
 from worker.services.members import LIST_LIMIT_MAX
 
 
@@ -50,6 +51,8 @@ async def replay_rejected(engine: AsyncEngine, program, rejected_id: int, *, now
         raise NotReplayable(f"no rejected event #{rejected_id}")
     if row.status != "open":
         raise NotReplayable(f"rejected event #{rejected_id} was already replayed")
+    if row.raw == ERASED_RAW:
+        raise NotReplayable(f"rejected event #{rejected_id} was erased with its member's personal data")
     outcome = await intake.process(engine, program, row.raw, now=now)
     if outcome.status != "rejected":
         async with engine.begin() as conn:
