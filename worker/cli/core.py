@@ -11,6 +11,7 @@ import typer
 
 from worker.cli.common import emit_json, fail, program, program_file, run, settings
 from worker.services.intake import BATCH_EVENTS_MAX
+from worker.stopping import DEFAULT_SHUTDOWN_TIMEOUT_S, SHUTDOWN_TIMEOUT_MIN_S
 
 
 def register(app: typer.Typer) -> None:
@@ -91,15 +92,21 @@ def worker(
     # 32: with group commit the threads are mostly waiting for their group to commit, and
     # more of them in flight make larger groups (docs/performance.md, measured 8 to 64).
     threads: int = typer.Option(32, help="Worker threads per process."),
+    shutdown_timeout: int = typer.Option(
+        DEFAULT_SHUTDOWN_TIMEOUT_S,
+        "--shutdown-timeout",
+        min=SHUTDOWN_TIMEOUT_MIN_S,
+        help="On SIGTERM, exit within this many seconds; messages not finished by then are redelivered.",
+    ),
 ) -> None:
     from worker.preflight import PreflightError, check_all
+    from worker.stopping import run_workers
 
     # Refuse to start, before forking anything, when the workers could only fail messages.
     try:
         check_all(settings())
     except PreflightError as error:
         fail(str(error), code=error.code)
-    args = [sys.executable, "-m", "dramatiq", "worker.main", "--processes", str(processes), "--threads", str(threads)]
     if os.environ.get("LOYALTY_METRICS_PORT", "") != "0":
         import tempfile
 
@@ -107,7 +114,10 @@ def worker(
         # worker processes and its /metrics process only (never by another worker on the host).
         metrics_dir = tempfile.mkdtemp(prefix="loyalty-metrics-")
         os.environ.update(PROMETHEUS_MULTIPROC_DIR=metrics_dir, dramatiq_prom_db=metrics_dir)
-    os.execv(sys.executable, args)
+    code, reason = run_workers(processes, threads, shutdown_timeout)
+    if reason is not None:
+        fail(reason, code=code)
+    raise typer.Exit(code)
 
 
 def drain(
