@@ -1,8 +1,9 @@
 """How `loyalty worker` runs its processes and stops them.
 
-`loyalty worker` runs dramatiq's main process in its own process: it forks the worker
-processes (and the /metrics fork), forwards stop signals to them and waits. Two things are
-added here:
+`loyalty worker` checks that the workers can work, then replaces itself (same pid) with
+`python -m worker.stopping`, which runs dramatiq's main process: it forks the worker
+processes (and the /metrics fork) from a fresh interpreter, forwards stop signals to them and
+waits. Two things are added here:
 
 - In each worker process, only the first stop signal counts. dramatiq takes a second SIGTERM
   as "kill now" and raises SystemExit from the signal handler, skipping the worker's shutdown:
@@ -20,6 +21,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import sys
 import threading
 from dataclasses import dataclass
 
@@ -155,3 +157,19 @@ def run_workers(processes: int, threads: int, timeout_s: int) -> tuple[int, str 
     if watch.died is not None:
         return code, str(watch.died)
     return code, f"a worker process exited with code {code} while stopping; its unfinished messages are redelivered"
+
+
+def main(argv: list[str]) -> None:
+    """`python -m worker.stopping LOYALTY PROCESSES THREADS TIMEOUT_S`, as `loyalty worker`
+    runs it: exits with dramatiq's exit code, after one line saying why when it is not 0."""
+    loyalty, processes, threads, timeout_s = argv
+    # dramatiq re-executes sys.argv to reload on SIGHUP: `loyalty worker` again, checks included.
+    sys.argv = [loyalty, "worker", "--processes", processes, "--threads", threads, "--shutdown-timeout", timeout_s]
+    code, reason = run_workers(int(processes), int(threads), int(timeout_s))
+    if reason is not None:
+        print(f"error: {reason}", file=sys.stderr, flush=True)
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -100,7 +100,6 @@ def worker(
     ),
 ) -> None:
     from worker.preflight import PreflightError, check_all
-    from worker.stopping import run_workers
 
     # Refuse to start, before forking anything, when the workers could only fail messages.
     try:
@@ -114,10 +113,10 @@ def worker(
         # worker processes and its /metrics process only (never by another worker on the host).
         metrics_dir = tempfile.mkdtemp(prefix="loyalty-metrics-")
         os.environ.update(PROMETHEUS_MULTIPROC_DIR=metrics_dir, dramatiq_prom_db=metrics_dir)
-    code, reason = run_workers(processes, threads, shutdown_timeout)
-    if reason is not None:
-        fail(reason, code=code)
-    raise typer.Exit(code)
+    # A fresh interpreter (same pid) forks the worker processes: this one has imported
+    # prometheus_client before PROMETHEUS_MULTIPROC_DIR was set, and much else they do not need.
+    args = [str(processes), str(threads), str(shutdown_timeout)]
+    os.execv(sys.executable, [sys.executable, "-m", "worker.stopping", sys.argv[0], *args])
 
 
 def drain(
