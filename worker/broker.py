@@ -13,6 +13,7 @@ from worker.config import DEFAULT_HEARTBEAT_TIMEOUT_MS, Settings
 from worker.domain.program import Program
 from worker.durability import RedisDurabilityCheck
 from worker.runtime import LogContextMiddleware, RuntimeMiddleware, on_event_loop
+from worker.stopping import StopOnce
 from worker.wire import QueueCheckedRedisBroker, TolerantJSONEncoder
 
 # A dead worker's unacked messages go back on the queue once its heartbeat is this old.
@@ -32,6 +33,7 @@ def build_broker(
         CurrentMessage(),
         LogContextMiddleware(),
         RuntimeMiddleware(settings, program),
+        StopOnce(),
     ]
     if metrics and not stub:
         from worker.metrics_server import WorkerMetrics

@@ -54,7 +54,9 @@ class Settings:
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
         return cls(
-            database_url=env.get("LOYALTY_DATABASE_URL") or DEFAULT_DATABASE_URL,
+            database_url=with_password(
+                env.get("LOYALTY_DATABASE_URL") or DEFAULT_DATABASE_URL, env.get("LOYALTY_DATABASE_PASSWORD") or None
+            ),
             redis_url=env.get("LOYALTY_REDIS_URL") or DEFAULT_REDIS_URL,
             program_file=env.get("LOYALTY_PROGRAM_FILE") or None,
             namespace=env.get("LOYALTY_NAMESPACE") or "loyalty",
@@ -86,6 +88,21 @@ def _int_setting(env: Mapping[str, str], name: str, default: int, low: int, high
     if not low <= value <= high:
         raise ValueError(f"{name} must be between {low} and {high}, got {value}")
     return value
+
+
+def with_password(url: str, password: str | None) -> str:
+    """The URL with `password` in it, percent-encoded, in place of any password it had.
+
+    LOYALTY_DATABASE_PASSWORD is taken as is: a password pasted raw into a URL breaks it on
+    `@`, `/`, `#`, `?` or `%` (`p@ss/w#rd` made the host `ss`)."""
+    if password is None:
+        return url
+    from urllib.parse import quote, urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    userinfo, _, hostport = parts.netloc.rpartition("@")
+    user = userinfo.partition(":")[0]
+    return urlunsplit(parts._replace(netloc=f"{user}:{quote(password, safe='')}@{hostport}"))
 
 
 def redact_url(url: str) -> str:

@@ -149,7 +149,8 @@ class PrivatePostgres:
 
 
 class WorkerProcess:
-    """`python -m dramatiq worker.main` (what `loyalty worker` runs), output to a file."""
+    """`python -m dramatiq worker.main` (what `loyalty worker` runs, without its start-up
+    checks and its line on exit), output to a file."""
 
     def __init__(self, env: dict[str, str], log: Path, processes: int = 1, threads: int = 4):
         self.env, self.log = env, log

@@ -86,3 +86,63 @@ def test_image_holds_the_example_files_the_docs_name():
     for example in ("docs/program.example.toml", "docs/rewards.example.toml"):
         assert (ROOT / example).is_file()
         assert example in dockerfile
+
+
+def _interpolated(environment: dict[str, str], values: dict[str, str]) -> dict[str, str]:
+    """The environment as docker compose passes it, with `values` for the ${...} variables."""
+
+    def value(match: re.Match) -> str:
+        return values.get(match.group(1), match.group(3) or "")
+
+    return {key: VARIABLE.sub(value, str(raw)) for key, raw in environment.items()}
+
+
+LOYALTY_SERVICES = ("migrate", "loyalty", "worker", "scheduler", "dashboard", "api")
+
+
+def test_the_database_password_reaches_postgresql_whatever_its_characters():
+    from sqlalchemy.engine import make_url
+
+    from worker.config import Settings
+
+    for name, service in SERVICES.items():
+        for key, raw in (service.get("environment") or {}).items():
+            # No variable inside a URL's user info, where @ / # ? change what follows.
+            assert not re.search(r"://[^/\s]*\$\{", str(raw)), (name, key)
+    password = "p@ss/w#rd"
+    for name in LOYALTY_SERVICES:
+        settings = Settings.from_env(_interpolated(SERVICES[name]["environment"], {"POSTGRES_PASSWORD": password}))
+        url = make_url(settings.database_url)
+        assert (url.host, url.port, url.username, url.password, url.database) == (
+            "postgres",
+            5432,
+            "loyalty",
+            password,
+            "loyalty",
+        ), name
+
+
+def test_admin_commands_run_in_a_one_off_service_with_the_program_and_rewards_files():
+    admin = SERVICES["loyalty"]
+    assert admin["profiles"] == ["admin"]  # never started by `docker compose up`
+    assert admin["environment"] == SERVICES["migrate"]["environment"]
+    for name in LOYALTY_SERVICES:
+        assert "./deploy/loyalty:/etc/loyalty:ro" in SERVICES[name]["volumes"], name
+    operations = (ROOT / "docs" / "operations.md").read_text()
+    for command in ("api-key create", "rewards load /etc/loyalty/", "program publish /etc/loyalty/"):
+        assert f"docker compose run --rm loyalty {command}" in operations, command
+
+
+def test_the_worker_is_restarted_and_given_time_to_stop():
+    worker = SERVICES["worker"]
+    assert worker["restart"] == "unless-stopped"
+    command = worker["command"]
+    timeout_s = int(command[command.index("--shutdown-timeout") + 1])
+    assert int(worker["stop_grace_period"].removesuffix("s")) > timeout_s
+
+
+def test_readme_examples_name_the_compose_services():
+    readme = (ROOT / "README.md").read_text()
+    hosts = re.findall(r"export LOYALTY_(?:DATABASE|REDIS)_URL=\w+://(?:[^@\s]*@)?([\w.-]+)", readme)
+    assert sorted(hosts) == ["postgres", "redis"]
+    assert set(hosts) <= set(SERVICES)

@@ -134,7 +134,7 @@ def create_app(
             broker.close()
             await engine.dispose()
 
-    from worker.api import errors, routes
+    from worker.api import docs, errors, routes
     from worker.api.limits import AccessLog, BodyLimit
 
     app = FastAPI(
@@ -142,7 +142,11 @@ def create_app(
         version="1",
         summary="Events in, outcomes and member state out, points as payment at checkout.",
         lifespan=lifespan,
+        # Served from this process by docs.install (FastAPI's own pages load them from a CDN).
+        docs_url=None,
+        redoc_url=None,
     )
+    docs.install(app)
     errors.install(app)
     app.include_router(routes.router)
     limit = (api_settings or ApiSettings.from_env()).body_bytes_max

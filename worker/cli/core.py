@@ -11,6 +11,7 @@ import typer
 
 from worker.cli.common import emit_json, fail, program, program_file, run, settings
 from worker.services.intake import BATCH_EVENTS_MAX
+from worker.stopping import DEFAULT_SHUTDOWN_TIMEOUT_S, SHUTDOWN_TIMEOUT_MIN_S
 
 
 def register(app: typer.Typer) -> None:
@@ -113,6 +114,12 @@ def worker(
     # 32: with group commit the threads are mostly waiting for their group to commit, and
     # more of them in flight make larger groups (docs/performance.md, measured 8 to 64).
     threads: int = typer.Option(32, help="Worker threads per process."),
+    shutdown_timeout: int = typer.Option(
+        DEFAULT_SHUTDOWN_TIMEOUT_S,
+        "--shutdown-timeout",
+        min=SHUTDOWN_TIMEOUT_MIN_S,
+        help="On SIGTERM, exit within this many seconds; messages not finished by then are redelivered.",
+    ),
 ) -> None:
     from worker.preflight import PreflightError, check_all
 
@@ -121,7 +128,6 @@ def worker(
         check_all(settings())
     except PreflightError as error:
         fail(str(error), code=error.code)
-    args = [sys.executable, "-m", "dramatiq", "worker.main", "--processes", str(processes), "--threads", str(threads)]
     if os.environ.get("LOYALTY_METRICS_PORT", "") != "0":
         import tempfile
 
@@ -129,7 +135,10 @@ def worker(
         # worker processes and its /metrics process only (never by another worker on the host).
         metrics_dir = tempfile.mkdtemp(prefix="loyalty-metrics-")
         os.environ.update(PROMETHEUS_MULTIPROC_DIR=metrics_dir, dramatiq_prom_db=metrics_dir)
-    os.execv(sys.executable, args)
+    # A fresh interpreter (same pid) forks the worker processes: this one has imported
+    # prometheus_client before PROMETHEUS_MULTIPROC_DIR was set, and much else they do not need.
+    args = [str(processes), str(threads), str(shutdown_timeout)]
+    os.execv(sys.executable, [sys.executable, "-m", "worker.stopping", sys.argv[0], *args])
 
 
 def drain(
