@@ -655,20 +655,3 @@ def test_the_sweep_releases_expired_holds_nobody_reads(clean, tmp_path):  # noqa
     assert balance == [(1100,)]
     audit = loyalty(clean, "audit", "--json")
     assert (audit.returncode, json.loads(audit.stdout)["clean"]) == (0, True)
-
-
-def test_readyz_names_what_is_unreachable(clean, tmp_path):  # noqa: F811
-    from tests.e2e.api_server import free_port
-
-    env = {**clean, "LOYALTY_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"}  # nothing listens there
-    with api_process(env, tmp_path / "api.log", LOYALTY_API_SWEEP_S="0") as url:
-        health = httpx.get(f"{url}/healthz")
-        ready = httpx.get(f"{url}/readyz", timeout=30)
-
-    assert (health.status_code, health.json()) == (200, {"status": "ok"})
-    assert ready.status_code == 503
-    assert {k: ready.json()[k] for k in ("error", "detail", "postgresql")} == {
-        "error": "not_ready",
-        "detail": "unreachable: redis",
-        "postgresql": "ok",
-    }

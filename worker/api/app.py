@@ -146,6 +146,9 @@ def create_app(
     errors.install(app)
     app.include_router(routes.router)
     limit = (api_settings or ApiSettings.from_env()).body_bytes_max
+    # Outermost last: the access log sees the status `Unexpected` answers with, and `Unexpected`
+    # is outside BodyLimit, which answers its own 413.
     app.add_middleware(BodyLimit, max_bytes=limit)
+    app.add_middleware(errors.Unexpected)
     app.add_middleware(AccessLog)
     return app
