@@ -88,6 +88,18 @@ def _int_setting(env: Mapping[str, str], name: str, default: int, low: int, high
     return value
 
 
+DEFAULT_METRICS_PORT = 9191
+
+
+def metrics_port() -> int:
+    """Where the worker's /metrics listens (LOYALTY_METRICS_PORT; 0 turns metrics off)."""
+    return int(os.environ.get("LOYALTY_METRICS_PORT") or DEFAULT_METRICS_PORT)
+
+
+def metrics_host() -> str:
+    return os.environ.get("LOYALTY_METRICS_HOST") or "0.0.0.0"
+
+
 def redact_url(url: str) -> str:
     """The URL with any password replaced by ***, for log lines and error messages."""
     from urllib.parse import urlsplit, urlunsplit
