@@ -100,6 +100,11 @@ def metrics_host() -> str:
     return os.environ.get("LOYALTY_METRICS_HOST") or "0.0.0.0"
 
 
+# Left in the metrics folder by a /metrics process that could not listen and stopped the
+# worker: worker.master then exits 3, a failure for whoever supervises the worker.
+METRICS_STOPPED_MARKER = "metrics-cannot-start"
+
+
 def redact_url(url: str) -> str:
     """The URL with any password replaced by ***, for log lines and error messages."""
     from urllib.parse import urlsplit, urlunsplit

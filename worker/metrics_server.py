@@ -17,7 +17,7 @@ import structlog
 from dramatiq.middleware.prometheus import Prometheus
 from prometheus_client.core import GaugeMetricFamily
 
-from worker.config import metrics_host, metrics_port
+from worker.config import METRICS_STOPPED_MARKER, metrics_host, metrics_port
 
 log = structlog.get_logger(__name__)
 
@@ -149,6 +149,9 @@ def serve() -> int:
         # (or dramatiq was started by hand). A worker without its metrics fails its health
         # check and goes unwatched: stop the whole worker, as `loyalty worker` would refuse.
         log.error("metrics_cannot_start", reason=str(error))
+        folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+        if folder:
+            open(os.path.join(folder, METRICS_STOPPED_MARKER), "w").close()
         os.kill(os.getppid(), signal.SIGTERM)
         return error.code
     log.info("metrics_listening", host=host, port=port)

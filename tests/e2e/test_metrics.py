@@ -197,17 +197,20 @@ def test_the_workers_metrics_folder_is_removed_when_it_stops(env, db, tmp_path):
     assert list(temp.iterdir()) == []
 
 
-def test_dramatiq_started_by_hand_stops_in_one_line_when_the_metrics_port_is_taken(env, db, tmp_path):
-    """Between `loyalty worker`'s check and the /metrics process's start, another process may
-    take the port (or dramatiq is started by hand): the worker stops, with one line saying why."""
-    folder = tmp_path / "metrics"
+def test_a_worker_whose_metrics_port_is_taken_after_its_check_stops_in_one_line(env, db, tmp_path):
+    """Between `loyalty worker`'s check and the /metrics process's start another process may
+    take the port: the worker stops, with one line saying why, exit 3 and no folder left.
+    (`worker.master` is what `loyalty worker` runs after its checks.)"""
+    import json
+
+    folder = tmp_path / "loyalty-metrics-x"
     folder.mkdir()
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
         done = subprocess.run(
-            [sys.executable, "-m", "dramatiq", "worker.main", "--processes", "1", "--threads", "1"],
+            [sys.executable, "-m", "worker.master", "worker.main", "--processes", "1", "--threads", "1"],
             env={
                 **env,
                 "LOYALTY_METRICS_PORT": str(port),
@@ -221,8 +224,6 @@ def test_dramatiq_started_by_hand_stops_in_one_line_when_the_metrics_port_is_tak
             timeout=DEADLINE_S,
         )
 
-    import json
-
     lines = [json.loads(x) for x in done.stderr.splitlines() if x.startswith("{")]
     assert "Traceback" not in done.stderr
     assert [(x["event"], x["reason"]) for x in lines if x["level"] == "error"] == [
@@ -232,3 +233,5 @@ def test_dramatiq_started_by_hand_stops_in_one_line_when_the_metrics_port_is_tak
             "set LOYALTY_METRICS_PORT to a free port, or to 0 to run without metrics",
         )
     ]
+    assert done.returncode == 3
+    assert not folder.exists()
