@@ -121,7 +121,8 @@ async def test_every_route_answers_503_unavailable_while_postgresql_or_redis_is_
         route: (503, "application/json", "5", {"error": "unavailable", "detail": "Redis is unavailable"})
         for route in routes()
     }
-    with api_process(env, log, LOYALTY_API_SWEEP_S="0") as url:
+    # The hold sweep runs every second: in an outage it says so in one line, without a traceback.
+    with api_process(env, log, LOYALTY_API_SWEEP_S="1") as url:
         assert httpx.get(f"{url}/readyz").status_code == 200
 
         # Given PostgreSQL stopped under the running API (no key looked up yet, so none is cached)
@@ -129,6 +130,7 @@ async def test_every_route_answers_503_unavailable_while_postgresql_or_redis_is_
         without_postgres = answers(url, key)
         ready_without_postgres = httpx.get(f"{url}/readyz", timeout=30)
         health_without_postgres = httpx.get(f"{url}/healthz")
+        wait_for(lambda: "holds_sweep_failed" in log.read_text(), BACK_S, "a hold sweep during the outage")
 
         # Back: the same process answers again.
         pg.start()
@@ -159,6 +161,8 @@ async def test_every_route_answers_503_unavailable_while_postgresql_or_redis_is_
     assert "Traceback" not in log.read_text()
     records = [json.loads(line) for line in lines if line.startswith("{")]
     assert all(line.startswith("{") for line in lines), [line for line in lines if not line.startswith("{")]
+    sweeps = {(r["level"], r["unavailable"]) for r in records if r["event"] == "holds_sweep_failed"}
+    assert sweeps == {("warning", "PostgreSQL")}
     unavailable = [r for r in records if r["event"] == "request_unavailable"]
     assert len(unavailable) == len(postgres_down) + len(redis_down)
     assert {r["reason"] for r in unavailable} == {
