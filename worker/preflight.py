@@ -173,9 +173,32 @@ def _chain(error: BaseException) -> Iterator[BaseException]:
         todo.extend((getattr(current, "orig", None), current.__cause__, current.__context__))
 
 
+# Socket errors that mean "the server cannot be reached", as opposed to a local fault (a file
+# not found is an OSError too).
+_NETWORK_ERRNOS = frozenset(
+    (
+        errno.ECONNREFUSED,
+        errno.ECONNRESET,
+        errno.ECONNABORTED,
+        errno.EPIPE,
+        errno.ETIMEDOUT,
+        errno.EHOSTUNREACH,
+        errno.EHOSTDOWN,
+        errno.ENETUNREACH,
+        errno.ENETDOWN,
+    )
+)
+
+
+def _network(error: BaseException) -> bool:
+    return isinstance(error, (ConnectionError, TimeoutError, socket.gaierror)) or (
+        isinstance(error, OSError) and error.errno in _NETWORK_ERRNOS
+    )
+
+
 def unavailable_server(error: BaseException) -> str | None:
-    """ "PostgreSQL" or "Redis" when `error` comes from that server being out of reach (down,
-    restarting, refusing connections, out of connections), else None."""
+    """The server whose being out of reach (down, restarting, refusing connections, out of
+    connections) caused `error`: "PostgreSQL" or "Redis"; None for any other error."""
     import asyncpg
     import redis
     from dramatiq.errors import BrokerConnectionError
@@ -195,12 +218,13 @@ def unavailable_server(error: BaseException) -> str | None:
         asyncpg.OperatorInterventionError,
         asyncpg.TooManyConnectionsError,
         exc.TimeoutError,  # no free connection in the pool within its timeout
-        # asyncpg raises the socket's own error when it cannot connect; redis-py, the only
-        # other client of these processes, wraps its own in redis.exceptions.ConnectionError.
-        OSError,
     )
     for e in errors:
-        if isinstance(e, postgres_down) or (isinstance(e, exc.DBAPIError) and e.connection_invalidated):
+        # asyncpg raises the socket's own error when it cannot connect; redis-py, the only
+        # other client of these processes, wraps its own (above).
+        if isinstance(e, postgres_down) or _network(e):
+            return "PostgreSQL"
+        if isinstance(e, exc.DBAPIError) and e.connection_invalidated:
             return "PostgreSQL"
     return None
 

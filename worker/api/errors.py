@@ -16,7 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from worker.preflight import unavailable_server
+from worker.preflight import describe, unavailable_server
 from worker.services.holds import HoldRefused
 
 log = structlog.get_logger("worker.api.errors")
@@ -103,19 +103,18 @@ def install(app: FastAPI) -> None:
         return JSONResponse(body(code, detail), error.status_code, headers=getattr(error, "headers", None))
 
 
-def _answer(status: int, payload: dict, headers: dict[str, str]) -> tuple[dict, dict]:
+def _answer(status: int, payload: dict, headers: dict[str, str]) -> list[dict]:
+    """The ASGI messages of a JSON answer."""
     data = json.dumps(payload).encode()
     raw = [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]
-    raw += [(k.lower().encode(), v.encode()) for k, v in headers.items()]
-    return {"type": "http.response.start", "status": status, "headers": raw}, {
-        "type": "http.response.body",
-        "body": data,
-    }
+    raw += [(name.lower().encode(), value.encode()) for name, value in headers.items()]
+    return [
+        {"type": "http.response.start", "status": status, "headers": raw},
+        {"type": "http.response.body", "body": data},
+    ]
 
 
 def _log_unavailable(scope: dict, server: str, error: BaseException) -> None:
-    from worker.preflight import describe
-
     runtime = getattr(getattr(scope.get("app"), "state", None), "runtime", None)
     problem = describe(error, runtime.settings) if runtime is not None else None
     route = getattr(scope.get("route"), "path", "-")
