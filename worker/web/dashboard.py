@@ -25,6 +25,7 @@ from db.engine import create_engine
 from worker.actors import queue_names
 from worker.config import Settings
 from worker.domain.units import human_duration
+from worker.preflight import describe, unavailable_server
 from worker.services import dlq, stats
 from worker.web import svg
 
@@ -50,6 +51,7 @@ td.n, th.n { text-align: right; font-variant-numeric: tabular-nums; }
 SERVER_TIMEOUT_S = 5
 
 Start = Callable[[str, list[tuple[str, str]]], Any]
+HTML, JSON = "text/html; charset=utf-8", "application/json"
 
 
 def _table(headers: list[str], rows: list[list[Any]], numeric: set[int] = frozenset()) -> str:
@@ -234,11 +236,10 @@ class Dashboard:
         if path not in ("/", "/dead", "/stats.json"):
             start("404 Not Found", [("Content-Type", "text/plain")])
             return [b"not found\n"]
-        html = "text/html; charset=utf-8"
         try:
-            status, body, kind = "200 OK", self._render(path), "application/json" if path == "/stats.json" else html
-        except Exception as error:
-            status, body, kind = self._failure(path, error, html)
+            status, body, kind = "200 OK", self._render(path), JSON if path == "/stats.json" else HTML
+        except Exception as error:  # every failure is a page (or JSON) saying what happened
+            status, body, kind = self._failure(path, error)
         start(status, [("Content-Type", kind), ("Content-Length", str(len(body))), ("Cache-Control", "no-store")])
         return [body]
 
@@ -249,31 +250,21 @@ class Dashboard:
             return dead_page(dlq.list_dead(self.redis, self.settings.namespace, queue_names()))
         return json.dumps(asyncio.run(self._collect()), default=str).encode()
 
-    def _failure(self, path: str, error: Exception, html: str) -> tuple[str, bytes, str]:
-        from worker.preflight import describe, unavailable_server
-
+    def _failure(self, path: str, error: Exception) -> tuple[str, bytes, str]:
         server = unavailable_server(error)
         if server is not None:
             problem = describe(error, self.settings)
-            line = str(problem) if problem is not None else f"{server} is unavailable"
-            log.warning("dashboard_unavailable", server=server, reason=line, path=path)
-            if path == "/stats.json":
-                return (
-                    "503 Service Unavailable",
-                    json.dumps({"error": "unavailable", "detail": line}).encode(),
-                    ("application/json"),
-                )
-            return "503 Service Unavailable", unavailable_page(line), html
-        reference = uuid.uuid4().hex[:12]
-        log.error("dashboard_request_failed", reference=reference, path=path, exc_info=error)
-        if path == "/stats.json":
+            detail = str(problem) if problem is not None else f"{server} is unavailable"
+            log.warning("dashboard_unavailable", server=server, reason=detail, path=path)
+            status, code, page = "503 Service Unavailable", "unavailable", unavailable_page(detail)
+        else:
+            reference = uuid.uuid4().hex[:12]
+            log.error("dashboard_request_failed", reference=reference, path=path, exc_info=error)
             detail = f"unexpected error; the dashboard's log has it under reference {reference}"
-            return (
-                "500 Internal Server Error",
-                json.dumps({"error": "internal", "detail": detail}).encode(),
-                ("application/json"),
-            )
-        return "500 Internal Server Error", internal_page(reference), html
+            status, code, page = "500 Internal Server Error", "internal", internal_page(reference)
+        if path == "/stats.json":
+            return status, json.dumps({"error": code, "detail": detail}).encode(), JSON
+        return status, page, HTML
 
 
 def bind(settings: Settings, password: str, host: str, port: int):
