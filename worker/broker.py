@@ -58,6 +58,18 @@ def build_broker(
     return broker
 
 
+def name_worker(broker: dramatiq.Broker) -> None:
+    """Mark this process's broker as a worker's (host and pid) for the heartbeat lists:
+    `loyalty stats`, the dashboard and the metrics show these ids only."""
+    import os
+    import socket
+
+    from worker.services.stats import worker_id
+
+    if hasattr(broker, "broker_id"):
+        broker.broker_id = worker_id(socket.gethostname(), os.getpid())
+
+
 def declare_actors(broker: dramatiq.Broker) -> dict[str, dramatiq.Actor]:
     return {
         spec.name: dramatiq.actor(

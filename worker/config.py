@@ -105,6 +105,23 @@ def with_password(url: str, password: str | None) -> str:
     return urlunsplit(parts._replace(netloc=f"{user}:{quote(password, safe='')}@{hostport}"))
 
 
+DEFAULT_METRICS_PORT = 9191
+
+
+def metrics_port() -> int:
+    """Where the worker's /metrics listens (LOYALTY_METRICS_PORT; 0 turns metrics off)."""
+    return int(os.environ.get("LOYALTY_METRICS_PORT") or DEFAULT_METRICS_PORT)
+
+
+def metrics_host() -> str:
+    return os.environ.get("LOYALTY_METRICS_HOST") or "0.0.0.0"
+
+
+# Left in the metrics folder by a /metrics process that could not listen and stopped the
+# worker: `loyalty worker` (worker/stopping.py) then exits 3, a failure for whoever supervises the worker.
+METRICS_STOPPED_MARKER = "metrics-cannot-start"
+
+
 def redact_url(url: str) -> str:
     """The URL with any password replaced by ***, for log lines and error messages."""
     from urllib.parse import urlsplit, urlunsplit

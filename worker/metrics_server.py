@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -16,15 +17,12 @@ import structlog
 from dramatiq.middleware.prometheus import Prometheus
 from prometheus_client.core import GaugeMetricFamily
 
+from worker.config import METRICS_STOPPED_MARKER, metrics_host, metrics_port
+
 log = structlog.get_logger(__name__)
 
-DEFAULT_METRICS_PORT = 9191
 # A scrape must answer well inside Prometheus's default 10 s scrape timeout.
 STATE_TIMEOUT_S = 5.0
-
-
-def metrics_port() -> int:
-    return int(os.environ.get("LOYALTY_METRICS_PORT") or DEFAULT_METRICS_PORT)
 
 
 class WorkerMetrics(Prometheus):
@@ -141,9 +139,22 @@ def serve() -> int:
         def log_message(self, fmt, *args):
             pass
 
-    host = os.environ.get("LOYALTY_METRICS_HOST") or "0.0.0.0"
-    server = ThreadingHTTPServer((host, metrics_port()), Handler)
-    log.info("metrics_listening", host=host, port=metrics_port())
+    from worker.preflight import METRICS_PORT_HINT, PreflightError, bind_port
+
+    host, port = metrics_host(), metrics_port()
+    try:
+        server = bind_port(port, lambda: ThreadingHTTPServer((host, port), Handler), "metrics port", METRICS_PORT_HINT)
+    except PreflightError as error:
+        # `loyalty worker` checked the port before it started; another process took it since
+        # (or dramatiq was started by hand). A worker without its metrics fails its health
+        # check and goes unwatched: stop the whole worker, as `loyalty worker` would refuse.
+        log.error("metrics_cannot_start", reason=str(error))
+        folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+        if folder:
+            open(os.path.join(folder, METRICS_STOPPED_MARKER), "w").close()
+        os.kill(os.getppid(), signal.SIGTERM)
+        return error.code
+    log.info("metrics_listening", host=host, port=port)
     try:
         server.serve_forever()
     finally:

@@ -10,8 +10,11 @@ The `loyalty` commands use `describe` for the same errors met later, mid-command
 from __future__ import annotations
 
 import asyncio
+import errno
 import socket
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import TypeVar
 
 from worker.config import Settings
 from worker.domain.engine import load_program
@@ -21,6 +24,10 @@ from worker.domain.program import Program
 # How long a start-up check waits for a server: long enough for a slow network, short enough
 # that an operator sees the cause "within seconds" instead of a hung process.
 CONNECT_TIMEOUT_S = 5.0
+
+T = TypeVar("T")
+# What a busy metrics port's line says to do about it.
+METRICS_PORT_HINT = "; set LOYALTY_METRICS_PORT to a free port, or to 0 to run without metrics"
 
 
 class PreflightError(Exception):
@@ -129,6 +136,8 @@ def describe_postgres(error: BaseException, url: str) -> str | None:
         return f"the schema on {address} is missing; run loyalty db upgrade"
     if isinstance(cause, (asyncpg.InvalidPasswordError, asyncpg.InvalidAuthorizationSpecificationError)):
         return f"{address} refused the login: {_first_line(cause)}"
+    if isinstance(cause, OSError) and cause.errno == errno.EADDRINUSE:
+        return None  # a port this process wanted to listen on, not the database (see `bind_port`)
     if isinstance(cause, (OSError, asyncio.TimeoutError, asyncpg.CannotConnectNowError)):
         return f"cannot connect to {address}: {_reason(cause)}"
     if isinstance(cause, asyncpg.PostgresError):
@@ -147,6 +156,77 @@ def describe_redis(error: BaseException, url: str) -> str | None:
         reason = _reason(cause) if isinstance(cause, OSError) else _first_line(error)
         return f"cannot connect to {address}: {reason}"
     return f"{address}: {_first_line(error)}"
+
+
+def _chain(error: BaseException) -> Iterator[BaseException]:
+    """`error`, the driver error SQLAlchemy wraps, its causes and the members of a group."""
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [error]
+    while todo:
+        current = todo.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        if isinstance(current, BaseExceptionGroup):
+            todo.extend(current.exceptions)
+        todo.extend((getattr(current, "orig", None), current.__cause__, current.__context__))
+
+
+# Socket errors that mean "the server cannot be reached", as opposed to a local fault (a file
+# not found is an OSError too).
+_NETWORK_ERRNOS = frozenset(
+    (
+        errno.ECONNREFUSED,
+        errno.ECONNRESET,
+        errno.ECONNABORTED,
+        errno.EPIPE,
+        errno.ETIMEDOUT,
+        errno.EHOSTUNREACH,
+        errno.EHOSTDOWN,
+        errno.ENETUNREACH,
+        errno.ENETDOWN,
+    )
+)
+
+
+def _network(error: BaseException) -> bool:
+    return isinstance(error, (ConnectionError, TimeoutError, socket.gaierror)) or (
+        isinstance(error, OSError) and error.errno in _NETWORK_ERRNOS
+    )
+
+
+def unavailable_server(error: BaseException) -> str | None:
+    """The server whose being out of reach (down, restarting, refusing connections, out of
+    connections) caused `error`: "PostgreSQL" or "Redis"; None for any other error."""
+    import asyncpg
+    import redis
+    from dramatiq.errors import BrokerConnectionError
+    from sqlalchemy import exc
+
+    errors = list(_chain(error))
+    redis_down = (
+        redis.exceptions.ConnectionError,
+        redis.exceptions.TimeoutError,
+        redis.exceptions.ReadOnlyError,
+        BrokerConnectionError,
+    )
+    if any(isinstance(e, redis_down) for e in errors):
+        return "Redis"
+    postgres_down = (
+        asyncpg.PostgresConnectionError,
+        asyncpg.OperatorInterventionError,
+        asyncpg.TooManyConnectionsError,
+        exc.TimeoutError,  # no free connection in the pool within its timeout
+    )
+    for e in errors:
+        # asyncpg raises the socket's own error when it cannot connect; redis-py, the only
+        # other client of these processes, wraps its own (above).
+        if isinstance(e, postgres_down) or _network(e):
+            return "PostgreSQL"
+        if isinstance(e, exc.DBAPIError) and e.connection_invalidated:
+            return "PostgreSQL"
+    return None
 
 
 def describe(error: BaseException, settings: Settings) -> PreflightError | None:
@@ -211,6 +291,43 @@ def check_redis(settings: Settings) -> None:
         raise PreflightError(describe_redis(error, settings.redis_url) or f"cannot use {address}") from None
     finally:
         client.close()
+
+
+def check_servers(settings: Settings) -> None:
+    """Redis answers, PostgreSQL answers and its schema is at the code's heads: what every
+    long-running command (worker, API, scheduler, dashboard) needs before it serves."""
+    check_urls(settings)
+    check_redis(settings)
+    _run(check_database(settings))
+
+
+def bind_port(port: int, bind: Callable[[], T], what: str = "port", hint: str = "") -> T:
+    """`bind()`, which binds a listening socket to `port`; PreflightError (code 3) naming the
+    port when another process has it, rather than the OSError (which reads as a connection error)."""
+    try:
+        return bind()
+    except OSError as error:
+        if error.errno == errno.EADDRINUSE:
+            raise PreflightError(f"{what} {port} is already in use{hint}") from None
+        raise PreflightError(f"cannot listen on {what} {port}: {error.strerror or _first_line(error)}{hint}") from None
+
+
+def listening_socket(host: str, port: int) -> socket.socket:
+    """A socket bound to host:port, for a server to listen on (as uvicorn and http.server bind)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def check_port_free(host: str, port: int, what: str = "port", hint: str = "") -> None:
+    """The port can be listened on now (a child process binds it later)."""
+    bind_port(port, lambda: listening_socket(host, port), what, hint).close()
 
 
 def check_all(settings: Settings) -> Program:

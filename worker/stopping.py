@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import signal
 import sys
 import threading
@@ -43,6 +44,9 @@ SHUTDOWN_TIMEOUT_MIN_S = SHUTDOWN_MARGIN_S + 1
 # this code (dramatiq's "killed"); its unacknowledged messages are redelivered.
 EXIT_STOP_TIMED_OUT = 1
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+# The /metrics process could not listen (its port taken after the start check): like a
+# server that cannot be reached at start, a failure for whoever supervises the worker.
+EXIT_METRICS_CANNOT_START = 3
 
 
 def shutdown_timeout_s() -> int:
@@ -161,11 +165,23 @@ def run_workers(processes: int, threads: int, timeout_s: int) -> tuple[int, str 
 
 def main(argv: list[str]) -> None:
     """`python -m worker.stopping LOYALTY PROCESSES THREADS TIMEOUT_S`, as `loyalty worker`
-    runs it: exits with dramatiq's exit code, after one line saying why when it is not 0."""
+    runs it: exits with dramatiq's exit code, after one line saying why when it is not 0, and
+    removes the run's prometheus_client folder (PROMETHEUS_MULTIPROC_DIR) when it ends."""
+    from worker.config import METRICS_STOPPED_MARKER
+
     loyalty, processes, threads, timeout_s = argv
-    # dramatiq re-executes sys.argv to reload on SIGHUP: `loyalty worker` again, checks included.
+    folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    # dramatiq re-executes sys.argv to reload on SIGHUP: `loyalty worker` again, checks included
+    # (and a new folder: this one is removed below all the same).
     sys.argv = [loyalty, "worker", "--processes", processes, "--threads", threads, "--shutdown-timeout", timeout_s]
-    code, reason = run_workers(int(processes), int(threads), int(timeout_s))
+    try:
+        code, reason = run_workers(int(processes), int(threads), int(timeout_s))
+        if folder and os.path.exists(os.path.join(folder, METRICS_STOPPED_MARKER)):
+            # The /metrics process could not listen and stopped the worker; it said why.
+            code, reason = EXIT_METRICS_CANNOT_START, None
+    finally:
+        if folder:
+            shutil.rmtree(folder, ignore_errors=True)
     if reason is not None:
         print(f"error: {reason}", file=sys.stderr, flush=True)
     sys.exit(code)

@@ -715,8 +715,10 @@ def test_access_log_names_routes_not_members_or_keys(server, api, clean):  # noq
     key = make_key(clean, "app-1", "members:read")
     httpx.get(f"{api}/v1/members/SECRET-MEMBER-77?x=1", headers=key)
 
+    # The access line is written after the answer is sent: wait for this key's own line (the
+    # route's template is in the log already, from the tests before).
     deadline = time.monotonic() + 10
-    while "SECRET" not in log_path.read_text() and '"/v1/members/{member_id}"' not in log_path.read_text():
+    while "SECRET" not in log_path.read_text() and '"key": "app-1"' not in log_path.read_text():
         assert time.monotonic() < deadline
         time.sleep(0.05)
     text = log_path.read_text()
@@ -743,20 +745,3 @@ def test_the_sweep_releases_expired_holds_nobody_reads(clean, tmp_path):  # noqa
     assert balance == [(1100,)]
     audit = loyalty(clean, "audit", "--json")
     assert (audit.returncode, json.loads(audit.stdout)["clean"]) == (0, True)
-
-
-def test_readyz_names_what_is_unreachable(clean, tmp_path):  # noqa: F811
-    from tests.e2e.api_server import free_port
-
-    env = {**clean, "LOYALTY_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"}  # nothing listens there
-    with api_process(env, tmp_path / "api.log", LOYALTY_API_SWEEP_S="0") as url:
-        health = httpx.get(f"{url}/healthz")
-        ready = httpx.get(f"{url}/readyz", timeout=30)
-
-    assert (health.status_code, health.json()) == (200, {"status": "ok"})
-    assert ready.status_code == 503
-    assert {k: ready.json()[k] for k in ("error", "detail", "postgresql")} == {
-        "error": "not_ready",
-        "detail": "unreachable: redis",
-        "postgresql": "ok",
-    }

@@ -161,3 +161,77 @@ def test_scheduler_serves_metrics_for_its_health_check(env, db, tmp_path):
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=30)
+
+
+def test_the_workers_metrics_folder_is_removed_when_it_stops(env, db, tmp_path):
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    port = free_port()
+    with open(tmp_path / "worker.log", "w") as output:
+        proc = subprocess.Popen(
+            [LOYALTY, "worker", "--processes", "1", "--threads", "1"],
+            env={**env, "LOYALTY_METRICS_PORT": str(port), "LOYALTY_METRICS_HOST": "127.0.0.1", "TMPDIR": str(temp)},
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + DEADLINE_S
+        while True:
+            assert proc.poll() is None, (tmp_path / "worker.log").read_text()
+            try:
+                samples = scrape(port)
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "no /metrics within the deadline"
+                time.sleep(0.2)
+        running = sorted(p.name for p in temp.iterdir())
+        files = sorted(p.name for p in next(temp.iterdir()).iterdir())
+    finally:
+        proc.send_signal(signal.SIGTERM)  # what `docker stop` and systemd send to the main process
+        proc.wait(timeout=30)
+
+    assert samples
+    assert len(running) == 1 and running[0].startswith("loyalty-metrics-"), running
+    assert files, "the worker processes write their metrics into the folder"
+    assert list(temp.iterdir()) == []
+
+
+def test_a_worker_whose_metrics_port_is_taken_after_its_check_stops_in_one_line(env, db, tmp_path):
+    """Between `loyalty worker`'s check and the /metrics process's start another process may
+    take the port: the worker stops, with one line saying why, exit 3 and no folder left.
+    (`python -m worker.stopping` is what `loyalty worker` runs after its checks.)"""
+    import json
+
+    folder = tmp_path / "loyalty-metrics-x"
+    folder.mkdir()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            [sys.executable, "-m", "worker.stopping", LOYALTY, "1", "1", "10"],
+            env={
+                **env,
+                "LOYALTY_METRICS_PORT": str(port),
+                "LOYALTY_METRICS_HOST": "127.0.0.1",
+                "LOYALTY_LOG_FORMAT": "json",
+                "PROMETHEUS_MULTIPROC_DIR": str(folder),
+                "dramatiq_prom_db": str(folder),
+            },
+            capture_output=True,
+            text=True,
+            timeout=DEADLINE_S,
+        )
+
+    lines = [json.loads(x) for x in done.stderr.splitlines() if x.startswith("{")]
+    assert "Traceback" not in done.stderr
+    assert [(x["event"], x["reason"]) for x in lines if x["level"] == "error"] == [
+        (
+            "metrics_cannot_start",
+            f"metrics port {port} is already in use; "
+            "set LOYALTY_METRICS_PORT to a free port, or to 0 to run without metrics",
+        )
+    ]
+    assert done.returncode == 3
+    assert not folder.exists()

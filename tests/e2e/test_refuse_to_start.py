@@ -214,3 +214,91 @@ def test_scheduler_refuses_a_bad_program_file_and_an_unreachable_redis(env, tmp_
         3,
         "error: cannot connect to Redis at 127.0.0.1:1: connection refused\n",
     )
+
+
+def _listening(port: int | None = None):
+    """A socket listening on 127.0.0.1, as another server holding the port would be."""
+    import socket
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", port or 0))
+    sock.listen()
+    return sock
+
+
+def _free_port() -> int:
+    with _listening() as sock:
+        return sock.getsockname()[1]
+
+
+def _servers(env: dict) -> list[tuple[dict, list[str]]]:
+    """The long-running commands besides the worker, each on a free port of its own."""
+    dashboard_env = {**env, "LOYALTY_DASHBOARD_PASSWORD": "pw"}
+    return [
+        (env, ["api", "--port", str(_free_port())]),
+        (dashboard_env, ["dashboard", "--port", str(_free_port())]),
+        (env, ["scheduler"]),
+    ]
+
+
+def test_api_dashboard_and_scheduler_refuse_a_missing_schema(env, empty_database_url):
+    for command_env, args in _servers({**env, "LOYALTY_DATABASE_URL": empty_database_url}):
+        done = refused(command_env, *args)
+        assert (done.returncode, done.stderr) == (
+            3,
+            "error: the schema on PostgreSQL at 127.0.0.1:5432 is missing; run loyalty db upgrade\n",
+        ), args
+
+
+def test_api_dashboard_and_scheduler_refuse_a_schema_behind_the_code(env, empty_database_url):
+    asyncio.run(migrate.upgrade(empty_database_url, "0001_core"))
+    for command_env, args in _servers({**env, "LOYALTY_DATABASE_URL": empty_database_url}):
+        done = refused(command_env, *args)
+        assert (done.returncode, done.stderr) == (
+            3,
+            f"error: the schema is behind the code (database at 0001_core, code at {', '.join(migrate.heads())}); "
+            "run loyalty db upgrade\n",
+        ), args
+
+
+def test_api_dashboard_and_scheduler_refuse_unreachable_servers(env):
+    for command_env, args in _servers({**env, "LOYALTY_DATABASE_URL": "postgresql://postgres@127.0.0.1:1/loyalty"}):
+        done = refused(command_env, *args)
+        assert (done.returncode, done.stderr) == (
+            3,
+            "error: cannot connect to PostgreSQL at 127.0.0.1:1: connection refused\n",
+        ), args
+    for command_env, args in _servers({**env, "LOYALTY_REDIS_URL": "redis://127.0.0.1:1/0"}):
+        done = refused(command_env, *args)
+        assert (done.returncode, done.stderr) == (
+            3,
+            "error: cannot connect to Redis at 127.0.0.1:1: connection refused\n",
+        ), args
+
+
+def test_api_and_dashboard_refuse_a_busy_port(env, db):
+    with _listening() as taken:
+        port = taken.getsockname()[1]
+        api = refused(env, "api", "--host", "127.0.0.1", "--port", str(port))
+        dashboard = refused({**env, "LOYALTY_DASHBOARD_PASSWORD": "pw"}, "dashboard", "--port", str(port))
+
+    assert (api.returncode, api.stderr) == (3, f"error: port {port} is already in use\n")
+    assert (dashboard.returncode, dashboard.stderr) == (3, f"error: port {port} is already in use\n")
+
+
+def test_worker_and_scheduler_refuse_a_busy_metrics_port_and_leave_no_metrics_folder(env, db, tmp_path):
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    with _listening() as taken:
+        port = taken.getsockname()[1]
+        metrics = {**env, "LOYALTY_METRICS_PORT": str(port), "LOYALTY_METRICS_HOST": "127.0.0.1", "TMPDIR": str(temp)}
+        worker = refused(metrics, "worker", "--processes", "1", "--threads", "1")
+        scheduler = refused(metrics, "scheduler")
+
+    line = (
+        f"error: metrics port {port} is already in use; "
+        "set LOYALTY_METRICS_PORT to a free port, or to 0 to run without metrics\n"
+    )
+    assert (worker.returncode, worker.stderr) == (3, line)
+    assert (scheduler.returncode, scheduler.stderr) == (3, line)
+    assert list(temp.iterdir()) == []

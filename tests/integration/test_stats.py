@@ -61,13 +61,39 @@ def test_worker_heartbeats_list_each_worker_stalest_first(redis_namespace):
     client = redis.Redis.from_url(REDIS_URL)
     ns = f"{redis_namespace}-beats"
     now_s = 1_764_000_000.0
-    client.zadd(f"{ns}:__heartbeats__", {"w-fresh": now_s * 1000 - 500, "w-stuck": now_s * 1000 - 90_000})
+    fresh, stuck = stats.worker_id("host-a", 7), stats.worker_id("host-b", 4242)
+    # An API process or `loyalty publish` sends messages too, under dramatiq's bare random id.
+    sender = "6f1c2e64-1d7b-4c57-9d0c-2f1f0b7e8a11"
+    client.zadd(
+        f"{ns}:__heartbeats__", {fresh: now_s * 1000 - 500, stuck: now_s * 1000 - 90_000, sender: now_s * 1000 - 100}
+    )
     try:
         beats = stats.worker_heartbeats(client, ns, now_s)
     finally:
         client.delete(f"{ns}:__heartbeats__")
 
     assert beats == [
-        {"worker_id": "w-stuck", "last_heartbeat_at": "2025-11-24T15:58:30+00:00", "age_seconds": 90.0},
-        {"worker_id": "w-fresh", "last_heartbeat_at": "2025-11-24T15:59:59+00:00", "age_seconds": 0.5},
+        {
+            "worker_id": stuck,
+            "host": "host-b",
+            "pid": 4242,
+            "last_heartbeat_at": "2025-11-24T15:58:30+00:00",
+            "age_seconds": 90.0,
+        },
+        {
+            "worker_id": fresh,
+            "host": "host-a",
+            "pid": 7,
+            "last_heartbeat_at": "2025-11-24T15:59:59+00:00",
+            "age_seconds": 0.5,
+        },
     ]
+
+
+def test_worker_ids_differ_for_the_same_host_and_pid():
+    """A restarted container's worker has the pid of the one before: it must not take over the
+    dead one's unacknowledged messages, which dramatiq keeps under the broker id."""
+    first, second = stats.worker_id("host-a", 7), stats.worker_id("host-a", 7)
+
+    assert first != second
+    assert first.startswith("worker:host-a:7:") and second.startswith("worker:host-a:7:")

@@ -24,6 +24,10 @@ RATE_PER_KEY_DEFAULT = 200
 SWEEP_S_DEFAULT = 15
 # Connections per API process: uvicorn runs one event loop; requests wait for a free one.
 POOL_SIZE = 10
+# A request waits at most this long for a connection to PostgreSQL or Redis before it answers
+# 503: a server that does not answer at all (a host gone from the network) must not hold
+# clients for the drivers' default of a minute or more.
+CONNECT_TIMEOUT_S = 5
 
 
 @dataclass(frozen=True)
@@ -77,8 +81,14 @@ async def _sweeper(runtime: Runtime) -> None:
             settled = await sweep(runtime.engine, runtime.program, now=runtime.clock())
             if settled:
                 log.info("holds_swept", members=settled)
-        except Exception:  # an outage must not end the loop; the next period tries again
-            log.exception("holds_sweep_failed")
+        except Exception as error:  # an outage must not end the loop; the next period tries again
+            from worker.preflight import unavailable_server
+
+            server = unavailable_server(error)
+            if server is None:
+                log.exception("holds_sweep_failed")
+            else:  # an operating condition, said in one line each period, not a traceback
+                log.warning("holds_sweep_failed", unavailable=server)
 
 
 def create_app(
@@ -99,9 +109,11 @@ def create_app(
         s = settings or Settings.from_env()
         a = api_settings or ApiSettings.from_env()
         prog = program or load_program(s.program_file)
-        engine = create_engine(s.database_url, pool_size=POOL_SIZE, max_overflow=0)
+        engine = create_engine(
+            s.database_url, pool_size=POOL_SIZE, max_overflow=0, connect_args={"timeout": CONNECT_TIMEOUT_S}
+        )
         broker = build_broker(s, program=prog)
-        client = aioredis.Redis.from_url(s.redis_url)
+        client = aioredis.Redis.from_url(s.redis_url, socket_connect_timeout=CONNECT_TIMEOUT_S)
         # The same program in force as the workers': a given `program` is fixed (tests).
         programs = ProgramInForce(prog, StoredVersions(engine) if program is None else None, s.program_reload_s)
         reloader = await programs.start(utc_now)
@@ -150,6 +162,9 @@ def create_app(
     errors.install(app)
     app.include_router(routes.router)
     limit = (api_settings or ApiSettings.from_env()).body_bytes_max
+    # Outermost last: the access log sees the status `Unexpected` answers with, and `Unexpected`
+    # is outside BodyLimit, which answers its own 413.
     app.add_middleware(BodyLimit, max_bytes=limit)
+    app.add_middleware(errors.Unexpected)
     app.add_middleware(AccessLog)
     return app

@@ -1,15 +1,29 @@
-"""Every error answer is `{"error": code, "detail": text}`, with `field` when one field is at fault."""
+"""Every error answer is `{"error": code, "detail": text}`, with `field` when one field is at fault.
+
+What no handler takes is answered by `Unexpected`: 503 `unavailable` with `Retry-After` when
+PostgreSQL or Redis is out of reach, else 500 `internal`; never a plain-text body.
+"""
 
 from __future__ import annotations
 
+import json
+import uuid
 from typing import Any
 
+import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from worker.preflight import describe, unavailable_server
 from worker.services.holds import HoldRefused
+
+log = structlog.get_logger("worker.api.errors")
+
+# Seconds a client is told to wait after a 503: PostgreSQL and Redis restarts and fail-overs
+# take seconds, and every API process tries the server again on the next request.
+RETRY_AFTER_S = 5
 
 
 class ApiError(Exception):
@@ -87,3 +101,71 @@ def install(app: FastAPI) -> None:
         if error.status_code == 404 and detail == "Not Found":
             detail = f"no such path: {request.method} {request.url.path}"
         return JSONResponse(body(code, detail), error.status_code, headers=getattr(error, "headers", None))
+
+
+def _answer(status: int, payload: dict, headers: dict[str, str]) -> list[dict]:
+    """The ASGI messages of a JSON answer."""
+    data = json.dumps(payload).encode()
+    raw = [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]
+    raw += [(name.lower().encode(), value.encode()) for name, value in headers.items()]
+    return [
+        {"type": "http.response.start", "status": status, "headers": raw},
+        {"type": "http.response.body", "body": data},
+    ]
+
+
+def _log_unavailable(scope: dict, server: str, error: BaseException) -> None:
+    runtime = getattr(getattr(scope.get("app"), "state", None), "runtime", None)
+    problem = describe(error, runtime.settings) if runtime is not None else None
+    route = getattr(scope.get("route"), "path", "-")
+    log.warning("request_unavailable", server=server, reason=str(problem) if problem else server, route=route)
+
+
+class Unexpected:
+    """ASGI middleware: an exception no handler took becomes a JSON answer.
+
+    PostgreSQL or Redis out of reach: 503 `unavailable` with `Retry-After`, one warning line
+    naming the server. Anything else: 500 `internal` whose detail gives a reference, and one
+    error line with that reference and the traceback (structlog renders it into the line).
+    The exception is not raised further, so no server prints a second, plain-text traceback.
+    """
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        started = False
+
+        async def tracking_send(message):
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception as error:
+            if started:  # half an answer is out: the connection can only be closed
+                raise
+            server = unavailable_server(error)
+            if server is not None:
+                _log_unavailable(scope, server, error)
+                answer = _answer(
+                    503, body("unavailable", f"{server} is unavailable"), {"Retry-After": str(RETRY_AFTER_S)}
+                )
+            else:
+                reference = uuid.uuid4().hex[:12]
+                log.error(
+                    "request_failed",
+                    reference=reference,
+                    method=scope.get("method"),
+                    route=getattr(scope.get("route"), "path", "-"),
+                    exc_info=error,
+                )
+                answer = _answer(
+                    500, body("internal", f"unexpected error; the API log has it under reference {reference}"), {}
+                )
+            for message in answer:
+                await send(message)

@@ -12,7 +12,7 @@ from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
 
 from worker.api.auth import require
-from worker.api.errors import ApiError, body
+from worker.api.errors import RETRY_AFTER_S, ApiError, body
 from worker.api.models import HoldRequest, RedemptionRequest
 from worker.domain.errors import InvalidEvent
 from worker.services import holds, idempotency
@@ -73,7 +73,7 @@ async def healthz() -> dict:
 
 @router.get("/readyz", tags=["health"])
 async def readyz(request: Request):
-    """PostgreSQL and Redis answer; 503 naming the one that does not."""
+    """PostgreSQL and Redis answer; 503 `unavailable` naming the one that does not."""
     runtime = _runtime(request)
     checks = {}
     try:
@@ -90,7 +90,9 @@ async def readyz(request: Request):
     if all(v == "ok" for v in checks.values()):
         return {"status": "ready", **checks}
     failing = ", ".join(k for k, v in checks.items() if v != "ok")
-    return JSONResponse(body("not_ready", f"unreachable: {failing}", **checks), 503)
+    return JSONResponse(
+        body("unavailable", f"unreachable: {failing}", **checks), 503, headers={"Retry-After": str(RETRY_AFTER_S)}
+    )
 
 
 # ---------------------------------------------------------------- events

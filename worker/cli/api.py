@@ -24,11 +24,35 @@ def api(
 
     from worker import logs
     from worker.api.app import create_app
+    from worker.cli.common import settings
+    from worker.domain.engine import load_program
+    from worker.domain.errors import LoyaltyError
+    from worker.preflight import PreflightError, bind_port, check_servers, check_urls, listening_socket
 
     logs.configure()
+    s = settings()
+    # Refuse to serve, with one line, what could only answer errors: the same checks as the worker's.
+    try:
+        check_urls(s)
+        try:
+            load_program(s.program_file)
+        except LoyaltyError as error:
+            raise PreflightError(str(error), code=2) from None
+        sock = bind_port(port, lambda: listening_socket(host, port))
+        check_servers(s)
+    except PreflightError as error:
+        fail(str(error), code=error.code)
     # uvicorn's own access log prints raw paths (member ids) and query strings: ours logs the
     # route template and the key's name instead (worker/api/limits.py).
-    uvicorn.run(create_app(), host=host, port=port, access_log=False, log_config=None, server_header=False)
+    config = uvicorn.Config(
+        create_app(s),
+        host=host,
+        port=port,
+        access_log=False,
+        log_config=None,
+        server_header=False,
+    )
+    uvicorn.Server(config).run(sockets=[sock])
 
 
 def key_create(

@@ -121,14 +121,23 @@ def worker(
         help="On SIGTERM, exit within this many seconds; messages not finished by then are redelivered.",
     ),
 ) -> None:
-    from worker.preflight import PreflightError, check_all
+    from worker.config import metrics_host, metrics_port
+    from worker.preflight import METRICS_PORT_HINT, PreflightError, check_all, check_port_free
 
-    # Refuse to start, before forking anything, when the workers could only fail messages.
+    metrics_on = os.environ.get("LOYALTY_METRICS_PORT", "") != "0"
+    # Refuse to start, before forking anything, when the workers could only fail messages,
+    # or would run unwatched (the compose health check reads /metrics).
     try:
         check_all(settings())
+        if metrics_on:
+            try:
+                port = metrics_port()
+            except ValueError:
+                raise PreflightError("LOYALTY_METRICS_PORT must be a port number, or 0", code=2) from None
+            check_port_free(metrics_host(), port, "metrics port", METRICS_PORT_HINT)
     except PreflightError as error:
         fail(str(error), code=error.code)
-    if os.environ.get("LOYALTY_METRICS_PORT", "") != "0":
+    if metrics_on:
         import tempfile
 
         # Per-run directory for prometheus_client's multiprocess files, shared by this run's
@@ -146,7 +155,7 @@ def drain(
     threads: int = typer.Option(8, help="Worker threads."),
 ) -> None:
     from worker import logs
-    from worker.broker import build_broker
+    from worker.broker import build_broker, name_worker
     from worker.drain import DrainTimeout
     from worker.drain import drain as drain_queues
     from worker.preflight import PreflightError, check_all
@@ -158,6 +167,7 @@ def drain(
     except PreflightError as error:
         fail(str(error), code=error.code)
     broker = build_broker(s)
+    name_worker(broker)
     try:
         drain_queues(broker, timeout_s=timeout, threads=threads)
     except DrainTimeout as error:

@@ -83,7 +83,8 @@ def stats(as_json: bool = typer.Option(False, "--json", help="Machine-readable o
         )
     for w in data["workers"]:
         typer.echo(
-            f"worker {w['worker_id']}: last heartbeat {w['last_heartbeat_at']} ({human_duration(w['age_seconds'])} ago)"
+            f"worker {w['host']} pid {w['pid']}: last heartbeat {w['last_heartbeat_at']} "
+            f"({human_duration(w['age_seconds'])} ago)"
         )
     if not data["workers"]:
         typer.echo("workers: none has sent a heartbeat")
@@ -135,10 +136,18 @@ def dashboard(
     import os
 
     from worker import logs
-    from worker.web.dashboard import serve
+    from worker.preflight import PreflightError, bind_port, check_servers, check_urls
+    from worker.web.dashboard import bind, serve
 
     password = os.environ.get("LOYALTY_DASHBOARD_PASSWORD", "")
     if not password:
         fail("set LOYALTY_DASHBOARD_PASSWORD: the dashboard does not start without a password")
     logs.configure()
-    serve(settings(), password, host, port)
+    s = settings()
+    try:
+        check_urls(s)
+        server = bind_port(port, lambda: bind(s, password, host, port))
+        check_servers(s)
+    except PreflightError as error:
+        fail(str(error), code=error.code)
+    serve(server)

@@ -31,7 +31,7 @@ def scheduler_main(ctx: typer.Context) -> None:
     from scheduler.runner import Scheduler, redis_claim
     from worker import logs, metrics
     from worker.broker import build_broker
-    from worker.preflight import PreflightError, check_files, check_redis, check_urls
+    from worker.preflight import METRICS_PORT_HINT, PreflightError, bind_port, check_files, check_servers, check_urls
     from worker.runtime import programs_in_thread, utc_now
 
     logs.configure()
@@ -39,11 +39,11 @@ def scheduler_main(ctx: typer.Context) -> None:
     try:
         check_urls(s)
         prog = check_files(s)
-        check_redis(s)
+        check_servers(s)
     except PreflightError as error:
         fail(str(error), code=error.code)
     # The calendar of the published version in force, followed as versions are published; with
-    # the database out of reach the scheduler starts on the program file and keeps trying.
+    # the database out of reach later on, the scheduler keeps the version it has and keeps trying.
     programs = programs_in_thread(s, prog)
     broker = build_broker(s)
     plan = broker.get_actor("plan_job")
@@ -65,7 +65,15 @@ def scheduler_main(ctx: typer.Context) -> None:
     # Only when asked for: a scheduler beside a worker on one host would take its port.
     port = os.environ.get("LOYALTY_METRICS_PORT", "")
     if port not in ("", "0"):
-        metrics.serve_in_process(int(port), host=os.environ.get("LOYALTY_METRICS_HOST", "0.0.0.0"))
+        try:
+            bind_port(
+                int(port),
+                lambda: metrics.serve_in_process(int(port), host=os.environ.get("LOYALTY_METRICS_HOST", "0.0.0.0")),
+                "metrics port",
+                METRICS_PORT_HINT,
+            )
+        except PreflightError as error:
+            fail(str(error), code=error.code)
     runner.run()
 
 

@@ -6,6 +6,8 @@ few indexed or bounded queries, cheap enough to run on every scrape.
 
 from __future__ import annotations
 
+import re
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -31,22 +33,41 @@ def queue_depths(client: redis.Redis, namespace: str, queues: list[str]) -> dict
     return out
 
 
+_WORKER_ID = re.compile(r"^worker:(?P<host>[^:]+):(?P<pid>[0-9]+):[0-9a-f]+$")
+
+
+def worker_id(host: str, pid: int) -> str:
+    """The broker id of a process that consumes messages: its host and pid, and a random part
+    so that a restarted process with the same pid (pid 7 of a new container) is a new worker,
+    never the heir of its predecessor's unacknowledged messages."""
+    return f"worker:{host.replace(':', '-')}:{pid}:{uuid.uuid4().hex[:12]}"
+
+
 def worker_heartbeats(client: redis.Redis, namespace: str, now_s: float) -> list[dict[str, Any]]:
     """Each live worker process's last heartbeat (dramatiq's `<ns>:__heartbeats__`), stalest first.
 
     Every broker call of a worker is a heartbeat; an idle one polls about every second, so an
     age of more than a few seconds means a stuck or dead process (it is dropped from the set
-    once its heartbeat is older than the broker's heartbeat timeout).
+    once its heartbeat is older than the broker's heartbeat timeout). Every process that sends
+    (the API, `publish`, the scheduler) is in the set too, under a bare random id: only the
+    ids of `worker_id` are workers.
     """
     rows = client.zrange(f"{namespace}:__heartbeats__", 0, -1, withscores=True)
-    out = [
-        {
-            "worker_id": member.decode() if isinstance(member, bytes) else str(member),
-            "last_heartbeat_at": datetime.fromtimestamp(score / 1000, UTC).isoformat(timespec="seconds"),
-            "age_seconds": max(0.0, round(now_s - score / 1000, 1)),
-        }
-        for member, score in rows
-    ]
+    out = []
+    for member, score in rows:
+        name = member.decode() if isinstance(member, bytes) else str(member)
+        found = _WORKER_ID.match(name)
+        if found is None:
+            continue
+        out.append(
+            {
+                "worker_id": name,
+                "host": found["host"],
+                "pid": int(found["pid"]),
+                "last_heartbeat_at": datetime.fromtimestamp(score / 1000, UTC).isoformat(timespec="seconds"),
+                "age_seconds": max(0.0, round(now_s - score / 1000, 1)),
+            }
+        )
     return sorted(out, key=lambda w: -w["age_seconds"])
 
 
