@@ -29,8 +29,12 @@ from worker.domain.toml_files import read_toml
 RULE_LANGUAGE_KEYS = ("version", "name", "timezone", "tiers", "groups", "activity", "items", "rules")
 # Old sections that are only earning rules, and earning keys of mixed sections: in a
 # rule-language file the rules say these, so a number left here would silently do nothing.
-EARNING_SECTIONS = ("signup", "check_in", "review", "referral", "multipliers", "campaigns")
-EARNING_KEYS = {"purchase": ("first_purchase_bonus",), "birthday": ("multiplier",)}
+EARNING_SECTIONS = ("signup", "check_in", "review", "multipliers", "campaigns")
+EARNING_KEYS = {
+    "purchase": ("first_purchase_bonus",),
+    "birthday": ("multiplier",),
+    "referral": ("referrer_points", "referee_points"),
+}
 # Old-style tier names are at most this long (worker.domain.program.Tier).
 TIER_NAME_MAX = 32
 # A published version's id: what every ledger entry it produces records.
