@@ -32,7 +32,7 @@ from worker.domain.events import (
 from worker.domain.program import Program
 from worker.services import audit, group_apply, identities
 from worker.services.group_apply import Applied
-from worker.services.ledger import Result, apply_event, follow_ups, referral_checks
+from worker.services.ledger import ReferrerCheck, Result, apply_event, check_due, follow_ups, referral_checks
 
 # A batch message is one POS end-of-day upload or one backfill page; larger ones are split
 # by the producer (`loyalty publish --batch`).
@@ -278,6 +278,10 @@ async def _referral_checks(engine: AsyncEngine, event: Any, result: Result) -> l
 
 async def _apply_follow_ups(engine: AsyncEngine, program: Program, raw: Any, effects: list, apply: Apply) -> None:
     for effect in effects:
+        if isinstance(effect, ReferrerCheck):  # decided after the effects before it are committed
+            async with engine.connect() as conn:
+                if not await check_due(conn, program, effect):
+                    continue
         try:
             await apply(program, effect)
         except (InvalidEvent, DBAPIError) as error:

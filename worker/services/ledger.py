@@ -232,30 +232,23 @@ class BirthdayGift:
 
 @dataclass(frozen=True)
 class ReferrerCheck:
-    """Whether a referral still pays its referrer, checked on the referrer's own account after
-    the referee's side has been decided: after the referee bonus, and after a late event of the
-    referee that occurred before the referral. When the referee is not new (any more), the
-    referrer's history is evaluated again, which takes the referral's points back."""
+    """A referral that no longer pays, taken back on the referrer's own account: its history is
+    evaluated again, which gives the referral nothing. Asked once the referee's side is decided
+    (after the referee bonus, and after a late event of the referee that occurred before the
+    referral) and applied only when the referee is not new (`check_due`). Whether a referee is
+    new only ever changes from yes to no (events are only added), so one check per referral,
+    claimed under the referral's event id, is all it takes; a redelivery finds it claimed."""
 
     member_id: str  # the referrer
     referee_member_id: str
     referral_source: str
-    referral_event_id: str
+    event_id: str  # the referral's
     occurred_at: datetime  # the referral's
-    trigger: str = ""  # the referee's event that asked for the check; "" for the referral itself
     type: str = "referrer_check"
 
     @property
     def source(self) -> str:
         return f"{self.referral_source}{INTERNAL_SOURCE_SEPARATOR}referrer_check"
-
-    @property
-    def event_id(self) -> str:
-        return (
-            f"{self.referral_event_id}{INTERNAL_SOURCE_SEPARATOR}{self.trigger}"
-            if self.trigger
-            else self.referral_event_id
-        )
 
 
 def follow_ups(event: Any) -> list[RefereeBonus | ReferrerCheck]:
@@ -274,7 +267,7 @@ def follow_ups(event: Any) -> list[RefereeBonus | ReferrerCheck]:
                 member_id=event.member_id,
                 referee_member_id=event.payload.referee_member_id,
                 referral_source=event.source,
-                referral_event_id=event.event_id,
+                event_id=event.event_id,
                 occurred_at=event.occurred_at,
             ),
         ]
@@ -291,12 +284,18 @@ async def referral_checks(conn: AsyncConnection, member_id: str, event: Any) -> 
             member_id=row.referrer_member_id,
             referee_member_id=member_id,
             referral_source=row.source,
-            referral_event_id=row.event_id,
+            event_id=row.event_id,
             occurred_at=row.occurred_at,
-            trigger=f"{event.source}{INTERNAL_SOURCE_SEPARATOR}{event.event_id}",
         )
         for row in rows
     ]
+
+
+async def check_due(conn: AsyncConnection, program: Program, check: ReferrerCheck) -> bool:
+    """Whether a referrer check is to be applied: its referee is not new (read, not locked; the
+    check's handler decides again under the referrer's lock). A check not due writes nothing,
+    so that it can still be applied when a later event of the referee makes it due."""
+    return not await referee_is_new(conn, program, check.referee_member_id, check.occurred_at)
 
 
 async def referee_is_new(conn: AsyncConnection, program: Program, referee: str, referred_at: datetime) -> bool:
@@ -777,7 +776,7 @@ async def _referrer_check(conn, program: Program, account: Account, origin: Orig
     referral = (await conn.execute(_REFERRAL_OF, {"referee": check.referee_member_id})).first()
     ours = referral is not None and (referral.source, referral.event_id) == (
         check.referral_source,
-        check.referral_event_id,
+        check.event_id,
     )
     if not ours or await referee_is_new(conn, program, check.referee_member_id, check.occurred_at):
         return Result("applied", account.member_id)
