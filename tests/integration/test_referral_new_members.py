@@ -9,7 +9,7 @@ from itertools import permutations
 from sqlalchemy import text
 
 from tests.conftest import NOW, truncate_all
-from tests.factories import purchase, referral, signup
+from tests.factories import purchase, referral, refund, review, signup
 from tests.ledger_views import earned_by_event
 from worker.domain.engine import parse_program_data
 from worker.domain.program import DEFAULT_PROGRAM
@@ -190,3 +190,18 @@ async def test_a_referral_of_a_new_member_pays_in_every_arrival_order(db):
     # is A's first too.
     expected = ((350, 350), {"ref-1": 200, "p-a": 150}, {"s-b": 50, "ref-1": 100, "p-b1": 200})
     assert {order: result for order, result in results.items() if result != expected} == {}
+
+
+async def test_a_refund_or_review_alone_does_not_enrol_in_either_order(db):
+    old = "2026-10-01T10:00:00+08:00"  # 50 days before the referral
+    events = [
+        refund("B", "o-9", "10.00", occurred_at=old, event_id="r-b"),
+        review("B", "o-9", "SKU-1", occurred_at=old, event_id="rv-b"),
+        referral("A", "B", occurred_at=REFERRED_AT, event_id="ref-1"),
+    ]
+    for order in ((0, 1, 2), (2, 0, 1)):
+        await truncate_all(db)
+        for index in order:
+            await process(db, dict(events[index]))
+        # Both wait for a purchase that never came: B is new when referred.
+        assert await available(db, "A", "B") == [200, 100], order

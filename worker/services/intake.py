@@ -263,17 +263,17 @@ async def _process(engine: AsyncEngine, program: Program, raw: Any, *, now: date
     if result.status == "conflict":
         return await _reject(engine, raw, _conflict_reason(event), event)
     await _apply_follow_ups(engine, program, raw, follow_ups(event), apply)
-    await _apply_follow_ups(engine, program, raw, await _referral_checks(engine, event, result), apply)
+    await _apply_follow_ups(engine, program, raw, await _referral_checks(engine, result), apply)
     return _outcome(event, result)
 
 
-async def _referral_checks(engine: AsyncEngine, event: Any, result: Result) -> list:
+async def _referral_checks(engine: AsyncEngine, result: Result) -> list:
     """The referrer checks a late event asks for (ledger.referral_checks); a duplicate asks too,
     since it may be the redelivery of a late event whose checks were not applied before a crash."""
     if result.status != "duplicate" and "re_evaluated" not in result.detail:
         return []
     async with engine.connect() as conn:
-        return await referral_checks(conn, result.member_id, event)
+        return await referral_checks(conn, result.member_id)
 
 
 async def _apply_follow_ups(engine: AsyncEngine, program: Program, raw: Any, effects: list, apply: Apply) -> None:
@@ -359,7 +359,7 @@ async def process_batch(
         for (index, _), event in zip(valid, resolved, strict=True):
             by_member.setdefault(event.member_id, []).append((index, event))
     effects = []
-    settled: list[tuple[Any, Any, Result]] = []  # for the referrer checks, once the batch's connection is back
+    settled: list[tuple[Any, Result]] = []  # for the referrer checks, once the batch's connection is back
     refused: list[tuple[int, Any, str]] = []
     # One connection for the whole batch (no checkout per member), one transaction per group.
     member_ids = sorted(by_member)
@@ -380,11 +380,11 @@ async def process_batch(
                 else:
                     outcomes[applied.index] = _outcome(event, result)
                     effects.append((raws[applied.index], follow_ups(event)))
-                    settled.append((raws[applied.index], event, result))
+                    settled.append((raws[applied.index], result))
     for index, event, reason in refused:
         outcomes[index] = await _reject(engine, raws[index], reason, event)
-    for raw, event, result in settled:
-        effects.append((raw, await _referral_checks(engine, event, result)))
+    for raw, result in settled:
+        effects.append((raw, await _referral_checks(engine, result)))
     for raw, follow in effects:
         await _apply_follow_ups(engine, program, raw, follow, own_transaction(engine, strict))
     final = [o for o in outcomes if o is not None]

@@ -150,22 +150,20 @@ _CLAIM_REFERRAL = text(
 )
 _REFERRAL_OF = text("SELECT referrer_member_id, source, event_id FROM referrals WHERE referee_member_id = :referee")
 # What decides whether a referral pays (worker/domain/referrals.py): the referee's events that
-# occurred before it, by event time. Their own events only: a source with ':' is an effect the
-# engine derived (the referee bonus itself, a birthday gift), not something the member did.
+# occurred before it, by event time, of the types that show enrolment.
 _REFEREE_BEFORE = text(
     """
     SELECT min(occurred_at) AS first_event_at, coalesce(bool_or(event_type = 'purchase'), false) AS purchased_before
     FROM processed_events
-    WHERE member_id = :referee AND occurred_at < :referred_at AND strpos(source, ':') = 0
+    WHERE member_id = :referee AND occurred_at < :referred_at AND event_type = ANY(:types)
     """
-)
-# The referral a member is the referee of, when it occurred after `before` (event time): an
-# event of the referee earlier than the referral may make it one that does not pay.
-_REFERRAL_AFTER = text(
+).bindparams(bindparam("types"))
+# The referral a member is the referee of, with its time.
+_REFERRAL_AS_REFEREE = text(
     """
     SELECT r.referrer_member_id, r.source, r.event_id, p.occurred_at FROM referrals r
     JOIN processed_events p ON p.source = r.source AND p.event_id = r.event_id
-    WHERE r.referee_member_id = :referee AND p.occurred_at > :before
+    WHERE r.referee_member_id = :referee
     """
 )
 
@@ -274,11 +272,11 @@ def follow_ups(event: Any) -> list[RefereeBonus | ReferrerCheck]:
     return []
 
 
-async def referral_checks(conn: AsyncConnection, member_id: str, event: Any) -> list[ReferrerCheck]:
-    """The referrer checks an event of `member_id` asks for: one when the member is the referee
-    of a referral that occurred after the event. Asked after a late event (or a redelivery of
-    one) only: an event on time for its member was seen by the referee bonus already."""
-    rows = (await conn.execute(_REFERRAL_AFTER, {"referee": member_id, "before": event.occurred_at})).all()
+async def referral_checks(conn: AsyncConnection, member_id: str) -> list[ReferrerCheck]:
+    """The referrer check a late event of `member_id` asks for (or a redelivery of one): one
+    when the member is a referee (`check_due` then says whether it is applied). An event on
+    time for its member was seen by the referee bonus and the check after it already."""
+    rows = (await conn.execute(_REFERRAL_AS_REFEREE, {"referee": member_id})).all()
     return [
         ReferrerCheck(
             member_id=row.referrer_member_id,
@@ -300,7 +298,8 @@ async def check_due(conn: AsyncConnection, program: Program, check: ReferrerChec
 
 async def referee_is_new(conn: AsyncConnection, program: Program, referee: str, referred_at: datetime) -> bool:
     """Whether a referral of `referee` at `referred_at` pays, from the referee's stored events."""
-    facts = (await conn.execute(_REFEREE_BEFORE, {"referee": referee, "referred_at": referred_at})).one()
+    params = {"referee": referee, "referred_at": referred_at, "types": list(referrals.ENROLMENT_TYPES)}
+    facts = (await conn.execute(_REFEREE_BEFORE, params)).one()
     return referrals.referee_is_new(
         referred_at, facts.first_event_at, facts.purchased_before, program.referral.referee_new_days
     )

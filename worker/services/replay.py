@@ -26,7 +26,7 @@ from sqlalchemy import bindparam, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from worker.domain import reevaluation
+from worker.domain import reevaluation, referrals
 from worker.domain.engine import Award, rules_of
 from worker.domain.program import Program
 from worker.services import accounts
@@ -65,7 +65,8 @@ _REFERRALS_WON = text(
         SELECT min(e.occurred_at) AS first_event_at,
                coalesce(bool_or(e.event_type = 'purchase'), false) AS purchased_before
         FROM processed_events e
-        WHERE e.member_id = r.referee_member_id AND e.occurred_at < p.occurred_at AND strpos(e.source, ':') = 0
+        WHERE e.member_id = r.referee_member_id AND e.occurred_at < p.occurred_at
+          AND e.event_type = ANY(CAST(:enrolment_types AS text[]))
     ) f
     """
 )
@@ -135,7 +136,7 @@ async def load(
         found[row.member_id].events.append(row)
     for entry in (await conn.execute(_ENTRIES, ids)).mappings():
         found[entry["member_id"]].entries.append(dict(entry))
-    for row in await conn.execute(_REFERRALS_WON, ids):
+    for row in await conn.execute(_REFERRALS_WON, {**ids, "enrolment_types": list(referrals.ENROLMENT_TYPES)}):
         found[row.member_id].referrals_won.add((row.source, row.event_id))
         found[row.member_id].referees[(row.source, row.event_id)] = RefereeFacts(
             row.first_event_at, row.purchased_before
