@@ -4,6 +4,7 @@ the real ledger, in every arrival order; a late purchase of the referee takes bo
 
 from __future__ import annotations
 
+import asyncio
 from itertools import permutations
 
 from sqlalchemy import text
@@ -15,6 +16,7 @@ from worker.domain.engine import parse_program_data
 from worker.domain.program import DEFAULT_PROGRAM
 from worker.services import intake, members
 from worker.services.audit import audit_all
+from worker.services.group_commit import GroupCommit
 
 REFERRED_AT = "2026-11-20T10:00:00+08:00"
 
@@ -205,3 +207,27 @@ async def test_a_refund_or_review_alone_does_not_enrol_in_either_order(db):
             await process(db, dict(events[index]))
         # Both wait for a purchase that never came: B is new when referred.
         assert await available(db, "A", "B") == [200, 100], order
+
+
+async def test_through_group_commit_a_purchase_sent_with_the_referral_unmakes_it(db):
+    group = GroupCommit(db, group_max=16, wait_ms=5, concurrency=2, strict=True)
+    events = [
+        signup("B", occurred_at="2026-11-10T10:00:00+08:00"),
+        referral("A", "B", occurred_at=REFERRED_AT, event_id="ref-1"),
+        purchase("B", "100.00", occurred_at="2026-11-15T10:00:00+08:00"),
+        signup("C", occurred_at="2026-11-10T10:00:00+08:00"),
+        referral("A", "C", occurred_at=REFERRED_AT, event_id="ref-2"),
+    ]
+    try:
+        outcomes = await asyncio.gather(
+            *(intake.process(db, DEFAULT_PROGRAM, e, now=NOW, strict=True, apply=group.apply) for e in events)
+        )
+    finally:
+        await group.stop()
+
+    assert {o.status for o in outcomes} == {"applied"}
+    # B was not new, C was: in one group the referral sees B's purchase claimed with it; in
+    # groups of their own, the referrer check after B's bonus takes A's 200 back.
+    assert await available(db, "A", "B", "C") == [200, 250, 150]
+    assert await earned_by_event(db, "A") == {"ref-2": 200}
+    assert (await audit_all(db)).clean
