@@ -114,6 +114,8 @@ orders = Table(
     Column("refunded_amount", Numeric(14, 2), nullable=False),
     Column("lot_id", BigInteger),
     Column("purchased_at", TS),
+    Column("bonus_points", BigInteger, nullable=False),
+    Column("bonus_reversed", BigInteger, nullable=False),
 )
 
 refunds = Table(

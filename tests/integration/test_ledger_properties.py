@@ -158,7 +158,8 @@ async def check_invariants(engine, events: list[dict]) -> None:
                     reversed_[key] = reversed_.get(key, 0) - rules["refund"]
                 elif (member_id, event_id) in {(m, e) for (m, _), e in purchase_of.items()}:
                     key = next(k for k, v in purchase_of.items() if v == event_id and k[0] == member_id)
-                    earned[key] = earned.get(key, 0) + sum(p for r, p in rules.items() if r != "first_purchase")
+                    # Its bonuses too: a full refund takes back the first-purchase bonus with the rest.
+                    earned[key] = earned.get(key, 0) + sum(rules.values())
         for key, points in reversed_.items():
             assert 0 <= points <= earned.get(key, 0), (key, points, earned.get(key))
         orders = (

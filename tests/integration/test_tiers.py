@@ -52,7 +52,7 @@ async def test_automatic_a_refund_takes_the_member_back_down_at_once(db):
     await process(db, purchase("M1", "1000.00", order_id="o-1", occurred_at="2026-11-02T10:00:00+08:00"), AUTOMATIC)
     silver = await view(db, "M1", AUTOMATIC)
 
-    # When the order is refunded in full: its 1000 points go, the bonus stays.
+    # When the order is refunded in full: its 1000 points go, and its first-purchase bonus with them.
     await process(db, refund("M1", "o-1", "1000.00", occurred_at="2026-11-05T10:00:00+08:00"), AUTOMATIC)
     after = await view(db, "M1", AUTOMATIC)
 
@@ -60,9 +60,9 @@ async def test_automatic_a_refund_takes_the_member_back_down_at_once(db):
     assert (silver["tier"], silver["qualifying_points"]) == ("Silver", 1100)
     assert (after["tier"], after["qualifying_points"], after["next_tier"], after["points_to_next_tier"]) == (
         "Regular",
-        100,
+        0,
         "Silver",
-        900,
+        1000,
     )
     assert await changes(db, "M1") == [("Regular", "Silver", "upgrade"), ("Silver", "Regular", "downgrade")]
     assert await rows(db, "SELECT source, event_id, occurred_at FROM tier_changes WHERE reason = 'downgrade'") == [

@@ -295,3 +295,35 @@ def test_a_rule_language_file_may_use_every_tier_setting_the_ledger_applies():
     )
     tiers = rules_of(loaded).tiers
     assert (tiers.basis, tiers.downgrade) == ("amount", "automatic")
+
+
+def test_refund_and_referral_settings_read_in_either_shape(tmp_path):
+    settings = "[referral]\nreferee_new_days = 10\n[refunds]\nreverse_bonuses = false\n"
+
+    rule_language = load_text(tmp_path, TIERS + RULES + settings)
+    old_shape = load_text(tmp_path, settings)
+    default = load_text(tmp_path, TIERS + RULES)
+
+    for loaded in (rule_language, old_shape):
+        assert (loaded.referral.referee_new_days, loaded.refunds.reverse_bonuses) == (10, False)
+    assert (default.referral.referee_new_days, default.refunds.reverse_bonuses) == (30, True)
+    assert (DEFAULT_PROGRAM.referral.referee_new_days, DEFAULT_PROGRAM.refunds.reverse_bonuses) == (30, True)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "[referral]\nreferrer_points = 5\nreferee_new_days = 10\n",
+            "referral.referrer_points: earning rules of a rule-language file are its [[rules]]; remove this key",
+        ),
+        ("[refunds]\nreverse = false\n", "refunds.reverse: unknown key"),
+        (
+            '[refunds]\nreverse_bonuses = "maybe"\n',
+            "refunds.reverse_bonuses: must be a valid boolean, unable to interpret input",
+        ),
+        ("[referral]\nreferee_new_days = -1\n", "referral.referee_new_days: must be greater than or equal to 0"),
+    ],
+)
+def test_refund_and_referral_settings_are_checked_in_a_rule_language_file(tmp_path, text, expected):
+    assert error_for(tmp_path, TIERS + RULES + text) == expected

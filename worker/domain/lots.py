@@ -53,3 +53,14 @@ def refund_reversal(
     refunded_total = min(refunded_before + refund_amount, order_amount)
     due_total = min(floor_points(Decimal(order_points) * refunded_total / order_amount), order_points)
     return max(due_total - reversed_before, 0)
+
+
+def refund_bonus_reversal(
+    bonus_points: int, order_amount: Decimal, refunded_before: Decimal, refund_amount: Decimal, reversed_before: int
+) -> int:
+    """The fixed points of an order (everything its purchase earned beyond the amount-based
+    points) to take back for one refund: all of them, once, by the refund that brings the
+    running refund total to the order's amount; nothing for a partial refund."""
+    if order_amount <= 0 or min(refunded_before + refund_amount, order_amount) < order_amount:
+        return 0
+    return max(bonus_points - reversed_before, 0)

@@ -104,6 +104,15 @@ class Review(_Section):
 class Referral(_Section):
     referrer_points: Points = 200
     referee_points: Points = 100
+    # A referral pays only for a new member: one whose first event occurred at most this many
+    # days before the referral, with no purchase before it (event time; docs/program.md).
+    referee_new_days: Annotated[int, Field(ge=0, le=3660)] = 30
+
+
+class Refunds(_Section):
+    # A full refund also takes back the fixed points its purchase earned (first-purchase and
+    # minimum-order bonuses); a partial refund takes back the amount-based points only.
+    reverse_bonuses: bool = True
 
 
 class Nudge(_Section):
@@ -242,6 +251,7 @@ class Program(_Section):
     check_in: CheckIn = CheckIn()
     review: Review = Review()
     referral: Referral = Referral()
+    refunds: Refunds = Refunds()
     nudge: Nudge = Nudge()
     expiry: Expiry = Expiry()
     pending: Pending = Pending()

@@ -27,6 +27,12 @@ class Earned:
     def points(self) -> int:
         return sum(a.points for a in self.awards)
 
+    @property
+    def bonus_points(self) -> int:
+        """What a purchase earned beyond its order's amount-based points (its fixed bonuses),
+        which only a full refund takes back."""
+        return self.points - self.order_points
+
 
 def evaluate_for(
     program: Program,

@@ -154,7 +154,7 @@ async def apply_group(
                 is_late = claim.stored is not None and account.is_late(Origin.of(event))
                 erased = rows[member_id]["erased_at"] is not None
                 result = await apply_claimed(conn, program, account, event, claim, erased=erased, replay_now=False)
-                if is_late and result.status == "applied":
+                if (is_late and result.status == "applied") or ledger.re_evaluates(event, result):
                     late[member_id] = (index, claim, result)
                 done[index] = Applied(index, event, result)
         if staging:

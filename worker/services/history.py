@@ -9,7 +9,9 @@ two to the same results: events applied in order (the handlers alone) and the sa
 shuffled (the handlers, then this replay on every late event) give the same ledger.
 
 Who referred whom is decided across members when a referral is applied (one referrer per
-referee, the first to arrive); the replay takes that decision as given (`referrals_won`).
+referee, the first to arrive); the replay takes that decision as given (`referrals_won`), and
+the referee's events before each referral as they are stored (`referees`), from which it
+decides, as the ledger does, whether the referral pays (worker/domain/referrals.py).
 """
 
 from __future__ import annotations
@@ -19,8 +21,9 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from worker.domain import referrals
 from worker.domain.engine import validate_state
-from worker.domain.lots import refund_reversal
+from worker.domain.lots import refund_bonus_reversal, refund_reversal
 from worker.domain.program import Program
 from worker.domain.reevaluation import EventKey
 from worker.services import accounts
@@ -34,11 +37,21 @@ class _Order:
     points_earned: int = 0
     points_reversed: int = 0
     refunded_amount: Decimal = Decimal(0)
+    bonus_points: int = 0
+    bonus_reversed: int = 0
     waiting_refunds: list[Any] = field(default_factory=list)
     refund_ids: set[str] = field(default_factory=set)
     # The purchase that earned for the order: the first by occurrence when an order id repeats.
     currency: str | None = None
     purchased_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class RefereeFacts:
+    """The referee's own events before a referral: the first one's time, and whether any was a purchase."""
+
+    first_event_at: datetime | None
+    purchased_before: bool
 
 
 @dataclass
@@ -56,10 +69,17 @@ class History:
 
 
 class _Replay:
-    def __init__(self, program: Program, account: Account, referrals_won: set[EventKey]):
+    def __init__(
+        self,
+        program: Program,
+        account: Account,
+        referrals_won: set[EventKey],
+        referees: dict[EventKey, RefereeFacts] | None = None,
+    ):
         self.program = program
         self.account = account
         self.referrals_won = referrals_won
+        self.referees = referees or {}
         self.orders: dict[str, _Order] = {}
         self.purchases = 0
         self.reviews: dict[tuple[str, str], dict] = {}
@@ -97,7 +117,11 @@ class _Replay:
         accounts.count_spend(self.account, payload.amount)
         waiting = order
         order = self.orders[payload.order_id] = _Order(
-            payload.amount, outcome.order_points, currency=payload.currency, purchased_at=origin.occurred_at
+            payload.amount,
+            outcome.order_points,
+            bonus_points=outcome.bonus_points,
+            currency=payload.currency,
+            purchased_at=origin.occurred_at,
         )
         self.purchases += 1
         if waiting is not None:
@@ -112,17 +136,23 @@ class _Replay:
     def _apply_refund(self, origin: Origin, order_id: str, order: _Order, refund_id: str, amount: Decimal) -> None:
         assert order.amount is not None
         due = refund_reversal(order.points_earned, order.amount, order.refunded_amount, amount, order.points_reversed)
-        if due > 0:
-            self.credit(origin, "refund", -due)
-            self.account.qualifying -= due
+        bonus = 0
+        if self.program.refunds.reverse_bonuses:
+            bonus = refund_bonus_reversal(
+                order.bonus_points, order.amount, order.refunded_amount, amount, order.bonus_reversed
+            )
+        if due + bonus > 0:
+            self.credit(origin, "refund", -(due + bonus))
+            self.account.qualifying -= due + bonus
         accounts.count_spend(self.account, order.refunded_amount - min(order.refunded_amount + amount, order.amount))
         order.refunded_amount = min(order.refunded_amount + amount, order.amount)
         order.points_reversed += due
+        order.bonus_reversed += bonus
         self.refunds[(order_id, refund_id)] = {
             "order_id": order_id,
             "refund_id": refund_id,
             "status": "applied",
-            "points_reversed": due,
+            "points_reversed": due + bonus,
         }
 
     def _refund(self, origin: Origin, event: Any) -> None:
@@ -211,8 +241,17 @@ class _Replay:
                 del self.reviews[key]
             self.book(origin, outcome)
 
+    def _pays(self, origin: Origin) -> bool:
+        """As the ledger's referral handlers: a referral won, of a referee who is new."""
+        key = (origin.source, origin.event_id)
+        if key not in self.referrals_won:
+            return False
+        facts = self.referees.get(key, RefereeFacts(None, False))
+        days = self.program.referral.referee_new_days
+        return referrals.referee_is_new(origin.occurred_at, facts.first_event_at, facts.purchased_before, days)
+
     def _referral(self, origin: Origin, event: Any) -> None:
-        if (origin.source, origin.event_id) not in self.referrals_won:
+        if not self._pays(origin):
             return
         referee = event.payload.referee_member_id
         self.book(
@@ -223,7 +262,7 @@ class _Replay:
         )
 
     def _referral_referee(self, origin: Origin, bonus: Any) -> None:
-        if (origin.source, origin.event_id) not in self.referrals_won:
+        if not self._pays(origin):
             return
         self.book(
             origin,
@@ -251,6 +290,7 @@ def replay(
     events: list[Any],
     referrals_won: set[EventKey],
     programs: list[Program] | None = None,
+    referees: dict[EventKey, RefereeFacts] | None = None,
 ) -> History:
     """Replay `events` (already in occurrence order) on a member who had none, with `member`'s
     operator floor and review baselines; each event with its program in `programs` (the
@@ -270,7 +310,7 @@ def replay(
         baseline=member.baseline,
         amount_baseline=member.amount_baseline,
     )
-    run = _Replay(program, account, referrals_won)
+    run = _Replay(program, account, referrals_won, referees)
     for event, applied_with in zip(events, programs or [program] * len(events), strict=True):
         run.program = applied_with
         run.apply(event)
@@ -283,6 +323,8 @@ def replay(
             "points_earned": o.points_earned,
             "points_reversed": o.points_reversed,
             "refunded_amount": str(o.refunded_amount),
+            "bonus_points": o.bonus_points,
+            "bonus_reversed": o.bonus_reversed,
         }
         for order_id, o in run.orders.items()
         if o.amount is not None

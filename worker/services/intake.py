@@ -33,7 +33,7 @@ from worker.domain.program import Program
 from worker.services import audit, group_apply, identities
 from worker.services.erasure import ERASED_RAW
 from worker.services.group_apply import Applied
-from worker.services.ledger import Result, apply_event, follow_ups
+from worker.services.ledger import ReferrerCheck, Result, apply_event, check_due, follow_ups, referral_checks
 
 # A batch message is one POS end-of-day upload or one backfill page; larger ones are split
 # by the producer (`loyalty publish --batch`).
@@ -270,11 +270,25 @@ async def _process(engine: AsyncEngine, program: Program, raw: Any, *, now: date
     if result.status == "conflict":
         return await _reject(engine, raw, _conflict_reason(event), event)
     await _apply_follow_ups(engine, program, raw, follow_ups(event), apply)
+    await _apply_follow_ups(engine, program, raw, await _referral_checks(engine, result), apply)
     return _outcome(event, result)
+
+
+async def _referral_checks(engine: AsyncEngine, result: Result) -> list:
+    """The referrer checks a late event asks for (ledger.referral_checks); a duplicate asks too,
+    since it may be the redelivery of a late event whose checks were not applied before a crash."""
+    if result.status != "duplicate" and "re_evaluated" not in result.detail:
+        return []
+    async with engine.connect() as conn:
+        return await referral_checks(conn, result.member_id)
 
 
 async def _apply_follow_ups(engine: AsyncEngine, program: Program, raw: Any, effects: list, apply: Apply) -> None:
     for effect in effects:
+        if isinstance(effect, ReferrerCheck):  # decided after the effects before it are committed
+            async with engine.connect() as conn:
+                if not await check_due(conn, program, effect):
+                    continue
         try:
             await apply(program, effect)
         except (InvalidEvent, DBAPIError) as error:
@@ -352,6 +366,7 @@ async def process_batch(
         for (index, _), event in zip(valid, resolved, strict=True):
             by_member.setdefault(event.member_id, []).append((index, event))
     effects = []
+    settled: list[tuple[Any, Result]] = []  # for the referrer checks, once the batch's connection is back
     refused: list[tuple[int, Any, str]] = []
     # One connection for the whole batch (no checkout per member), one transaction per group.
     member_ids = sorted(by_member)
@@ -372,8 +387,11 @@ async def process_batch(
                 else:
                     outcomes[applied.index] = _outcome(event, result)
                     effects.append((raws[applied.index], follow_ups(event)))
+                    settled.append((raws[applied.index], result))
     for index, event, reason in refused:
         outcomes[index] = await _reject(engine, raws[index], reason, event)
+    for raw, result in settled:
+        effects.append((raw, await _referral_checks(engine, result)))
     for raw, follow in effects:
         await _apply_follow_ups(engine, program, raw, follow, own_transaction(engine, strict))
     final = [o for o in outcomes if o is not None]

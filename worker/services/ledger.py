@@ -15,7 +15,7 @@ from sqlalchemy import bindparam, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from worker.domain import engine
+from worker.domain import engine, referrals
 from worker.domain.engine import Award
 from worker.domain.errors import InvalidEvent, MemberMerged
 from worker.domain.events import (
@@ -31,7 +31,7 @@ from worker.domain.events import (
     payload_hash,
     without_personal,
 )
-from worker.domain.lots import refund_reversal
+from worker.domain.lots import refund_bonus_reversal, refund_reversal
 from worker.domain.program import Program
 from worker.services import accounts, identities, mall, replay
 from worker.services.accounts import Account, Origin
@@ -69,17 +69,17 @@ _PURCHASE_COUNT = text("SELECT count(*) FROM orders WHERE member_id = :member_id
 
 _ORDER = text(
     """
-    SELECT amount, points_earned, points_reversed, refunded_amount, lot_id
+    SELECT amount, points_earned, points_reversed, refunded_amount, lot_id, bonus_points, bonus_reversed
     FROM orders WHERE member_id = :member_id AND order_id = :order_id
     """
 )
 _UPSERT_ORDER = text(
     """
-    INSERT INTO orders AS o (member_id, order_id, amount, currency, points_earned, lot_id, purchased_at)
-    VALUES (:member_id, :order_id, :amount, :currency, :points_earned, :lot_id, :purchased_at)
+    INSERT INTO orders AS o (member_id, order_id, amount, currency, points_earned, lot_id, purchased_at, bonus_points)
+    VALUES (:member_id, :order_id, :amount, :currency, :points_earned, :lot_id, :purchased_at, :bonus_points)
     ON CONFLICT (member_id, order_id) DO UPDATE SET
         amount = EXCLUDED.amount, currency = EXCLUDED.currency, points_earned = EXCLUDED.points_earned,
-        lot_id = EXCLUDED.lot_id, purchased_at = EXCLUDED.purchased_at
+        lot_id = EXCLUDED.lot_id, purchased_at = EXCLUDED.purchased_at, bonus_points = EXCLUDED.bonus_points
     """
 )
 _DEFERRED_APPLIED = text(
@@ -93,7 +93,8 @@ _WAITING_ORDER = text(
 )
 _ORDER_REFUNDED = text(
     """
-    UPDATE orders SET refunded_amount = :refunded_amount, points_reversed = :points_reversed
+    UPDATE orders SET refunded_amount = :refunded_amount, points_reversed = :points_reversed,
+        bonus_reversed = :bonus_reversed
     WHERE member_id = :member_id AND order_id = :order_id
     """
 )
@@ -152,6 +153,23 @@ _CLAIM_REFERRAL = text(
     """
 )
 _REFERRAL_OF = text("SELECT referrer_member_id, source, event_id FROM referrals WHERE referee_member_id = :referee")
+# What decides whether a referral pays (worker/domain/referrals.py): the referee's events that
+# occurred before it, by event time, of the types that show enrolment.
+_REFEREE_BEFORE = text(
+    """
+    SELECT min(occurred_at) AS first_event_at, coalesce(bool_or(event_type = 'purchase'), false) AS purchased_before
+    FROM processed_events
+    WHERE member_id = :referee AND occurred_at < :referred_at AND event_type = ANY(:types)
+    """
+).bindparams(bindparam("types"))
+# The referral a member is the referee of, with its time.
+_REFERRAL_AS_REFEREE = text(
+    """
+    SELECT r.referrer_member_id, r.source, r.event_id, p.occurred_at FROM referrals r
+    JOIN processed_events p ON p.source = r.source AND p.event_id = r.event_id
+    WHERE r.referee_member_id = :referee
+    """
+)
 
 
 # Two members referring each other share one pair key, unique in referrals: of two such
@@ -214,7 +232,28 @@ class BirthdayGift:
         return f"job{INTERNAL_SOURCE_SEPARATOR}birthday", f"{self.year}:{self.member_id}"
 
 
-def follow_ups(event: Any) -> list[RefereeBonus]:
+@dataclass(frozen=True)
+class ReferrerCheck:
+    """A referral that no longer pays, taken back on the referrer's own account: its history is
+    evaluated again, which gives the referral nothing. Asked once the referee's side is decided
+    (after the referee bonus, and after a late event of the referee that occurred before the
+    referral) and applied only when the referee is not new (`check_due`). Whether a referee is
+    new only ever changes from yes to no (events are only added), so one check per referral,
+    claimed under the referral's event id, is all it takes; a redelivery finds it claimed."""
+
+    member_id: str  # the referrer
+    referee_member_id: str
+    referral_source: str
+    event_id: str  # the referral's
+    occurred_at: datetime  # the referral's
+    type: str = "referrer_check"
+
+    @property
+    def source(self) -> str:
+        return f"{self.referral_source}{INTERNAL_SOURCE_SEPARATOR}referrer_check"
+
+
+def follow_ups(event: Any) -> list[RefereeBonus | ReferrerCheck]:
     """Single-member effects an event causes beyond its own member, derived from the event alone
     so that a redelivered message recreates them (they are idempotent on their own keys)."""
     if isinstance(event, ReferralEvent):
@@ -225,9 +264,49 @@ def follow_ups(event: Any) -> list[RefereeBonus]:
                 source=event.source,
                 event_id=event.event_id,
                 occurred_at=event.occurred_at,
-            )
+            ),
+            ReferrerCheck(
+                member_id=event.member_id,
+                referee_member_id=event.payload.referee_member_id,
+                referral_source=event.source,
+                event_id=event.event_id,
+                occurred_at=event.occurred_at,
+            ),
         ]
     return []
+
+
+async def referral_checks(conn: AsyncConnection, member_id: str) -> list[ReferrerCheck]:
+    """The referrer check a late event of `member_id` asks for (or a redelivery of one): one
+    when the member is a referee (`check_due` then says whether it is applied). An event on
+    time for its member was seen by the referee bonus and the check after it already."""
+    rows = (await conn.execute(_REFERRAL_AS_REFEREE, {"referee": member_id})).all()
+    return [
+        ReferrerCheck(
+            member_id=row.referrer_member_id,
+            referee_member_id=member_id,
+            referral_source=row.source,
+            event_id=row.event_id,
+            occurred_at=row.occurred_at,
+        )
+        for row in rows
+    ]
+
+
+async def check_due(conn: AsyncConnection, program: Program, check: ReferrerCheck) -> bool:
+    """Whether a referrer check is to be applied: its referee is not new (read, not locked; the
+    check's handler decides again under the referrer's lock). A check not due writes nothing,
+    so that it can still be applied when a later event of the referee makes it due."""
+    return not await referee_is_new(conn, program, check.referee_member_id, check.occurred_at)
+
+
+async def referee_is_new(conn: AsyncConnection, program: Program, referee: str, referred_at: datetime) -> bool:
+    """Whether a referral of `referee` at `referred_at` pays, from the referee's stored events."""
+    params = {"referee": referee, "referred_at": referred_at, "types": list(referrals.ENROLMENT_TYPES)}
+    facts = (await conn.execute(_REFEREE_BEFORE, params)).one()
+    return referrals.referee_is_new(
+        referred_at, facts.first_event_at, facts.purchased_before, program.referral.referee_new_days
+    )
 
 
 @dataclass(frozen=True)
@@ -309,15 +388,15 @@ async def apply_claimed(
     origin = Origin.of(event)
     handler = _HANDLERS[type(event)]
     result: Result = await handler(conn, program, account, origin, event)
+    late = claim.stored is not None and account.is_late(origin)
     if claim.stored is not None:
-        late = account.is_late(origin)
         account.saw(origin)
-        if late and result.status == "applied" and REEVALUATE and replay_now:
-            replayed = await replay.reevaluate(
-                conn, program, account, origin, types=REPLAYED_TYPES, erased=erased, stored_event=stored_event
-            )
-            if replayed is not None:
-                result = with_replay(result, replayed)
+    if (late or re_evaluates(event, result)) and result.status == "applied" and REEVALUATE and replay_now:
+        replayed = await replay.reevaluate(
+            conn, program, account, origin, types=REPLAYED_TYPES, erased=erased, stored_event=stored_event
+        )
+        if replayed is not None:
+            result = with_replay(result, replayed)
     return await close(conn, program, account, origin, claim, result)
 
 
@@ -389,6 +468,8 @@ def stored_form(event: Any, dumped: dict | None = None) -> dict | None:
         }
     if isinstance(event, BirthdayGift):
         return {"member_id": event.member_id, "year": event.year, "occurred_at": event.occurred_at.isoformat()}
+    if isinstance(event, ReferrerCheck):
+        return None
     if event.type in REPLAYED_TYPES:
         # The member it landed on, not the identity it was sent with: a replay parses it again.
         data = dict(dumped) if dumped is not None else event.model_dump(mode="json")
@@ -417,6 +498,8 @@ def _digest(event: Any, dumped: dict | None = None) -> str:
         return f"referee:{event.referrer_member_id}"
     if isinstance(event, BirthdayGift):
         return event.event_id
+    if isinstance(event, ReferrerCheck):
+        return f"referrer_check:{event.referee_member_id}"
     return payload_hash(event, dumped)
 
 
@@ -463,7 +546,8 @@ async def _purchase(conn, program: Program, account: Account, origin: Origin, ev
         account.profile["first_purchase_at"] = origin.occurred_at
     result = await _book(conn, program, account, origin, outcome, pending=program.pending.days > 0)
     accounts.count_spend(account, payload.amount)
-    # Reversals are for what the order itself earned; the one-off first-purchase bonus stays.
+    # A refund takes back the order's amount-based points in proportion, and its fixed
+    # bonuses (the first-purchase bonus, a minimum-order bonus) when it refunds the whole order.
     order_points = outcome.order_points
     lot_id = result.detail.get("lot_id")
     order_row = {
@@ -473,6 +557,7 @@ async def _purchase(conn, program: Program, account: Account, origin: Origin, ev
         "points_earned": order_points,
         "lot_id": lot_id,
         "purchased_at": origin.occurred_at,
+        "bonus_points": outcome.bonus_points,
     }
     if staged is not None:
         staged.upsert_order(order_row)
@@ -487,23 +572,30 @@ async def _purchase(conn, program: Program, account: Account, origin: Origin, ev
             "points_reversed": 0,
             "refunded_amount": 0,
             "lot_id": lot_id,
+            "bonus_points": outcome.bonus_points,
+            "bonus_reversed": 0,
         }
         for refund in waiting:
             refund_origin = Origin(refund["source"], refund["event_id"], "refund", refund["occurred_at"])
             state = await _apply_refund(
-                conn, account, refund_origin, order_key, state, refund["refund_id"], refund["amount"]
+                conn, program, account, refund_origin, order_key, state, refund["refund_id"], refund["amount"]
             )
             await conn.execute(_DEFERRED_APPLIED, {"source": refund["source"], "event_id": refund["event_id"]})
     return result
 
 
 async def _apply_refund(
-    conn, account: Account, origin: Origin, order_key: dict, order: dict, refund_id: str, amount
+    conn, program: Program, account: Account, origin: Origin, order_key: dict, order: dict, refund_id: str, amount
 ) -> dict:
     due = refund_reversal(
         order["points_earned"], order["amount"], order["refunded_amount"], amount, order["points_reversed"]
     )
-    if due > 0:
+    bonus = 0
+    if program.refunds.reverse_bonuses:
+        bonus = refund_bonus_reversal(
+            order["bonus_points"], order["amount"], order["refunded_amount"], amount, order["bonus_reversed"]
+        )
+    if due + bonus > 0:
         rule = {
             "rule": "refund",
             "order_id": order_key["order_id"],
@@ -512,18 +604,26 @@ async def _apply_refund(
             "order_amount": str(order["amount"]),
             "order_points": order["points_earned"],
         }
-        await accounts.reverse(conn, account, origin, due, own_lot_id=order["lot_id"], rules=[rule])
+        if bonus:
+            rule["bonus_points"] = bonus
+        await accounts.reverse(conn, account, origin, due + bonus, own_lot_id=order["lot_id"], rules=[rule])
     accounts.count_spend(account, order["refunded_amount"] - min(order["refunded_amount"] + amount, order["amount"]))
     order = {
         **order,
         "refunded_amount": min(order["refunded_amount"] + amount, order["amount"]),
         "points_reversed": order["points_reversed"] + due,
+        "bonus_reversed": order["bonus_reversed"] + bonus,
     }
     await conn.execute(
         _ORDER_REFUNDED,
-        {**order_key, "refunded_amount": order["refunded_amount"], "points_reversed": order["points_reversed"]},
+        {
+            **order_key,
+            "refunded_amount": order["refunded_amount"],
+            "points_reversed": order["points_reversed"],
+            "bonus_reversed": order["bonus_reversed"],
+        },
     )
-    await conn.execute(_REFUND_APPLIED, {**order_key, "refund_id": refund_id, "points_reversed": due})
+    await conn.execute(_REFUND_APPLIED, {**order_key, "refund_id": refund_id, "points_reversed": due + bonus})
     return order
 
 
@@ -553,7 +653,7 @@ async def _refund(conn, program: Program, account: Account, origin: Origin, even
         await conn.execute(_WAITING_ORDER, order_key)
         return Result("deferred", account.member_id, note="refund.waiting_for_purchase")
     before = account.opened["qualifying"]
-    await _apply_refund(conn, account, origin, order_key, dict(order), payload.refund_id, payload.amount)
+    await _apply_refund(conn, program, account, origin, order_key, dict(order), payload.refund_id, payload.amount)
     return Result("applied", account.member_id, points=account.qualifying - before)
 
 
@@ -655,6 +755,9 @@ async def _referral(conn, program: Program, account: Account, origin: Origin, ev
             # Not the referee's key: the pair's, taken by the referee referring this member.
             raise InvalidEvent(_circle_reason(referee, account.member_id, 1))
         return Result("applied", account.member_id, note="referral.referee_already_referred")
+    # The referee is referred (no other referral of them pays), but only a new member earns.
+    if not await referee_is_new(conn, program, referee, origin.occurred_at):
+        return Result("applied", account.member_id, note=referrals.NOT_NEW)
     outcome = evaluate_for(program, account, origin, event.payload.model_dump(), extra={"referee_member_id": referee})
     return await _book(conn, program, account, origin, outcome)
 
@@ -670,6 +773,8 @@ async def _referee_bonus(conn, program: Program, account: Account, origin: Origi
     referral = (await conn.execute(_REFERRAL_OF, {"referee": account.member_id})).first()
     if referral is None or (referral.source, referral.event_id) != (bonus.source, bonus.event_id):
         return Result("applied", account.member_id, note="referral.referee_already_referred")
+    if not await referee_is_new(conn, program, account.member_id, origin.occurred_at):
+        return Result("applied", account.member_id, note=referrals.NOT_NEW)
     outcome = evaluate_for(
         program,
         account,
@@ -679,6 +784,25 @@ async def _referee_bonus(conn, program: Program, account: Account, origin: Origi
         extra={"referrer_member_id": bonus.referrer_member_id},
     )
     return await _book(conn, program, account, origin, outcome)
+
+
+async def _referrer_check(conn, program: Program, account: Account, origin: Origin, check: ReferrerCheck) -> Result:
+    """Nothing when the referral still pays (or is not this referrer's); otherwise the note that
+    has the caller evaluate the referrer's history again (`re_evaluates`)."""
+    referral = (await conn.execute(_REFERRAL_OF, {"referee": check.referee_member_id})).first()
+    ours = referral is not None and (referral.source, referral.event_id) == (
+        check.referral_source,
+        check.event_id,
+    )
+    if not ours or await referee_is_new(conn, program, check.referee_member_id, check.occurred_at):
+        return Result("applied", account.member_id)
+    return Result("applied", account.member_id, note=referrals.NOT_NEW)
+
+
+def re_evaluates(event: Any, result: Result) -> bool:
+    """Whether an event has its member's history evaluated again though it is not late: a
+    referrer check that found the referee not new."""
+    return isinstance(event, ReferrerCheck) and result.status == "applied" and result.note == referrals.NOT_NEW
 
 
 async def _birthday_gift(conn, program: Program, account: Account, origin: Origin, gift: BirthdayGift) -> Result:
@@ -700,6 +824,7 @@ _HANDLERS = {
     ReviewEvent: _review,
     ReferralEvent: _referral,
     RefereeBonus: _referee_bonus,
+    ReferrerCheck: _referrer_check,
     BirthdayGift: _birthday_gift,
     mall.RedemptionEvent: mall.redeem,
     mall.RedemptionCancelEvent: mall.cancel,

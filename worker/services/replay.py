@@ -26,12 +26,12 @@ from sqlalchemy import bindparam, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from worker.domain import reevaluation
+from worker.domain import reevaluation, referrals
 from worker.domain.engine import Award, rules_of
 from worker.domain.program import Program
 from worker.services import accounts
 from worker.services.accounts import Account, Origin
-from worker.services.history import History, replay
+from worker.services.history import History, RefereeFacts, replay
 from worker.services.program_versions import known_program, remember, stored_program
 
 log = structlog.get_logger(__name__)
@@ -53,18 +53,31 @@ _ENTRIES = text(
     """
 ).bindparams(bindparam("member_ids"))
 _VERSION = text("SELECT content FROM program_versions WHERE version = :version")
+# With each referral, what decides whether it pays (ledger.referee_is_new): the referee's own
+# events before it, as they are stored now, so both halves of a referral replay alike.
 _REFERRALS_WON = text(
     """
-    SELECT m.id AS member_id, r.source, r.event_id FROM unnest(CAST(:member_ids AS text[])) AS m(id)
+    SELECT m.id AS member_id, r.source, r.event_id, f.first_event_at, f.purchased_before
+    FROM unnest(CAST(:member_ids AS text[])) AS m(id)
     JOIN referrals r ON r.referrer_member_id = m.id OR r.referee_member_id = m.id
+    JOIN processed_events p ON p.source = r.source AND p.event_id = r.event_id
+    CROSS JOIN LATERAL (
+        SELECT min(e.occurred_at) AS first_event_at,
+               coalesce(bool_or(e.event_type = 'purchase'), false) AS purchased_before
+        FROM processed_events e
+        WHERE e.member_id = r.referee_member_id AND e.occurred_at < p.occurred_at
+          AND e.event_type = ANY(CAST(:enrolment_types AS text[]))
+    ) f
     """
 )
 _SYNC_ORDERS = text(
     """
     UPDATE orders o SET amount = s.amount, currency = s.currency, purchased_at = s.purchased_at,
-        points_earned = s.points_earned, points_reversed = s.points_reversed, refunded_amount = s.refunded_amount
+        points_earned = s.points_earned, points_reversed = s.points_reversed, refunded_amount = s.refunded_amount,
+        bonus_points = s.bonus_points, bonus_reversed = s.bonus_reversed
     FROM jsonb_to_recordset(:rows) AS s(order_id text, amount numeric, currency text, purchased_at timestamptz,
-                                        points_earned bigint, points_reversed bigint, refunded_amount numeric)
+                                        points_earned bigint, points_reversed bigint, refunded_amount numeric,
+                                        bonus_points bigint, bonus_reversed bigint)
     WHERE o.member_id = :member_id AND o.order_id = s.order_id
     """
 ).bindparams(bindparam("rows", type_=JSONB))
@@ -107,6 +120,8 @@ class Stored:
     events: list[Any] = field(default_factory=list)  # processed_events rows
     entries: list[dict] = field(default_factory=list)
     referrals_won: set[tuple[str, str]] = field(default_factory=set)
+    # referral -> the referee's first event before it and whether one of them was a purchase
+    referees: dict[tuple[str, str], RefereeFacts] = field(default_factory=dict)
 
 
 async def load(
@@ -121,8 +136,11 @@ async def load(
         found[row.member_id].events.append(row)
     for entry in (await conn.execute(_ENTRIES, ids)).mappings():
         found[entry["member_id"]].entries.append(dict(entry))
-    for row in await conn.execute(_REFERRALS_WON, ids):
+    for row in await conn.execute(_REFERRALS_WON, {**ids, "enrolment_types": list(referrals.ENROLMENT_TYPES)}):
         found[row.member_id].referrals_won.add((row.source, row.event_id))
+        found[row.member_id].referees[(row.source, row.event_id)] = RefereeFacts(
+            row.first_event_at, row.purchased_before
+        )
     return found
 
 
@@ -154,7 +172,7 @@ async def reevaluate(
     versions = await _programs(conn, program, {version for _, version in applied})
     programs = [versions.get(version, program) for _, version in applied]
     won = stored.referrals_won
-    shadow = replay(program, account, events=history, programs=programs, referrals_won=won)
+    shadow = replay(program, account, events=history, programs=programs, referrals_won=won, referees=stored.referees)
 
     booked_entries = stored.entries
     booked = reevaluation.points_by_event(booked_entries)

@@ -47,12 +47,12 @@ WITH entries AS (
     FROM unnest($11::bigint[], $2::text[], $1::bigint[], $5::bigint[], $10::timestamptz[], $12::timestamptz[],
                 $13::timestamptz[]) AS x(l, m, id, q, o, x, pu)
 ), orders AS (
-    INSERT INTO orders AS o (member_id, order_id, amount, currency, points_earned, lot_id, purchased_at)
+    INSERT INTO orders AS o (member_id, order_id, amount, currency, points_earned, lot_id, purchased_at, bonus_points)
     SELECT * FROM unnest($14::text[], $15::text[], $16::numeric[], $17::text[], $18::bigint[], $19::bigint[],
-                         $20::timestamptz[])
+                         $20::timestamptz[], $55::bigint[])
     ON CONFLICT (member_id, order_id) DO UPDATE SET
         amount = EXCLUDED.amount, currency = EXCLUDED.currency, points_earned = EXCLUDED.points_earned,
-        lot_id = EXCLUDED.lot_id, purchased_at = EXCLUDED.purchased_at
+        lot_id = EXCLUDED.lot_id, purchased_at = EXCLUDED.purchased_at, bonus_points = EXCLUDED.bonus_points
 ), tiers AS (
     INSERT INTO tier_changes (member_id, from_tier, to_tier, reason, source, event_id, occurred_at)
     SELECT * FROM unnest($21::text[], $22::text[], $23::text[], $24::text[], $25::text[], $26::text[],
@@ -177,7 +177,17 @@ class Staged:
         key = (row["member_id"], row["order_id"])
         self.orders[key] = Order(row["amount"])
         self._orders[key] = tuple(
-            row[k] for k in ("member_id", "order_id", "amount", "currency", "points_earned", "lot_id", "purchased_at")
+            row[k]
+            for k in (
+                "member_id",
+                "order_id",
+                "amount",
+                "currency",
+                "points_earned",
+                "lot_id",
+                "purchased_at",
+                "bonus_points",
+            )
         )
         if row["amount"] is not None:
             self.purchase_counts[row["member_id"]] = self.purchase_counts.get(row["member_id"], 0) + 1
@@ -236,6 +246,7 @@ class Staged:
             *_columns(self._notifications, range(6)),
             *_columns(list(self._outcomes.values()), range(4)),
             *_columns(list(self._members.values()), range(len(_MEMBER_COLUMNS))),
+            *_columns(list(self._orders.values()), range(7, 8)),  # the order's bonus_points, added last
         ]
         driver = await self._driver()
         self.statements += 1

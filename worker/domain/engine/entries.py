@@ -21,7 +21,8 @@ from worker.domain.engine.evaluate import Award, Evaluation
 from worker.domain.engine.language import EngineProgram, Multiply
 
 # Rule kinds whose points are the order's own (refunds reverse them in proportion); fixed
-# bonuses on a purchase (the first-purchase bonus) stay when the order is refunded.
+# bonuses on a purchase (the first-purchase bonus) are taken back by a full refund only,
+# unless the program's `[refunds] reverse_bonuses` is false.
 ORDER_EFFECTS = ("per_amount", "per_quantity")
 
 
