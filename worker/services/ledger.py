@@ -296,8 +296,19 @@ async def referral_checks(conn: AsyncConnection, member_id: str) -> list[Referre
 async def check_due(conn: AsyncConnection, program: Program, check: ReferrerCheck) -> bool:
     """Whether a referrer check is to be applied: its referee is not new (read, not locked; the
     check's handler decides again under the referrer's lock). A check not due writes nothing,
-    so that it can still be applied when a later event of the referee makes it due."""
+    so that it can still be applied when a later event of the referee makes it due. A check of a
+    referral that is not the referee's (a second referral of them, `referee_already_referred`)
+    is never due: it would take nothing back, and a row written for it on one delivery and not
+    on another would make the ledger depend on arrival order."""
+    if not await _is_the_referral(conn, check):
+        return False
     return not await referee_is_new(conn, program, check.referee_member_id, check.occurred_at)
+
+
+async def _is_the_referral(conn: AsyncConnection, check: ReferrerCheck) -> bool:
+    """Whether the check's referral is the one recorded for its referee."""
+    referral = (await conn.execute(_REFERRAL_OF, {"referee": check.referee_member_id})).first()
+    return referral is not None and (referral.source, referral.event_id) == (check.referral_source, check.event_id)
 
 
 async def referee_is_new(conn: AsyncConnection, program: Program, referee: str, referred_at: datetime) -> bool:
@@ -789,12 +800,9 @@ async def _referee_bonus(conn, program: Program, account: Account, origin: Origi
 async def _referrer_check(conn, program: Program, account: Account, origin: Origin, check: ReferrerCheck) -> Result:
     """Nothing when the referral still pays (or is not this referrer's); otherwise the note that
     has the caller evaluate the referrer's history again (`re_evaluates`)."""
-    referral = (await conn.execute(_REFERRAL_OF, {"referee": check.referee_member_id})).first()
-    ours = referral is not None and (referral.source, referral.event_id) == (
-        check.referral_source,
-        check.event_id,
-    )
-    if not ours or await referee_is_new(conn, program, check.referee_member_id, check.occurred_at):
+    if not await _is_the_referral(conn, check) or await referee_is_new(
+        conn, program, check.referee_member_id, check.occurred_at
+    ):
         return Result("applied", account.member_id)
     return Result("applied", account.member_id, note=referrals.NOT_NEW)
 
