@@ -9,6 +9,7 @@ points below Gold, the Gold upgrade, a duplicate delivery and an invalid event.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,18 +97,26 @@ async def _upgrade(url: str) -> None:
     await migrate.upgrade(url)
 
 
+async def _dispatch(url: str, program: Program) -> None:
+    """Deliver the outbox through the log channel, as a worker's scheduled dispatcher would."""
+    from db.engine import create_engine
+    from worker.runtime import utc_now
+    from worker.services.channels import LogChannel
+    from worker.services.dispatch import dispatch
+
+    engine = create_engine(url, pool_size=1)
+    try:
+        await dispatch(engine, program, LogChannel(), clock=utc_now, budget_s=60)
+    finally:
+        await engine.dispose()
+
+
 async def _collect(url: str, program: Program) -> DemoResult:
     from db.engine import create_engine
     from worker.services import audit, members, rejected
 
     engine = create_engine(url, pool_size=2)
     try:
-        # Deliver the outbox through the log channel, as a worker's scheduled dispatcher would.
-        from worker.runtime import utc_now
-        from worker.services.channels import LogChannel
-        from worker.services.dispatch import dispatch
-
-        await dispatch(engine, program, LogChannel(), clock=utc_now, budget_s=60)
         views = [await members.member_view(engine, program, m) for m in (ALICE, BOB, CAROL)]
         return DemoResult(
             members=[v for v in views if v],
@@ -137,10 +146,14 @@ def run_demo(data_dir: Path | None = None, program: Program = DEFAULT_PROGRAM) -
             broker = build_broker(Settings(database_url=url, strict_checks=True), stub=True, program=program)
             before = metrics.outcome_totals()
             send = broker.get_actor("process_event").send
-            for event in scenario():
-                send(event)
-            # One thread: the scenario is a story, told in order.
-            drain(broker, timeout_s=120, threads=1)
+            # The story day by day: one thread applies the day's events in order, then the
+            # outbox goes out as the scheduler's dispatcher would send it, so each notice says
+            # what was true that day (a nudge is written when it is sent).
+            for _, day in itertools.groupby(scenario(), key=lambda event: event["occurred_at"][:10]):
+                for event in day:
+                    send(event)
+                drain(broker, timeout_s=120, threads=1)
+                asyncio.run(_dispatch(url, program))
             after = metrics.outcome_totals()
             result = asyncio.run(_collect(url, program))
             result.outcomes = {
@@ -170,7 +183,8 @@ def format_summary(result: DemoResult) -> str:
         lines.append(f"  {e['occurred_at'][:10]}  {e['kind']:<7} {e['points']:>+6}  {e['event']['type']:<8} {why}")
     lines += ["", "Notifications (outbox):"]
     for n in result.notifications:
-        lines.append(f"  {n['member_id']}  {n['kind']:<13} {n['status']:<5} {n['text']}")
+        why = f" ({n['last_error']})" if n["status"] == "suppressed" and n["last_error"] else ""
+        lines.append(f"  {n['member_id']}  {n['kind']:<13} {n['status']:<5} {n['text']}{why}")
     lines += ["", "Rejected events:"]
     for r in result.rejected:
         lines.append(f"  {r['source']}/{r['event_id']}: {r['reason']}")

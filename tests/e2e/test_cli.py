@@ -137,7 +137,13 @@ def test_demo_runs_without_servers_and_tells_the_story():
     out = demo.stdout
     assert "Events: 21 processed - 19 applied, 1 duplicate, 0 deferred, 1 rejected" in out
     assert "M1001    Gold          5008       5008  9992 points to Diamond" in out
-    assert "You're only 400 points away from Gold." in out
+    # The outbox goes out day by day: each nudge says what was true when it was sent, and the
+    # second comes within the first's quiet period (the demo's dispatches are seconds apart).
+    assert "M1001  tier_nudge    sent  You're only 380 points away from Silver.\n" in out
+    assert (
+        "M1001  tier_nudge    suppressed You're only 400 points away from Gold. (quiet period: a tier nudge went out at "
+        in out
+    )
     assert "pos/pos-00032: payload.amount: must have at most 2 decimal places" in out
     assert "Audit: balances match entries and lots." in out
 
