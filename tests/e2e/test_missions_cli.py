@@ -11,19 +11,12 @@ import httpx
 from tests.e2e.api_server import api_process
 from tests.e2e.test_api import ev, make_key
 from tests.e2e.test_cli import clean, loyalty  # noqa: F401  (clean is a fixture)
+from tests.integration.test_missions import MISSION_RULE
 from worker.domain.engine.language import DEFAULT_PROGRAM_PATH
 
-MISSIONS = """
-[[rules]]
-id = "starter"
-description = "complete your profile, make a first purchase and review it"
-effect = { kind = "fixed", points = 300 }
-mission = { within_days = 30, steps = [
-  { name = "complete_profile", on = "activity", when = { kinds = ["profile_completed"] } },
-  { name = "first_purchase", on = "purchase", when = { nth_purchase = [1] } },
-  { name = "first_review", on = "review" },
-] }
-
+MISSIONS = (
+    MISSION_RULE
+    + """
 [[rules]]
 id = "explorer"
 effect = { kind = "fixed", points = 50 }
@@ -32,6 +25,7 @@ mission = { within_days = 7, steps = [
   { name = "check_in", on = "check_in" },
 ] }
 """
+)
 
 
 def test_member_show_and_the_api_list_open_missions_with_their_progress(clean, tmp_path):  # noqa: F811
