@@ -95,8 +95,15 @@ async def scenario(url: str, ops: list[tuple], seed: int) -> tuple[dict, dict]:
         await db.dispose()
 
 
+# One person's history: referrals are between two members, and refunds and reviews alone wait
+# for a purchase that never comes (no member at all), so each history has an event of its own.
+histories = st.lists(op.filter(lambda o: o[0] != "referral"), min_size=2, max_size=16).filter(
+    lambda ops: any(o[0] not in ("refund", "review") for o in ops)
+)
+
+
 @hsettings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(st.lists(op, min_size=2, max_size=16), st.integers(min_value=0, max_value=2**16))
+@given(histories, st.integers(min_value=0, max_value=2**16))
 def test_card_and_phone_histories_linked_later_equal_one_member_with_all_of_them(database_url, ops, seed):
-    whole, merged = asyncio.run(scenario(database_url, [o for o in ops if o[0] != "referral"], seed))
+    whole, merged = asyncio.run(scenario(database_url, ops, seed))
     assert merged == whole
