@@ -110,12 +110,19 @@ def names_identity(raw: str, identities: Collection[tuple[str, str]]) -> bool:
         if isinstance(node, list):
             stack.extend(node)
         elif isinstance(node, dict):
-            kind, value = node.get("kind"), node.get("value")
-            if kind in KINDS and isinstance(value, str):
-                try:
-                    if (kind, normalise(kind, value)) in wanted:
-                        return True
-                except IdentityError:
-                    pass  # not an identity in any form: nothing of the member's
+            if _identity_of(node) in wanted:
+                return True
             stack.extend(node.values())
     return False
+
+
+def _identity_of(node: dict[str, object]) -> tuple[str, str] | None:
+    """A JSON object's (kind, normal form) when it is an identity object; None otherwise (no
+    identity in any form, so nothing of any member's)."""
+    kind, value = node.get("kind"), node.get("value")
+    if not (isinstance(kind, str) and kind in KINDS and isinstance(value, str)):
+        return None
+    try:
+        return kind, normalise(kind, value)
+    except IdentityError:
+        return None
