@@ -86,18 +86,25 @@ def private_servers(tmp_path):
     pg.remove()
 
 
-async def test_every_route_answers_503_unavailable_while_postgresql_or_redis_is_down(
-    private_servers, fault_env, tmp_path
-):
+async def migrated_env(private_servers, fault_env, **extra: str) -> dict[str, str]:
+    """The environment of a process on the private servers, their schema created."""
     pg, redis_server = private_servers
     database_url = make_url(pg.url).set(database="loyalty").render_as_string(hide_password=False)
     await migrate.upgrade(database_url)
-    env = {
+    return {
         **fault_env,
         "LOYALTY_DATABASE_URL": database_url,
         "LOYALTY_REDIS_URL": redis_server.url,
         "LOYALTY_LOG_FORMAT": "json",
+        **extra,
     }
+
+
+async def test_every_route_answers_503_unavailable_while_postgresql_or_redis_is_down(
+    private_servers, fault_env, tmp_path
+):
+    pg, redis_server = private_servers
+    env = await migrated_env(private_servers, fault_env)
     created = loyalty(
         [
             "api-key",
@@ -187,15 +194,7 @@ async def test_the_dashboard_shows_an_unavailable_banner_while_postgresql_or_red
     private_servers, fault_env, tmp_path
 ):
     pg, redis_server = private_servers
-    database_url = make_url(pg.url).set(database="loyalty").render_as_string(hide_password=False)
-    await migrate.upgrade(database_url)
-    env = {
-        **fault_env,
-        "LOYALTY_DATABASE_URL": database_url,
-        "LOYALTY_REDIS_URL": redis_server.url,
-        "LOYALTY_LOG_FORMAT": "json",
-        "LOYALTY_DASHBOARD_PASSWORD": "pw",
-    }
+    env = await migrated_env(private_servers, fault_env, LOYALTY_DASHBOARD_PASSWORD="pw")
     port = free_port()
     log = tmp_path / "dashboard.log"
     no_postgres = f"cannot connect to PostgreSQL at 127.0.0.1:{pg.port}: connection refused"

@@ -6,7 +6,6 @@ PostgreSQL or Redis is out of reach, else 500 `internal`; never a plain-text bod
 
 from __future__ import annotations
 
-import json
 import uuid
 from typing import Any
 
@@ -16,6 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from worker.api.limits import TrackedSend, json_answer
 from worker.preflight import describe, unavailable_server
 from worker.services.holds import HoldRefused
 
@@ -103,17 +103,6 @@ def install(app: FastAPI) -> None:
         return JSONResponse(body(code, detail), error.status_code, headers=getattr(error, "headers", None))
 
 
-def _answer(status: int, payload: dict, headers: dict[str, str]) -> list[dict]:
-    """The ASGI messages of a JSON answer."""
-    data = json.dumps(payload).encode()
-    raw = [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]
-    raw += [(name.lower().encode(), value.encode()) for name, value in headers.items()]
-    return [
-        {"type": "http.response.start", "status": status, "headers": raw},
-        {"type": "http.response.body", "body": data},
-    ]
-
-
 def _log_unavailable(scope: dict, server: str, error: BaseException) -> None:
     runtime = getattr(getattr(scope.get("app"), "state", None), "runtime", None)
     problem = describe(error, runtime.settings) if runtime is not None else None
@@ -136,24 +125,19 @@ class Unexpected:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        started = False
-
-        async def tracking_send(message):
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
+        tracked = TrackedSend(send)
         try:
-            await self.app(scope, receive, tracking_send)
+            await self.app(scope, receive, tracked)
         except Exception as error:
-            if started:  # half an answer is out: the connection can only be closed
+            if tracked.started:  # half an answer is out: the connection can only be closed
                 raise
             server = unavailable_server(error)
             if server is not None:
                 _log_unavailable(scope, server, error)
-                answer = _answer(
-                    503, body("unavailable", f"{server} is unavailable"), {"Retry-After": str(RETRY_AFTER_S)}
+                answer = json_answer(
+                    503,
+                    body("unavailable", f"{server} is unavailable"),
+                    [(b"retry-after", str(RETRY_AFTER_S).encode())],
                 )
             else:
                 reference = uuid.uuid4().hex[:12]
@@ -164,8 +148,8 @@ class Unexpected:
                     route=getattr(scope.get("route"), "path", "-"),
                     exc_info=error,
                 )
-                answer = _answer(
-                    500, body("internal", f"unexpected error; the API log has it under reference {reference}"), {}
+                answer = json_answer(
+                    500, body("internal", f"unexpected error; the API log has it under reference {reference}")
                 )
             for message in answer:
                 await send(message)

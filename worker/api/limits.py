@@ -15,7 +15,8 @@ class _TooLarge(Exception):
     pass
 
 
-def _json_answer(status: int, payload: dict, headers: list[tuple[bytes, bytes]] | None = None):
+def json_answer(status: int, payload: dict, headers: list[tuple[bytes, bytes]] | None = None):
+    """The two ASGI messages of a JSON answer."""
     data = json.dumps(payload).encode()
     start = {
         "type": "http.response.start",
@@ -29,12 +30,26 @@ def _json_answer(status: int, payload: dict, headers: list[tuple[bytes, bytes]] 
     return start, {"type": "http.response.body", "body": data}
 
 
+class TrackedSend:
+    """An ASGI `send` that remembers whether the answer has started: after that, an error can
+    only close the connection, never replace the answer."""
+
+    def __init__(self, send):
+        self.send = send
+        self.started = False
+
+    async def __call__(self, message) -> None:
+        if message["type"] == "http.response.start":
+            self.started = True
+        await self.send(message)
+
+
 class BodyLimit:
     """Refuse bodies over `max_bytes` with 413, from Content-Length or while reading a chunked body."""
 
     def __init__(self, app, max_bytes: int):
         self.app, self.max_bytes = app, max_bytes
-        self.too_large = _json_answer(
+        self.too_large = json_answer(
             413, {"error": "body_too_large", "detail": f"body: over the limit of {max_bytes} bytes"}
         )
 
@@ -48,7 +63,6 @@ class BodyLimit:
                     await send(message)
                 return
         seen = 0
-        started = False
 
         async def limited_receive():
             nonlocal seen
@@ -59,16 +73,11 @@ class BodyLimit:
                     raise _TooLarge()
             return message
 
-        async def tracking_send(message):
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
+        tracked = TrackedSend(send)
         try:
-            await self.app(scope, limited_receive, tracking_send)
+            await self.app(scope, limited_receive, tracked)
         except _TooLarge:
-            if started:
+            if tracked.started:
                 raise
             for message in too_large:
                 await send(message)
