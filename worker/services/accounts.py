@@ -19,6 +19,7 @@ from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from worker.domain import engine
+from worker.domain.decisions import Origin
 from worker.domain.engine import Award, EngineProgram, TierFloor, tiering, validate_state
 from worker.domain.errors import InvariantViolation
 from worker.domain.lots import Lot, take_earliest_expiring
@@ -166,21 +167,6 @@ _WRITE_FLOOR = text(
 )
 # The `source` of tier changes an operator's floor makes; their event id is `floor:<floor_id>`.
 OPERATOR_SOURCE = "operator"
-
-
-@dataclass(frozen=True)
-class Origin:
-    """Where a ledger change comes from: an event, or a scheduler job run."""
-
-    source: str
-    event_id: str
-    event_type: str
-    occurred_at: datetime
-
-    @classmethod
-    def of(cls, event: Any) -> Origin:
-        """The origin of an event (its own key, type and time)."""
-        return cls(event.source, event.event_id, event.type, event.occurred_at)
 
 
 @dataclass

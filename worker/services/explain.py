@@ -9,8 +9,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from worker.domain import engine
+from worker.domain.earning import member_snapshot
 from worker.services.accounts import account_from_row
-from worker.services.earning import member_snapshot
 
 # The member row with the purchases before any new one, counted as the ledger counts them
 # for `nth_purchase` (orders with an amount; ledger._PURCHASE_COUNT).

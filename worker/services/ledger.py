@@ -15,9 +15,23 @@ from sqlalchemy import bindparam, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from worker.domain import engine, referrals
-from worker.domain.engine import Award
-from worker.domain.errors import InvalidEvent, MemberMerged
+from worker.domain import deciders, engine, referrals
+from worker.domain.decisions import (
+    Decision,
+    DropReview,
+    Earn,
+    MarkApplied,
+    MemberState,
+    OrderState,
+    PutOrder,
+    PutRefund,
+    PutReview,
+    RefundRow,
+    Reverse,
+    ReviewRow,
+    WaitFor,
+)
+from worker.domain.errors import InvalidEvent, InvariantViolation, MemberMerged
 from worker.domain.events import (
     ActivityEvent,
     CheckInEvent,
@@ -31,11 +45,9 @@ from worker.domain.events import (
     payload_hash,
     without_personal,
 )
-from worker.domain.lots import refund_bonus_reversal, refund_reversal
 from worker.domain.program import Program
 from worker.services import accounts, identities, mall, replay
 from worker.services.accounts import Account, Origin
-from worker.services.earning import Earned, evaluate_for
 from worker.services.ledger_result import Result
 
 # Effects the engine derives itself are claimed under a `source` containing ':', which the
@@ -64,15 +76,7 @@ _CLAIMED_HASH = text("SELECT payload_hash FROM processed_events WHERE source = :
 _STORE_SCRUBBED = text(
     "UPDATE processed_events SET payload = :payload WHERE source = :source AND event_id = :event_id"
 ).bindparams(bindparam("payload", type_=JSONB))
-# Purchases the member made before this one (orders with an amount), for `nth_purchase` rules.
-_PURCHASE_COUNT = text("SELECT count(*) FROM orders WHERE member_id = :member_id AND amount IS NOT NULL")
 
-_ORDER = text(
-    """
-    SELECT amount, points_earned, points_reversed, refunded_amount, lot_id, bonus_points, bonus_reversed
-    FROM orders WHERE member_id = :member_id AND order_id = :order_id
-    """
-)
 _UPSERT_ORDER = text(
     """
     INSERT INTO orders AS o (member_id, order_id, amount, currency, points_earned, lot_id, purchased_at, bonus_points)
@@ -100,17 +104,9 @@ _ORDER_REFUNDED = text(
 )
 _INSERT_REFUND = text(
     """
-    INSERT INTO refunds (member_id, order_id, refund_id, amount, source, event_id, occurred_at, status)
-    VALUES (:member_id, :order_id, :refund_id, :amount, :source, :event_id, :occurred_at, :status)
-    ON CONFLICT DO NOTHING
-    RETURNING 1
-    """
-)
-_WAITING_REFUNDS = text(
-    """
-    SELECT refund_id, amount, source, event_id, occurred_at FROM refunds
-    WHERE member_id = :member_id AND order_id = :order_id AND status = 'waiting'
-    ORDER BY occurred_at, refund_id
+    INSERT INTO refunds (member_id, order_id, refund_id, amount, source, event_id, occurred_at, status,
+        points_reversed)
+    VALUES (:member_id, :order_id, :refund_id, :amount, :source, :event_id, :occurred_at, :status, :points_reversed)
     """
 )
 _REFUND_APPLIED = text(
@@ -125,15 +121,6 @@ _CLAIM_REVIEW = text(
     """
     INSERT INTO reviews (member_id, order_id, sku, review_id, source, event_id, status, has_media, occurred_at)
     VALUES (:member_id, :order_id, :sku, :review_id, :source, :event_id, :status, :has_media, :occurred_at)
-    ON CONFLICT DO NOTHING
-    RETURNING 1
-    """
-)
-_WAITING_REVIEWS = text(
-    """
-    SELECT sku, review_id, source, event_id, has_media, occurred_at FROM reviews
-    WHERE member_id = :member_id AND order_id = :order_id AND status = 'waiting'
-    ORDER BY occurred_at, source, event_id
     """
 )
 _REVIEW_REWARDED = text(
@@ -514,230 +501,178 @@ def _digest(event: Any, dumped: dict | None = None) -> str:
     return payload_hash(event, dumped)
 
 
-async def _book(conn, program, account: Account, origin: Origin, outcome: Earned, *, pending=False) -> Result:
-    """Write an outcome's awards and rule state, with a points_earned notification."""
-    account.rule_state = outcome.state
-    lot_id = await accounts.earn(conn, program, account, origin, outcome.awards, pending=pending)
-    if lot_id is not None:
-        accounts.notify(
-            account,
-            "points_earned",
-            origin,
-            points=outcome.points,
-            pending=pending,
-            available_points=account.available,
-            rules=[a.rule for a in outcome.awards],
-        )
-    return Result(
-        "applied", account.member_id, outcome.points, note=outcome.note, detail={"lot_id": lot_id} if lot_id else {}
+# One read for the order an event names: its row (if any), the refund ids and reviewed skus it
+# has seen, and the member's purchase count (for a purchase).
+_ORDER_STATE = text(
+    """
+    SELECT o.order_id IS NOT NULL AS found, o.amount, o.currency, o.purchased_at, o.points_earned,
+        o.points_reversed, o.refunded_amount, o.lot_id, o.bonus_points, o.bonus_reversed,
+        ARRAY(SELECT r.refund_id FROM refunds r WHERE r.member_id = :member_id AND r.order_id = :order_id)
+            AS refund_ids,
+        ARRAY(SELECT v.sku FROM reviews v WHERE v.member_id = :member_id AND v.order_id = :order_id) AS review_skus,
+        CASE WHEN :count THEN (SELECT count(*) FROM orders c WHERE c.member_id = :member_id AND c.amount IS NOT NULL)
+        END AS purchases
+    FROM (SELECT 1) AS one LEFT JOIN orders o ON o.member_id = :member_id AND o.order_id = :order_id
+    """
+)
+_WAITING_ROWS = text(
+    """
+    SELECT refund_id, amount, source, event_id, occurred_at, status FROM refunds
+    WHERE member_id = :member_id AND order_id = :order_id AND status = 'waiting'
+    """
+)
+_WAITING_REVIEW_ROWS = text(
+    """
+    SELECT sku, review_id, source, event_id, status, has_media, occurred_at FROM reviews
+    WHERE member_id = :member_id AND order_id = :order_id AND status = 'waiting'
+    """
+)
+
+
+def member_state(account: Account) -> MemberState:
+    """A decider's state from a locked account (the profile copied: deciders move it on)."""
+    return MemberState(
+        member_id=account.member_id,
+        tier=account.tier,
+        qualifying=account.qualifying,
+        qualifying_amount=account.qualifying_amount,
+        profile=dict(account.profile),
+        rule_state=account.rule_state,
     )
 
 
-async def _purchase(conn, program: Program, account: Account, origin: Origin, event: PurchaseEvent) -> Result:
-    payload = event.payload
-    order_key = {"member_id": account.member_id, "order_id": payload.order_id}
+async def _load_order(conn, account: Account, state: MemberState, order_id: str, *, purchase: bool) -> None:
+    """Put the order an event names into `state`, with what its decider reads of it: for a
+    purchase, the member's purchase count and the refunds and reviews waiting for it."""
     staged = account.staged
     if staged is not None:  # the group read the orders its purchases name (group_apply.py)
-        known = staged.orders.get((account.member_id, payload.order_id))
+        known = staged.orders.get((account.member_id, order_id))
         if known is not None and known.amount is None:
             raise RuntimeError(f"member {account.member_id}: a purchase with waiting events cannot be staged")
-        order = None if known is None else {"amount": known.amount}
-        purchases = staged.purchase_counts.get(account.member_id, 0)
-    else:
-        order = (await conn.execute(_ORDER, order_key)).mappings().first()
-        purchases = None
-    if order is not None and order["amount"] is not None:
-        return Result("applied", account.member_id, note="purchase.order_already_earned")
-    if purchases is None:
-        purchases = (await conn.execute(_PURCHASE_COUNT, {"member_id": account.member_id})).scalar_one()
-    outcome = evaluate_for(program, account, origin, event.payload.model_dump(), purchase_count=purchases)
-    # The earliest purchase by occurrence, whatever order the events arrive in.
-    first = account.profile["first_purchase_at"]
-    if first is None or origin.occurred_at < first:
-        account.profile["first_purchase_at"] = origin.occurred_at
-    result = await _book(conn, program, account, origin, outcome, pending=program.pending.days > 0)
-    accounts.count_spend(account, payload.amount)
-    # A refund takes back the order's amount-based points in proportion, and its fixed
-    # bonuses (the first-purchase bonus, a minimum-order bonus) when it refunds the whole order.
-    order_points = outcome.order_points
-    lot_id = result.detail.get("lot_id")
-    order_row = {
-        **order_key,
-        "amount": payload.amount,
-        "currency": payload.currency,
-        "points_earned": order_points,
-        "lot_id": lot_id,
-        "purchased_at": origin.occurred_at,
-        "bonus_points": outcome.bonus_points,
-    }
-    if staged is not None:
-        staged.upsert_order(order_row)
-    else:
-        await conn.execute(_UPSERT_ORDER, order_row)
-    if order is not None:  # reviews and refunds arrived before the purchase: apply them now, in order
-        await _reward_waiting_reviews(conn, program, account, order_key)
-        waiting = (await conn.execute(_WAITING_REFUNDS, order_key)).mappings().all()
-        state = {
-            "amount": payload.amount,
-            "points_earned": order_points,
-            "points_reversed": 0,
-            "refunded_amount": 0,
-            "lot_id": lot_id,
-            "bonus_points": outcome.bonus_points,
-            "bonus_reversed": 0,
-        }
-        for refund in waiting:
-            refund_origin = Origin(refund["source"], refund["event_id"], "refund", refund["occurred_at"])
-            state = await _apply_refund(
-                conn, program, account, refund_origin, order_key, state, refund["refund_id"], refund["amount"]
+        if known is not None:
+            state.orders[order_id] = OrderState(amount=known.amount)
+        state.purchases = staged.purchase_counts.get(account.member_id, 0)
+        return
+    key = {"member_id": account.member_id, "order_id": order_id}
+    row = (await conn.execute(_ORDER_STATE, {**key, "count": purchase})).one()
+    state.purchases = row.purchases or 0
+    if not row.found:
+        return
+    state.orders[order_id] = OrderState(
+        amount=row.amount,
+        currency=row.currency,
+        purchased_at=row.purchased_at,
+        points_earned=row.points_earned,
+        points_reversed=row.points_reversed,
+        refunded_amount=row.refunded_amount,
+        bonus_points=row.bonus_points,
+        bonus_reversed=row.bonus_reversed,
+        lot_id=row.lot_id,
+        refund_ids=set(row.refund_ids),
+        review_skus=set(row.review_skus),
+    )
+    if purchase and row.amount is None:
+        for r in (await conn.execute(_WAITING_ROWS, key)).mappings():
+            state.refunds[(order_id, r["refund_id"])] = RefundRow(order_id=order_id, **r)
+        for r in (await conn.execute(_WAITING_REVIEW_ROWS, key)).mappings():
+            state.reviews[(order_id, r["sku"])] = ReviewRow(order_id=order_id, **r)
+
+
+async def _decided(
+    conn, program: Program, account: Account, origin: Origin, event: Any, facts: deciders.Facts | None = None
+) -> Result:
+    """Load what the event's decider reads, decide, and write the decision."""
+    state = member_state(account)
+    order_id = getattr(getattr(event, "payload", None), "order_id", None)
+    if order_id is not None:
+        await _load_order(conn, account, state, order_id, purchase=event.type == "purchase")
+    decision = deciders.decide(state, event, program, facts)
+    lot_id = await write_decision(conn, program, account, state, decision, origin)
+    # What the decider moved on besides the points the writes above booked.
+    account.rule_state = state.rule_state
+    account.profile = state.profile
+    account.qualifying_amount = state.qualifying_amount
+    if account.qualifying != state.qualifying:
+        raise InvariantViolation(
+            f"member {account.member_id}: qualifying {account.qualifying} booked, {state.qualifying} decided"
+        )
+    outcome = decision.outcome
+    detail = {"lot_id": lot_id} if lot_id else {}
+    return Result(outcome.status, account.member_id, outcome.points, note=outcome.note, detail=detail)
+
+
+async def write_decision(
+    conn, program: Program, account: Account, state: MemberState, decision: Decision, origin: Origin
+) -> int | None:
+    """Write a decision's steps in order; returns the lot id of the event's own points earned."""
+    own_lot: int | None = None
+    member_id = account.member_id
+    for step in decision.steps:
+        if isinstance(step, Earn):
+            lot_id = await accounts.earn(conn, program, account, step.origin, step.awards, pending=step.pending)
+            if step.order_id is not None:
+                state.orders[step.order_id].lot_id = lot_id
+            if step.notify == "points_earned":
+                if own_lot is None and step.origin.key == origin.key:
+                    own_lot = lot_id
+                accounts.notify(
+                    account,
+                    "points_earned",
+                    step.origin,
+                    points=step.points,
+                    pending=step.pending,
+                    available_points=account.available,
+                    rules=[a.rule for a in step.awards],
+                )
+            elif step.notify is not None:
+                accounts.notify(account, step.notify, step.origin, dedupe_key=step.dedupe_key, **step.params)
+        elif isinstance(step, Reverse):
+            own_lot_id = state.orders[step.order_id].lot_id
+            await accounts.reverse(
+                conn, account, step.origin, step.points, own_lot_id=own_lot_id, rules=list(step.rules)
             )
-            await conn.execute(_DEFERRED_APPLIED, {"source": refund["source"], "event_id": refund["event_id"]})
-    return result
-
-
-async def _apply_refund(
-    conn, program: Program, account: Account, origin: Origin, order_key: dict, order: dict, refund_id: str, amount
-) -> dict:
-    due = refund_reversal(
-        order["points_earned"], order["amount"], order["refunded_amount"], amount, order["points_reversed"]
-    )
-    bonus = 0
-    if program.refunds.reverse_bonuses:
-        bonus = refund_bonus_reversal(
-            order["bonus_points"], order["amount"], order["refunded_amount"], amount, order["bonus_reversed"]
-        )
-    if due + bonus > 0:
-        rule = {
-            "rule": "refund",
-            "order_id": order_key["order_id"],
-            "refund_id": refund_id,
-            "amount": str(amount),
-            "order_amount": str(order["amount"]),
-            "order_points": order["points_earned"],
-        }
-        if bonus:
-            rule["bonus_points"] = bonus
-        await accounts.reverse(conn, account, origin, due + bonus, own_lot_id=order["lot_id"], rules=[rule])
-    accounts.count_spend(account, order["refunded_amount"] - min(order["refunded_amount"] + amount, order["amount"]))
-    order = {
-        **order,
-        "refunded_amount": min(order["refunded_amount"] + amount, order["amount"]),
-        "points_reversed": order["points_reversed"] + due,
-        "bonus_reversed": order["bonus_reversed"] + bonus,
-    }
-    await conn.execute(
-        _ORDER_REFUNDED,
-        {
-            **order_key,
-            "refunded_amount": order["refunded_amount"],
-            "points_reversed": order["points_reversed"],
-            "bonus_reversed": order["bonus_reversed"],
-        },
-    )
-    await conn.execute(_REFUND_APPLIED, {**order_key, "refund_id": refund_id, "points_reversed": due + bonus})
-    return order
-
-
-async def _refund(conn, program: Program, account: Account, origin: Origin, event: RefundEvent) -> Result:
-    payload = event.payload
-    order_key = {"member_id": account.member_id, "order_id": payload.order_id}
-    order = (await conn.execute(_ORDER, order_key)).mappings().first()
-    seen = order is not None and order["amount"] is not None
-    fresh = (
-        await conn.execute(
-            _INSERT_REFUND,
-            {
-                **order_key,
-                "refund_id": payload.refund_id,
-                "amount": payload.amount,
-                "source": origin.source,
-                "event_id": origin.event_id,
-                "occurred_at": origin.occurred_at,
-                "status": "applied" if seen else "waiting",
-            },
-        )
-    ).first()
-    if fresh is None:
-        return Result("applied", account.member_id, note="refund.refund_id_already_applied")
-    if not seen:
-        # The purchase has not arrived yet: the refund waits and is applied with it.
-        await conn.execute(_WAITING_ORDER, order_key)
-        return Result("deferred", account.member_id, note="refund.waiting_for_purchase")
-    before = account.opened["qualifying"]
-    await _apply_refund(conn, program, account, origin, order_key, dict(order), payload.refund_id, payload.amount)
-    return Result("applied", account.member_id, points=account.qualifying - before)
-
-
-async def _signup(conn, program: Program, account: Account, origin: Origin, event: SignupEvent) -> Result:
-    profile = event.payload
-    if profile.birthday is not None:
-        account.profile["birthday"] = profile.birthday
-    if profile.locale is not None:
-        account.profile["locale"] = profile.locale
-    if account.profile["signed_up_at"] is None:
-        account.profile["signed_up_at"] = origin.occurred_at
-    return await _book(
-        conn, program, account, origin, evaluate_for(program, account, origin, event.payload.model_dump())
-    )
-
-
-async def _check_in(conn, program: Program, account: Account, origin: Origin, event: CheckInEvent) -> Result:
-    return await _book(
-        conn, program, account, origin, evaluate_for(program, account, origin, event.payload.model_dump())
-    )
-
-
-async def _activity(conn, program: Program, account: Account, origin: Origin, event: ActivityEvent) -> Result:
-    return await _book(
-        conn, program, account, origin, evaluate_for(program, account, origin, event.payload.model_dump())
-    )
-
-
-async def _review(conn, program: Program, account: Account, origin: Origin, event: ReviewEvent) -> Result:
-    """Reviews earn only for the member's own orders: one of an order not (yet) seen waits."""
-    payload = event.payload
-    order_key = {"member_id": account.member_id, "order_id": payload.order_id}
-    claim = {
-        **order_key,
-        "sku": payload.sku,
-        "review_id": payload.review_id,
-        "source": origin.source,
-        "event_id": origin.event_id,
-        "has_media": payload.has_media,
-        "occurred_at": origin.occurred_at,
-    }
-    order = (await conn.execute(_ORDER, order_key)).mappings().first()
-    if order is None or order["amount"] is None:
-        if (await conn.execute(_CLAIM_REVIEW, {**claim, "status": "waiting"})).first() is None:
-            return Result("applied", account.member_id, note="review.item_already_rewarded")
-        await conn.execute(_WAITING_ORDER, order_key)
-        return Result("deferred", account.member_id, note="review.waiting_for_purchase")
-    outcome = evaluate_for(program, account, origin, payload.model_dump())
-    if outcome.awards:
-        if (await conn.execute(_CLAIM_REVIEW, {**claim, "status": "applied"})).first() is None:
-            return Result("applied", account.member_id, note="review.item_already_rewarded")
-    return await _book(conn, program, account, origin, outcome)
-
-
-async def _reward_waiting_reviews(conn, program: Program, account: Account, order_key: dict) -> None:
-    """The reviews that arrived before their purchase, in occurrence order."""
-    for review in (await conn.execute(_WAITING_REVIEWS, order_key)).mappings().all():
-        origin = Origin(review["source"], review["event_id"], "review", review["occurred_at"])
-        outcome = evaluate_for(
-            program,
-            account,
-            origin,
-            {
-                "order_id": order_key["order_id"],
-                "sku": review["sku"],
-                "review_id": review["review_id"],
-                "has_media": review["has_media"],
-            },
-        )
-        key = {**order_key, "sku": review["sku"]}
-        await conn.execute(_REVIEW_REWARDED if outcome.awards else _REVIEW_UNCLAIMED, key)
-        await _book(conn, program, account, origin, outcome)
-        await conn.execute(_DEFERRED_APPLIED, {"source": review["source"], "event_id": review["event_id"]})
+        elif isinstance(step, PutOrder):
+            order = state.orders[step.order_id]
+            key = {"member_id": member_id, "order_id": step.order_id}
+            if step.purchase:
+                row = {
+                    **key,
+                    "amount": order.amount,
+                    "currency": order.currency,
+                    "points_earned": order.points_earned,
+                    "lot_id": order.lot_id,
+                    "purchased_at": order.purchased_at,
+                    "bonus_points": order.bonus_points,
+                }
+                if account.staged is not None:
+                    account.staged.upsert_order(row)
+                else:
+                    await conn.execute(_UPSERT_ORDER, row)
+            else:
+                await conn.execute(
+                    _ORDER_REFUNDED,
+                    {
+                        **key,
+                        "refunded_amount": order.refunded_amount,
+                        "points_reversed": order.points_reversed,
+                        "bonus_reversed": order.bonus_reversed,
+                    },
+                )
+        elif isinstance(step, WaitFor):
+            await conn.execute(_WAITING_ORDER, {"member_id": member_id, "order_id": step.order_id})
+        elif isinstance(step, PutRefund):
+            row = {"member_id": member_id, **step.row.__dict__}
+            await conn.execute(_INSERT_REFUND if step.new else _REFUND_APPLIED, row)
+        elif isinstance(step, PutReview):
+            row = {"member_id": member_id, **step.row.__dict__}
+            await conn.execute(_CLAIM_REVIEW if step.new else _REVIEW_REWARDED, row)
+        elif isinstance(step, DropReview):
+            await conn.execute(_REVIEW_UNCLAIMED, {"member_id": member_id, "order_id": step.order_id, "sku": step.sku})
+        elif isinstance(step, MarkApplied):
+            await conn.execute(_DEFERRED_APPLIED, {"source": step.source, "event_id": step.event_id})
+        else:  # pragma: no cover - the Step union is closed
+            raise TypeError(f"unknown decision step {step!r}")
+    return own_lot
 
 
 async def _referral(conn, program: Program, account: Account, origin: Origin, event: ReferralEvent) -> Result:
@@ -761,16 +696,22 @@ async def _referral(conn, program: Program, account: Account, origin: Origin, ev
             },
         )
     ).first()
-    if won is None:
-        if (await conn.execute(_REFERRAL_OF, {"referee": referee})).first() is None:
-            # Not the referee's key: the pair's, taken by the referee referring this member.
-            raise InvalidEvent(_circle_reason(referee, account.member_id, 1))
-        return Result("applied", account.member_id, note="referral.referee_already_referred")
+    if won is None and (await conn.execute(_REFERRAL_OF, {"referee": referee})).first() is None:
+        # Not the referee's key: the pair's, taken by the referee referring this member.
+        raise InvalidEvent(_circle_reason(referee, account.member_id, 1))
     # The referee is referred (no other referral of them pays), but only a new member earns.
-    if not await referee_is_new(conn, program, referee, origin.occurred_at):
-        return Result("applied", account.member_id, note=referrals.NOT_NEW)
-    outcome = evaluate_for(program, account, origin, event.payload.model_dump(), extra={"referee_member_id": referee})
-    return await _book(conn, program, account, origin, outcome)
+    facts = await _referral_facts(conn, program, referee, origin.occurred_at, won=won is not None)
+    return await _decided(conn, program, account, origin, event, facts)
+
+
+async def _referral_facts(conn, program: Program, referee: str, referred_at: datetime, *, won: bool) -> deciders.Facts:
+    if not won:
+        return deciders.referral_facts(referred_at, None, False, False, program.referral.referee_new_days)
+    params = {"referee": referee, "referred_at": referred_at, "types": list(referrals.ENROLMENT_TYPES)}
+    facts = (await conn.execute(_REFEREE_BEFORE, params)).one()
+    return deciders.referral_facts(
+        referred_at, facts.first_event_at, facts.purchased_before, True, program.referral.referee_new_days
+    )
 
 
 def _circle_reason(referee: str, referrer: str, depth: int) -> str:
@@ -782,19 +723,9 @@ def _circle_reason(referee: str, referrer: str, depth: int) -> str:
 
 async def _referee_bonus(conn, program: Program, account: Account, origin: Origin, bonus: RefereeBonus) -> Result:
     referral = (await conn.execute(_REFERRAL_OF, {"referee": account.member_id})).first()
-    if referral is None or (referral.source, referral.event_id) != (bonus.source, bonus.event_id):
-        return Result("applied", account.member_id, note="referral.referee_already_referred")
-    if not await referee_is_new(conn, program, account.member_id, origin.occurred_at):
-        return Result("applied", account.member_id, note=referrals.NOT_NEW)
-    outcome = evaluate_for(
-        program,
-        account,
-        origin,
-        {"referrer_member_id": bonus.referrer_member_id},
-        event_type="referral_referee",
-        extra={"referrer_member_id": bonus.referrer_member_id},
-    )
-    return await _book(conn, program, account, origin, outcome)
+    won = referral is not None and (referral.source, referral.event_id) == (bonus.source, bonus.event_id)
+    facts = await _referral_facts(conn, program, account.member_id, origin.occurred_at, won=won)
+    return await _decided(conn, program, account, origin, bonus, facts)
 
 
 async def _referrer_check(conn, program: Program, account: Account, origin: Origin, check: ReferrerCheck) -> Result:
@@ -813,27 +744,17 @@ def re_evaluates(event: Any, result: Result) -> bool:
     return isinstance(event, ReferrerCheck) and result.status == "applied" and result.note == referrals.NOT_NEW
 
 
-async def _birthday_gift(conn, program: Program, account: Account, origin: Origin, gift: BirthdayGift) -> Result:
-    points = program.birthday.gift_points
-    if points <= 0:
-        return Result("applied", account.member_id, note="birthday.no_gift")
-    awards = (Award("birthday_gift", points, {"year": gift.year}),)
-    await accounts.earn(conn, program, account, origin, awards)
-    accounts.notify(account, "birthday", origin, dedupe_key=f"birthday:{account.member_id}:{gift.year}", points=points)
-    return Result("applied", account.member_id, points)
-
-
 _HANDLERS = {
-    PurchaseEvent: _purchase,
-    RefundEvent: _refund,
-    SignupEvent: _signup,
-    CheckInEvent: _check_in,
-    ActivityEvent: _activity,
-    ReviewEvent: _review,
+    PurchaseEvent: _decided,
+    RefundEvent: _decided,
+    SignupEvent: _decided,
+    CheckInEvent: _decided,
+    ActivityEvent: _decided,
+    ReviewEvent: _decided,
     ReferralEvent: _referral,
     RefereeBonus: _referee_bonus,
     ReferrerCheck: _referrer_check,
-    BirthdayGift: _birthday_gift,
+    BirthdayGift: _decided,
     mall.RedemptionEvent: mall.redeem,
     mall.RedemptionCancelEvent: mall.cancel,
 }

@@ -1,17 +1,18 @@
-"""One event's earning on one member as the rule engine decides it, for the ledger and its replay.
+"""One event's earning on one member as the rule engine decides it. Pure.
 
-Both the ledger's handlers (worker/services/ledger.py) and the re-evaluation of a member's
-history (worker/services/history.py) call `evaluate_for`, so an event earns the same in both.
+The deciders (worker/domain/deciders.py) call `evaluate_for`, on the live path and in a
+re-evaluation alike; `explain` builds the same member snapshot.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from worker.domain import engine
+from worker.domain.decisions import Origin
 from worker.domain.engine import Award, Evaluation
 from worker.domain.program import Program
-from worker.services.accounts import Account, Origin
 
 
 @dataclass(frozen=True)
@@ -19,7 +20,7 @@ class Earned:
     """An evaluation as the ledger books it (engine/entries.py)."""
 
     awards: tuple[Award, ...]
-    state: dict
+    state: dict[str, Any]
     note: str | None
     order_points: int = 0
 
@@ -36,15 +37,16 @@ class Earned:
 
 def evaluate_for(
     program: Program,
-    account: Account,
+    account: Any,
     origin: Origin,
-    payload: dict | None = None,
+    payload: dict[str, Any] | None = None,
     *,
     event_type: str | None = None,
     purchase_count: int = 0,
-    extra: dict | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> Earned:
-    """The program's rules for one event on this member as they are now (before the event)."""
+    """The program's rules for one event on this member as they are now (before the event);
+    `account` as in member_snapshot."""
     rules = engine.rules_of(program)
     member = member_snapshot(account, purchase_count)
     data = engine.EventData(event_type or origin.event_type, origin.source, origin.occurred_at, payload or {})
@@ -53,8 +55,9 @@ def evaluate_for(
     return Earned(awards, evaluation.state, engine.outcome_note(evaluation), engine.order_points(rules, awards))
 
 
-def member_snapshot(account: Account, purchase_count: int) -> engine.Member:
-    """What the engine knows of a member: the account as it is before the event."""
+def member_snapshot(account: Any, purchase_count: int) -> engine.Member:
+    """What the engine knows of a member: the account (or a decider's MemberState: anything with
+    tier, qualifying, profile and rule_state) as it is before the event."""
     return engine.Member(
         tier=account.tier,
         qualifying=account.qualifying,
