@@ -91,14 +91,6 @@ _WRITE_MEMBER = text(
     """
 ).bindparams(bindparam("rule_state", type_=JSONB))
 
-_WRITE_NOTIFICATIONS = text(
-    """
-    INSERT INTO notifications (member_id, kind, params, dedupe_key, source, event_id)
-    VALUES (:member_id, :kind, :params, :dedupe_key, :source, :event_id)
-    ON CONFLICT (dedupe_key) DO NOTHING
-    """
-).bindparams(bindparam("params", type_=JSONB))
-
 # The balance row and the outbox rows in one round trip (notification ids keep list order).
 _OUTBOX_PART = """
     outbox AS (

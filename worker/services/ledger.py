@@ -33,14 +33,8 @@ from worker.domain.decisions import (
 )
 from worker.domain.errors import InvalidEvent, InvariantViolation, MemberMerged
 from worker.domain.events import (
-    ActivityEvent,
-    CheckInEvent,
     IdentityLinkEvent,
-    PurchaseEvent,
     ReferralEvent,
-    RefundEvent,
-    ReviewEvent,
-    SignupEvent,
     parse_event,
     payload_hash,
     without_personal,
@@ -384,7 +378,7 @@ async def apply_claimed(
     if erased and claim.stored is not None:
         event, claim = await _without_personal(conn, event, claim)
     origin = Origin.of(event)
-    handler = _HANDLERS[type(event)]
+    handler = _HANDLERS.get(type(event), _decided)
     result: Result = await handler(conn, program, account, origin, event)
     late = claim.stored is not None and account.is_late(origin)
     if claim.stored is not None:
@@ -439,19 +433,9 @@ async def close(
 
 # Off only in the test that shows what arrival order does without it.
 REEVALUATE = True
-# Event types replayed in occurrence order by a re-evaluation. Redemptions are spending: facts
-# of their moment, never re-decided.
-REPLAYED_TYPES = (
-    "purchase",
-    "refund",
-    "review",
-    "referral",
-    "referral_referee",
-    "check_in",
-    "signup",
-    "activity",
-    "birthday_gift",
-)
+# Event types replayed in occurrence order by a re-evaluation: every type a decider decides.
+# Redemptions are spending: facts of their moment, never re-decided.
+REPLAYED_TYPES = tuple(deciders.DECIDERS)
 
 
 def stored_form(event: Any, dumped: dict | None = None) -> dict | None:
@@ -744,17 +728,13 @@ def re_evaluates(event: Any, result: Result) -> bool:
     return isinstance(event, ReferrerCheck) and result.status == "applied" and result.note == referrals.NOT_NEW
 
 
+# Events that need more than their decider: facts across members (referrals), a check that
+# decides nothing, and the mall's spending. Every other event type is decided by its decider
+# (worker/domain/deciders.py DECIDERS) through `_decided`.
 _HANDLERS = {
-    PurchaseEvent: _decided,
-    RefundEvent: _decided,
-    SignupEvent: _decided,
-    CheckInEvent: _decided,
-    ActivityEvent: _decided,
-    ReviewEvent: _decided,
     ReferralEvent: _referral,
     RefereeBonus: _referee_bonus,
     ReferrerCheck: _referrer_check,
-    BirthdayGift: _decided,
     mall.RedemptionEvent: mall.redeem,
     mall.RedemptionCancelEvent: mall.cancel,
 }

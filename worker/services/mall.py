@@ -12,8 +12,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, text
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from worker.domain import mall
@@ -74,13 +73,6 @@ _SPENDABLE_LOTS = text(
     ORDER BY expires_at, lot_id
     """
 )
-_WRITE_ENTRY = text(
-    """
-    INSERT INTO ledger_entries (member_id, kind, points, source, event_id, event_type, rules, occurred_at)
-    VALUES (:member_id, :kind, :points, :source, :event_id, :event_type, :rules, :occurred_at)
-    RETURNING entry_id
-    """
-).bindparams(bindparam("rules", type_=JSONB))
 _RECORD = text(
     """
     INSERT INTO redemptions (source, event_id, member_id, reward_id, quantity, points, status, reason, entry_id, occurred_at)
@@ -264,24 +256,7 @@ async def redeem(
     points = terms.cost_points * quantity
     takes = take_earliest_expiring(lots, points)
     rule = {"rule": "redemption", "reward_id": terms.reward_id, "quantity": quantity, "cost_points": terms.cost_points}
-    entry_id = (
-        await conn.execute(
-            _WRITE_ENTRY,
-            {
-                "member_id": account.member_id,
-                "kind": "redeem",
-                "points": -points,
-                "source": origin.source,
-                "event_id": origin.event_id,
-                "event_type": origin.event_type,
-                "rules": [rule],
-                "occurred_at": at,
-            },
-        )
-    ).scalar_one()
-    await accounts.take_from_lots(conn, entry_id, takes)
-    account.available -= points
-    account.movements.append(("redeem", points))
+    entry_id = await accounts.move_points(conn, account, origin, "redeem", takes, [rule])
     await conn.execute(
         _RECORD, {**record, "points": points, "status": "confirmed", "reason": None, "entry_id": entry_id}
     )
@@ -333,25 +308,10 @@ async def cancel(
         "points_restored": restored,
         "points_expired": found["points"] - restored,
     }
-    entry_id = (
-        await conn.execute(
-            _WRITE_ENTRY,
-            {
-                "member_id": account.member_id,
-                "kind": "restore",
-                "points": restored,
-                "source": origin.source,
-                "event_id": origin.event_id,
-                "event_type": origin.event_type,
-                "rules": [detail],
-                "occurred_at": at,
-            },
-        )
-    ).scalar_one()
     # A negative take puts points back into the lot; lot_takes keeps both directions.
-    await accounts.take_from_lots(conn, entry_id, [(lot_id, -points) for lot_id, points in back])
-    account.available += restored
-    account.movements.append(("restore", restored))
+    await accounts.move_points(
+        conn, account, origin, "restore", [(lot_id, -points) for lot_id, points in back], [detail]
+    )
     await conn.execute(_RETURN_STOCK, {"reward_id": found["reward_id"], "quantity": found["quantity"]})
     await conn.execute(
         _MARK_CANCELLED,
