@@ -1,8 +1,8 @@
 """expire-points: lots past their expiry lose what remains, as one `expire` entry per member.
 
 Set-based per chunk: one statement locks the chunk's members that have due lots, one
-statement expires every due lot of theirs, writes the entries, the balances and the
-notifications. Qualifying points are not touched: expiry never lowers a tier.
+statement expires every due lot of theirs, writes the entries with their lot takes (as every
+other entry that moves lots has), the balances and the notifications. Qualifying points are not touched: expiry never lowers a tier.
 """
 
 from __future__ import annotations
@@ -50,7 +50,11 @@ _EXPIRE = text(
                    'rule', 'expiry', 'points', points, 'lots', lots, 'earliest_expires_at', earliest)),
                :now
         FROM per_member
-        RETURNING member_id
+        RETURNING entry_id, member_id
+    ),
+    takes AS (
+        INSERT INTO lot_takes (entry_id, lot_id, points)
+        SELECT e.entry_id, d.lot_id, d.remaining FROM due d JOIN entries e ON e.member_id = d.member_id
     ),
     balances AS (
         UPDATE members SET available_points = available_points - p.points, updated_at = now()
