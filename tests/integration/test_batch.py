@@ -7,8 +7,9 @@ from sqlalchemy import event, text
 from tests.conftest import NOW
 from tests.factories import purchase, refund
 from worker.domain.program import DEFAULT_PROGRAM
-from worker.services import group_apply, intake, staged
+from worker.services import group_apply, intake
 from worker.services.audit import audit_all
+from worker.store import staged
 
 
 async def test_batch_over_many_members_commits_in_groups_with_an_outcome_per_event(db):

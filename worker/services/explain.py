@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from worker.domain import engine
 from worker.domain.earning import member_snapshot
-from worker.services.accounts import account_from_row
+from worker.store.accounts import account_from_row
 
 # The member row with the purchases before any new one, counted as the ledger counts them
 # for `nth_purchase` (orders with an amount; ledger._PURCHASE_COUNT).

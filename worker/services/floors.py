@@ -14,7 +14,7 @@ from worker.domain.engine import TierFloor
 from worker.domain.errors import InvalidFloor, UnknownMember
 from worker.domain.events import safe_text
 from worker.domain.program import Program
-from worker.services import accounts
+from worker.store import accounts
 
 # A reason is a sentence or two for the next operator, not a document.
 REASON_CHARS_MAX = 500

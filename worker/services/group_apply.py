@@ -37,11 +37,12 @@ from sqlalchemy.types import DateTime, Text
 from worker.domain.errors import MemberMerged
 from worker.domain.events import IdentityLinkEvent
 from worker.domain.program import Program
-from worker.services import accounts, audit, ledger, replay
-from worker.services.accounts import Account, Origin
+from worker.services import audit, ledger, replay
 from worker.services.ledger import Claim, apply_claimed, apply_event
 from worker.services.ledger_result import Result
-from worker.services.staged import Order, Staged, json_text
+from worker.store import accounts
+from worker.store.accounts import Account, Origin
+from worker.store.staged import Order, Staged, json_text
 
 # The first statement of the transaction goes through SQLAlchemy, which sends BEGIN with it;
 # the rest go to asyncpg directly (staged.py).

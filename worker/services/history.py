@@ -25,7 +25,7 @@ from worker.domain.decisions import Earn, MemberState, Origin, Reverse
 from worker.domain.engine import validate_state
 from worker.domain.program import Program
 from worker.domain.reevaluation import EventKey
-from worker.services.accounts import Account
+from worker.store.accounts import Account
 
 
 @dataclass(frozen=True)

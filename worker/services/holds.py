@@ -24,8 +24,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from worker.domain.lots import Lot, refund_reversal, take_earliest_expiring
 from worker.domain.program import Program
-from worker.services import accounts, audit
-from worker.services.accounts import Account, Origin
+from worker.services import audit
+from worker.store import accounts
+from worker.store.accounts import Account, Origin
 
 # A till's hold lasts as long as a checkout: 15 minutes unless it asks otherwise, at most a day
 # (a longer reservation is an order, not a checkout).

@@ -28,9 +28,10 @@ from worker.domain.errors import InvalidEvent, LinkContended
 from worker.domain.events import IdentityLinkEvent, named_member, payload_hash
 from worker.domain.identities import identity_member_id, looks_like_identity, normalise, parse_identity, survivor_of
 from worker.domain.program import Program
-from worker.services import accounts, replay
-from worker.services.accounts import OPERATOR_SOURCE, Account, Origin
+from worker.services import replay
 from worker.services.ledger_result import Result
+from worker.store import accounts
+from worker.store.accounts import OPERATOR_SOURCE, Account, Origin
 
 # A link retries its locks when a concurrent merge moved the identity's owner meanwhile; each
 # retry follows one more merge, and more merges than this at once are not seen in practice.

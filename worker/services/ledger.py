@@ -40,9 +40,10 @@ from worker.domain.events import (
     without_personal,
 )
 from worker.domain.program import Program
-from worker.services import accounts, identities, mall, replay
-from worker.services.accounts import Account, Origin
+from worker.services import identities, mall, replay
 from worker.services.ledger_result import Result
+from worker.store import accounts
+from worker.store.accounts import Account, Origin
 
 # Effects the engine derives itself are claimed under a `source` containing ':', which the
 # contract forbids in producers' sources, so no producer event can take their key.

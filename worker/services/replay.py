@@ -29,10 +29,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from worker.domain import reevaluation, referrals
 from worker.domain.engine import Award, rules_of
 from worker.domain.program import Program
-from worker.services import accounts
-from worker.services.accounts import Account, Origin
 from worker.services.history import History, RefereeFacts, replay
 from worker.services.program_versions import known_program, remember, stored_program
+from worker.store import accounts
+from worker.store.accounts import Account, Origin
 
 log = structlog.get_logger(__name__)
 

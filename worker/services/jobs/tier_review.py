@@ -20,8 +20,8 @@ from worker.domain import engine
 from worker.domain.calendar import firing_key
 from worker.domain.engine import EngineProgram, TierFloor
 from worker.domain.program import Program
-from worker.services import accounts
 from worker.services.jobs.common import IN_RANGE, ChunkResult, Range
+from worker.store import accounts
 
 # The window's qualifying value of one member (m): points of the entries that occurred in
 # it, or money of the purchases in it less the refunds in it. A refund counts only the part

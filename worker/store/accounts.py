@@ -24,7 +24,7 @@ from worker.domain.engine import Award, EngineProgram, TierFloor, tiering, valid
 from worker.domain.errors import InvariantViolation
 from worker.domain.lots import Lot, take_earliest_expiring
 from worker.domain.program import Program
-from worker.services.staged import Staged
+from worker.store.staged import Staged
 
 _LOCK_MEMBER = text(
     """
