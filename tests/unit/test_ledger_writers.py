@@ -39,7 +39,7 @@ WRITERS = {
         "worker/services/group_apply.py",
         "worker/services/ledger.py",
         "worker/services/identities.py",
-        "worker/services/erasure.py",
+        "worker/store/erasure.py",
     },
     "ledger_entries": {
         "worker/store/accounts.py",
@@ -58,7 +58,7 @@ WRITERS = {
         "worker/services/group_apply.py",
         "worker/services/ledger.py",
         "worker/services/identities.py",
-        "worker/services/erasure.py",
+        "worker/store/erasure.py",
     },
     "orders": {
         "worker/services/ledger.py",
@@ -74,12 +74,12 @@ WRITERS = {
         "worker/store/accounts.py",
         "worker/store/jobs.py",
         "worker/store/staged.py",
-        "worker/services/dispatch.py",
-        "worker/services/erasure.py",
+        "worker/store/outbox.py",
+        "worker/store/erasure.py",
     },
     "tier_changes": {"worker/store/accounts.py", "worker/store/staged.py"},
     "tier_floors": {"worker/store/accounts.py"},
-    "holds": {"worker/services/holds.py"},
+    "holds": {"worker/store/holds.py"},
 }
 
 

@@ -25,7 +25,7 @@ from datetime import datetime, timedelta
 
 import structlog
 from sqlalchemy import bindparam, text
-from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.types import Text
 
@@ -36,6 +36,7 @@ from worker.domain.engine import rules_of
 from worker.domain.messages import Catalog, RenderError
 from worker.domain.program import Program
 from worker.services.channels import Channel, Delivery, DeliveryError
+from worker.store import outbox
 
 log = structlog.get_logger(__name__)
 
@@ -88,25 +89,6 @@ _LAST_NUDGES = text(
     GROUP BY member_id
     """
 ).bindparams(bindparam("member_ids", type_=ARRAY(Text)))
-
-_UPDATE_CLAIMED = text(
-    """
-    UPDATE notifications SET
-        status = :status, params = :params, attempts = :attempts, lease_until = :lease_until,
-        next_attempt_at = :next_attempt_at, released_at = :released_at, last_attempt_at = :last_attempt_at,
-        channel = :channel, locale = :locale, text = :text, last_error = :last_error
-    WHERE notification_id = :notification_id
-    """
-).bindparams(bindparam("params", type_=JSONB))
-
-_RECORD = text(
-    """
-    UPDATE notifications SET
-        status = :status, sent_at = :sent_at, last_error = :last_error,
-        next_attempt_at = :next_attempt_at, lease_until = NULL
-    WHERE notification_id = :notification_id AND status = 'sending' AND attempts = :attempts
-    """
-)
 
 
 @dataclass
@@ -259,7 +241,7 @@ async def claim(
                     created_at=row["created_at"].isoformat(),
                 )
             )
-        await conn.execute(_UPDATE_CLAIMED, updates)
+        await outbox.update_claimed(conn, updates)
     out.report.claimed = len(rows)
     return out
 
@@ -330,7 +312,7 @@ async def record(
         )
     if updates:
         async with engine.begin() as conn:
-            await conn.execute(_RECORD, updates)
+            await outbox.record_attempts(conn, updates)
         for item, update in zip(deliveries, updates, strict=True):
             metrics.count_delivery(item.kind, update["status"])
     return report
@@ -375,28 +357,8 @@ async def dispatch(
             return total
 
 
-_RETRY_ONE = text(
-    """
-    UPDATE notifications SET status = 'pending', attempts = 0, next_attempt_at = NULL, lease_until = NULL
-    WHERE notification_id = :notification_id AND status IN ('failed', 'dead')
-    RETURNING notification_id
-    """
-)
-_RETRY_FAILED = text(
-    """
-    UPDATE notifications SET status = 'pending', attempts = 0, next_attempt_at = NULL, lease_until = NULL
-    WHERE status IN ('failed', 'dead')
-    RETURNING notification_id
-    """
-)
-
-
 async def retry(engine: AsyncEngine, notification_id: int | None = None) -> list[int]:
     """Queue failed or dead notifications again, now, with a fresh attempt count: one by id,
     or all of them. The delivery id stays the same, so receivers can still dedupe."""
     async with engine.begin() as conn:
-        if notification_id is None:
-            result = await conn.execute(_RETRY_FAILED)
-        else:
-            result = await conn.execute(_RETRY_ONE, {"notification_id": notification_id})
-        return sorted(result.scalars().all())
+        return await outbox.retry(conn, notification_id)

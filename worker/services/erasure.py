@@ -26,6 +26,7 @@ from sqlalchemy.types import Text
 
 from worker.domain.events import PERSONAL_PAYLOAD_FIELDS
 from worker.domain.identities import names_identity
+from worker.store import erasure as store_erasure
 
 # Tables keyed by member_id that hold nothing but personal data (logins, phone numbers,
 # external account links). Erased when they exist in the schema; other features add them.
@@ -36,27 +37,11 @@ ERASED_RAW = '{"erased": true}'
 # identity only: the search pages through the table by id, never holding it all.
 REJECTED_PAGE_SIZE = 1000
 
-_ERASE = text(
-    """
-    UPDATE members SET birthday = NULL, locale = NULL, erased_at = coalesce(erased_at, :now), updated_at = :now
-    WHERE member_id = :member_id OR merged_into = :member_id
-    RETURNING member_id, erased_at, erased_at = :now AS newly
-    """
-)
 _IDENTITIES = text("SELECT kind, value FROM member_identities WHERE member_id = ANY(:ids)").bindparams(
     bindparam("ids", type_=ARRAY(Text))
 )
 # The stored form of a contract event keeps its payload as an object; the engine's own
 # effects (a referee bonus, a birthday gift) have no payload and no personal field.
-_SCRUB_EVENTS = text(
-    """
-    UPDATE processed_events SET payload = CASE
-        WHEN jsonb_typeof(payload -> 'payload') = 'object'
-        THEN jsonb_set(payload - 'member', '{payload}', (payload -> 'payload') - :fields)
-        ELSE payload - 'member' END
-    WHERE member_id = ANY(:ids) AND (payload ? 'member' OR payload -> 'payload' ?| :fields)
-    """
-).bindparams(bindparam("ids", type_=ARRAY(Text)), bindparam("fields", type_=ARRAY(Text)))
 _REDACT_REJECTED = text(
     "UPDATE rejected_events SET raw = :erased WHERE member_id = ANY(:ids) AND raw <> :erased"
 ).bindparams(bindparam("ids", type_=ARRAY(Text)))
@@ -71,12 +56,6 @@ _REJECTED_CANDIDATES = text(
     """
 ).bindparams(bindparam("values", type_=ARRAY(Text)))
 _REDACT_REJECTED_IDS = text("UPDATE rejected_events SET raw = :erased WHERE rejected_id = ANY(:ids)")
-_SCRUB_NOTIFICATIONS = text(
-    """
-    UPDATE notifications SET text = NULL, locale = NULL
-    WHERE member_id = ANY(:ids) AND (text IS NOT NULL OR locale IS NOT NULL)
-    """
-).bindparams(bindparam("ids", type_=ARRAY(Text)))
 # A retry of such a request is still answered with its first outcome: the ledger keeps the
 # redemption under the request's own event id (worker/services/redeem.py).
 _DROP_ANSWERS = text(
@@ -105,7 +84,7 @@ class Erasure:
 async def erase_member(engine: AsyncEngine, member_id: str, now: datetime) -> Erasure | None:
     """Erase in one transaction; None when there is no such member. Safe to run twice."""
     async with engine.begin() as conn:
-        rows = {r.member_id: r for r in await conn.execute(_ERASE, {"member_id": member_id, "now": now})}
+        rows = {r.member_id: r for r in await store_erasure.erase_profile(conn, member_id, now)}
         if member_id not in rows:
             return None
         ids = sorted(rows)
@@ -117,10 +96,10 @@ async def erase_member(engine: AsyncEngine, member_id: str, now: datetime) -> Er
                 # The table name comes from the constant above, never from input.
                 result = await conn.execute(text(f"DELETE FROM {table} WHERE member_id = ANY(:ids)"), {"ids": ids})
                 removed += result.rowcount
-        events = await conn.execute(_SCRUB_EVENTS, {"ids": ids, "fields": list(PERSONAL_PAYLOAD_FIELDS)})
+        events = await store_erasure.scrub_events(conn, ids, list(PERSONAL_PAYLOAD_FIELDS))
         rejected = (await conn.execute(_REDACT_REJECTED, {"ids": ids, "erased": ERASED_RAW})).rowcount
         rejected += await _redact_named_by_identity(conn, identities)
-        notices = await conn.execute(_SCRUB_NOTIFICATIONS, {"ids": ids})
+        notices = await store_erasure.scrub_notifications(conn, ids)
         answers = await conn.execute(_DROP_ANSWERS, {"names": [*ids, *(value for _, value in identities)]})
     own = rows[member_id]
     return Erasure(
@@ -129,8 +108,8 @@ async def erase_member(engine: AsyncEngine, member_id: str, now: datetime) -> Er
         not own.newly,
         removed,
         rejected,
-        events.rowcount,
-        notices.rowcount,
+        events,
+        notices,
         answers.rowcount,
     )
 

@@ -26,6 +26,7 @@ from worker.domain.lots import Lot, refund_reversal, take_earliest_expiring
 from worker.domain.program import Program
 from worker.services import audit
 from worker.store import accounts
+from worker.store import holds as store_holds
 from worker.store.accounts import Account, Origin
 
 # A till's hold lasts as long as a checkout: 15 minutes unless it asks otherwise, at most a day
@@ -47,21 +48,6 @@ _SPENDABLE_LOTS = text(
     SELECT lot_id, remaining, expires_at FROM lots
     WHERE member_id = :member_id AND remaining > 0 AND pending_until IS NULL AND expires_at > :now
     ORDER BY expires_at, lot_id
-    """
-)
-_INSERT_HOLD = text(
-    """
-    INSERT INTO holds (hold_id, member_id, order_id, points, status, key_name, hold_entry_id, created_at, expires_at)
-    VALUES (:hold_id, :member_id, :order_id, :points, 'held', :key_name, :hold_entry_id, :now, :expires_at)
-    ON CONFLICT (hold_id) DO NOTHING
-    RETURNING *
-    """
-)
-_SETTLE = text(
-    """
-    UPDATE holds SET status = :status, settle_entry_id = :entry_id, settled_at = :now
-    WHERE hold_id = :hold_id AND status = 'held'
-    RETURNING *
     """
 )
 _TAKES = text("SELECT lot_id, points FROM lot_takes WHERE entry_id = :entry_id ORDER BY lot_id")
@@ -95,9 +81,6 @@ _RESTORED_FOR_HOLD = text(
     """
 )
 _LOT_EXPIRY = text("SELECT lot_id, expires_at FROM lots WHERE lot_id = ANY(:lot_ids)")
-_MARK_REFUNDED = text(
-    "UPDATE holds SET refunded_amount = :refunded_amount, points_refunded = :points_refunded WHERE hold_id = :hold_id"
-)
 _SWEEP_MEMBERS = text(
     """
     SELECT member_id FROM (
@@ -212,24 +195,18 @@ async def _place_hold(engine, program, hold_id, member_id, points, order_id, exp
         takes = take_earliest_expiring(lots, points)
         rule = {"rule": "points_payment_hold", "hold_id": hold_id, "order_id": order_id, "points": points}
         entry_id = await accounts.move_points(conn, account, _origin(hold_id, "hold", now), "hold", takes, [rule])
-        row = (
-            (
-                await conn.execute(
-                    _INSERT_HOLD,
-                    {
-                        "hold_id": hold_id,
-                        "member_id": member_id,
-                        "order_id": order_id,
-                        "points": points,
-                        "key_name": key_name,
-                        "hold_entry_id": entry_id,
-                        "now": now,
-                        "expires_at": now + timedelta(seconds=expires_in_s),
-                    },
-                )
-            )
-            .mappings()
-            .first()
+        row = await store_holds.insert_hold(
+            conn,
+            {
+                "hold_id": hold_id,
+                "member_id": member_id,
+                "order_id": order_id,
+                "points": points,
+                "key_name": key_name,
+                "hold_entry_id": entry_id,
+                "now": now,
+                "expires_at": now + timedelta(seconds=expires_in_s),
+            },
         )
         if row is None:
             raise _LostRace()
@@ -282,11 +259,7 @@ async def _settle_one(engine: AsyncEngine, program: Program, hold_id: str, wante
                 )
             else:
                 entry_id = await _give_back(conn, account, row, "hold_voided", now)
-            row = (
-                (await conn.execute(_SETTLE, {"status": wanted, "entry_id": entry_id, "now": now, "hold_id": hold_id}))
-                .mappings()
-                .one()
-            )
+            row = await store_holds.settle(conn, hold_id, wanted, entry_id, now)
         else:
             refusal = _SETTLED_ANSWERS[(wanted, row["status"])]
             if refusal is not None:
@@ -308,7 +281,7 @@ async def _settle_due(conn: AsyncConnection, account: Account, now: datetime) ->
     """Release the member's holds past their expiry and restore points of refunded orders."""
     for row in (await conn.execute(_DUE_EXPIRED, {"member_id": account.member_id, "now": now})).mappings().all():
         entry_id = await _give_back(conn, account, row, "hold_expired", now)
-        await conn.execute(_SETTLE, {"status": "expired", "entry_id": entry_id, "now": now, "hold_id": row["hold_id"]})
+        await store_holds.settle(conn, row["hold_id"], "expired", entry_id, now)
     for row in (await conn.execute(_DUE_REFUNDED, {"member_id": account.member_id})).mappings().all():
         await _restore_refunded(conn, account, row, now)
 
@@ -325,10 +298,7 @@ async def _restore_refunded(conn: AsyncConnection, account: Account, row: Any, n
         refunded - Decimal(row["refunded_amount"]),
         row["points_refunded"],
     )
-    await conn.execute(
-        _MARK_REFUNDED,
-        {"refunded_amount": refunded, "points_refunded": row["points_refunded"] + due, "hold_id": row["hold_id"]},
-    )
+    await store_holds.mark_refunded(conn, row["hold_id"], refunded, row["points_refunded"] + due)
     if due == 0:
         return
     event_id = f"hold:{row['hold_id']}"
