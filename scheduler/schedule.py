@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 
 from apscheduler.triggers.cron import CronTrigger
 
-from worker.domain.calendar import JOB_KEYS, job_config
+from worker.domain.firings import JOB_KEYS, job_config
 from worker.domain.program import Program
 
 

@@ -1,6 +1,6 @@
 """The rule engine gives today's points, rule by rule, for the default program and old-style files.
 
-Generated inputs go through worker/domain/rules.py and through the engine (the shipped
+Generated inputs go through worker/domain/engine/reference_rules.py and through the engine (the shipped
 default_program.toml, and from_program() of generated old-style programs); the points each
 rule gives must be the same. Zero-point awards are left out on both sides: rules.py gives
 some (a purchase of 0.99) and omits others (a 0 media bonus).
@@ -14,11 +14,11 @@ from decimal import Decimal
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from worker.domain import rules
 from worker.domain.engine import EventData, Member, default_engine_program, evaluate, from_program, state_from_member
+from worker.domain.engine import reference_rules as rules
+from worker.domain.engine.reference_rules import MemberState
 from worker.domain.events import Item
 from worker.domain.program import DEFAULT_PROGRAM, Campaign, CheckIn, MemberDay, Multipliers, Program, Review, Tier
-from worker.domain.rules import MemberState
 
 DEFAULT_ENGINE = default_engine_program()
 SKUS = ("SKU-1", "SKU-2", "SKU-PROMO-1", "SKU-3")

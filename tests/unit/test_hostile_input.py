@@ -18,8 +18,8 @@ from hypothesis import strategies as st
 
 from worker import logs
 from worker.actors import all_specs
-from worker.actors.calendar import firing_problem
 from worker.actors.events import PRODUCER_ACTORS, QUEUE
+from worker.actors.jobs import firing_problem
 from worker.domain.errors import InvalidEvent
 from worker.domain.events import (
     EVENT_BYTES_MAX,

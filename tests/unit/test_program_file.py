@@ -22,8 +22,8 @@ from worker.domain.engine import (
 )
 from worker.domain.engine.language import DEFAULT_PROGRAM_PATH
 from worker.domain.errors import ProgramError
+from worker.domain.local_days import is_member_day
 from worker.domain.program import DEFAULT_PROGRAM, Program
-from worker.domain.rules import is_member_day
 
 EXAMPLE = Path(__file__).parents[2] / "docs" / "program.example.toml"
 DEFAULT_TOML = DEFAULT_PROGRAM_PATH.read_text(encoding="utf-8")

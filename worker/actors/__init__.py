@@ -24,6 +24,6 @@ def queue_names() -> list[str]:
 
 
 def all_specs() -> list[ActorSpec]:
-    from worker.actors import calendar, events, guard, notifications
+    from worker.actors import events, guard, jobs, notifications
 
-    return [*events.ACTORS, *notifications.ACTORS, *calendar.ACTORS, *guard.ACTORS]
+    return [*events.ACTORS, *notifications.ACTORS, *jobs.ACTORS, *guard.ACTORS]

@@ -135,7 +135,7 @@ def scheduler_run(
     force: bool = typer.Option(False, "--force", help="Enqueue a firing more than a day ahead of the clock."),
 ) -> None:
     from worker.broker import build_broker
-    from worker.domain.calendar import JOB_KEYS
+    from worker.domain.firings import JOB_KEYS
     from worker.runtime import utc_now
 
     if job not in JOB_KEYS:
@@ -149,7 +149,7 @@ def scheduler_run(
         typer.echo(f"warning: {said}", err=True)
     broker = build_broker(settings())
     # The workers refuse a firing ahead of their clock unless it is marked as the operator's
-    # own (worker.actors.calendar.FIRING_AHEAD_MAX); this command is that operator.
+    # own (worker.actors.jobs.FIRING_AHEAD_MAX); this command is that operator.
     broker.get_actor("plan_job").send(job, at.isoformat(), force=ahead > timedelta(0))
     typer.echo(f"enqueued {job} for {at.isoformat()}")
 

@@ -1,7 +1,7 @@
 """An evaluation as the ledger books it: awards in the per-award shape member history reads,
 the order's share of the points, and the note when nothing was given. Pure.
 
-The shape is the one worker/domain/rules.py wrote before the engine was wired in, so stored
+The shape is the one worker/domain/engine/reference_rules.py wrote before the engine was wired in, so stored
 history, `describe_rule` and the demo read old and new entries alike:
 
     {"rule": "purchase", "points": 2400, "amount": "1200.00", "tier": "Regular",

@@ -2,7 +2,7 @@
 
 Existing program files keep working: `from_program(load_program(path))` gives the engine
 program with the same numbers, campaigns and category/SKU line multipliers. The
-equivalence tests hold this translation to the results of worker/domain/rules.py.
+equivalence tests hold this translation to the results of worker/domain/engine/reference_rules.py.
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from worker.domain.engine.language import EngineProgram, parse_engine_program
+from worker.domain.engine.reference_rules import MemberState
 from worker.domain.program import Program
-from worker.domain.rules import MemberState
 
 
 def program_rules(program: Program) -> list[dict[str, Any]]:

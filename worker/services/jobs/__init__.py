@@ -16,9 +16,9 @@ from datetime import datetime
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from worker.domain.calendar import JOB_KEYS, chunk_ranges
+from worker.domain.firings import JOB_KEYS, chunk_ranges
 from worker.domain.program import Program
-from worker.services.jobs import birthdays, expiry, member_days, pending, tier_review, warnings
+from worker.services.jobs import birthdays, expiry, expiry_warnings, member_days, pending, tier_review
 from worker.services.jobs.common import ChunkResult, Range
 
 _CLAIM_FIRING = text(
@@ -59,7 +59,7 @@ _CHUNK_DONE = text(
 # Jobs whose chunk is one set-based transaction; the others apply per member (own keys).
 _SET_BASED = {
     "expire-points": expiry.run,
-    "expiry-warnings": warnings.run,
+    "expiry-warnings": expiry_warnings.run,
     "release-pending": pending.run,
     "member-day": member_days.run,
     "tier-review": tier_review.run,

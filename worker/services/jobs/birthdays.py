@@ -11,9 +11,9 @@ from datetime import datetime
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from worker.domain.calendar import birthdays_on
+from worker.domain.firings import birthdays_on
+from worker.domain.local_days import local_date
 from worker.domain.program import Program
-from worker.domain.rules import local_date
 from worker.services.jobs.common import IN_RANGE, ChunkResult, Range
 from worker.services.ledger import BirthdayGift, apply_event
 

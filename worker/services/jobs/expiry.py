@@ -12,7 +12,7 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from worker.domain.calendar import firing_key
+from worker.domain.firings import firing_key
 from worker.domain.program import Program
 from worker.services.jobs.common import ChunkResult, Range
 from worker.store import jobs as store_jobs

@@ -17,8 +17,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from worker.domain import engine
-from worker.domain.calendar import firing_key
 from worker.domain.engine import EngineProgram, TierFloor
+from worker.domain.firings import firing_key
 from worker.domain.program import Program
 from worker.services.jobs.common import IN_RANGE, ChunkResult, Range
 from worker.store import accounts

@@ -1,16 +1,18 @@
-"""Earning rules. Pure: program, member state and event data in; awards and new state out.
+"""The earning rules as they were before the rule engine: the reference the equivalence tests
+(tests/unit/test_engine_equivalence.py) hold the engine to, and the member state legacy
+programs translate from (engine/legacy.py). The ledger does not use them. Pure.
 
 No clock and no I/O here: the caller passes the event's program-local date.
 """
 
 from __future__ import annotations
 
-import calendar
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
+from worker.domain.local_days import is_birthday, is_member_day
 from worker.domain.lots import floor_points
 from worker.domain.program import Program
 
@@ -53,30 +55,6 @@ class Outcome:
     @property
     def points(self) -> int:
         return sum(a.points for a in self.awards)
-
-
-def local_date(program: Program, at: datetime) -> date:
-    return at.astimezone(program.zone).date()
-
-
-def is_birthday(birthday: date | None, on: date) -> bool:
-    """Birthdays on 29 February are kept on 28 February in common years."""
-    if birthday is None:
-        return False
-    if birthday.month == 2 and birthday.day == 29 and not calendar.isleap(on.year):
-        return (on.month, on.day) == (2, 28)
-    return (on.month, on.day) == (birthday.month, birthday.day)
-
-
-def is_member_day(program: Program, on: date) -> bool:
-    rule = program.member_day
-    if not rule.enabled:
-        return False
-    if rule.weekdays is not None:
-        return on.isoweekday() in rule.weekdays
-    # A member day past the month's end (e.g. the 31st) falls on the month's last day.
-    last = calendar.monthrange(on.year, on.month)[1]
-    return on.day == min(rule.day_of_month, last)
 
 
 def campaign_multiplier(program: Program, on: date, birthday: date | None, source: str) -> tuple[Decimal, str | None]:

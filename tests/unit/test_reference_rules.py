@@ -7,11 +7,12 @@ from decimal import Decimal
 
 import pytest
 
-from worker.domain import rules
+from worker.domain import local_days
+from worker.domain.engine import reference_rules as rules
+from worker.domain.engine.reference_rules import MemberState
 from worker.domain.events import Item
 from worker.domain.program import DEFAULT_PROGRAM as P
 from worker.domain.program import Campaign, Program
-from worker.domain.rules import MemberState
 
 ORDINARY_DAY = date(2026, 11, 2)  # not a member day, no birthday
 MEMBER_DAY = date(2026, 11, 8)
@@ -210,8 +211,8 @@ def test_rules_use_the_program_local_date():
     # 17:30 UTC on the 7th is 01:30 on the 8th in Asia/Shanghai: a member day.
     at = datetime(2026, 11, 7, 17, 30, tzinfo=UTC)
 
-    assert rules.local_date(P, at) == MEMBER_DAY
-    assert rules.local_date(P.model_copy(update={"timezone": "UTC"}), at) == date(2026, 11, 7)
+    assert local_days.local_date(P, at) == MEMBER_DAY
+    assert local_days.local_date(P.model_copy(update={"timezone": "UTC"}), at) == date(2026, 11, 7)
 
 
 @pytest.mark.parametrize(
@@ -226,15 +227,15 @@ def test_rules_use_the_program_local_date():
     ],
 )
 def test_birthday(birthday, on, expected):
-    assert rules.is_birthday(birthday, on) is expected
+    assert local_days.is_birthday(birthday, on) is expected
 
 
 def test_member_day_past_month_end_falls_on_the_last_day():
     program = P.model_copy(update={"member_day": P.member_day.model_copy(update={"day_of_month": 31})})
 
-    assert rules.is_member_day(program, date(2026, 11, 30)) is True
-    assert rules.is_member_day(program, date(2026, 12, 30)) is False
-    assert rules.is_member_day(program, date(2026, 12, 31)) is True
+    assert local_days.is_member_day(program, date(2026, 11, 30)) is True
+    assert local_days.is_member_day(program, date(2026, 12, 30)) is False
+    assert local_days.is_member_day(program, date(2026, 12, 31)) is True
 
 
 def test_disabled_member_day_gives_no_multiplier():

@@ -9,8 +9,8 @@ import pytest
 from scheduler.runner import Scheduler
 from scheduler.schedule import job_specs, last_fire_time
 from tests.factories import with_tiers
-from worker.domain.calendar import birthdays_on, chunk_ranges, firing_key, job_config
 from worker.domain.engine import rules_of
+from worker.domain.firings import birthdays_on, chunk_ranges, firing_key, job_config
 from worker.domain.program import DEFAULT_PROGRAM as P
 
 CST = timezone(timedelta(hours=8))
