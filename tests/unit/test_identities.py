@@ -82,10 +82,15 @@ def test_the_generated_member_id_is_the_same_for_the_same_identity_and_hides_it(
     assert member_id.startswith("id-") and len(member_id) == 19 and "8800123" not in member_id
 
 
-def test_the_older_member_survives_a_merge_and_a_tie_goes_to_the_lower_id():
+def test_the_member_whose_first_event_occurred_earliest_survives_a_merge_and_a_tie_goes_to_the_lower_id():
     early, late = datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 2, 1, tzinfo=UTC)
     assert survivor_of((late, "A"), (early, "B")) == "B"
     assert survivor_of((early, "B"), (early, "A")) == "A"
+    # A member with no event yet (enrolled by a link alone) comes after any member with one,
+    # and of two without, the lower id stays.
+    assert survivor_of((None, "A"), (late, "id-0123456789abcdef")) == "id-0123456789abcdef"
+    assert survivor_of((late, "B"), (None, "A")) == "B"
+    assert survivor_of((None, "id-0123456789abcdef"), (None, "M1001")) == "M1001"
 
 
 def reason(data):

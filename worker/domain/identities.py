@@ -13,7 +13,7 @@ import hashlib
 import json
 import re
 from collections.abc import Collection
-from datetime import datetime
+from datetime import UTC, datetime
 
 KINDS: tuple[str, ...] = ("phone", "card", "wechat_openid", "email")
 
@@ -28,6 +28,8 @@ _EMAIL = re.compile(r"^[^@\s]+@[^@\s.]+(\.[^@\s.]+)+$")
 # The member id of a member enrolled by an identity: `id-` and this many hex digits of the
 # identity's digest (64 bits: a collision needs billions of identities).
 GENERATED_ID_HEX = 16
+# Stands in for the first event time of a member who has none, only to compare (see survivor_of).
+_NO_EVENT = datetime.max.replace(tzinfo=UTC)
 
 
 class IdentityError(ValueError):
@@ -85,10 +87,13 @@ def identity_member_id(kind: str, value: str) -> str:
     return f"id-{digest[:GENERATED_ID_HEX]}"
 
 
-def survivor_of(first: tuple[datetime, str], second: tuple[datetime, str]) -> str:
-    """Of two members to merge, as (enrolled_at, member_id), the one that stays: the older,
-    and of two enrolled at the same moment the lower member id."""
-    return min(first, second)[1]
+def survivor_of(first: tuple[datetime | None, str], second: tuple[datetime | None, str]) -> str:
+    """Of two members to merge, as (first_event_at, member_id), the one that stays: the one
+    whose first event occurred earliest (event time, so not the order the worker saw them in),
+    and of two with the same first moment the lower member id. A member with no event yet
+    (None: enrolled by a link alone) comes after any member with one."""
+
+    return min((at or _NO_EVENT, member_id) for at, member_id in (first, second))[1]
 
 
 def names_identity(raw: str, identities: Collection[tuple[str, str]]) -> bool:

@@ -3,10 +3,11 @@ which merges two members when it already names another (docs/identities.md).
 
 Resolution runs in intake before the ledger; a link is applied by the ledger like an event,
 with its own claim, since it locks two members (always in member-id order). A merge keeps
-the older member, moves the other's lots, events, orders and identities to it, and then
+the member whose first event occurred earliest (event time, whatever order the events were
+processed in), moves the other's lots, events, orders and identities to it, and then
 re-evaluates the kept member's whole history in occurrence order (worker/services/replay.py),
 so that what counts once per member (the first-purchase bonus, the signup bonus, streaks,
-caps, the tier) is counted once. Identity values are personal data: they are not logged and
+caps, the tier) is counted once, and each event's recorded outcome is the ledger's. Identity values are personal data: they are not logged and
 not written anywhere but member_identities.
 """
 
@@ -23,7 +24,7 @@ from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.types import Text
 
-from worker.domain import reevaluation
+from worker.domain import reevaluation, referrals
 from worker.domain.errors import InvalidEvent, LinkContended
 from worker.domain.events import IdentityLinkEvent, named_member, payload_hash
 from worker.domain.identities import identity_member_id, looks_like_identity, normalise, parse_identity, survivor_of
@@ -85,6 +86,18 @@ _CLAIM_EVENT = text(
     """
 )
 _CLAIMED_HASH = text("SELECT payload_hash FROM processed_events WHERE source = :source AND event_id = :event_id")
+# When each of two members' first event of their own doing occurred (referrals.ENROLMENT_TYPES,
+# as a referral judges a new member): what decides which of them a merge keeps. Events of members
+# merged into either earlier were re-pointed to it, so they count. Both rows are locked: an
+# event of either that commits meanwhile was claimed after the lock and lands after the merge.
+_FIRST_EVENTS = text(
+    """
+    SELECT m.id AS member_id,
+        (SELECT min(p.occurred_at) FROM processed_events p
+         WHERE p.member_id = m.id AND p.event_type = ANY(CAST(:types AS text[]))) AS first_event_at
+    FROM unnest(CAST(:member_ids AS text[])) AS m(id)
+    """
+)
 _SHARED_ORDERS = text(
     """
     SELECT a.order_id FROM orders a JOIN orders b ON b.order_id = a.order_id
@@ -295,7 +308,13 @@ async def _attempt(conn, program, event, origin, kind, value, types, stored_even
             conn, program, account, None, {**record_of, "status": "applied", "result": result.as_json()}
         )
         return result
-    survivor_id = survivor_of((rows[target]["enrolled_at"], target), (rows[owner]["enrolled_at"], owner))
+    first = {
+        r.member_id: r.first_event_at
+        for r in await conn.execute(
+            _FIRST_EVENTS, {"member_ids": [target, owner], "types": list(referrals.ENROLMENT_TYPES)}
+        )
+    }
+    survivor_id = survivor_of((first[target], target), (first[owner], owner))
     absorbed_id = owner if survivor_id == target else target
     survivor = accounts.account_from_row(survivor_id, rows[survivor_id])
     absorbed = accounts.account_from_row(absorbed_id, rows[absorbed_id])
