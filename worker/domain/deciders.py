@@ -95,8 +95,8 @@ def purchase(state: MemberState, origin: Origin, event: Any, program: Program, f
             _reward_waiting_review(state, review, program, decision)
         for refund in state.waiting_refunds(payload.order_id):
             refund_origin = Origin(refund.source, refund.event_id, "refund", refund.occurred_at)
-            _apply_refund(state, refund_origin, order, refund, program, decision, new=False)
-            decision.steps.append(MarkApplied(refund.source, refund.event_id))
+            reversed_points = _apply_refund(state, refund_origin, order, refund, program, decision, new=False)
+            decision.steps.append(MarkApplied(refund.source, refund.event_id, -reversed_points))
     return decision
 
 
@@ -264,7 +264,7 @@ def _reward_waiting_review(state: MemberState, review: ReviewRow, program: Progr
         state.orders[review.order_id].review_skus.discard(review.sku)
         decision.steps.append(DropReview(review.order_id, review.sku))
     _book(state, origin, earned, decision)
-    decision.steps.append(MarkApplied(review.source, review.event_id))
+    decision.steps.append(MarkApplied(review.source, review.event_id, earned.points, earned.note))
 
 
 def referral(state: MemberState, origin: Origin, event: Any, program: Program, facts: Facts) -> Decision:

@@ -185,10 +185,13 @@ class DropReview:
 
 @dataclass(frozen=True)
 class MarkApplied:
-    """A deferred event applied now: its processed_events row reads applied."""
+    """A deferred event applied now: its processed_events row reads applied, with the points
+    and note it has now, as if it had arrived after its purchase."""
 
     source: str
     event_id: str
+    points: int = 0
+    note: str | None = None
 
 
 Step = Earn | Reverse | PutOrder | WaitFor | PutRefund | PutReview | DropReview | MarkApplied

@@ -3,12 +3,13 @@
 Pure: ledger entries as plain mappings in, points by event and rule out. Used by the
 re-evaluation that follows a late event (worker/services/replay.py): the replayed history
 gives the points each event should have, the member's ledger the points it has, and the
-difference is booked as correcting entries that name the event they correct.
+difference is booked as correcting entries that name the event they correct, and each event's
+recorded outcome (processed_events) is made the ledger's.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -107,3 +108,47 @@ def correction_note(event_type: str, event_id: str, late_type: str, late_id: str
     if event_id == late_id and event_type == late_type:
         return f"{event_type} {event_id} re-earned in its place in occurrence order: {points:+d}"
     return f"{event_type} {event_id} re-earned after the late {late_type} {late_id}: {points:+d}"
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """An event's outcome as its processed_events row records it. `key` is the row's own key,
+    `booked_as` the (source, event_id) its ledger entries name: the same for a producer's event,
+    not for the engine's own (a referee bonus is claimed under `<source>:referee`)."""
+
+    key: EventKey
+    booked_as: EventKey
+    event_type: str
+    status: str
+    result: Mapping[str, Any] | None
+
+
+def outcome_updates(
+    recorded: Iterable[Recorded],
+    points: Mapping[EventKey, Mapping[str, int]],
+    waiting: Collection[EventKey],
+) -> list[dict[str, Any]]:
+    """The rows whose recorded outcome differs from the ledger's, each with the outcome to
+    record (source, event_id, status, result).
+
+    The ledger's outcome of an event is `deferred` while it waits for its purchase (`waiting`,
+    by the key its entries name) and `applied` otherwise, with the net of what the ledger booked
+    for it (`points`, as `points_by_event` gives them once the corrections are booked): what it
+    earned when applied plus every correction since, negative for a refund. The rest of the
+    result stays (a purchase's lot, a late event's re-evaluation); its note stays too unless the
+    event now earns, or has left or entered the wait: the waiting note then goes, or is set.
+    """
+    out: list[dict[str, Any]] = []
+    for row in recorded:
+        status = "deferred" if row.booked_as in waiting else "applied"
+        earned = sum(points.get(row.booked_as, {}).values())
+        result = dict(row.result or {})
+        if (row.status, int(result.get("points", 0))) == (status, earned):
+            continue
+        result["points"] = earned
+        if status == "deferred":
+            result["note"] = f"{row.event_type}.waiting_for_purchase"
+        elif earned or row.status != status:
+            result.pop("note", None)
+        out.append({"source": row.key[0], "event_id": row.key[1], "status": status, "result": result})
+    return out

@@ -125,7 +125,14 @@ def replay(
     ]
     reviews = [{**r.__dict__, "occurred_at": r.occurred_at.isoformat()} for r in state.reviews.values()]
     refunds = [
-        {"order_id": r.order_id, "refund_id": r.refund_id, "status": r.status, "points_reversed": r.points_reversed}
+        {
+            "order_id": r.order_id,
+            "refund_id": r.refund_id,
+            "source": r.source,
+            "event_id": r.event_id,
+            "status": r.status,
+            "points_reversed": r.points_reversed,
+        }
         for r in state.refunds.values()
     ]
     return History(

@@ -81,9 +81,14 @@ _UPSERT_ORDER = text(
         lot_id = EXCLUDED.lot_id, purchased_at = EXCLUDED.purchased_at, bonus_points = EXCLUDED.bonus_points
     """
 )
+# A refund or review that waited for its purchase, applied with it: its outcome and points
+# (the waiting note goes), as the event's own would read had it arrived after the purchase.
 _DEFERRED_APPLIED = text(
-    "UPDATE processed_events SET status = 'applied' WHERE source = :source AND event_id = :event_id AND status = 'deferred'"
-)
+    """
+    UPDATE processed_events SET status = 'applied', result = :result
+    WHERE source = :source AND event_id = :event_id AND status = 'deferred'
+    """
+).bindparams(bindparam("result", type_=JSONB))
 _WAITING_ORDER = text(
     """
     INSERT INTO orders (member_id, order_id) VALUES (:member_id, :order_id)
@@ -591,10 +596,13 @@ async def write_decision(
 ) -> int | None:
     """Write a decision's steps in order; returns the lot id of the event's own points earned."""
     own_lot: int | None = None
+    lots: dict[tuple[str, str], int] = {}  # the lot each event's points earned, by the event's key
     member_id = account.member_id
     for step in decision.steps:
         if isinstance(step, Earn):
             lot_id = await accounts.earn(conn, program, account, step.origin, step.awards, pending=step.pending)
+            if lot_id is not None:
+                lots[step.origin.key] = lot_id
             if step.order_id is not None:
                 state.orders[step.order_id].lot_id = lot_id
             if step.notify == "points_earned":
@@ -654,7 +662,11 @@ async def write_decision(
         elif isinstance(step, DropReview):
             await conn.execute(_REVIEW_UNCLAIMED, {"member_id": member_id, "order_id": step.order_id, "sku": step.sku})
         elif isinstance(step, MarkApplied):
-            await conn.execute(_DEFERRED_APPLIED, {"source": step.source, "event_id": step.event_id})
+            lot_id = lots.get((step.source, step.event_id))
+            applied = Result("applied", member_id, step.points, step.note, {"lot_id": lot_id} if lot_id else {})
+            await conn.execute(
+                _DEFERRED_APPLIED, {"source": step.source, "event_id": step.event_id, "result": applied.as_json()}
+            )
         else:  # pragma: no cover - the Step union is closed
             raise TypeError(f"unknown decision step {step!r}")
     return own_lot

@@ -10,7 +10,10 @@ deleted; spending, holds and expiry are facts of their moment and are not replay
 
 The member's tier, rule state and profile are then those of the replay, and the per-order,
 per-refund and per-review rows the handlers read are made equal to the replay's, so the next
-event on the fast path sees exactly the state the replay would have given it.
+event on the fast path sees exactly the state the replay would have given it. Each event's
+recorded outcome (processed_events status and result, which the API and `member history
+--all` show) is made the ledger's too: its net points after the corrections, and `applied`
+for a refund or review the replay applied.
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ log = structlog.get_logger(__name__)
 # three statements (a group re-evaluates all its late members at once).
 _HISTORY = text(
     """
-    SELECT member_id, source, event_id, event_type, payload, program_version FROM processed_events
+    SELECT member_id, source, event_id, event_type, payload, program_version, status, result FROM processed_events
     WHERE member_id = ANY(:member_ids) AND event_type = ANY(:types)
     """
 ).bindparams(bindparam("types"), bindparam("member_ids"))
@@ -52,6 +55,14 @@ _ENTRIES = text(
     ORDER BY e.entry_id
     """
 ).bindparams(bindparam("member_ids"))
+# Each event's outcome as the ledger now has it, for the events whose record says otherwise.
+_RECORD_OUTCOMES = text(
+    """
+    UPDATE processed_events p SET status = s.status, result = s.result
+    FROM jsonb_to_recordset(:rows) AS s(source text, event_id text, status text, result jsonb)
+    WHERE p.source = s.source AND p.event_id = s.event_id
+    """
+).bindparams(bindparam("rows", type_=JSONB))
 _VERSION = text("SELECT content FROM program_versions WHERE version = :version")
 # With each referral, what decides whether it pays (ledger.referee_is_new): the referee's own
 # events before it, as they are stored now, so both halves of a referral replay alike.
@@ -166,11 +177,11 @@ async def reevaluate(
         log.warning("replay_skipped", member_id=account.member_id, reason="erased" if erased else "history_not_stored")
         return None
     applied = sorted(
-        ((stored_event(r.event_type, r.payload), r.program_version) for r in rows), key=lambda p: _order(p[0])
+        ((stored_event(r.event_type, r.payload), r.program_version, r) for r in rows), key=lambda p: _order(p[0])
     )
-    history = [event for event, _ in applied]
-    versions = await _programs(conn, program, {version for _, version in applied})
-    programs = [versions.get(version, program) for _, version in applied]
+    history = [event for event, _, _ in applied]
+    versions = await _programs(conn, program, {version for _, version, _ in applied})
+    programs = [versions.get(version, program) for _, version, _ in applied]
     won = stored.referrals_won
     shadow = replay(program, account, events=history, programs=programs, referrals_won=won, referees=stored.referees)
 
@@ -199,6 +210,7 @@ async def reevaluate(
     )
     if not unchanged:
         await _adopt(conn, program, account, late, shadow)
+    await _record_outcomes(conn, late, shadow, [(event, row) for event, _, row in applied])
     if net:
         accounts.notify(
             account,
@@ -285,6 +297,24 @@ async def _book(
             correction=not refund,
         )
     return correction.points
+
+
+async def _record_outcomes(conn, late: Origin, shadow: History, applied: list[tuple[Any, Any]]) -> None:
+    """Each replayed event's processed_events outcome made the ledger's (now that the
+    corrections are booked, what the replay gave it): a refund or review the replay applied
+    reads applied with its points, an event whose points were corrected reads its net. The
+    late event itself is recorded by its own close, with its re-evaluation."""
+    waiting = {(r["source"], r["event_id"]) for r in (*shadow.refunds, *shadow.reviews) if r["status"] == "waiting"}
+    recorded = [
+        reevaluation.Recorded(
+            (row.source, row.event_id), (event.source, event.event_id), row.event_type, row.status, row.result
+        )
+        for event, row in applied
+        if (event.source, event.event_id) != (late.source, late.event_id)
+    ]
+    updates = reevaluation.outcome_updates(recorded, shadow.points, waiting)
+    if updates:
+        await conn.execute(_RECORD_OUTCOMES, {"rows": updates})
 
 
 async def _adopt(conn, program: Program, account: Account, late: Origin, shadow: History) -> None:
