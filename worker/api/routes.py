@@ -23,6 +23,7 @@ from worker.services.member_reads import (
     HISTORY_PAGE_MAX,
     history_page,
     member_state,
+    recorded_outcome,
     rewards_for_member,
 )
 from worker.services.publish import publish_lines
@@ -34,9 +35,6 @@ router = APIRouter()
 ACCEPTED_MARKER_TTL_S = 7 * 24 * 3600
 IDEMPOTENCY_KEY_MAX = 128
 
-_PROCESSED = text(
-    "SELECT status, result, processed_at FROM processed_events WHERE source = :source AND event_id = :event_id"
-)
 # The latest refusals of the id: before it was applied, the latest is its status; after,
 # each is a resend that changed the payload, reported beside the first outcome.
 _REJECTED = text(
@@ -172,20 +170,18 @@ async def get_event(source: str, event_id: str, request: Request, key: ApiKey = 
         )
     params = {"source": source, "event_id": event_id}
     async with runtime.engine.connect() as conn:
-        processed = (await conn.execute(_PROCESSED, params)).first()
+        processed = await recorded_outcome(conn, source, event_id)
         rejected = (await conn.execute(_REJECTED, {**params, "n": CONFLICTS_SHOWN_MAX})).all()
     out: dict[str, Any] = {"source": source, "event_id": event_id}
     if processed is not None:
         # The outcome of the delivery that claimed the id; a later one with another payload
         # changed nothing and is listed beside it (an identical one is not: it is the same event).
-        result = processed.result or {}
+        processed_at = processed["processed_at"]
         return {
             **out,
-            "status": processed.status,
-            "points": int(result.get("points", 0)),
-            "reason": result.get("note"),
-            "processed_at": processed.processed_at.isoformat(),
-            "conflicts": [_conflict(r) for r in reversed(rejected) if r.last_seen_at >= processed.processed_at],
+            **processed,
+            "processed_at": processed_at.isoformat(),
+            "conflicts": [_conflict(r) for r in reversed(rejected) if r.last_seen_at >= processed_at],
         }
     if rejected:
         latest = rejected[0]

@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from worker.domain import mall, reward_locks
 from worker.domain.program import Program
@@ -48,6 +48,10 @@ _HISTORY = text(
     ORDER BY occurred_at DESC, entry_id DESC
     LIMIT :n
     """
+)
+# An event's outcome as the ledger records it (after any re-evaluation or merge).
+_PROCESSED = text(
+    "SELECT status, result, processed_at FROM processed_events WHERE source = :source AND event_id = :event_id"
 )
 _HAS_ENTRY = text("SELECT 1 FROM ledger_entries WHERE entry_id = :before AND member_id = :member_id")
 _REWARDS = text("SELECT * FROM rewards ORDER BY cost_points, reward_id")
@@ -95,6 +99,22 @@ async def member_state(
         "held_points": int(row["held"]),
         "points_expiring_in_30_days": int(row["expiring"]),
         "next_expiry_at": _iso(row["next_expiry"]),
+    }
+
+
+async def recorded_outcome(conn: AsyncConnection, source: str, event_id: str) -> dict[str, Any] | None:
+    """What `GET /v1/events/...` says of an applied or deferred event: its status, points (net
+    of any corrections since) and reason (its note), and when it was processed; None when
+    `(source, event_id)` was never claimed."""
+    row = (await conn.execute(_PROCESSED, {"source": source, "event_id": event_id})).first()
+    if row is None:
+        return None
+    result = row.result or {}
+    return {
+        "status": row.status,
+        "points": int(result.get("points", 0)),
+        "reason": result.get("note"),
+        "processed_at": row.processed_at,
     }
 
 
