@@ -15,7 +15,7 @@ from tests.conftest import NOW, truncate_all
 from worker.domain.identities import identity_member_id
 from worker.domain.program import DEFAULT_PROGRAM as PROGRAM
 from worker.domain.reevaluation import points_by_event
-from worker.services import identities, intake
+from worker.services import identities, intake, member_reads, members
 from worker.services.audit import audit_all
 from worker.services.erasure import erase_member
 
@@ -234,3 +234,70 @@ async def test_erasing_a_member_removes_its_identities(db):
     async with db.connect() as conn:
         assert (await conn.execute(text("SELECT count(*) FROM member_identities"))).scalar_one() == 0
         assert await identities.find_member(conn, "phone", "+8613800000000") is None
+
+
+# One person: M1001 signed up in the app (by id) on the 1st and has the phone; a card at the
+# till, not linked yet, bought order o-7 on the 3rd (a member `id-...` of its own); the app
+# then sent a refund and a review of o-7 under the phone; later the card is linked to M1001.
+PERSON = [
+    link("M1001", PHONE, "link-phone", occurred_at="2026-11-01T08:00:00+08:00"),
+    f.signup("M1001", occurred_at="2026-11-01T09:00:00+08:00", event_id="s-1", source="app"),
+    by(CARD, f.purchase("x", "800.00", order_id="o-7", occurred_at="2026-11-03T10:00:00+08:00", event_id="p-7")),
+    by(PHONE, f.refund("x", "o-7", "200.00", refund_id="r-7", occurred_at="2026-11-05T10:00:00+08:00", event_id="f-7")),
+    by(PHONE, f.review("x", "o-7", "sku-1", occurred_at="2026-11-06T10:00:00+08:00", event_id="v-7", source="app")),
+]
+LINK_CARD = link("M1001", CARD, "link-card", occurred_at="2026-11-20T10:00:00+08:00")
+# Orders the events before the link are processed in, as indexes into PERSON: occurrence order;
+# the card's purchase first (its member is created before M1001); the refund and review first
+# (they enrol the phone's own member, merged into M1001 by the phone's link); and two more.
+ARRIVALS = [(0, 1, 2, 3, 4), (2, 3, 4, 0, 1), (3, 4, 2, 1, 0), (4, 2, 0, 3, 1), (1, 3, 2, 0, 4)]
+
+
+async def recorded(db) -> dict[tuple[str, str], tuple[str, int, str | None]]:
+    """Every event's outcome as `GET /v1/events/...` reads it: status, points, reason."""
+    async with db.connect() as conn:
+        keys = (await conn.execute(text("SELECT source, event_id FROM processed_events"))).all()
+        outcomes = {(s, e): await member_reads.recorded_outcome(conn, s, e) for s, e in keys}
+    return {key: (o["status"], o["points"], o["reason"]) for key, o in outcomes.items()}
+
+
+async def test_the_member_whose_first_event_occurred_earliest_survives_whatever_order_the_events_arrive_in(db):
+    # Given the same person's events by member id alone, in occurrence order: the ledger to match
+    await apply(db, [{**{k: v for k, v in e.items() if k != "member"}, "member_id": "ONE"} for e in PERSON[1:]])
+    one = await member(db, "ONE")
+    await truncate_all(db)
+
+    seen = []
+    for arrival in ARRIVALS:
+        # When the events arrive in this order and then the card is linked to M1001
+        await apply(db, [PERSON[i] for i in arrival])
+        [linked] = await apply(db, [LINK_CARD])
+
+        # Then M1001 is kept (its signup on the 1st is the earliest first event), with the one member's ledger
+        assert (linked.member_id, linked.detail["linked"]) == ("M1001", "merged"), arrival
+        kept = await member(db, "M1001")
+        assert {k: kept[k] for k in one if k != "merged_into"} == {k: one[k] for k in one if k != "merged_into"}
+        assert (await member(db, identity_member_id("card", "8800123")))["merged_into"] == "M1001"
+        async with db.connect() as conn:
+            assert await identities.find_member(conn, "phone", PHONE["value"]) == "M1001"
+        # and the refund that waited for the card's purchase reads applied with its points, on
+        # the API's read and in `member history --all` (no row saying it waits)
+        outcomes = await recorded(db)
+        listed = await members.history(db, "M1001", zero_point=True)
+        assert [row for row in listed if row["kind"] == "none"] == [], arrival
+        assert (await audit_all(db)).clean
+        seen.append((kept, outcomes))
+        await truncate_all(db)
+
+    kept, outcomes = seen[0]
+    assert all(other == seen[0] for other in seen[1:])
+    # signup 50, purchase 800 and the first-purchase 100, the refund takes 200/800 of the 800, the review 20
+    assert (kept["available_points"], kept["qualifying_points"], kept["lifetime_points"]) == (770, 770, 970)
+    assert outcomes == {
+        ("operator", "link-phone"): ("applied", 0, None),
+        ("app", "s-1"): ("applied", 50, None),
+        ("pos", "p-7"): ("applied", 900, None),
+        ("pos", "f-7"): ("applied", -200, None),
+        ("app", "v-7"): ("applied", 20, None),
+        ("operator", "link-card"): ("applied", -180, None),  # what the merge's re-evaluation booked
+    }
