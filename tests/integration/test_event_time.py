@@ -1,8 +1,9 @@
 """Event time on the real PostgreSQL, through the real intake: a member's ledger is a function of
 the set of their accepted events taken in occurrence order. The same events applied one by one
 in occurrence order, and shuffled, duplicated and applied by 8 concurrent appliers, end with
-the same balances, tiers, lots, rule counters, order rows and points per event and rule; and
-so do they shuffled, duplicated and sent as concurrent batch messages."""
+the same balances, tiers, lots, rule counters, order rows, points per event and rule and
+recorded outcomes (status and net points); and so do they shuffled, duplicated and sent as
+concurrent batch messages."""
 
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ from worker.domain import engine as rule_engine
 from worker.domain.engine.language import DEFAULT_PROGRAM_PATH
 from worker.domain.program import DEFAULT_PROGRAM
 from worker.domain.reevaluation import points_by_event
-from worker.services import intake, ledger, members
+from worker.services import intake, ledger, member_reads, members
 from worker.services.audit import audit_all
 
 MEMBER, REFEREES = "EA", ("ER1", "ER2")
@@ -201,7 +202,11 @@ async def state(db) -> dict[str, Any]:
             ),
             "refunds": await q("SELECT order_id, refund_id, status, points_reversed FROM refunds ORDER BY 1, 2"),
             "reviews": await q("SELECT order_id, sku, status FROM reviews ORDER BY 1, 2"),
-            "processed": await q("SELECT source, event_id, status FROM processed_events ORDER BY 1, 2"),
+            # Each event's recorded outcome and net points, as the API reads them
+            "processed": await q(
+                "SELECT source, event_id, status, coalesce((result ->> 'points')::bigint, 0) FROM processed_events "
+                "ORDER BY 1, 2"
+            ),
         }
 
 
@@ -314,6 +319,21 @@ async def test_a_late_first_purchase_moves_the_bonus_and_re_earns_the_later_purc
         ("e-01", "reverse", -100, "purchase e-00 re-earned after the late purchase e-01: -100"),
     ]
     assert adjusted == [({"points": "-20", "available_points": 1700, "late_event_id": "e-01"},)]
+
+
+async def test_after_a_late_first_purchase_each_purchase_reads_its_net_points(db):
+    # Given the day-1 purchase applied with the first-purchase bonus (1600), then the day-0 one
+    events = sorted(build(LATE_FIRST_PURCHASE[:2]), key=occurrence)
+    for event in reversed(events):
+        assert (await intake.process(db, PROGRAM, event, now=NOW, strict=True)).status == "applied"
+
+    # Then each reads what the ledger has for it once the bonus moved: 1500 and 200, as in order
+    async with db.connect() as conn:
+        read = {e: await member_reads.recorded_outcome(conn, "pos", e) for e in ("e-00", "e-01")}
+    assert {e: (o["status"], o["points"], o["reason"]) for e, o in read.items()} == {
+        "e-00": ("applied", 1500, None),
+        "e-01": ("applied", 200, None),
+    }
 
 
 @pytest.mark.parametrize("delivered", ["in_order", "reversed"])
