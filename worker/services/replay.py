@@ -55,14 +55,6 @@ _ENTRIES = text(
     ORDER BY e.entry_id
     """
 ).bindparams(bindparam("member_ids"))
-# Each event's outcome as the ledger now has it, for the events whose record says otherwise.
-_RECORD_OUTCOMES = text(
-    """
-    UPDATE processed_events p SET status = s.status, result = s.result
-    FROM jsonb_to_recordset(:rows) AS s(source text, event_id text, status text, result jsonb)
-    WHERE p.source = s.source AND p.event_id = s.event_id
-    """
-).bindparams(bindparam("rows", type_=JSONB))
 _VERSION = text("SELECT content FROM program_versions WHERE version = :version")
 # With each referral, what decides whether it pays (ledger.referee_is_new): the referee's own
 # events before it, as they are stored now, so both halves of a referral replay alike.
@@ -312,9 +304,7 @@ async def _record_outcomes(conn, late: Origin, shadow: History, applied: list[tu
         for event, row in applied
         if (event.source, event.event_id) != (late.source, late.event_id)
     ]
-    updates = reevaluation.outcome_updates(recorded, shadow.points, waiting)
-    if updates:
-        await conn.execute(_RECORD_OUTCOMES, {"rows": updates})
+    await accounts.record_outcomes(conn, reevaluation.outcome_updates(recorded, shadow.points, waiting))
 
 
 async def _adopt(conn, program: Program, account: Account, late: Origin, shadow: History) -> None:

@@ -107,6 +107,15 @@ _RECORD_PART = """
         WHERE source = :record_source AND event_id = :record_event_id
     )"""
 
+# Events' outcomes recorded again after a re-evaluation (worker/services/replay.py).
+_RECORD_OUTCOMES = text(
+    """
+    UPDATE processed_events p SET status = s.status, result = s.result
+    FROM jsonb_to_recordset(:rows) AS s(source text, event_id text, status text, result jsonb)
+    WHERE p.source = s.source AND p.event_id = s.event_id
+    """
+).bindparams(bindparam("rows", type_=JSONB))
+
 
 def _member_write(notifications: bool, record: bool):
     """The balance row write, with the outbox rows and the event's recorded outcome in the same
@@ -462,6 +471,13 @@ async def change_tier(
     notify(account, kind, origin, from_tier=account.tier, to_tier=to_tier)
     account.tier_moves.append((account.tier, to_tier))
     account.tier = to_tier
+
+
+async def record_outcomes(conn: AsyncConnection, outcomes: list[dict[str, Any]]) -> None:
+    """Record events' outcomes again (each with source, event_id, status, result), in one
+    statement; nothing when there are none."""
+    if outcomes:
+        await conn.execute(_RECORD_OUTCOMES, {"rows": outcomes})
 
 
 async def _write_back(conn: AsyncConnection, account: Account, record: dict | None) -> None:
