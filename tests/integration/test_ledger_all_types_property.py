@@ -406,8 +406,9 @@ async def settled(db) -> tuple[dict[str, Counter], dict[str, Counter]]:
 
 # What still follows arrival order today, by design of the append-only re-evaluation: a late
 # event books correcting entries (so entries, lots and lot_takes differ in number while what
-# each event earned does not); processed_events keeps the points and note of the event's
-# first application and what the re-evaluation found; a points_earned notification names the
+# each event earned does not); processed_events keeps the note of the event's first
+# application and what the re-evaluation found (its status and net points follow the ledger,
+# and are compared); a points_earned notification names the
 # event that earned at the moment it was queued and the balance then, and each correction
 # queues a points_adjusted notice. `booked_today` folds exactly these into views that do not
 # depend on the order (points per event and rule, lots by expiry, the other notifications);
@@ -448,7 +449,7 @@ async def booked_today(db, rows: dict[str, Counter]) -> dict[str, Counter]:
         out["spending lot_takes"] = as_rows(await conn.execute(_SPENDING_TAKES))
         out["notifications"] = as_rows(await conn.execute(_NOTIFICATIONS))
         columns = await _columns(conn, "processed_events")
-        listed = ", ".join("result - 're_evaluated' - 'points' - 'note'" if c == "result" else c for c in columns)
+        listed = ", ".join("result - 're_evaluated' - 'note'" if c == "result" else c for c in columns)
         out["processed_events"] = as_rows(await conn.execute(text(f"SELECT {listed} FROM processed_events")))
     return out
 
