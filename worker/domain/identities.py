@@ -92,7 +92,6 @@ def survivor_of(first: tuple[datetime | None, str], second: tuple[datetime | Non
     whose first event occurred earliest (event time, so not the order the worker saw them in),
     and of two with the same first moment the lower member id. A member with no event yet
     (None: enrolled by a link alone) comes after any member with one."""
-
     return min((at or _NO_EVENT, member_id) for at, member_id in (first, second))[1]
 
 

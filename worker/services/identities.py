@@ -7,8 +7,8 @@ the member whose first event occurred earliest (event time, whatever order the e
 processed in), moves the other's lots, events, orders and identities to it, and then
 re-evaluates the kept member's whole history in occurrence order (worker/services/replay.py),
 so that what counts once per member (the first-purchase bonus, the signup bonus, streaks,
-caps, the tier) is counted once, and each event's recorded outcome is the ledger's. Identity values are personal data: they are not logged and
-not written anywhere but member_identities.
+caps, the tier) is counted once, and each event's recorded outcome is the ledger's. Identity
+values are personal data: they are not logged and not written anywhere but member_identities.
 """
 
 from __future__ import annotations
@@ -89,7 +89,7 @@ _CLAIMED_HASH = text("SELECT payload_hash FROM processed_events WHERE source = :
 # When each of two members' first event of their own doing occurred (referrals.ENROLMENT_TYPES,
 # as a referral judges a new member): what decides which of them a merge keeps. Events of members
 # merged into either earlier were re-pointed to it, so they count. Both rows are locked: an
-# event of either that commits meanwhile was claimed after the lock and lands after the merge.
+# event of either not committed yet waits for the lock, and then lands on the member kept.
 _FIRST_EVENTS = text(
     """
     SELECT m.id AS member_id,
