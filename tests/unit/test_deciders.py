@@ -178,7 +178,7 @@ def test_a_refund_before_its_purchase_waits_and_the_purchase_applies_it():
         Reverse(Origin.of(early), 50, "O1", (reverse_rule,)),
         PutOrder("O1", purchase=False),
         PutRefund(applied, new=False),
-        MarkApplied("pos", "r1"),
+        MarkApplied("pos", "r1", -50),
     ]
     assert state.refunds == {("O1", "R1"): applied}
     order = state.orders["O1"]
@@ -303,7 +303,7 @@ def test_a_review_before_its_purchase_waits_and_the_purchase_rewards_it():
         PutOrder("O1", purchase=True),
         PutReview(rewarded, new=False),
         Earn(Origin.of(early), review_earn.awards),
-        MarkApplied("app", "v1"),
+        MarkApplied("app", "v1", 50),
     ]
     assert state.reviews == {("O1", "SKU1"): rewarded}
     assert state.qualifying == 250
@@ -350,7 +350,7 @@ def test_a_waiting_review_over_the_daily_limit_gives_up_its_claim_when_the_purch
     decision = decide(state, purchase("O1", "10.00", "p1"), P)
 
     assert kinds(decision)[-2:] == ["DropReview", "MarkApplied"]
-    assert decision.steps[-2:] == [DropReview("O1", "SKU3"), MarkApplied("app", "v3")]
+    assert decision.steps[-2:] == [DropReview("O1", "SKU3"), MarkApplied("app", "v3", 0, "review.daily_limit_reached")]
     assert [s.points for s in decision.steps if isinstance(s, Earn)] == [110, 20, 20, 20]
     assert set(state.reviews) == {("O1", "SKU0"), ("O1", "SKU1"), ("O1", "SKU2")}
     assert state.orders["O1"].review_skus == {"SKU0", "SKU1", "SKU2"}
