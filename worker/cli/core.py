@@ -9,7 +9,7 @@ from pathlib import Path
 
 import typer
 
-from worker.cli.common import emit_json, fail, program, program_file, run, settings
+from worker.cli.common import emit_json, fail, program, program_file, run, settings, timeline
 from worker.services.intake import BATCH_EVENTS_MAX
 from worker.stopping import DEFAULT_SHUTDOWN_TIMEOUT_S, SHUTDOWN_TIMEOUT_MIN_S
 
@@ -214,9 +214,9 @@ def rejected_replay(rejected_id: int = typer.Argument(..., help="Id from `reject
     from worker.services.rejected import NotReplayable, replay_rejected
 
     s = settings()
-    prog = program(s)
+    programs = timeline(s)
     try:
-        result = run(lambda engine: replay_rejected(engine, prog, rejected_id, now=utc_now()), s)
+        result = run(lambda engine: replay_rejected(engine, programs, rejected_id, now=utc_now()), s)
     except NotReplayable as error:
         fail(str(error), code=1)
     if result["status"] == "rejected":
