@@ -52,16 +52,16 @@ def program(s: Settings, at: datetime | None = None) -> Program:
         fail(str(error))
 
 
-def timeline(s: Settings) -> ProgramTimeline:
-    """Every published version by its start, as the workers have them, for a command that
-    applies events: each is decided by the version in force at its occurred_at (before any
-    version has started, by the program file's program)."""
+def timeline(s: Settings, at: datetime | None = None) -> ProgramTimeline:
+    """Every published version by its start, as the workers have them (at `at`, default now),
+    for a command that applies or explains events: each is decided by the version in force at
+    its occurred_at (before any version has started, by the program file's program)."""
     from worker.runtime import utc_now
     from worker.services.program_versions import timeline_in_force
 
     fallback = program_file(s)
     try:
-        return run(lambda engine: timeline_in_force(engine, fallback, utc_now()), s)
+        return run(lambda engine: timeline_in_force(engine, fallback, at or utc_now()), s)
     except ProgramError as error:
         fail(str(error))
 
