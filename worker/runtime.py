@@ -29,6 +29,7 @@ from worker.domain import messages
 from worker.domain.engine import load_program
 from worker.domain.events import safe_text
 from worker.domain.program import Program
+from worker.domain.program_timeline import ProgramTimeline
 from worker.services.group_commit import GroupCommit
 from worker.services.program_versions import ProgramInForce, StoredVersions
 
@@ -54,6 +55,12 @@ class Runtime:
     def program(self) -> Program:
         """The program in force now. A message reads it once and keeps it to its end."""
         return self.programs.program
+
+    @property
+    def timeline(self) -> ProgramTimeline:
+        """Every version by its start: an event is decided by the one in force at its
+        occurred_at. A message reads it once and keeps it to its end."""
+        return self.programs.timeline
 
 
 _current: Runtime | None = None

@@ -357,22 +357,23 @@ DOUBLE = (
 )
 
 
-async def test_a_re_evaluation_keeps_each_event_on_the_version_that_applied_it(db):
-    from worker.services.program_versions import publish, remember, stored_program
+async def test_a_re_evaluation_decides_each_event_by_the_version_in_force_at_its_time(db):
+    from worker.services.program_versions import publish, timeline_in_force
 
-    # Given a purchase applied by the built-in program, then a version earning 2 points per
-    # 1.00 published, a later purchase applied by it, and a purchase dated between the two
-    # that arrives last.
-    default = remember(DEFAULT_PROGRAM)  # the process's program file, as ProgramInForce remembers it
-    await publish(db, DOUBLE, "double.toml", by="test", now=NOW)
-    double = stored_program("double-1", DOUBLE)
+    # Given the built-in program published as a version from the start, a version earning 2
+    # points per 1.00 from day 1, a purchase of day 0, one of day 2, and one of day 1 that
+    # arrives last, all processed once both versions are in force.
+    await publish(db, DEFAULT_PROGRAM_PATH.read_text(), "default.toml", by="test", now=START, effective_from=START)
+    await publish(db, DOUBLE, "double.toml", by="test", now=START, effective_from=START + timedelta(days=1))
+    timeline = await timeline_in_force(db, DEFAULT_PROGRAM, NOW)
     first, late, last = (f.purchase(MEMBER, "100.00", occurred_at=_at(d, 10, 0), event_id=f"v-{d}") for d in (0, 1, 2))
-    assert (await intake.process(db, default, first, now=NOW, strict=True)).points == 200  # 100 + the bonus
-    assert (await intake.process(db, double, last, now=NOW, strict=True)).points == 200
-    assert (await intake.process(db, double, late, now=NOW, strict=True)).points == 200
+    assert (await intake.process(db, timeline, first, now=NOW, strict=True)).points == 200  # 100 + the bonus
+    assert (await intake.process(db, timeline, last, now=NOW, strict=True)).points == 200
+    assert (await intake.process(db, timeline, late, now=NOW, strict=True)).points == 200
 
-    # Then nothing already applied is re-decided by the newer version: each event keeps the
-    # points of the version that applied it, and the re-evaluation books no correction.
+    # Then the re-evaluation decides each event by the version in force when it occurred,
+    # though the doubling version was in force when all of them were processed: it books no
+    # correction.
     assert await earned_by_event(db, MEMBER) == {"v-0": 200, "v-1": 200, "v-2": 200}
     async with db.connect() as conn:
         versions = (
@@ -385,7 +386,7 @@ async def test_a_re_evaluation_keeps_each_event_on_the_version_that_applied_it(d
             )
         ).all()
     assert [tuple(v) for v in versions] == [
-        ("v-0", "file:default", None),
+        ("v-0", "default-1", None),
         ("v-1", "double-1", "0"),
         ("v-2", "double-1", None),
     ]

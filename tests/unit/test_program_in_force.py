@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from worker.domain.engine import program_version
 from worker.domain.engine.language import DEFAULT_PROGRAM_PATH
 from worker.domain.program import DEFAULT_PROGRAM
-from worker.services.program_versions import InForce, ProgramInForce, checksum
+from worker.services.program_versions import InForce, ProgramInForce, StoredStart, checksum
 
 T0 = datetime(2026, 12, 1, 0, 0, tzinfo=UTC)
 SPRING = DEFAULT_PROGRAM_PATH.read_text(encoding="utf-8").replace('name = "default"', 'name = "spring"')
@@ -118,3 +118,67 @@ async def test_without_a_store_the_program_is_fixed():
 
     assert await programs.refresh(T0) is DEFAULT_PROGRAM
     assert await programs.start(lambda: T0) is None
+
+
+class VersionsWithStarts(Versions):
+    """The table as the real store reads it: also every version's start."""
+
+    def __init__(self, *rows: tuple[str, str, datetime]):
+        super().__init__(*rows)
+        self.contents_read: list[str] = []
+
+    async def in_force(self, now: datetime) -> InForce:
+        found = await super().in_force(now)
+        starts = tuple(StoredStart(v, checksum(c), at, T0) for v, c, at in sorted(self.rows, key=lambda r: r[2]))
+        return InForce(found.version, found.checksum, found.next_at, starts)
+
+    async def content(self, version: str, digest: str) -> str | None:
+        self.contents_read.append(version)
+        return await super().content(version, digest)
+
+
+SUMMER = SPRING.replace('"spring"', '"summer"')
+
+
+async def test_the_timeline_gives_each_time_its_version_and_reads_each_content_once():
+    store = VersionsWithStarts(("v1", SPRING, T0), ("v2", SUMMER, T0 + timedelta(days=10)))
+    programs = ProgramInForce(DEFAULT_PROGRAM, store, reload_s=5)
+
+    await programs.refresh(T0 + timedelta(days=12))
+    await programs.refresh(T0 + timedelta(days=12, seconds=5))
+
+    timeline = programs.timeline
+    assert (programs.program.name, programs.version) == ("summer", "v2")
+    assert [timeline.at(T0 + timedelta(days=d)).name for d in (-1, 0, 9, 10, 30)] == [
+        "spring",  # before the first start: the first version, once it has started
+        "spring",
+        "spring",
+        "summer",
+        "summer",
+    ]
+    assert timeline.at(T0 + timedelta(days=11)) is programs.program
+    assert sorted(store.contents_read) == ["v1", "v2"]
+
+
+async def test_before_any_version_starts_the_timeline_gives_the_process_program_for_earlier_times():
+    store = VersionsWithStarts(("v1", SPRING, T0 + timedelta(days=1)))
+    programs = ProgramInForce(DEFAULT_PROGRAM, store, reload_s=5)
+
+    await programs.refresh(T0)
+    before = (programs.timeline.at(T0), programs.timeline.at(T0 + timedelta(days=2)).name)
+    await programs.refresh(T0 + timedelta(days=1))
+
+    assert before == (DEFAULT_PROGRAM, "spring")
+    assert programs.timeline.at(T0).name == "spring"
+
+
+async def test_a_version_that_does_not_parse_is_left_off_the_timeline():
+    store = VersionsWithStarts(("v1", SPRING, T0), ("v2", "[signup]\npoints = -1\n", T0 + timedelta(days=1)))
+    programs = ProgramInForce(DEFAULT_PROGRAM, store, reload_s=5)
+
+    await programs.refresh(T0)
+    await programs.refresh(T0 + timedelta(days=2))
+    await programs.refresh(T0 + timedelta(days=2, seconds=5))
+
+    assert (programs.version, programs.timeline.at(T0 + timedelta(days=3)).name) == ("v1", "spring")
+    assert store.contents_read == ["v1", "v2"]  # each read once: the bad one is not read again

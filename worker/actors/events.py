@@ -24,7 +24,7 @@ async def process_event(event: Any) -> None:
     rt = runtime.current()
     apply = rt.group.apply if rt.group is not None else None
     outcome = await intake.process(
-        rt.engine, rt.program, event, now=rt.clock(), strict=rt.settings.strict_checks, apply=apply
+        rt.engine, rt.timeline, event, now=rt.clock(), strict=rt.settings.strict_checks, apply=apply
     )
     log.info(
         "event_processed",
@@ -44,7 +44,7 @@ async def process_batch(events: Any) -> None:
         log.warning("batch_rejected", reason=reason)
         return
     outcomes = await intake.process_batch(
-        rt.engine, rt.program, events, now=rt.clock(), strict=rt.settings.strict_checks
+        rt.engine, rt.timeline, events, now=rt.clock(), strict=rt.settings.strict_checks
     )
     counts: dict[str, int] = {}
     for outcome in outcomes:

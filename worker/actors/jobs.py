@@ -63,7 +63,7 @@ async def plan_job(job: str, scheduled_for: str, force: bool = False) -> None:
 
         await asyncio.to_thread(enqueue)  # Redis I/O off the event loop
 
-    plan = await jobs.plan(rt.engine, rt.program, job, at, send)
+    plan = await jobs.plan(rt.engine, rt.timeline, job, at, send)
     if not plan.claimed:
         log.info("job_firing_already_planned", job=job, scheduled_for=scheduled_for)
     else:
@@ -86,7 +86,7 @@ async def run_job_chunk(job: str, scheduled_for: str, after: str, upto: str | No
         log.warning("job_chunk_refused", job=safe_text(str(job), 64), reason=problem)
         return
     with metrics.scheduler_job(job):
-        result = await jobs.run_chunk(rt.engine, rt.program, job, datetime.fromisoformat(scheduled_for), after, upto)
+        result = await jobs.run_chunk(rt.engine, rt.timeline, job, datetime.fromisoformat(scheduled_for), after, upto)
     if result is not None and job in _ENTRY_KIND and result.points:
         metrics.count_ledger([(_ENTRY_KIND[job], result.points, result.members)])
     if result is None:

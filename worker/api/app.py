@@ -71,6 +71,12 @@ class Runtime:
         """The program in force now, as the workers have it (re-read every few seconds)."""
         return self.programs.program
 
+    @property
+    def timeline(self) -> Any:
+        """Every version by its start (worker.domain.program_timeline.ProgramTimeline): an event
+        is checked and decided by the one in force at its occurred_at."""
+        return self.programs.timeline
+
 
 async def _sweeper(runtime: Runtime) -> None:
     from worker.services.holds import sweep

@@ -130,7 +130,7 @@ async def post_events(request: Request, key: ApiKey = require("events:write")):
     # Each event as compact JSON: the measure the worker applies to what it receives.
     report = publish_lines(
         (json.dumps(item, ensure_ascii=False, separators=(",", ":")) for item in items),
-        runtime.program,
+        runtime.timeline,
         runtime.clock(),
         valid.append,
     )
@@ -331,7 +331,7 @@ async def post_redemption(
         try:
             outcome = await redeem_now(
                 runtime.engine,
-                runtime.program,
+                runtime.timeline,
                 member_id,
                 redemption.reward_id,
                 redemption.quantity,

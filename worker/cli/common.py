@@ -18,6 +18,7 @@ from worker.config import Settings
 from worker.domain.engine import load_program
 from worker.domain.errors import ProgramError
 from worker.domain.program import Program
+from worker.domain.program_timeline import ProgramTimeline
 
 T = TypeVar("T")
 CONNECT_TIMEOUT_S = 10
@@ -47,6 +48,20 @@ def program(s: Settings, at: datetime | None = None) -> Program:
     fallback = program_file(s)
     try:
         return run(lambda engine: program_in_force(engine, fallback, at or utc_now()), s)
+    except ProgramError as error:
+        fail(str(error))
+
+
+def timeline(s: Settings, at: datetime | None = None) -> ProgramTimeline:
+    """Every published version by its start, as the workers have them (at `at`, default now),
+    for a command that applies or explains events: each is decided by the version in force at
+    its occurred_at (before any version has started, by the program file's program)."""
+    from worker.runtime import utc_now
+    from worker.services.program_versions import timeline_in_force
+
+    fallback = program_file(s)
+    try:
+        return run(lambda engine: timeline_in_force(engine, fallback, at or utc_now()), s)
     except ProgramError as error:
         fail(str(error))
 

@@ -161,17 +161,18 @@ def program_explain(
     now: str | None = typer.Option(
         None,
         "--now",
-        help="Explain as at this time (ISO 8601 with offset): the program in force then, the event checked "
-        "against that clock; default now.",
+        help="Explain as at this time (ISO 8601 with offset): the versions published by then (the event is "
+        "decided by the one in force at its occurred_at), the event checked against that clock; default now.",
     ),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable JSON on standard output."),
 ) -> None:
     from sqlalchemy.exc import DBAPIError
 
-    from worker.cli.common import program, run, settings
     from worker.cli.common import program_file as program_from_file
+    from worker.cli.common import run, settings, timeline
     from worker.domain import engine
     from worker.domain.errors import EngineError, InvalidEvent, ProgramError
+    from worker.domain.program_timeline import timeline_of
     from worker.preflight import describe_postgres
     from worker.runtime import utc_now
     from worker.services.explain import Stored, stored_state
@@ -181,22 +182,24 @@ def program_explain(
     s = settings()
     if program_file is not None:
         try:
-            prog = engine.load_program_as_published(program_file)
+            programs = engine.load_program_as_published(program_file)
         except ProgramError as error:
             fail(str(error))
     else:
         try:
-            prog = program(s, at)
+            # The version in force at the event's occurred_at, as the worker would take it.
+            programs = timeline(s, at)
         except (TimeoutError, OSError, DBAPIError):
-            prog = program_from_file(s)  # without the database: the program file's (a note below says so)
+            programs = program_from_file(s)  # without the database: the program file's (a note below says so)
     try:
         raw = sys.stdin.buffer.read() if file == "-" else Path(file).read_bytes()
     except OSError as error:
         fail(f"{file}: {error.strerror}")
     try:
-        event = validate(raw, prog, at)
+        event = validate(raw, programs, at)
     except InvalidEvent as error:
         fail(error.reason, code=1)
+    prog = timeline_of(programs).at(event.occurred_at)
     member_id = member or event.member_id
     notes = []
     try:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import typer
 
-from worker.cli.common import emit_json, fail, program, program_file, run, settings
+from worker.cli.common import emit_json, fail, program_file, run, settings, timeline
 from worker.services.intake import BATCH_EVENTS_MAX
 from worker.stopping import DEFAULT_SHUTDOWN_TIMEOUT_S, SHUTDOWN_TIMEOUT_MIN_S
 
@@ -81,15 +81,15 @@ def publish(
 
 
 def _program_for_publish(s):
-    """The program the workers check events with: the published version in force, else the
-    program file's. Without the database, the program file's, and a note says so (events are
-    queued all the same; the workers check them again)."""
+    """The programs the workers check events with: each event against the published version in
+    force at its occurred_at, else the program file's. Without the database, the program
+    file's, and a note says so (events are queued all the same; the workers check them again)."""
     from sqlalchemy.exc import DBAPIError
 
     from worker.preflight import describe_postgres
 
     try:
-        return program(s)
+        return timeline(s)
     except (TimeoutError, OSError, DBAPIError) as error:
         problem = describe_postgres(error, s.database_url)
         if problem is None:
@@ -214,9 +214,9 @@ def rejected_replay(rejected_id: int = typer.Argument(..., help="Id from `reject
     from worker.services.rejected import NotReplayable, replay_rejected
 
     s = settings()
-    prog = program(s)
+    programs = timeline(s)
     try:
-        result = run(lambda engine: replay_rejected(engine, prog, rejected_id, now=utc_now()), s)
+        result = run(lambda engine: replay_rejected(engine, programs, rejected_id, now=utc_now()), s)
     except NotReplayable as error:
         fail(str(error), code=1)
     if result["status"] == "rejected":

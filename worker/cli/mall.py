@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from worker.cli.common import emit_json, fail, program, run, settings
+from worker.cli.common import emit_json, fail, program, run, settings, timeline
 
 
 def register(app: typer.Typer) -> None:
@@ -61,10 +61,13 @@ def redeem(
     from worker.services.redeem import redeem_now
 
     s = settings()
-    prog = program(s)
+    programs = timeline(s)
     try:
         outcome = run(
-            lambda engine: redeem_now(engine, prog, member_id, reward_id, quantity, now=utc_now(), event_id=event_id), s
+            lambda engine: redeem_now(
+                engine, programs, member_id, reward_id, quantity, now=utc_now(), event_id=event_id
+            ),
+            s,
         )
     except InvalidEvent as error:
         fail(error.reason)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from worker.cli import notifications
-from worker.cli.common import emit_json, fail, program, run, settings
+from worker.cli.common import emit_json, fail, program, run, settings, timeline
 
 
 def register(app: typer.Typer) -> None:
@@ -283,9 +283,9 @@ def member_link(
     except IdentityError as error:
         fail(str(error))
     s = settings()
-    prog = program(s)
+    programs = timeline(s)
     now = utc_now()
-    outcome = run(lambda engine: process(engine, prog, link_event(member_id, kind, value, now), now=now), s)
+    outcome = run(lambda engine: process(engine, programs, link_event(member_id, kind, value, now), now=now), s)
     if as_json:
         emit_json(
             {"status": outcome.status, "member_id": outcome.member_id, "reason": outcome.reason, **outcome.detail}

@@ -36,7 +36,7 @@ from sqlalchemy.types import DateTime, Text
 
 from worker.domain.errors import MemberMerged
 from worker.domain.events import IdentityLinkEvent
-from worker.domain.program import Program
+from worker.domain.program_timeline import ProgramTimeline
 from worker.services import audit, ledger, replay
 from worker.services.ledger import Claim, apply_claimed, apply_event
 from worker.services.ledger_result import Result
@@ -70,7 +70,7 @@ _CLAIMED_HASHES = """
 """
 _LOCK = """
     INSERT INTO members AS m (member_id, tier)
-    SELECT id, $2 FROM unnest($1::text[]) AS u(id) ORDER BY id
+    SELECT id, tier FROM unnest($1::text[], $2::text[]) AS u(id, tier) ORDER BY id
     ON CONFLICT (member_id) DO UPDATE SET updated_at = now()
     RETURNING m.*
 """
@@ -102,9 +102,10 @@ def can_apply(shares: list[tuple[str, list]]) -> bool:
 
 
 async def apply_group(
-    conn: AsyncConnection, program: Program, shares: list[tuple[str, list]], strict: bool
+    conn: AsyncConnection, programs: ProgramTimeline, shares: list[tuple[str, list]], strict: bool
 ) -> list[Applied]:
-    """Apply the shares in the caller's transaction (see the module docstring)."""
+    """Apply the shares in the caller's transaction (see the module docstring), each event
+    decided by the version in force at its occurred_at."""
     staged = Staged(conn)
     claims: dict[int, Claim] = {}
     first: dict[tuple[str, str], int] = {}  # key -> index of the group's first event with it
@@ -114,9 +115,15 @@ async def apply_group(
             claims[index] = claim = Claim.of(event)
             events[index] = event
             first.setdefault(claim.key, index)
-    won = await _claim(conn, program, [(claims[i], events[i]) for i in first.values()])
+    won = await _claim(conn, programs, [(claims[i], events[i]) for i in first.values()])
     lost_hashes = await _claimed_hashes(staged, [key for key in first if key not in won])
-    rows = await _lock(staged, program, sorted({events[first[key]].member_id for key in won}))
+    # A new member is enrolled at the lowest tier of the version deciding their first event.
+    enrolling: dict[str, Any] = {}
+    for _, items in shares:  # each member's events in occurrence order
+        for index, event in items:
+            if claims[index].key in won and first[claims[index].key] == index:
+                enrolling.setdefault(event.member_id, event)
+    rows = await _lock(staged, programs, enrolling)
     to_apply = {i for i in first.values() if claims[i].key in won}
     await _read_orders(
         staged,
@@ -154,14 +161,14 @@ async def apply_group(
                 assert account is not None
                 is_late = claim.stored is not None and account.is_late(Origin.of(event))
                 erased = rows[member_id]["erased_at"] is not None
-                result = await apply_claimed(conn, program, account, event, claim, erased=erased, replay_now=False)
+                result = await apply_claimed(conn, programs, account, event, claim, erased=erased, replay_now=False)
                 if (is_late and result.status == "applied") or ledger.re_evaluates(event, result):
                     late[member_id] = (index, claim, result)
                 done[index] = Applied(index, event, result)
         if staging:
             await staged.flush()
     if late and ledger.REEVALUATE:
-        await _re_evaluate(conn, program, staged, locked, rows, late, events, done)
+        await _re_evaluate(conn, programs, staged, locked, rows, late, events, done)
     await staged.flush()
     if strict:
         for member_id in sorted(rows):
@@ -171,7 +178,7 @@ async def apply_group(
 
 async def _re_evaluate(
     conn: AsyncConnection,
-    program: Program,
+    programs: ProgramTimeline,
     staged: Staged,
     locked: dict[str, Account],
     rows: dict[str, Any],
@@ -189,7 +196,7 @@ async def _re_evaluate(
         account.staged = None
         replayed = await replay.reevaluate(
             conn,
-            program,
+            programs,
             account,
             Origin.of(event),
             types=ledger.REPLAYED_TYPES,
@@ -201,7 +208,7 @@ async def _re_evaluate(
             continue
         account.staged = staged
         closed = await ledger.close(
-            conn, program, account, Origin.of(event), claim, ledger.with_replay(result, replayed)
+            conn, programs.at(event.occurred_at), account, Origin.of(event), claim, ledger.with_replay(result, replayed)
         )
         done[index] = Applied(
             index,
@@ -214,9 +221,11 @@ async def _re_evaluate(
         )
 
 
-async def apply_each(conn: AsyncConnection, program: Program, member_id: str, items: list, strict: bool) -> list:
+async def apply_each(
+    conn: AsyncConnection, programs: ProgramTimeline, member_id: str, items: list, strict: bool
+) -> list:
     """A member's share event by event, each with its own claim and lock (identity links)."""
-    done = [Applied(index, event, await apply_event(conn, program, event)) for index, event in items]
+    done = [Applied(index, event, await apply_event(conn, programs, event)) for index, event in items]
     if strict:
         await audit.assert_member_consistent(conn, member_id)
     return done
@@ -231,10 +240,12 @@ def _stageable(staged: Staged, event: Any) -> bool:
     return True
 
 
-async def _claim(conn: AsyncConnection, program: Program, pairs: list[tuple[Claim, Any]]) -> set[tuple[str, str]]:
+async def _claim(
+    conn: AsyncConnection, programs: ProgramTimeline, pairs: list[tuple[Claim, Any]]
+) -> set[tuple[str, str]]:
     if not pairs:
         return set()
-    rows = [claim.row(program, event) for claim, event in pairs]
+    rows = [claim.row(programs.at(event.occurred_at), event) for claim, event in pairs]
     params = {
         "sources": [r["source"] for r in rows],
         "event_ids": [r["event_id"] for r in rows],
@@ -255,10 +266,13 @@ async def _claimed_hashes(staged: Staged, keys: list[tuple[str, str]]) -> dict[t
     return {(r["source"], r["event_id"]): r["payload_hash"] for r in rows}
 
 
-async def _lock(staged: Staged, program: Program, member_ids: list[str]) -> dict[str, Any]:
-    if not member_ids:
+async def _lock(staged: Staged, programs: ProgramTimeline, first_events: dict[str, Any]) -> dict[str, Any]:
+    """Lock (and enrol) the members, each by its first event of the group, in member-id order."""
+    if not first_events:
         return {}
-    rows = await staged.fetch(_LOCK, member_ids, program.tiers[0].name)
+    member_ids = sorted(first_events)
+    tiers = [programs.at(first_events[m].occurred_at).tiers[0].name for m in member_ids]
+    rows = await staged.fetch(_LOCK, member_ids, tiers)
     return {row["member_id"]: row for row in rows}
 
 

@@ -26,13 +26,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from worker.domain.errors import InvalidEvent
 from worker.domain.program import Program
+from worker.domain.program_timeline import ProgramTimeline, timeline_of
 from worker.services import identities, intake
 from worker.services.ledger_result import Result
 
 
 @dataclass
 class _Pending:
-    program: Program
+    programs: ProgramTimeline
     event: Any
     future: asyncio.Future[Result]
 
@@ -57,12 +58,13 @@ class GroupCommit:
         self.groups_committed = 0
         self.events_committed = 0
 
-    async def apply(self, program: Program, event: Any) -> Result:
-        """The event's ledger result once its group has committed. Raises InvalidEvent with
-        the ledger's reason when the ledger refused this event (the others still apply), or
-        the database error that failed the whole group (an outage: the message is retried)."""
+    async def apply(self, programs: Program | ProgramTimeline, event: Any) -> Result:
+        """The event's ledger result once its group has committed, decided by the version in
+        force at its occurred_at. Raises InvalidEvent with the ledger's reason when the ledger
+        refused this event (the others still apply), or the database error that failed the
+        whole group (an outage: the message is retried)."""
         future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
-        self._pending.append(_Pending(program, event, future))
+        self._pending.append(_Pending(timeline_of(programs), event, future))
         if self._collector is None or self._collector.done():
             self._collector = asyncio.create_task(self._collect(), name="group-commit")
         self._arrived.set()
@@ -85,11 +87,12 @@ class GroupCommit:
 
     async def _flush(self, group: list[_Pending]) -> None:
         try:
-            # A program reload between two messages may put two programs in one group: each
-            # message keeps the program it read, so each program gets its own transaction.
-            by_program: dict[int, list[_Pending]] = {}
+            # A program reload between two messages may put two timelines in one group: each
+            # message keeps the timeline it read, so each timeline gets its own transaction.
+            # (One timeline serves events of any time: each takes its version from it.)
+            by_program: dict[tuple[object, ...], list[_Pending]] = {}
             for item in group:
-                by_program.setdefault(id(item.program), []).append(item)
+                by_program.setdefault(item.programs.key, []).append(item)
             for items in by_program.values():
                 await self._commit(items)
         finally:
@@ -100,7 +103,7 @@ class GroupCommit:
             # Identities and merges first, in a short transaction of their own (as a batch does):
             # an event named by an identity, or for a merged member, lands on its member.
             async with self.engine.begin() as conn:
-                resolved = await identities.resolve_many(conn, items[0].program, [item.event for item in items])
+                resolved = await identities.resolve_many(conn, items[0].programs, [item.event for item in items])
         except Exception as error:
             for item in items:
                 if not item.future.done():
@@ -116,7 +119,7 @@ class GroupCommit:
         group = [(member_id, by_member[member_id]) for member_id in sorted(by_member)]
         try:
             async with self.engine.connect() as conn:
-                done = await intake.apply_group(conn, items[0].program, group, self.strict)
+                done = await intake.apply_group(conn, items[0].programs, group, self.strict)
         except Exception as error:
             for item in items:
                 if not item.future.done():

@@ -88,7 +88,7 @@ def replay(
 ) -> History:
     """Fold `events` (already in occurrence order) over a member who had none, with `member`'s
     operator floor and review baselines; each event with its program in `programs` (the
-    version that decides it), or `program`."""
+    version in force at its occurred_at), or `program`."""
     state = MemberState(
         member_id=member.member_id,
         tier=program.tiers[0].name,

@@ -29,6 +29,7 @@ from worker.domain.errors import InvalidEvent, LinkContended
 from worker.domain.events import IdentityLinkEvent, named_member, payload_hash
 from worker.domain.identities import identity_member_id, looks_like_identity, normalise, parse_identity, survivor_of
 from worker.domain.program import Program
+from worker.domain.program_timeline import ProgramTimeline, timeline_of
 from worker.services import replay
 from worker.services.ledger_result import Result
 from worker.store import accounts
@@ -168,11 +169,18 @@ async def find_member(conn: AsyncConnection, kind: str, value: str) -> str | Non
     return (await conn.execute(_OWNER, {"kind": kind, "value": normalise(kind, value)})).scalar()
 
 
-async def resolve_many(conn: AsyncConnection, program: Program, events: list[Any]) -> list[Any]:
+async def resolve_many(conn: AsyncConnection, programs: Program | ProgramTimeline, events: list[Any]) -> list[Any]:
     """Each event with `member_id` the member it lands on: its identity's owner (an unknown
-    identity enrols the member `identity_member_id` names and is recorded for it), or the member
-    its member was merged into. Set-based: one query for the known identities, one for merges."""
-    named = sorted({(e.member.kind, e.member.value) for e in events if getattr(e, "member", None) is not None})
+    identity enrols the member `identity_member_id` names, at the lowest tier of the version
+    deciding its earliest event, and is recorded for it), or the member its member was merged
+    into. Set-based: one query for the known identities, one for merges."""
+    timeline = timeline_of(programs)
+    earliest: dict[tuple[str, str], datetime] = {}
+    for e in events:
+        if getattr(e, "member", None) is not None:
+            named_by = (e.member.kind, e.member.value)
+            earliest[named_by] = min(earliest.get(named_by, e.occurred_at), e.occurred_at)
+    named = sorted(earliest)
     owners: dict[tuple[str, str], str] = {}
     if named:
         rows = await conn.execute(_OWNERS, {"kinds": [k for k, _ in named], "values": [v for _, v in named]})
@@ -185,7 +193,7 @@ async def resolve_many(conn: AsyncConnection, program: Program, events: list[Any
                 await conn.execute(_CLAIM_NEW_IDENTITY, {"kind": kind, "value": value, "member_id": generated})
             ).scalar()
             if claimed is not None:
-                await accounts.enrol(conn, program, generated)
+                await accounts.enrol(conn, timeline.at(earliest[(kind, value)]), generated)
                 owners[(kind, value)] = generated
                 continue
             # Another transaction recorded it first, or the member it names was erased.
@@ -248,7 +256,7 @@ def land_on(event: Any, member_id: str) -> Any:
 
 async def link(
     conn: AsyncConnection,
-    program: Program,
+    programs: ProgramTimeline,
     event: IdentityLinkEvent,
     *,
     types: tuple[str, ...],
@@ -272,7 +280,7 @@ async def link(
     origin = Origin.of(event)
     for _ in range(LINK_ATTEMPTS_MAX):
         savepoint = await conn.begin_nested()
-        outcome = await _attempt(conn, program, event, origin, kind, value, types, stored_event)
+        outcome = await _attempt(conn, programs, event, origin, kind, value, types, stored_event)
         if outcome is None:  # the owner moved while we locked: let go of the locks, look again
             await savepoint.rollback()
             continue
@@ -281,8 +289,9 @@ async def link(
     raise LinkContended(f"identity_link {event.event_id}: the identity's owner kept changing")
 
 
-async def _attempt(conn, program, event, origin, kind, value, types, stored_event) -> Result | None:
-    target = (await resolve_many(conn, program, [event]))[0].member_id
+async def _attempt(conn, programs, event, origin, kind, value, types, stored_event) -> Result | None:
+    program = programs.at(event.occurred_at)
+    target = (await resolve_many(conn, programs, [event]))[0].member_id
     owner = (await conn.execute(_OWNER, {"kind": kind, "value": value})).scalar()
     rows = await accounts.lock_members(conn, program, [target, *([owner] if owner else [])])
     if any(r["merged_into"] is not None for r in rows.values()):
@@ -318,11 +327,19 @@ async def _attempt(conn, program, event, origin, kind, value, types, stored_even
     absorbed_id = owner if survivor_id == target else target
     survivor = accounts.account_from_row(survivor_id, rows[survivor_id])
     absorbed = accounts.account_from_row(absorbed_id, rows[absorbed_id])
-    return await _merge(conn, program, survivor, absorbed, origin, kind, record_of, types, stored_event)
+    return await _merge(conn, programs, survivor, absorbed, origin, kind, record_of, types, stored_event)
 
 
 async def _merge(
-    conn, program, survivor: Account, absorbed: Account, origin: Origin, kind: str, record_of: dict, types, stored_event
+    conn,
+    programs,
+    survivor: Account,
+    absorbed: Account,
+    origin: Origin,
+    kind: str,
+    record_of: dict,
+    types,
+    stored_event,
 ) -> Result:
     ids = {"survivor": survivor.member_id, "absorbed": absorbed.member_id}
     shared = (await conn.execute(_SHARED_ORDERS, ids)).scalar()
@@ -353,7 +370,7 @@ async def _merge(
     await accounts.transfer(conn, absorbed, survivor, origin, moved, merge)
     await accounts.write_back(conn, absorbed)
     replayed = await replay.reevaluate(
-        conn, program, survivor, origin, types=types, erased=False, stored_event=stored_event
+        conn, programs, survivor, origin, types=types, erased=False, stored_event=stored_event
     )
     detail = {
         "linked": "merged",
@@ -366,7 +383,11 @@ async def _merge(
     )
     result = Result("applied", survivor.member_id, replayed.points if replayed else 0, detail=detail)
     await accounts.close(
-        conn, program, survivor, origin, {**record_of, "status": "applied", "result": result.as_json()}
+        conn,
+        programs.at(origin.occurred_at),
+        survivor,
+        origin,
+        {**record_of, "status": "applied", "result": result.as_json()},
     )
     return dataclasses.replace(
         result, movements=(*survivor.movements, *absorbed.movements), tier_moves=tuple(survivor.tier_moves)

@@ -30,6 +30,7 @@ from worker.domain.events import (
     safe_text,
 )
 from worker.domain.program import Program
+from worker.domain.program_timeline import ProgramTimeline, timeline_of
 from worker.services import audit, group_apply, identities
 from worker.services.erasure import ERASED_RAW
 from worker.services.group_apply import Applied
@@ -152,14 +153,16 @@ async def record_rejected(engine: AsyncEngine, raw: Any, reason: str) -> int:
         ).scalar_one()
 
 
-def validate(raw: Any, program: Program, now: datetime) -> Any:
-    """The validated event, or InvalidEvent with a reason naming the field."""
+def validate(raw: Any, programs: Program | ProgramTimeline, now: datetime) -> Any:
+    """The validated event, or InvalidEvent with a reason naming the field. Its currency,
+    amount and activity kind are checked against the version that decides it: the one in
+    force at its occurred_at."""
     if isinstance(raw, (str, bytes)):
         event = decode_event(raw)
     else:
         check_size(raw)
         event = parse_event(raw)
-    check_against_program(event, program, now)
+    check_against_program(event, timeline_of(programs).at(event.occurred_at), now)
     return event
 
 
@@ -192,13 +195,13 @@ def _count_written(result: Result) -> None:
 MERGED_ROUNDS_MAX = 5
 
 
-async def _apply_one(engine: AsyncEngine, program: Program, event: Any, strict: bool) -> Result:
+async def _apply_one(engine: AsyncEngine, programs: ProgramTimeline, event: Any, strict: bool) -> Result:
     """Resolve the event to its member (identity, merges) and apply it, in one transaction."""
     for _ in range(MERGED_ROUNDS_MAX):
         try:
             async with engine.begin() as conn:
-                event = (await identities.resolve_many(conn, program, [event]))[0]
-                result = await apply_event(conn, program, event)
+                event = (await identities.resolve_many(conn, programs, [event]))[0]
+                result = await apply_event(conn, programs, event)
                 if strict and result.status in ("applied", "deferred"):
                     await audit.assert_member_consistent(conn, result.member_id)
             break
@@ -213,14 +216,15 @@ async def _apply_one(engine: AsyncEngine, program: Program, event: Any, strict: 
 # How one validated event reaches the ledger: by default a transaction of its own; a worker
 # passes its GroupCommit's `apply`, which commits the events in flight together. Either way
 # the result is returned after COMMIT, and a refusal raises InvalidEvent (or a data error).
-Apply = Callable[[Program, Any], Awaitable[Result]]
+# The event is decided by the version of the timeline in force at its occurred_at.
+Apply = Callable[[ProgramTimeline, Any], Awaitable[Result]]
 
 
 def own_transaction(engine: AsyncEngine, strict: bool) -> Apply:
     """The Apply that gives each event a transaction of its own."""
 
-    def apply(program: Program, event: Any) -> Awaitable[Result]:
-        return _apply_one(engine, program, event, strict)
+    def apply(programs: ProgramTimeline, event: Any) -> Awaitable[Result]:
+        return _apply_one(engine, programs, event, strict)
 
     return apply
 
@@ -237,10 +241,19 @@ def _conflict_reason(event: Any) -> str:
 
 
 async def process(
-    engine: AsyncEngine, program: Program, raw: Any, *, now: datetime, strict: bool = False, apply: Apply | None = None
+    engine: AsyncEngine,
+    programs: Program | ProgramTimeline,
+    raw: Any,
+    *,
+    now: datetime,
+    strict: bool = False,
+    apply: Apply | None = None,
 ) -> Outcome:
-    """Apply one raw event; every path ends in exactly one recorded outcome."""
-    outcome = await _process(engine, program, raw, now=now, apply=apply or own_transaction(engine, strict))
+    """Apply one raw event; every path ends in exactly one recorded outcome. The event (and
+    what follows from it) is decided by the version in force at its occurred_at; a single
+    program decides everything."""
+    timeline = timeline_of(programs)
+    outcome = await _process(engine, timeline, raw, now=now, apply=apply or own_transaction(engine, strict))
     metrics.count_outcome(outcome.event_type, outcome.source, outcome.status)
     return outcome
 
@@ -254,13 +267,13 @@ async def _reject(engine: AsyncEngine, raw: Any, reason: str, event: Any = None)
     return Outcome("rejected", event.member_id, event.type, event.source, reason=safe_text(reason))
 
 
-async def _process(engine: AsyncEngine, program: Program, raw: Any, *, now: datetime, apply: Apply) -> Outcome:
+async def _process(engine: AsyncEngine, programs: ProgramTimeline, raw: Any, *, now: datetime, apply: Apply) -> Outcome:
     try:
-        event = validate(raw, program, now)
+        event = validate(raw, programs, now)
     except InvalidEvent as error:
         return await _reject(engine, raw, error.reason)
     try:
-        result = await apply(program, event)
+        result = await apply(programs, event)
     except (InvalidEvent, DBAPIError) as error:
         if (reason := refusal(error)) is None:
             raise
@@ -269,8 +282,8 @@ async def _process(engine: AsyncEngine, program: Program, raw: Any, *, now: date
         event = identities.landed(event, result.member_id)
     if result.status == "conflict":
         return await _reject(engine, raw, _conflict_reason(event), event)
-    await _apply_follow_ups(engine, program, raw, follow_ups(event), apply)
-    await _apply_follow_ups(engine, program, raw, await _referral_checks(engine, result), apply)
+    await _apply_follow_ups(engine, programs, raw, follow_ups(event), apply)
+    await _apply_follow_ups(engine, programs, raw, await _referral_checks(engine, result), apply)
     return _outcome(event, result)
 
 
@@ -283,14 +296,16 @@ async def _referral_checks(engine: AsyncEngine, result: Result) -> list:
         return await referral_checks(conn, result.member_id)
 
 
-async def _apply_follow_ups(engine: AsyncEngine, program: Program, raw: Any, effects: list, apply: Apply) -> None:
+async def _apply_follow_ups(
+    engine: AsyncEngine, programs: ProgramTimeline, raw: Any, effects: list, apply: Apply
+) -> None:
     for effect in effects:
         if isinstance(effect, ReferrerCheck):  # decided after the effects before it are committed
             async with engine.connect() as conn:
-                if not await check_due(conn, program, effect):
+                if not await check_due(conn, programs.at(effect.occurred_at), effect):
                     continue
         try:
-            await apply(program, effect)
+            await apply(programs, effect)
         except (InvalidEvent, DBAPIError) as error:
             if (reason := refusal(error)) is None:
                 raise
@@ -298,7 +313,7 @@ async def _apply_follow_ups(engine: AsyncEngine, program: Program, raw: Any, eff
 
 
 async def _apply_isolated(
-    conn: AsyncConnection, program: Program, member_id: str, items: list, strict: bool
+    conn: AsyncConnection, programs: ProgramTimeline, member_id: str, items: list, strict: bool
 ) -> list[Applied]:
     """A member's share, each event in a savepoint of its own: an event the ledger refuses
     ends rejected and the member's other events still apply."""
@@ -306,7 +321,7 @@ async def _apply_isolated(
     for index, event in items:
         try:
             async with conn.begin_nested():
-                done.append(Applied(index, event, await apply_event(conn, program, event)))
+                done.append(Applied(index, event, await apply_event(conn, programs, event)))
                 if strict:
                     await audit.assert_member_consistent(conn, member_id)
         except (InvalidEvent, DBAPIError) as error:
@@ -317,19 +332,21 @@ async def _apply_isolated(
 
 
 async def apply_group(
-    conn: AsyncConnection, program: Program, shares: list[tuple[str, list]], strict: bool
+    conn: AsyncConnection, programs: Program | ProgramTimeline, shares: list[tuple[str, list]], strict: bool
 ) -> list[Applied]:
-    """One transaction for a group of members. The fast path applies them with a handful of
-    statements (group_apply.py); if the ledger refuses one event, the group is rolled back and
-    applied again with a savepoint per event, so one bad event never blocks the others (and is
-    the only one rejected)."""
+    """One transaction for a group of members, each event decided by the version in force at
+    its occurred_at. The fast path applies them with a handful of statements (group_apply.py);
+    if the ledger refuses one event, the group is rolled back and applied again with a
+    savepoint per event, so one bad event never blocks the others (and is the only one
+    rejected)."""
+    timeline = timeline_of(programs)
     try:
         async with conn.begin():
             if group_apply.can_apply(shares):
-                return await group_apply.apply_group(conn, program, shares, strict)
+                return await group_apply.apply_group(conn, timeline, shares, strict)
             done: list[Applied] = []
             for member_id, items in shares:
-                done += await group_apply.apply_each(conn, program, member_id, items, strict)
+                done += await group_apply.apply_each(conn, timeline, member_id, items, strict)
             return done
     except (InvalidEvent, DBAPIError) as error:
         if refusal(error) is None:
@@ -337,16 +354,23 @@ async def apply_group(
     async with conn.begin():
         done = []
         for member_id, items in shares:
-            done += await _apply_isolated(conn, program, member_id, items, strict)
+            done += await _apply_isolated(conn, timeline, member_id, items, strict)
         return done
 
 
 async def process_batch(
-    engine: AsyncEngine, program: Program, raws: Iterable[Any], *, now: datetime, strict: bool = False
+    engine: AsyncEngine,
+    programs: Program | ProgramTimeline,
+    raws: Iterable[Any],
+    *,
+    now: datetime,
+    strict: bool = False,
 ) -> list[Outcome]:
-    """Apply up to BATCH_EVENTS_MAX events, each member's in occurrence order; members commit in
-    transactions of up to BATCH_MEMBERS_PER_TRANSACTION, each member's share all-or-nothing
-    except for events the ledger refuses, which end rejected on their own."""
+    """Apply up to BATCH_EVENTS_MAX events, each member's in occurrence order and each decided
+    by the version in force at its occurred_at; members commit in transactions of up to
+    BATCH_MEMBERS_PER_TRANSACTION, each member's share all-or-nothing except for events the
+    ledger refuses, which end rejected on their own."""
+    timeline = timeline_of(programs)
     raws = list(raws)
     if len(raws) > BATCH_EVENTS_MAX:
         raise InvalidEvent(f"batch: {len(raws)} events is over the limit of {BATCH_EVENTS_MAX}")
@@ -355,14 +379,14 @@ async def process_batch(
     valid: list[tuple[int, Any]] = []
     for index, raw in enumerate(raws):
         try:
-            valid.append((index, validate(raw, program, now)))
+            valid.append((index, validate(raw, timeline, now)))
         except InvalidEvent as error:
             outcomes[index] = await _reject(engine, raw, error.reason)
     # Identities and merges resolved in one short transaction of their own: a new identity is
     # recorded (and its member enrolled) even if the member's share then waits for a retry.
     if valid:
         async with engine.begin() as conn:
-            resolved = await identities.resolve_many(conn, program, [event for _, event in valid])
+            resolved = await identities.resolve_many(conn, timeline, [event for _, event in valid])
         for (index, _), event in zip(valid, resolved, strict=True):
             by_member.setdefault(event.member_id, []).append((index, event))
     effects = []
@@ -376,7 +400,7 @@ async def process_batch(
     async with engine.connect() as conn:
         for start in range(0, len(member_ids), BATCH_MEMBERS_PER_TRANSACTION):
             group = [(m, by_member[m]) for m in member_ids[start : start + BATCH_MEMBERS_PER_TRANSACTION]]
-            for applied in await apply_group(conn, program, group, strict):
+            for applied in await apply_group(conn, timeline, group, strict):
                 result, event = applied.result, applied.event
                 if result is None:
                     refused.append((applied.index, event, applied.reason or ""))
@@ -393,7 +417,7 @@ async def process_batch(
     for raw, result in settled:
         effects.append((raw, await _referral_checks(engine, result)))
     for raw, follow in effects:
-        await _apply_follow_ups(engine, program, raw, follow, own_transaction(engine, strict))
+        await _apply_follow_ups(engine, timeline, raw, follow, own_transaction(engine, strict))
     final = [o for o in outcomes if o is not None]
     for outcome in final:
         metrics.count_outcome(outcome.event_type, outcome.source, outcome.status)

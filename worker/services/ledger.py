@@ -40,6 +40,7 @@ from worker.domain.events import (
     without_personal,
 )
 from worker.domain.program import Program
+from worker.domain.program_timeline import ProgramTimeline, timeline_of
 from worker.services import identities, mall, replay
 from worker.services.ledger_result import Result
 from worker.store import accounts
@@ -345,14 +346,18 @@ class Claim:
         return Result("duplicate" if stored_hash == self.payload_hash else "conflict", member_id)
 
 
-async def apply_event(conn: AsyncConnection, program: Program, event: Any) -> Result:
+async def apply_event(conn: AsyncConnection, programs: Program | ProgramTimeline, event: Any) -> Result:
     """Claim the event's key, lock its member, apply the rules, write entries, lots and outbox.
 
-    An event earlier (in occurrence order) than the latest the member has had is applied and
-    then the member's history is evaluated again (worker/services/replay.py). An identity_link
-    locks two members and claims its key itself (worker/services/identities.py)."""
+    The event is decided by the version of `programs` in force at its occurred_at. An event
+    earlier (in occurrence order) than the latest the member has had is applied and then the
+    member's history is evaluated again (worker/services/replay.py), each event by its own
+    version. An identity_link locks two members and claims its key itself
+    (worker/services/identities.py)."""
+    timeline = timeline_of(programs)
     if isinstance(event, IdentityLinkEvent):
-        return await identities.link(conn, program, event, types=REPLAYED_TYPES, stored_event=stored_event)
+        return await identities.link(conn, timeline, event, types=REPLAYED_TYPES, stored_event=stored_event)
+    program = timeline.at(event.occurred_at)
     claim = Claim.of(event)
     params = {**claim.row(program, event), "tier": program.tiers[0].name}
     member_row = (await conn.execute(_CLAIM_AND_LOCK, params)).mappings().first()
@@ -364,12 +369,12 @@ async def apply_event(conn: AsyncConnection, program: Program, event: Any) -> Re
     if member_row["merged_into"] is not None:  # merged after intake resolved the event: resolve again
         raise MemberMerged(event.member_id, member_row["merged_into"])
     account = accounts.account_from_row(event.member_id, member_row)
-    return await apply_claimed(conn, program, account, event, claim, erased=member_row["erased_at"] is not None)
+    return await apply_claimed(conn, timeline, account, event, claim, erased=member_row["erased_at"] is not None)
 
 
 async def apply_claimed(
     conn: AsyncConnection,
-    program: Program,
+    programs: ProgramTimeline,
     account: Account,
     event: Any,
     claim: Claim,
@@ -381,6 +386,7 @@ async def apply_claimed(
 
     `replay_now=False`: the caller re-evaluates a late event's member itself, later in the
     transaction (a group does it once per member, for all its late events: group_apply.py)."""
+    program = programs.at(event.occurred_at)
     if erased and claim.stored is not None:
         event, claim = await _without_personal(conn, event, claim)
     origin = Origin.of(event)
@@ -391,7 +397,7 @@ async def apply_claimed(
         account.saw(origin)
     if (late or re_evaluates(event, result)) and result.status == "applied" and REEVALUATE and replay_now:
         replayed = await replay.reevaluate(
-            conn, program, account, origin, types=REPLAYED_TYPES, erased=erased, stored_event=stored_event
+            conn, programs, account, origin, types=REPLAYED_TYPES, erased=erased, stored_event=stored_event
         )
         if replayed is not None:
             result = with_replay(result, replayed)

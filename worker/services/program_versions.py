@@ -1,16 +1,20 @@
-"""Program versions: program files published to the database, and the one in force now.
+"""Program versions: program files published to the database, the one in force now, and the
+timeline that decides each event by the version in force at its `occurred_at`.
 
 `publish` stores a validated file under its `version` key, in force from `effective_from`
-(now, or a later time for a campaign published ahead). A version never changes: the same
-key with other content is refused, the same content again changes nothing.
+(now, or a later time for a campaign published ahead, never earlier). A version never
+changes: the same key with other content is refused, the same content again changes nothing.
 
-`ProgramInForce` is what a worker, API or scheduler process holds: the published version with
-the latest `effective_from` at or before now, else the process's own program (its
+`ProgramInForce` is what a worker, API or scheduler process holds: `program`, the published
+version with the latest `effective_from` at or before now, else the process's own program (its
 LOYALTY_PROGRAM_FILE or the built-in default), so with nothing published everything is as
-it was. It re-reads the table at most every `reload_s` seconds (one indexed query returning
-the version id and checksum; the content only when they change) and also when a scheduled
-version's start passes. A stored version that does not parse, or a database that cannot be
-read, is logged and the current program kept: neither stops a process.
+it was; and `timeline`, every version by its start (worker/domain/program_timeline.py), from
+which events and calendar firings take the version in force at their own time. It re-reads
+the table at most every `reload_s` seconds (one indexed query returning the version in force
+and every version's id, checksum and start; a version's content only the first time it is
+seen) and also when a scheduled version's start passes. A stored version that does not parse,
+or a database that cannot be read, is logged and the current program kept: neither stops a
+process.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from worker.domain.engine import parse_program_text, program_version, version_id
 from worker.domain.errors import ProgramError, PublishRefused
 from worker.domain.program import Program
+from worker.domain.program_timeline import ProgramTimeline, Start
 
 log = structlog.get_logger(__name__)
 
@@ -51,16 +56,25 @@ _PUBLISH = text(
 _STORED = text(
     "SELECT checksum, effective_from, published_at, published_by FROM program_versions WHERE version = :version"
 )
-# The version in force at :now and the next start after it, in one round trip on the index.
+# The version in force at :now, the next start after it and every version's start (a small
+# table: operators publish a handful a month), in one round trip.
 _IN_FORCE = text(
     """
     SELECT f.version, f.checksum,
-           (SELECT min(effective_from) FROM program_versions WHERE effective_from > :now) AS next_at
+           (SELECT min(effective_from) FROM program_versions WHERE effective_from > :now) AS next_at,
+           t.versions, t.checksums, t.starts, t.published
     FROM (SELECT 1) AS one
     LEFT JOIN LATERAL (
         SELECT version, checksum FROM program_versions WHERE effective_from <= :now
         ORDER BY effective_from DESC, published_at DESC, version DESC LIMIT 1
     ) AS f ON true
+    CROSS JOIN LATERAL (
+        SELECT array_agg(version ORDER BY effective_from, published_at, version) AS versions,
+               array_agg(checksum ORDER BY effective_from, published_at, version) AS checksums,
+               array_agg(effective_from ORDER BY effective_from, published_at, version) AS starts,
+               array_agg(published_at ORDER BY effective_from, published_at, version) AS published
+        FROM program_versions
+    ) AS t
     """
 )
 # The tiers members hold, by a loose scan of the members_tier index: one probe per distinct
@@ -199,18 +213,47 @@ async def program_in_force(engine: AsyncEngine, fallback: Program, now: datetime
     return fallback if content is None else stored_program(found.version, content)
 
 
+async def timeline_in_force(engine: AsyncEngine, fallback: Program, now: datetime) -> ProgramTimeline:
+    """Every version by its start, as a process has them at `now`, for a one-off command that
+    applies events (each decided by the version in force at its time). A version that does not
+    parse is raised, not skipped."""
+    store = StoredVersions(engine)
+    found = await store.in_force(now)
+    versions = []
+    for stored in found.starts or ():
+        content = await store.content(stored.version, stored.checksum)
+        if content is not None:
+            program = stored_program(stored.version, content)
+            versions.append(Start(stored.effective_from, stored.published_at, stored.version, program))
+    return ProgramTimeline.build(versions, fallback, now)
+
+
 def stored_program(version: str, content: str) -> Program:
     """A stored version's program, whose entries record its id."""
     return parse_program_text(content, f"program version {version!r}", version=version)
 
 
 @dataclass(frozen=True)
+class StoredStart:
+    """A stored version's id, checksum and start (its content is read once, when first seen)."""
+
+    version: str
+    checksum: str
+    effective_from: datetime
+    published_at: datetime
+
+
+@dataclass(frozen=True)
 class InForce:
-    """Which version is in force at a time (None: none published by then), and the next start."""
+    """Which version is in force at a time (None: none published by then), and the next start.
+
+    `starts`: every stored version, oldest start first; None from a store that tells only the
+    version in force (every event then goes by the program in force)."""
 
     version: str | None
     checksum: str | None
     next_at: datetime | None
+    starts: tuple[StoredStart, ...] | None = None
 
 
 class VersionStore(Protocol):
@@ -228,38 +271,30 @@ class StoredVersions:
     async def in_force(self, now: datetime) -> InForce:
         async with self.engine.connect() as conn:
             row = (await conn.execute(_IN_FORCE, {"now": now})).mappings().one()
-        return InForce(row["version"], row["checksum"], row["next_at"])
+        starts = tuple(
+            StoredStart(*columns)
+            for columns in zip(
+                row["versions"] or (), row["checksums"] or (), row["starts"] or (), row["published"] or (), strict=True
+            )
+        )
+        return InForce(row["version"], row["checksum"], row["next_at"], starts)
 
     async def content(self, version: str, digest: str) -> str | None:
         async with self.engine.connect() as conn:
             return (await conn.execute(_CONTENT, {"version": version, "checksum": digest})).scalar()
 
 
-# Every program this process has worked with, by the version its entries record: a
-# re-evaluation evaluates each event again with the program that applied it
-# (worker/services/replay.py). A stored version never changes and a file's program is the
-# one this process loaded, so one entry per label is enough.
-_KNOWN: dict[str, Program] = {}
-
-
-def remember(program: Program) -> Program:
-    _KNOWN[program_version(program)] = program
-    return program
-
-
-def known_program(version: str) -> Program | None:
-    return _KNOWN.get(version)
-
-
 class ProgramInForce:
-    """The program a process works with now; `program` is read by every message or request.
+    """The program a process works with now, and the timeline of versions events are decided
+    by; a message or request reads `program` or `timeline` once and keeps it to its end.
 
     Without a store the program is fixed (the demo, tests that pin one).
     """
 
     def __init__(self, fallback: Program, store: VersionStore | None = None, reload_s: float = 5):
-        self.fallback = remember(fallback)
+        self.fallback = fallback
         self.program = fallback
+        self.timeline = ProgramTimeline.fixed(fallback)
         self.store = store
         self.reload_s = reload_s
         # The published version in force and its checksum; None while the fallback is.
@@ -268,8 +303,11 @@ class ProgramInForce:
         # When the table was last read (the process clock).
         self.checked_at: datetime | None = None
         self._next_at: datetime | None = None
-        # A stored version that did not parse: not read again (its content never changes).
-        self._unusable: tuple[str, str] | None = None
+        # Every stored version's program by (version, checksum), parsed once (a version never
+        # changes); None: it did not parse, and is not read again.
+        self._parsed: dict[tuple[str, str], Program | None] = {}
+        # What the timeline was built from: the stored starts and whether the first had begun.
+        self._timeline_of: tuple[tuple[StoredStart, ...], bool] | None = None
 
     @property
     def version_label(self) -> str:
@@ -286,7 +324,8 @@ class ProgramInForce:
         return max((due - now).total_seconds(), 0.0)
 
     async def refresh(self, now: datetime) -> Program:
-        """Read which version is in force at `now` and switch to it; the program in force after."""
+        """Read which version is in force at `now` and switch to it, and the timeline of every
+        version; the program in force after."""
         if self.store is None:
             return self.program
         self.checked_at = now
@@ -297,35 +336,76 @@ class ProgramInForce:
             log.warning("program_versions_unreadable", error=_first_line(error))
             return self.program
         self._next_at = found.next_at
+        await self._follow_in_force(self.store, found)
+        await self._follow_timeline(self.store, found, now)
+        return self.program
+
+    async def _follow_in_force(self, store: VersionStore, found: InForce) -> None:
         if (found.version, found.checksum) == (self.version, self._checksum):
-            return self.program
+            return
         if found.version is None or found.checksum is None:
             self._switch(self.fallback, None, None)
-            return self.program
-        if (found.version, found.checksum) == self._unusable:
-            return self.program
+            return
+        digest = (found.version, found.checksum)
+        if digest in self._parsed:
+            known = self._parsed[digest]
+            if known is not None:  # None: a version that did not parse is not read again
+                self._switch(known, found.version, found.checksum)
+            return
         try:
-            content = await self.store.content(found.version, found.checksum)
+            content = await store.content(found.version, found.checksum)
         except Exception as error:
             self._next_at = None
             log.warning("program_versions_unreadable", error=_first_line(error))
-            return self.program
+            return
         if content is None:  # removed between the two reads: the next refresh sees what is left
-            return self.program
+            return
         try:
             program = stored_program(found.version, content)
         except ProgramError as error:
-            self._unusable = (found.version, found.checksum)
+            self._parsed[digest] = None
             log.error(
                 "program_version_unusable", version=found.version, reason=str(error), kept=program_version(self.program)
             )
-            return self.program
+            return
+        self._parsed[digest] = program
         self._switch(program, found.version, found.checksum)
-        return self.program
+
+    async def _follow_timeline(self, store: VersionStore, found: InForce, now: datetime) -> None:
+        """Rebuild the timeline when the stored versions changed or the first one started. A
+        version that does not parse is left off it (its time goes by the version before)."""
+        if found.starts is None:  # a store that tells only the version in force
+            self.timeline = ProgramTimeline.fixed(self.program)
+            return
+        key = (found.starts, bool(found.starts) and found.starts[0].effective_from <= now)
+        if key == self._timeline_of:
+            return
+        versions = []
+        for stored in found.starts:
+            digest = (stored.version, stored.checksum)
+            if digest not in self._parsed:
+                try:
+                    content = await store.content(stored.version, stored.checksum)
+                except Exception as error:  # the timeline stays; the next refresh tries again
+                    self._next_at = None
+                    log.warning("program_versions_unreadable", error=_first_line(error))
+                    return
+                if content is None:  # removed meanwhile: the next refresh sees what is left
+                    continue
+                try:
+                    self._parsed[digest] = stored_program(stored.version, content)
+                except ProgramError as error:
+                    self._parsed[digest] = None
+                    log.error("program_version_unusable", version=stored.version, reason=str(error))
+            program = self._parsed[digest]
+            if program is not None:
+                versions.append(Start(stored.effective_from, stored.published_at, stored.version, program))
+        self.timeline = ProgramTimeline.build(versions, self.fallback, now)
+        self._timeline_of = key
 
     def _switch(self, program: Program, version: str | None, digest: str | None) -> None:
         before = self.version_label
-        self.program, self.version, self._checksum = remember(program), version, digest
+        self.program, self.version, self._checksum = program, version, digest
         log.info("program_in_force", version=self.version_label, previous=before, name=program.name)
 
     async def start(self, clock: Callable[[], datetime]) -> asyncio.Task | None:

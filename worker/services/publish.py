@@ -10,6 +10,7 @@ from datetime import datetime
 from worker.domain.errors import InvalidEvent
 from worker.domain.events import event_size_bytes
 from worker.domain.program import Program
+from worker.domain.program_timeline import ProgramTimeline
 from worker.services.intake import BATCH_BYTES_MAX, BATCH_EVENTS_MAX, validate
 
 
@@ -22,7 +23,7 @@ class PublishReport:
 
 def publish_lines(
     lines: Iterable[str],
-    program: Program,
+    program: Program | ProgramTimeline,
     now: datetime,
     send: Callable[[dict], None],
     send_batch: Callable[[list[dict]], None] | None = None,

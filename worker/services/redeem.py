@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from worker.domain.errors import UnknownMember
 from worker.domain.messages import catalog
 from worker.domain.program import Program
+from worker.domain.program_timeline import ProgramTimeline, timeline_of
 from worker.services import audit
 from worker.services.intake import validate
 from worker.services.ledger import apply_event
@@ -36,7 +37,7 @@ _REDEMPTION_OUTCOME = text(
 
 async def redeem_now(
     engine: AsyncEngine,
-    program: Program,
+    program: Program | ProgramTimeline,
     member_id: str,
     reward_id: str,
     quantity: int = 1,
@@ -51,7 +52,8 @@ async def redeem_now(
     same id and request returns the first outcome; the same id with another request is a
     conflict. Raises UnknownMember for a member who is not enrolled (a queued redemption
     would enrol them; a person at a counter has mistyped the id) and InvalidEvent when the
-    request breaks the contract.
+    request breaks the contract. With a timeline, the redemption is decided by the version in
+    force at its time: the first attempt's, for a retry.
     """
     async with engine.begin() as conn:
         locale = (await conn.execute(_MEMBER_LOCALE, {"member_id": member_id})).first()
@@ -98,7 +100,9 @@ async def redeem_now(
         "quantity": row["quantity"],
         "points": row["points"],
         "reason": row["reason"],
-        "reason_text": catalog().reason_text(row["reason"], locale[0], program.default_locale)
+        "reason_text": catalog().reason_text(
+            row["reason"], locale[0], timeline_of(program).at(event.occurred_at).default_locale
+        )
         if row["reason"]
         else None,
         "available_points": balance,

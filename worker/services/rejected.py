@@ -32,7 +32,8 @@ class NotReplayable(Exception):
 
 
 async def replay_rejected(engine: AsyncEngine, program, rejected_id: int, *, now) -> dict[str, Any]:
-    """Validate the stored raw text again with the current program and process it.
+    """Validate the stored raw text again and process it, decided by the version in force at
+    its occurred_at (`program`: a timeline, or one program).
 
     Applied (or duplicate, deferred): the row is marked replayed. Rejected again: the row
     stays open with the new reason and one more attempt.

@@ -1,7 +1,8 @@
 """Re-evaluate a member's history after a late event, and book the differences.
 
 A member's earning is a function of their accepted events taken in occurrence order
-(occurred_at, then source, then event_id). An event earlier than the latest one the member
+(occurred_at, then source, then event_id), each decided by the program version in force at
+its occurred_at (the version stored as having applied it plays no part). An event earlier than the latest one the member
 has had is applied as usual, and then the member's stored events are replayed in order in
 memory (worker/services/history.py). What each event earns there is what it should have
 earned; every difference to what the member's ledger says is booked as a correcting entry
@@ -32,8 +33,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from worker.domain import reevaluation, referrals
 from worker.domain.engine import Award, rules_of
 from worker.domain.program import Program
+from worker.domain.program_timeline import ProgramTimeline, timeline_of
 from worker.services.history import History, RefereeFacts, replay
-from worker.services.program_versions import known_program, remember, stored_program
 from worker.store import accounts
 from worker.store.accounts import Account, Origin
 
@@ -43,7 +44,7 @@ log = structlog.get_logger(__name__)
 # three statements (a group re-evaluates all its late members at once).
 _HISTORY = text(
     """
-    SELECT member_id, source, event_id, event_type, payload, program_version, status, result FROM processed_events
+    SELECT member_id, source, event_id, event_type, payload, status, result FROM processed_events
     WHERE member_id = ANY(:member_ids) AND event_type = ANY(:types)
     """
 ).bindparams(bindparam("types"), bindparam("member_ids"))
@@ -55,7 +56,6 @@ _ENTRIES = text(
     ORDER BY e.entry_id
     """
 ).bindparams(bindparam("member_ids"))
-_VERSION = text("SELECT content FROM program_versions WHERE version = :version")
 # With each referral, what decides whether it pays (ledger.referee_is_new): the referee's own
 # events before it, as they are stored now, so both halves of a referral replay alike.
 _REFERRALS_WON = text(
@@ -149,7 +149,7 @@ async def load(
 
 async def reevaluate(
     conn: AsyncConnection,
-    program: Program,
+    programs: Program | ProgramTimeline,
     account: Account,
     late: Origin,
     *,
@@ -158,9 +158,12 @@ async def reevaluate(
     stored_event: Callable[[str, dict], Any],
     stored: Stored | None = None,
 ) -> Replayed | None:
-    """Replay the member's history and book what differs; None when it cannot be replayed
-    (an event accepted before events were stored, or an erased member). `stored`: the member's
-    history as `load` read it, after every event of the transaction was applied."""
+    """Replay the member's history, each event with the version of `programs` in force at its
+    occurred_at, and book what differs; None when it cannot be replayed (an event accepted
+    before events were stored, or an erased member). `stored`: the member's history as `load`
+    read it, after every event of the transaction was applied."""
+    timeline = timeline_of(programs)
+    program = timeline.at(late.occurred_at)
     started = time.perf_counter()
     if stored is None:
         stored = (await load(conn, [account.member_id], types))[account.member_id]
@@ -168,14 +171,11 @@ async def reevaluate(
     if erased or any(row.payload is None for row in rows):
         log.warning("replay_skipped", member_id=account.member_id, reason="erased" if erased else "history_not_stored")
         return None
-    applied = sorted(
-        ((stored_event(r.event_type, r.payload), r.program_version, r) for r in rows), key=lambda p: _order(p[0])
-    )
-    history = [event for event, _, _ in applied]
-    versions = await _programs(conn, program, {version for _, version, _ in applied})
-    programs = [versions.get(version, program) for _, version, _ in applied]
+    applied = sorted(((stored_event(r.event_type, r.payload), r) for r in rows), key=lambda p: _order(p[0]))
+    history = [event for event, _ in applied]
+    deciding = [timeline.at(event.occurred_at) for event in history]
     won = stored.referrals_won
-    shadow = replay(program, account, events=history, programs=programs, referrals_won=won, referees=stored.referees)
+    shadow = replay(program, account, events=history, programs=deciding, referrals_won=won, referees=stored.referees)
 
     booked_entries = stored.entries
     booked = reevaluation.points_by_event(booked_entries)
@@ -187,9 +187,9 @@ async def reevaluate(
     net = 0
     own = sum(c.points for c in found if c.key == (late.source, late.event_id))
     for correction in found:
-        net += await _book(
-            conn, program, account, late, correction, by_key.get(correction.key), lots.get(correction.key)
-        )
+        event = by_key.get(correction.key)
+        deciding_program = program if event is None else timeline.at(event.occurred_at)
+        net += await _book(conn, deciding_program, account, late, correction, event, lots.get(correction.key))
     # Most late events change nothing: the fast path already gave the replay's points and
     # state. The per-order and per-review rows then agree too (a different order row or review
     # would have earned differently), so there is nothing to write back.
@@ -202,7 +202,7 @@ async def reevaluate(
     )
     if not unchanged:
         await _adopt(conn, program, account, late, shadow)
-    await _record_outcomes(conn, late, shadow, [(event, row) for event, _, row in applied])
+    await _record_outcomes(conn, late, shadow, applied)
     if net:
         accounts.notify(
             account,
@@ -224,26 +224,6 @@ async def reevaluate(
     return replayed
 
 
-async def _programs(conn, current: Program, wanted: set[str | None]) -> dict[str | None, Program]:
-    """The program each event was applied with, by version id: the current one, one this process
-    has worked with, or a published version read from its table. A version that is none of
-    these (a program file this process never loaded) is evaluated with the current program,
-    and logged."""
-    found: dict[str | None, Program] = {str(rules_of(current).version): current}
-    for version in wanted - set(found):
-        if version is None:
-            continue
-        program = known_program(version)
-        if program is None:
-            content = (await conn.execute(_VERSION, {"version": version})).scalar()
-            if content is None:
-                log.warning("replay_version_unknown", version=version, used=str(rules_of(current).version))
-                continue
-            program = remember(stored_program(version, content))
-        found[version] = program
-    return found
-
-
 def _order(event: Any) -> reevaluation.OrderKey:
     return reevaluation.order_key(event.occurred_at, event.source, event.event_id)
 
@@ -258,7 +238,8 @@ async def _book(
     own_lot_id: int | None,
 ) -> int:
     """One earn entry for what the event gains, one reversal for what it loses; both are
-    entries of the late event, dated at the corrected event so its lots expire as its own."""
+    entries of the late event, dated at the corrected event so its lots expire as its own
+    (`program`: the version deciding the corrected event)."""
     source, event_id = correction.key
     event_type = event.type if event is not None else "event"
     occurred_at = event.occurred_at if event is not None else late.occurred_at

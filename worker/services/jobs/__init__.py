@@ -5,6 +5,10 @@ from another scheduler or a redelivered message, finds the row and does nothing)
 members into ranges of `schedule.chunk_members` and hands the ranges to a sender, so every
 worker can take a share. `run_chunk` claims (job, scheduled_for, after) in scheduler_chunks
 and does the job's work for that range, each step idempotent on its own key too.
+
+A firing is decided by the program version in force at its own time, `scheduled_for`, as an
+event is by the one in force at its occurred_at: a firing run late, or again, runs as it
+would have on time.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from worker.domain.firings import JOB_KEYS, chunk_ranges
 from worker.domain.program import Program
+from worker.domain.program_timeline import ProgramTimeline, timeline_of
 from worker.services.jobs import birthdays, expiry, expiry_warnings, member_days, pending, tier_review
 from worker.services.jobs.common import ChunkResult, Range
 
@@ -84,7 +89,7 @@ def _skip_reason(program: Program, job: str, scheduled_for: datetime) -> str | N
 
 async def plan(
     engine: AsyncEngine,
-    program: Program,
+    programs: Program | ProgramTimeline,
     job: str,
     scheduled_for: datetime,
     send: Callable[[list[Range]], Awaitable[None]],
@@ -93,6 +98,7 @@ async def plan(
     claim rolls back and the message is retried; chunks sent twice run once."""
     if job not in JOB_KEYS:
         raise KeyError(job)
+    program = timeline_of(programs).at(scheduled_for)
     async with engine.begin() as conn:
         key = {"job": job, "scheduled_for": scheduled_for}
         if (await conn.execute(_CLAIM_FIRING, key)).first() is None:
@@ -137,16 +143,22 @@ async def _record(conn: AsyncConnection, job: str, scheduled_for: datetime, afte
 
 
 async def run_chunk(
-    engine: AsyncEngine, program: Program, job: str, scheduled_for: datetime, after: str, upto: str | None
+    engine: AsyncEngine,
+    programs: Program | ProgramTimeline,
+    job: str,
+    scheduled_for: datetime,
+    after: str,
+    upto: str | None,
 ) -> ChunkResult | None:
     """Do one chunk of a firing; None when this chunk was already done."""
+    timeline = timeline_of(programs)
     key = {"job": job, "scheduled_for": scheduled_for, "after": after}
     span = Range(after, upto)
     if job in _SET_BASED:
         async with engine.begin() as conn:
             if (await conn.execute(_CLAIM_CHUNK, key)).first() is None:
                 return None
-            result = await _SET_BASED[job](conn, program, scheduled_for, span)
+            result = await _SET_BASED[job](conn, timeline.at(scheduled_for), scheduled_for, span)
             await _record(conn, job, scheduled_for, after, result)
             return result
     async with engine.connect() as conn:
@@ -160,7 +172,7 @@ async def run_chunk(
         ).first()
     if done is not None:
         return None
-    result = await _PER_MEMBER[job](engine, program, scheduled_for, span)
+    result = await _PER_MEMBER[job](engine, timeline, scheduled_for, span)
     async with engine.begin() as conn:
         if (await conn.execute(_CLAIM_CHUNK, key)).first() is None:
             return None

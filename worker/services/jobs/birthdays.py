@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from worker.domain.firings import birthdays_on
 from worker.domain.local_days import local_date
-from worker.domain.program import Program
+from worker.domain.program_timeline import ProgramTimeline
 from worker.services.jobs.common import IN_RANGE, ChunkResult, Range
 from worker.services.ledger import BirthdayGift, apply_event
 
@@ -27,8 +27,10 @@ _CELEBRATING = text(
 )
 
 
-async def run(engine: AsyncEngine, program: Program, now: datetime, span: Range) -> ChunkResult:
-    today = local_date(program, now)
+async def run(engine: AsyncEngine, programs: ProgramTimeline, now: datetime, span: Range) -> ChunkResult:
+    """Each gift is decided by the version in force at the firing's time (`now`), and a
+    re-evaluation it starts decides every event by its own version."""
+    today = local_date(programs.at(now), now)
     days = birthdays_on(today)
     async with engine.connect() as conn:
         member_ids = (
@@ -43,7 +45,7 @@ async def run(engine: AsyncEngine, program: Program, now: datetime, span: Range)
     members = points = 0
     for member_id in member_ids:
         async with engine.begin() as conn:
-            result = await apply_event(conn, program, BirthdayGift(member_id, today.year, now))
+            result = await apply_event(conn, programs, BirthdayGift(member_id, today.year, now))
         if result.status == "applied" and result.points:
             members += 1
             points += result.points
