@@ -29,50 +29,22 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-from sqlalchemy import bindparam, text
-from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection
-from sqlalchemy.types import DateTime, Text
 
 from worker.domain.errors import MemberMerged
 from worker.domain.events import IdentityLinkEvent
 from worker.domain.program_timeline import ProgramTimeline
+from worker.domain.result import Result
 from worker.services import audit, ledger, replay
 from worker.services.ledger import Claim, apply_claimed, apply_event
-from worker.services.ledger_result import Result
 from worker.store import accounts
+from worker.store import events as store_events
 from worker.store.accounts import Account, Origin
 from worker.store.staged import Order, Staged, json_text
 
-# The first statement of the transaction goes through SQLAlchemy, which sends BEGIN with it;
-# the rest go to asyncpg directly (staged.py).
-_CLAIM = text(
-    """
-    INSERT INTO processed_events
-        (source, event_id, payload_hash, member_id, event_type, status, occurred_at, payload, program_version)
-    SELECT s, e, h, m, t, 'applied', o, CAST(p AS jsonb), v
-    FROM unnest(:sources, :event_ids, :hashes, :member_ids, :types, :occurred, :payloads, :versions)
-         AS c(s, e, h, m, t, o, p, v)
-    ORDER BY s, e
-    ON CONFLICT (source, event_id) DO NOTHING
-    RETURNING source, event_id
-    """
-).bindparams(
-    *(
-        bindparam(name, type_=ARRAY(Text))
-        for name in ("sources", "event_ids", "hashes", "member_ids", "types", "payloads", "versions")
-    ),
-    bindparam("occurred", type_=ARRAY(DateTime(timezone=True))),
-)
 _CLAIMED_HASHES = """
     SELECT p.source, p.event_id, p.payload_hash FROM processed_events p
     JOIN unnest($1::text[], $2::text[]) AS k(s, e) ON p.source = k.s AND p.event_id = k.e
-"""
-_LOCK = """
-    INSERT INTO members AS m (member_id, tier)
-    SELECT id, tier FROM unnest($1::text[], $2::text[]) AS u(id, tier) ORDER BY id
-    ON CONFLICT (member_id) DO UPDATE SET updated_at = now()
-    RETURNING m.*
 """
 _ORDERS = """
     SELECT o.member_id, o.order_id, o.amount FROM orders o
@@ -256,7 +228,7 @@ async def _claim(
         "payloads": [None if r["payload"] is None else json_text(r["payload"]) for r in rows],
         "versions": [r["program_version"] for r in rows],
     }
-    return {(r.source, r.event_id) for r in await conn.execute(_CLAIM, params)}
+    return await store_events.claim_many(conn, params)
 
 
 async def _claimed_hashes(staged: Staged, keys: list[tuple[str, str]]) -> dict[tuple[str, str], str]:
@@ -272,7 +244,7 @@ async def _lock(staged: Staged, programs: ProgramTimeline, first_events: dict[st
         return {}
     member_ids = sorted(first_events)
     tiers = [programs.at(first_events[m].occurred_at).tiers[0].name for m in member_ids]
-    rows = await staged.fetch(_LOCK, member_ids, tiers)
+    rows = await store_events.lock_many(staged, member_ids, tiers)
     return {row["member_id"]: row for row in rows}
 
 

@@ -27,8 +27,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from worker.domain.errors import InvalidEvent
 from worker.domain.program import Program
 from worker.domain.program_timeline import ProgramTimeline, timeline_of
+from worker.domain.result import Result
 from worker.services import identities, intake
-from worker.services.ledger_result import Result
 
 
 @dataclass

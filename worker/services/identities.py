@@ -20,7 +20,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import bindparam, text
-from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.types import Text
 
@@ -30,9 +30,11 @@ from worker.domain.events import IdentityLinkEvent, named_member, payload_hash
 from worker.domain.identities import identity_member_id, looks_like_identity, normalise, parse_identity, survivor_of
 from worker.domain.program import Program
 from worker.domain.program_timeline import ProgramTimeline, timeline_of
+from worker.domain.result import Result
 from worker.services import replay
-from worker.services.ledger_result import Result
 from worker.store import accounts
+from worker.store import events as store_events
+from worker.store import merges as store_merges
 from worker.store.accounts import OPERATOR_SOURCE, Account, Origin
 
 # A link retries its locks when a concurrent merge moved the identity's owner meanwhile; each
@@ -78,14 +80,6 @@ _ERASED_MEMBER = text(
 _MERGED = text(
     "SELECT member_id, merged_into FROM members WHERE member_id = ANY(:member_ids) AND merged_into IS NOT NULL"
 ).bindparams(bindparam("member_ids", type_=ARRAY(Text)))
-_CLAIM_EVENT = text(
-    """
-    INSERT INTO processed_events (source, event_id, payload_hash, member_id, event_type, status, occurred_at)
-    VALUES (:source, :event_id, :payload_hash, :member_id, :event_type, 'applied', :occurred_at)
-    ON CONFLICT (source, event_id) DO NOTHING
-    RETURNING 1
-    """
-)
 _CLAIMED_HASH = text("SELECT payload_hash FROM processed_events WHERE source = :source AND event_id = :event_id")
 # When each of two members' first event of their own doing occurred (referrals.ENROLMENT_TYPES,
 # as a referral judges a new member): what decides which of them a merge keeps. Events of members
@@ -106,23 +100,6 @@ _SHARED_ORDERS = text(
     ORDER BY a.order_id LIMIT 1
     """
 )
-# An order one member bought and the other has only seen refunds or reviews of (a stub row
-# without an amount): the stub goes, its waiting refunds and reviews follow to the survivor,
-# and the re-evaluation applies them with the purchase.
-_DROP_STUBS = [
-    text(
-        """
-        DELETE FROM orders a WHERE a.member_id = :absorbed AND a.amount IS NULL
-        AND EXISTS (SELECT 1 FROM orders b WHERE b.member_id = :survivor AND b.order_id = a.order_id)
-        """
-    ),
-    text(
-        """
-        DELETE FROM orders b WHERE b.member_id = :survivor AND b.amount IS NULL
-        AND EXISTS (SELECT 1 FROM orders a WHERE a.member_id = :absorbed AND a.order_id = b.order_id)
-        """
-    ),
-]
 _BOOKED = text(
     """
     SELECT source, event_id, kind, qualifying_points, rules FROM ledger_entries
@@ -131,37 +108,6 @@ _BOOKED = text(
     """
 )
 _EVENT_TYPES = text("SELECT source, event_id, event_type FROM processed_events WHERE member_id = :member_id")
-# What follows the absorbed member to the one kept: its events (so the replay sees them), the
-# rows the handlers read for them, its identities. A referral of both members as referees stays
-# with the absorbed one, so the kept member's replay pays one referee bonus.
-_REPOINT = [
-    text("UPDATE processed_events SET member_id = :survivor WHERE member_id = :absorbed"),
-    text("UPDATE orders SET member_id = :survivor WHERE member_id = :absorbed"),
-    text("UPDATE refunds SET member_id = :survivor WHERE member_id = :absorbed"),
-    text("UPDATE reviews SET member_id = :survivor WHERE member_id = :absorbed"),
-    text("UPDATE redemptions SET member_id = :survivor WHERE member_id = :absorbed"),
-    text("UPDATE referrals SET referrer_member_id = :survivor WHERE referrer_member_id = :absorbed"),
-    text(
-        """
-        UPDATE referrals SET referee_member_id = :survivor WHERE referee_member_id = :absorbed
-        AND NOT EXISTS (SELECT 1 FROM referrals WHERE referee_member_id = :survivor)
-        """
-    ),
-    text("UPDATE member_identities SET member_id = :survivor WHERE member_id = :absorbed"),
-    # Members merged into the absorbed one earlier now name the member kept: one hop always.
-    text(
-        """
-        UPDATE members SET merged_into = :survivor, merged_at = coalesce(merged_at, now())
-        WHERE member_id = :absorbed OR merged_into = :absorbed
-        """
-    ),
-]
-_RECORD_MERGE = text(
-    """
-    INSERT INTO member_merges (survivor_id, absorbed_id, identity_kind, source, event_id, detail)
-    VALUES (:survivor, :absorbed, :kind, :source, :event_id, :detail)
-    """
-).bindparams(bindparam("detail", type_=JSONB))
 
 
 async def find_member(conn: AsyncConnection, kind: str, value: str) -> str | None:
@@ -274,7 +220,7 @@ async def link(
         "event_type": event.type,
         "occurred_at": event.occurred_at,
     }
-    if (await conn.execute(_CLAIM_EVENT, claim)).first() is None:
+    if not await store_events.claim_event(conn, claim):
         stored = (await conn.execute(_CLAIMED_HASH, key)).scalar_one()
         return Result("duplicate" if stored == digest else "conflict", event.member_id)
     origin = Origin.of(event)
@@ -364,8 +310,7 @@ async def _merge(
         for (source, event_id), by_rule in booked.items()
         for rule, points in sorted(by_rule.items())
     ]
-    for statement in (*_DROP_STUBS, *_REPOINT):
-        await conn.execute(statement, ids)
+    await store_merges.repoint(conn, survivor.member_id, absorbed.member_id)
     merge = {"merge": {"survivor": survivor.member_id, "absorbed": absorbed.member_id}}
     await accounts.transfer(conn, absorbed, survivor, origin, moved, merge)
     await accounts.write_back(conn, absorbed)
@@ -378,9 +323,7 @@ async def _merge(
         **merge["merge"],
         "re_evaluated": replayed.as_json() if replayed is not None else None,
     }
-    await conn.execute(
-        _RECORD_MERGE, {**ids, "kind": kind, "source": origin.source, "event_id": origin.event_id, "detail": detail}
-    )
+    await store_merges.record_merge(conn, survivor.member_id, absorbed.member_id, kind, origin, detail)
     result = Result("applied", survivor.member_id, replayed.points if replayed else 0, detail=detail)
     await accounts.close(
         conn,

@@ -20,7 +20,7 @@ from worker.domain.errors import ProgramError
 from worker.domain.events import RedemptionCancelEvent, RedemptionEvent
 from worker.domain.lots import Lot, take_earliest_expiring
 from worker.domain.program import Program
-from worker.services.ledger_result import Result
+from worker.domain.result import Result
 from worker.store import accounts
 from worker.store.accounts import Account, Origin
 

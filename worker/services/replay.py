@@ -27,7 +27,6 @@ from typing import Any
 
 import structlog
 from sqlalchemy import bindparam, text
-from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from worker.domain import reevaluation, referrals
@@ -36,6 +35,7 @@ from worker.domain.program import Program
 from worker.domain.program_timeline import ProgramTimeline, timeline_of
 from worker.services.history import History, RefereeFacts, replay
 from worker.store import accounts
+from worker.store import decisions as store_decisions
 from worker.store.accounts import Account, Origin
 
 log = structlog.get_logger(__name__)
@@ -73,33 +73,6 @@ _REFERRALS_WON = text(
     ) f
     """
 )
-_SYNC_ORDERS = text(
-    """
-    UPDATE orders o SET amount = s.amount, currency = s.currency, purchased_at = s.purchased_at,
-        points_earned = s.points_earned, points_reversed = s.points_reversed, refunded_amount = s.refunded_amount,
-        bonus_points = s.bonus_points, bonus_reversed = s.bonus_reversed
-    FROM jsonb_to_recordset(:rows) AS s(order_id text, amount numeric, currency text, purchased_at timestamptz,
-                                        points_earned bigint, points_reversed bigint, refunded_amount numeric,
-                                        bonus_points bigint, bonus_reversed bigint)
-    WHERE o.member_id = :member_id AND o.order_id = s.order_id
-    """
-).bindparams(bindparam("rows", type_=JSONB))
-_CLEAR_REVIEWS = text("DELETE FROM reviews WHERE member_id = :member_id")
-_SYNC_REVIEWS = text(
-    """
-    INSERT INTO reviews (member_id, order_id, sku, review_id, source, event_id, status, has_media, occurred_at)
-    SELECT :member_id, order_id, sku, review_id, source, event_id, status, has_media, occurred_at
-    FROM jsonb_to_recordset(:rows) AS s(order_id text, sku text, review_id text, source text, event_id text,
-                                        status text, has_media boolean, occurred_at timestamptz)
-    """
-).bindparams(bindparam("rows", type_=JSONB))
-_SYNC_REFUNDS = text(
-    """
-    UPDATE refunds r SET status = s.status, points_reversed = s.points_reversed
-    FROM jsonb_to_recordset(:rows) AS s(order_id text, refund_id text, status text, points_reversed bigint)
-    WHERE r.member_id = :member_id AND r.order_id = s.order_id AND r.refund_id = s.refund_id
-    """
-).bindparams(bindparam("rows", type_=JSONB))
 
 
 @dataclass(frozen=True)
@@ -302,10 +275,4 @@ async def _adopt(conn, program: Program, account: Account, late: Origin, shadow:
     reviewed = account.baseline or account.amount_baseline
     if tier not in (account.tier, accounts.next_tier(program, account, late)) and not reviewed:
         await accounts.change_tier(conn, rules_of(program), account, tier, "re-evaluation", late)
-    if shadow.orders:
-        await conn.execute(_SYNC_ORDERS, {"member_id": member_id, "rows": shadow.orders})
-    await conn.execute(_CLEAR_REVIEWS, {"member_id": member_id})
-    if shadow.reviews:
-        await conn.execute(_SYNC_REVIEWS, {"member_id": member_id, "rows": shadow.reviews})
-    if shadow.refunds:
-        await conn.execute(_SYNC_REFUNDS, {"member_id": member_id, "rows": shadow.refunds})
+    await store_decisions.adopt_rows(conn, member_id, shadow.orders, shadow.reviews, shadow.refunds)

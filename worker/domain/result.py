@@ -1,7 +1,7 @@
 """What applying one event to a member's ledger produced.
 
-Its own module because the ledger's handlers return it, the mall's among them, and the
-ledger imports those handlers: the type sits below both, so neither imports the other back.
+A plain value in the domain: the ledger's handlers return it (the mall's among them), and the
+store records it as an event's outcome.
 """
 
 from __future__ import annotations
@@ -16,12 +16,12 @@ class Result:
     member_id: str
     points: int = 0
     note: str | None = None
-    detail: dict = field(default_factory=dict)
+    detail: dict[str, Any] = field(default_factory=dict)
     # (kind, points) of the entries and (from, to) of the tier changes this event wrote.
     movements: tuple[tuple[str, int], ...] = ()
     tier_moves: tuple[tuple[str, str], ...] = ()
 
-    def as_json(self) -> dict:
+    def as_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"points": self.points}
         if self.note:
             out["note"] = self.note
