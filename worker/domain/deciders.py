@@ -1,7 +1,7 @@
 """One pure decision per event type: `decide(state, event, program, facts) -> Decision`.
 
 No I/O and no clock. The live path (worker/services/ledger.py) loads the state an event needs,
-decides and writes the decision's steps; a re-evaluation (worker/services/history.py) folds the
+decides and writes the decision's steps; a re-evaluation (worker/services/fold.py) folds the
 same deciders over the member's whole history in memory. So an event is decided one way only,
 whichever path it takes.
 

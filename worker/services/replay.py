@@ -4,7 +4,7 @@ A member's earning is a function of their accepted events taken in occurrence or
 (occurred_at, then source, then event_id), each decided by the program version in force at
 its occurred_at (the version stored as having applied it plays no part). An event earlier than the latest one the member
 has had is applied as usual, and then the member's stored events are replayed in order in
-memory (worker/services/history.py). What each event earns there is what it should have
+memory (worker/services/fold.py). What each event earns there is what it should have
 earned; every difference to what the member's ledger says is booked as a correcting entry
 of the late event that names the event it corrects. Nothing in the ledger is updated or
 deleted; spending, holds and expiry are facts of their moment and are not replayed.
@@ -33,7 +33,7 @@ from worker.domain import reevaluation, referrals
 from worker.domain.engine import Award, rules_of
 from worker.domain.program import Program
 from worker.domain.program_timeline import ProgramTimeline, timeline_of
-from worker.services.history import History, RefereeFacts, replay
+from worker.services.fold import History, RefereeFacts, replay
 from worker.store import accounts
 from worker.store import decisions as store_decisions
 from worker.store.accounts import Account, Origin

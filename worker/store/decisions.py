@@ -308,7 +308,7 @@ _SYNC_REFUNDS = text(
 
 async def adopt_rows(conn, member_id: str, orders: list[dict], reviews: list[dict], refunds: list[dict]) -> None:
     """Make the member's order, review and refund rows the ones a re-evaluation's fold gives
-    (worker/services/history.py), so the next event on the live path reads the same state."""
+    (worker/services/fold.py), so the next event on the live path reads the same state."""
     if orders:
         await conn.execute(_SYNC_ORDERS, {"member_id": member_id, "rows": orders})
     await conn.execute(_CLEAR_REVIEWS, {"member_id": member_id})
