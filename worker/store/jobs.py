@@ -130,11 +130,7 @@ _EXPIRY_EXPIRE = text(
                    'rule', 'expiry', 'points', points, 'lots', lots, 'earliest_expires_at', earliest)),
                :now
         FROM per_member
-        RETURNING entry_id, member_id
-    ),
-    takes AS (
-        INSERT INTO lot_takes (entry_id, lot_id, points)
-        SELECT e.entry_id, d.lot_id, d.remaining FROM due d JOIN entries e ON e.member_id = d.member_id
+        RETURNING member_id
     ),
     balances AS (
         UPDATE members SET available_points = available_points - p.points, updated_at = now()
@@ -158,8 +154,8 @@ _EXPIRY_EXPIRE = text(
 
 
 async def expire(conn: AsyncConnection, span: Range, now: datetime, key: str) -> ChunkResult:
-    """Lots past their expiry lose what remains: one `expire` entry per member, with its lot
-    takes, the balance and a `points_expired` notification."""
+    """Lots past their expiry lose what remains: one `expire` entry per member (no lot takes:
+    see worker/services/jobs/expiry.py), the balance and a `points_expired` notification."""
     return await _lock_then_apply(conn, _EXPIRY_LOCK, _EXPIRY_EXPIRE, span, now, key)
 
 

@@ -1,9 +1,11 @@
 """expire-points: lots past their expiry lose what remains, as one `expire` entry per member.
 
 Set-based per chunk (worker/store/jobs.py `expire`): one statement locks the chunk's members
-that have due lots, one statement expires every due lot of theirs, writes the entries with
-their lot takes (as every other entry that moves lots has), the balances and the
-notifications. Qualifying points are not touched: expiry never lowers a tier.
+that have due lots, one statement expires every due lot of theirs, writes the entries, the
+balances and the notifications. An expire entry has no lot takes: takes are kept to undo an
+entry (a cancelled redemption, a voided hold) and expiry is never undone, while a million of
+them would double the job's time; the entry's rule names how many lots it emptied and the
+earliest expiry. Qualifying points are not touched: expiry never lowers a tier.
 """
 
 from __future__ import annotations
