@@ -21,12 +21,15 @@ def is_birthday(birthday: date | None, on: date) -> bool:
     return (on.month, on.day) == (birthday.month, birthday.day)
 
 
+def falls_on(day_of_month: int, on: date) -> bool:
+    """A day past the month's end (e.g. the 31st) falls on the month's last day."""
+    return on.day == min(day_of_month, calendar.monthrange(on.year, on.month)[1])
+
+
 def is_member_day(program: Program, on: date) -> bool:
     rule = program.member_day
     if not rule.enabled:
         return False
     if rule.weekdays is not None:
         return on.isoweekday() in rule.weekdays
-    # A member day past the month's end (e.g. the 31st) falls on the month's last day.
-    last = calendar.monthrange(on.year, on.month)[1]
-    return on.day == min(rule.day_of_month, last)
+    return falls_on(rule.day_of_month, on)

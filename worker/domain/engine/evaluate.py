@@ -11,7 +11,6 @@ order of multiply and per_amount rules in the file does not matter, only their g
 
 from __future__ import annotations
 
-import calendar
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
@@ -32,6 +31,7 @@ from worker.domain.engine.language import (
 )
 from worker.domain.engine.state import is_closed, period_key, prune_periods, validate_state
 from worker.domain.errors import EngineError
+from worker.domain.local_days import falls_on, is_birthday
 
 
 @dataclass(frozen=True)
@@ -165,20 +165,6 @@ def _line_matches(rule_items: ItemFilter, line: Line) -> bool:
         or line.category in rule_items.categories
         or bool(line.labels & set(rule_items.labels))
     )
-
-
-def is_birthday(birthday: date | None, on: date) -> bool:
-    """Birthdays on 29 February are kept on 28 February in common years."""
-    if birthday is None:
-        return False
-    if birthday.month == 2 and birthday.day == 29 and not calendar.isleap(on.year):
-        return (on.month, on.day) == (2, 28)
-    return (on.month, on.day) == (birthday.month, birthday.day)
-
-
-def falls_on(day_of_month: int, on: date) -> bool:
-    """A day past the month's end (e.g. the 31st) falls on the month's last day."""
-    return on.day == min(day_of_month, calendar.monthrange(on.year, on.month)[1])
 
 
 _MISSING = object()
