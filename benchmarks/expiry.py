@@ -4,7 +4,7 @@
 
 Creates a throwaway database (from LOYALTY_BENCH_DATABASE_URL, default the local server),
 bulk-loads members, earn entries and lots that are all due, then runs the real job: one plan
-and every chunk through `worker.services.jobs`, `--concurrency` chunks at a time as that many
+and every chunk through `worker.jobs`, `--concurrency` chunks at a time as that many
 workers would. Prints the figures and JSON; ends with the audit of every balance.
 """
 
@@ -23,8 +23,8 @@ from sqlalchemy.engine import make_url
 
 from db import migrate
 from db.engine import async_url, create_engine
+from worker import jobs
 from worker.domain.program import DEFAULT_PROGRAM
-from worker.services import jobs
 from worker.services.audit import audit_all
 
 ADMIN_URL = os.environ.get("LOYALTY_BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")

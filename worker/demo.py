@@ -100,9 +100,9 @@ async def _upgrade(url: str) -> None:
 async def _dispatch(url: str, program: Program) -> None:
     """Deliver the outbox through the log channel, as a worker's scheduled dispatcher would."""
     from db.engine import create_engine
+    from worker.outbox.channels import LogChannel
+    from worker.outbox.dispatch import dispatch
     from worker.runtime import utc_now
-    from worker.services.channels import LogChannel
-    from worker.services.dispatch import dispatch
 
     engine = create_engine(url, pool_size=1)
     try:

@@ -18,8 +18,9 @@ from worker.config import Settings
 from worker.domain.messages import load_catalog
 from worker.domain.program import DEFAULT_PROGRAM, Notifications, Program, QuietHours
 from worker.domain.signing import verify
-from worker.services import dispatch, intake
-from worker.services.channels import DELIVERY_ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, LogChannel, open_channel
+from worker.outbox import dispatch
+from worker.outbox.channels import DELIVERY_ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, LogChannel, open_channel
+from worker.services import intake
 
 SECRET = "test-shared-secret"
 CATALOG = load_catalog()

@@ -8,8 +8,9 @@ from sqlalchemy import text
 
 from tests.conftest import NOW
 from tests.factories import purchase, refund, signup
+from worker import jobs
 from worker.domain.program import DEFAULT_PROGRAM, Pending
-from worker.services import intake, jobs, members
+from worker.services import intake, members
 from worker.services.audit import audit_all
 
 CST = timezone(timedelta(hours=8))

@@ -1,5 +1,5 @@
 """Calendar actors: plan a scheduled firing into chunks, run one chunk. Thin: the work is in
-worker.services.jobs; the scheduler process only sends `plan_job`."""
+worker.jobs; the scheduler process only sends `plan_job`."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ from datetime import datetime, timedelta
 import dramatiq
 import structlog
 
-from worker import metrics, runtime
+from worker import jobs, metrics, runtime
 from worker.actors import ActorSpec
 from worker.domain.events import safe_text
-from worker.services import intake, jobs
-from worker.services.jobs.common import Range
+from worker.jobs.common import Range
+from worker.services import intake
 
 log = structlog.get_logger(__name__)
 

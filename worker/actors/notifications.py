@@ -6,8 +6,8 @@ import structlog
 
 from worker import runtime
 from worker.actors import ActorSpec
-from worker.services import dispatch
-from worker.services.channels import open_channel
+from worker.outbox import dispatch
+from worker.outbox.channels import open_channel
 
 log = structlog.get_logger(__name__)
 

@@ -39,9 +39,9 @@ def notifications_dispatch(
     as_json: bool = typer.Option(False, "--json", help="Machine-readable JSON on standard output."),
 ) -> None:
     from worker import logs
+    from worker.outbox import dispatch
+    from worker.outbox.channels import ChannelConfigError, open_channel
     from worker.runtime import utc_now
-    from worker.services import dispatch
-    from worker.services.channels import ChannelConfigError, open_channel
 
     logs.configure()
     s = settings()
@@ -75,7 +75,7 @@ def notifications_retry(
     notification_id: int | None = typer.Argument(None, help="The notification to retry."),
     failed: bool = typer.Option(False, "--failed", help="Retry every failed and dead notification."),
 ) -> None:
-    from worker.services.dispatch import retry
+    from worker.outbox.dispatch import retry
 
     if failed == (notification_id is not None):
         fail("give a notification ID or --failed (not both)")

@@ -2,7 +2,7 @@
 
 Each pass is one statement over the chunk's members (locked first, in id order, as the ledger
 locks them): release of pending points, expiry of lots, expiry warnings, member-day messages.
-The jobs (worker/services/jobs/) decide when and for whom; these statements write.
+The jobs (worker/jobs/) decide when and for whom; these statements write.
 """
 
 from __future__ import annotations
@@ -155,7 +155,7 @@ _EXPIRY_EXPIRE = text(
 
 async def expire(conn: AsyncConnection, span: Range, now: datetime, key: str) -> ChunkResult:
     """Lots past their expiry lose what remains: one `expire` entry per member (no lot takes:
-    see worker/services/jobs/expiry.py), the balance and a `points_expired` notification."""
+    see worker/jobs/expiry.py), the balance and a `points_expired` notification."""
     return await _lock_then_apply(conn, _EXPIRY_LOCK, _EXPIRY_EXPIRE, span, now, key)
 
 

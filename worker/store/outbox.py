@@ -1,7 +1,7 @@
 """The outbox's delivery state: what the dispatcher writes on the notifications it claims.
 
 Notifications are queued by the ledger's writes (worker/store/accounts.py, staged.py, jobs.py);
-the dispatcher (worker/services/dispatch.py) claims due rows, renders and sends them, and
+the dispatcher (worker/outbox/dispatch.py) claims due rows, renders and sends them, and
 records here what happened to each.
 """
 

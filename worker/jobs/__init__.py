@@ -23,8 +23,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from worker.domain.firings import JOB_KEYS, chunk_ranges
 from worker.domain.program import Program
 from worker.domain.program_timeline import ProgramTimeline, timeline_of
-from worker.services.jobs import birthdays, expiry, expiry_warnings, member_days, pending, tier_review
-from worker.services.jobs.common import ChunkResult, Range
+from worker.jobs import birthdays, expiry, expiry_warnings, member_days, pending, tier_review
+from worker.jobs.common import ChunkResult, Range
 
 _CLAIM_FIRING = text(
     """

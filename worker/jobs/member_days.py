@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from worker.domain.firings import firing_key
 from worker.domain.local_days import is_member_day, local_date
 from worker.domain.program import Program
-from worker.services.jobs.common import ChunkResult, Range
+from worker.jobs.common import ChunkResult, Range
 from worker.store import jobs as store_jobs
 
 

@@ -35,7 +35,7 @@ from worker.domain import messages
 from worker.domain.engine import rules_of
 from worker.domain.messages import Catalog, RenderError
 from worker.domain.program import Program
-from worker.services.channels import Channel, Delivery, DeliveryError
+from worker.outbox.channels import Channel, Delivery, DeliveryError
 from worker.store import outbox
 
 log = structlog.get_logger(__name__)

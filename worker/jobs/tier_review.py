@@ -20,7 +20,7 @@ from worker.domain import engine
 from worker.domain.engine import EngineProgram, TierFloor
 from worker.domain.firings import firing_key
 from worker.domain.program import Program
-from worker.services.jobs.common import IN_RANGE, ChunkResult, Range
+from worker.jobs.common import IN_RANGE, ChunkResult, Range
 from worker.store import accounts
 
 # The window's qualifying value of one member (m): points of the entries that occurred in

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from worker.domain.firings import firing_key
 from worker.domain.program import Program
-from worker.services.jobs.common import ChunkResult, Range
+from worker.jobs.common import ChunkResult, Range
 from worker.store import jobs as store_jobs
 
 

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from worker.domain.firings import birthdays_on
 from worker.domain.local_days import local_date
 from worker.domain.program_timeline import ProgramTimeline
-from worker.services.jobs.common import IN_RANGE, ChunkResult, Range
+from worker.jobs.common import IN_RANGE, ChunkResult, Range
 from worker.services.ledger import BirthdayGift, apply_event
 
 _CELEBRATING = text(
