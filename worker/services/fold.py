@@ -69,10 +69,7 @@ def _facts(program: Program, event: Any, won: set[EventKey], referees: dict[Even
 def _tier_after(program: Program, member: Account, state: MemberState, origin: Origin) -> str:
     """The tier the member closes an event with, as `accounts.next_tier` decides it."""
     rules = engine.rules_of(program)
-    if rules.tiers.basis == "amount":
-        value: int | Decimal = state.qualifying_amount - member.amount_baseline
-    else:
-        value = state.qualifying - member.baseline
+    value = engine.tier_value(rules, state.qualifying, state.qualifying_amount, member.baseline, member.amount_baseline)
     on = origin.occurred_at.astimezone(rules.zone).date()
     return engine.tier_after(rules, state.tier, value, on=on, floor=member.floor)
 

@@ -235,9 +235,7 @@ class Account:
 
     def tier_value(self, rules: EngineProgram) -> int | Decimal:
         """What counts towards tiers now: qualifying points or money above the review baseline."""
-        if rules.tiers.basis == "amount":
-            return self.qualifying_amount - self.amount_baseline
-        return self.qualifying - self.baseline
+        return engine.tier_value(rules, self.qualifying, self.qualifying_amount, self.baseline, self.amount_baseline)
 
 
 async def lock_member(conn: AsyncConnection, program: Program, member_id: str) -> Account:

@@ -40,6 +40,7 @@ from worker.domain.engine.tiering import (
     review_window,
     tier_after,
     tier_at_review,
+    tier_value,
     to_next,
 )
 
@@ -82,6 +83,7 @@ __all__ = [
     "rules_of",
     "state_from_member",
     "tier_after",
+    "tier_value",
     "tier_at_review",
     "to_next",
     "validate_state",

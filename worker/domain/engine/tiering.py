@@ -101,6 +101,15 @@ def _with_floor(program: EngineProgram, tier: str, floor: TierFloor | None, on: 
     return tier
 
 
+def tier_value(
+    rules: EngineProgram, qualifying: int, qualifying_amount: Decimal, baseline: int, amount_baseline: Decimal
+) -> int | Decimal:
+    """What counts towards tiers: qualifying points or money spent above the review baseline."""
+    if rules.tiers.basis == "amount":
+        return qualifying_amount - amount_baseline
+    return qualifying - baseline
+
+
 def tier_after(
     program: EngineProgram, current: str, qualifying: int | Decimal, *, on: date, floor: TierFloor | None = None
 ) -> str:
