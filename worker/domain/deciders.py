@@ -331,7 +331,7 @@ def decide(state: MemberState, event: Any, program: Program, facts: Facts | None
 def referral_facts(referred_at: Any, first_event_at: Any, purchased_before: bool, won: bool, days: int) -> Facts:
     """Whether a referral pays, as the facts a decider takes: won by this referral, of a new referee."""
     if not won:
-        return Facts("referral.referee_already_referred")
+        return Facts(referrals.ALREADY_REFERRED)
     if not referrals.referee_is_new(referred_at, first_event_at, purchased_before, days):
         return Facts(referrals.NOT_NEW)
     return Facts()

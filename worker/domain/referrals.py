@@ -6,6 +6,8 @@ from datetime import datetime, timedelta
 
 # The outcome note of a referral (and of its referee bonus) for a member who is not new.
 NOT_NEW = "referral.referee_not_new"
+# The note of a referral (and of its referee bonus) of a member another referral won first.
+ALREADY_REFERRED = "referral.referee_already_referred"
 # The events that show a member enrolled: what they did themselves. Refunds and reviews are
 # about a purchase, which counts itself (and they may wait for it, applied later); spending
 # and identity links need an enrolled member first; the engine's own effects (the referee

@@ -439,13 +439,12 @@ async def _referral(conn, program: Program, account: Account, origin: Origin, ev
 
 
 async def _referral_facts(conn, program: Program, referee: str, referred_at: datetime, *, won: bool) -> deciders.Facts:
+    """Whether a referral pays, as its decider takes it: won by it, of a referee who is new."""
     if not won:
-        return deciders.referral_facts(referred_at, None, False, False, program.referral.referee_new_days)
-    params = {"referee": referee, "referred_at": referred_at, "types": list(referrals.ENROLMENT_TYPES)}
-    facts = (await conn.execute(_REFEREE_BEFORE, params)).one()
-    return deciders.referral_facts(
-        referred_at, facts.first_event_at, facts.purchased_before, True, program.referral.referee_new_days
-    )
+        return deciders.Facts(referrals.ALREADY_REFERRED)
+    if not await referee_is_new(conn, program, referee, referred_at):
+        return deciders.Facts(referrals.NOT_NEW)
+    return deciders.Facts()
 
 
 def _circle_reason(referee: str, referrer: str, depth: int) -> str:
