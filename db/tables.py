@@ -47,6 +47,8 @@ members = Table(
     Column("qualifying_amount", Numeric(16, 2), nullable=False, server_default="0"),
     Column("qualifying_amount_baseline", Numeric(16, 2), nullable=False, server_default="0"),
     Column("tier_floor_ends_on", Date),
+    # Segment labels (migration 0013_back_office).
+    Column("labels", ARRAY(Text), nullable=False, server_default="{}"),
 )
 
 ledger_entries = Table(
