@@ -9,7 +9,8 @@ the refund event and raises `orders.refunded_amount`), the same share of the poi
 restored to the hold's lots that have not expired, latest-expiring first.
 
 Every change runs in one transaction with the member's row locked, so concurrent holds on
-one member are serialised and can never reserve more than the balance.
+one member are serialised and can never reserve more than the balance. What each step writes is
+decided in `worker/domain/holds.py` on the rows read here; the store writes it.
 """
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from worker.domain.lots import Lot, refund_reversal, take_earliest_expiring
+from worker.domain import holds as decide
+from worker.domain.holds import Hold, HoldRefused, Movement
+from worker.domain.lots import Lot
 from worker.domain.program import Program
 from worker.services import audit
 from worker.store import accounts
@@ -95,12 +98,7 @@ _SWEEP_MEMBERS = text(
 _HELD_POINTS = text("SELECT coalesce(sum(points), 0) FROM holds WHERE member_id = :member_id AND status = 'held'")
 
 
-class HoldRefused(Exception):
-    """An expected refusal: `code` for programs, `detail` for people, `status` for HTTP."""
-
-    def __init__(self, status: int, code: str, detail: str):
-        super().__init__(detail)
-        self.status, self.code, self.detail = status, code, detail
+__all__ = ["HoldRefused", "HoldResult", "capture", "held_points", "place_hold", "settle_member", "sweep", "void"]
 
 
 class _LostRace(Exception):
@@ -136,6 +134,15 @@ def _origin(hold_id: str, what: str, now: datetime) -> Origin:
     return Origin(SOURCE, f"hold:{hold_id}", what, now)
 
 
+async def _write(conn: AsyncConnection, account: Account, hold_id: str, movement: Movement, now: datetime) -> int:
+    origin = _origin(hold_id, movement.what, now)
+    return await accounts.move_points(conn, account, origin, movement.kind, list(movement.takes), [movement.rule])
+
+
+async def _held_takes(conn: AsyncConnection, hold: Hold) -> list[tuple[int, int]]:
+    return [(r.lot_id, r.points) for r in await conn.execute(_TAKES, {"entry_id": hold.hold_entry_id})]
+
+
 async def _finish(conn: AsyncConnection, program: Program, account: Account) -> None:
     if account.available != account.opened["available"]:
         await accounts.close(conn, program, account, None)
@@ -165,10 +172,7 @@ async def place_hold(
 
 
 def _same_hold(row: Any, member_id: str, points: int, order_id: str) -> HoldResult:
-    if (row["member_id"], row["points"], row["order_id"]) != (member_id, points, order_id):
-        raise HoldRefused(
-            409, "hold_id_conflict", f"hold_id: {row['hold_id']!r} was already used for another member, order or amount"
-        )
+    decide.same_terms(Hold.of(row), member_id, points, order_id)
     return HoldResult(False, hold_view(row))
 
 
@@ -183,18 +187,17 @@ async def _place_hold(engine, program, hold_id, member_id, points, order_id, exp
             result = _same_hold(existing, member_id, points, order_id)
             await _finish(conn, program, account)
             return result
+        # Lots past their expiry that the expiry job has not swept yet cannot be spent.
         lots = [
             Lot(r.lot_id, r.remaining, r.expires_at)
             for r in await conn.execute(_SPENDABLE_LOTS, {"member_id": member_id, "now": now})
         ]
-        # Lots past their expiry that the expiry job has not swept yet cannot be spent.
-        spendable = min(account.available, sum(lot.remaining for lot in lots))
-        if spendable < points:
+        try:
+            movement = decide.place(hold_id, order_id, points, account.available, lots)
+        except HoldRefused:
             await _finish(conn, program, account)
-            raise HoldRefused(409, "not_enough_points", f"points: {points} requested but {spendable} available")
-        takes = take_earliest_expiring(lots, points)
-        rule = {"rule": "points_payment_hold", "hold_id": hold_id, "order_id": order_id, "points": points}
-        entry_id = await accounts.move_points(conn, account, _origin(hold_id, "hold", now), "hold", takes, [rule])
+            raise
+        entry_id = await _write(conn, account, hold_id, movement, now)
         row = await store_holds.insert_hold(
             conn,
             {
@@ -224,17 +227,6 @@ async def void(engine: AsyncEngine, program: Program, hold_id: str, *, now: date
     return await _settle_one(engine, program, hold_id, "voided", now)
 
 
-# What a capture or void finds on a hold that is already settled: the same answer, or a refusal.
-_SETTLED_ANSWERS = {
-    ("captured", "captured"): None,
-    ("voided", "voided"): None,
-    ("voided", "expired"): None,
-    ("captured", "voided"): ("hold_voided", "the hold was voided; its points were given back"),
-    ("captured", "expired"): ("hold_expired", "the hold expired before it was captured; its points were given back"),
-    ("voided", "captured"): ("hold_captured", "the hold was captured; refund the order to give the points back"),
-}
-
-
 async def _settle_one(engine: AsyncEngine, program: Program, hold_id: str, wanted: str, now: datetime) -> dict:
     async with engine.connect() as conn:
         found = (await conn.execute(_HOLD, {"hold_id": hold_id})).mappings().first()
@@ -245,88 +237,46 @@ async def _settle_one(engine: AsyncEngine, program: Program, hold_id: str, wante
         account = await accounts.lock_existing_member(conn, found["member_id"])
         await _settle_due(conn, account, now)
         row = (await conn.execute(_HOLD_FOR_UPDATE, {"hold_id": hold_id})).mappings().one()
-        if row["status"] == "held":
-            if wanted == "captured":
-                rule = {
-                    "rule": "points_payment",
-                    "hold_id": hold_id,
-                    "order_id": row["order_id"],
-                    "points": row["points"],
-                    "hold_entry_id": row["hold_entry_id"],
-                }
-                entry_id = await accounts.move_points(
-                    conn, account, _origin(hold_id, "capture", now), "spend", [], [rule]
-                )
-            else:
-                entry_id = await _give_back(conn, account, row, "hold_voided", now)
+        hold = Hold.of(row)
+        try:
+            movement = decide.settle(hold, wanted, await _held_takes(conn, hold) if hold.status == "held" else [])
+        except HoldRefused:
+            await _finish(conn, program, account)
+            raise
+        if movement is not None:
+            entry_id = await _write(conn, account, hold_id, movement, now)
             row = await store_holds.settle(conn, hold_id, wanted, entry_id, now)
-        else:
-            refusal = _SETTLED_ANSWERS[(wanted, row["status"])]
-            if refusal is not None:
-                await _finish(conn, program, account)
-                raise HoldRefused(409, *refusal)
         await _finish(conn, program, account)
         return hold_view(row)
-
-
-async def _give_back(conn: AsyncConnection, account: Account, row: Any, rule_name: str, now: datetime) -> int:
-    """Every point of an open hold back to the lot it came from (the expiry job expires any
-    lot that ran out meanwhile, as it would have had the points never been held)."""
-    takes = [(r.lot_id, -r.points) for r in await conn.execute(_TAKES, {"entry_id": row["hold_entry_id"]})]
-    rule = {"rule": rule_name, "hold_id": row["hold_id"], "order_id": row["order_id"], "points": row["points"]}
-    return await accounts.move_points(conn, account, _origin(row["hold_id"], rule_name, now), "restore", takes, [rule])
 
 
 async def _settle_due(conn: AsyncConnection, account: Account, now: datetime) -> None:
     """Release the member's holds past their expiry and restore points of refunded orders."""
     for row in (await conn.execute(_DUE_EXPIRED, {"member_id": account.member_id, "now": now})).mappings().all():
-        entry_id = await _give_back(conn, account, row, "hold_expired", now)
-        await store_holds.settle(conn, row["hold_id"], "expired", entry_id, now)
+        hold = Hold.of(row)
+        movement = decide.give_back(hold, "hold_expired", await _held_takes(conn, hold))
+        entry_id = await _write(conn, account, hold.hold_id, movement, now)
+        await store_holds.settle(conn, hold.hold_id, "expired", entry_id, now)
     for row in (await conn.execute(_DUE_REFUNDED, {"member_id": account.member_id})).mappings().all():
         await _restore_refunded(conn, account, row, now)
 
 
 async def _restore_refunded(conn: AsyncConnection, account: Account, row: Any, now: datetime) -> None:
-    """The order's refunded share of the points paid, back to the hold's lots that have not
-    expired (latest-expiring first); the share of expired lots is lost, as for a cancelled
-    redemption."""
-    amount, refunded = Decimal(row["order_amount"]), min(Decimal(row["order_refunded"]), Decimal(row["order_amount"]))
-    due = refund_reversal(
-        row["points"],
-        amount,
-        Decimal(row["refunded_amount"]),
-        refunded - Decimal(row["refunded_amount"]),
-        row["points_refunded"],
-    )
-    await store_holds.mark_refunded(conn, row["hold_id"], refunded, row["points_refunded"] + due)
-    if due == 0:
-        return
-    event_id = f"hold:{row['hold_id']}"
-    taken = {r.lot_id: r.points for r in await conn.execute(_TAKES, {"entry_id": row["hold_entry_id"]})}
+    """The order's newly refunded share of the points paid, back to the hold's lots."""
+    hold = Hold.of(row)
+    taken = dict(await _held_takes(conn, hold))
     given = {
         r.lot_id: r.points
         for r in await conn.execute(
-            _RESTORED_FOR_HOLD, {"member_id": account.member_id, "source": SOURCE, "event_id": event_id}
+            _RESTORED_FOR_HOLD, {"member_id": account.member_id, "source": SOURCE, "event_id": f"hold:{hold.hold_id}"}
         )
     }
     expiry = {r.lot_id: r.expires_at for r in await conn.execute(_LOT_EXPIRY, {"lot_ids": list(taken)})}
-    back, left = [], due
-    for lot_id in sorted(taken, key=lambda i: (expiry[i], i), reverse=True):
-        room = taken[lot_id] - given.get(lot_id, 0)
-        if left == 0 or expiry[lot_id] <= now or room <= 0:
-            continue
-        back.append((lot_id, -min(room, left)))
-        left -= min(room, left)
-    rule = {
-        "rule": "points_payment_refund",
-        "hold_id": row["hold_id"],
-        "order_id": row["order_id"],
-        "points_due": due,
-        "points_restored": due - left,
-        "points_expired": left,
-        "order_refunded_amount": str(refunded),
-    }
-    await accounts.move_points(conn, account, Origin(SOURCE, event_id, "refund", now), "restore", back, [rule])
+    amount = Decimal(row["order_amount"])
+    restore = decide.refund_restore(hold, amount, Decimal(row["order_refunded"]), taken, given, expiry, now)
+    await store_holds.mark_refunded(conn, hold.hold_id, restore.refunded_amount, restore.points_refunded)
+    if restore.movement is not None:
+        await _write(conn, account, hold.hold_id, restore.movement, now)
 
 
 async def settle_member(engine: AsyncEngine, program: Program, member_id: str, *, now: datetime) -> bool:
