@@ -9,7 +9,14 @@ import pytest
 
 from tests.unit.engine_programs import program
 from worker.domain.engine import TierFloor, review_window, tier_after, tier_at_review, to_next
-from worker.domain.engine.tiering import nudge, operator_floor
+from worker.domain.engine.tiering import (
+    Downgrade,
+    ReviewCandidate,
+    nudge,
+    operator_floor,
+    raised_by_floor,
+    review_member,
+)
 from worker.domain.errors import InvalidFloor
 
 CST = timezone(timedelta(hours=8))
@@ -122,3 +129,24 @@ def test_operator_floor_names_the_tiers_and_refuses_a_past_end():
         operator_floor(prog, "Platinum", None, today=ON)
     with pytest.raises(InvalidFloor, match=r"2026-12-31, which is in the past \(program time zone Asia/Shanghai\)"):
         operator_floor(prog, "Gold", date(2026, 12, 31), today=ON)
+
+
+def test_a_review_decision_moves_the_baseline_of_the_basis_reviewed():
+    member = ReviewCandidate("M1", "Gold", None, 12000, Decimal("900.00"), 3000, None)
+    assert review_member(REVIEW, member, now=NOW) == Downgrade("M1", "Gold", "Silver", 9000, None)
+    amount = tiers('basis = "amount"\ndowngrade = "review"')
+    spender = ReviewCandidate("M2", "Gold", None, 0, Decimal("9000.00"), Decimal("1200.50"), None)
+    assert review_member(amount, spender, now=NOW) == Downgrade("M2", "Gold", "Silver", None, Decimal("7799.50"))
+    # A floor in force holds the tier; a tier the window still earns is kept.
+    floored = ReviewCandidate("M3", "Gold", TierFloor(tier="Gold"), 12000, Decimal(0), 0, None)
+    assert review_member(REVIEW, floored, now=NOW) is None
+    assert review_member(REVIEW, ReviewCandidate("M4", "Silver", None, 3000, Decimal(0), 3000, None), now=NOW) is None
+
+
+def test_a_floor_raises_the_tier_only_while_in_force_and_above_it():
+    gold_to_june = TierFloor(tier="Gold", ends_on=date(2027, 6, 30))
+    assert raised_by_floor(REVIEW, "Silver", gold_to_june, ON) == "Gold"
+    assert raised_by_floor(REVIEW, "Silver", gold_to_june, date(2027, 7, 1)) is None
+    assert raised_by_floor(REVIEW, "Diamond", gold_to_june, ON) is None
+    assert raised_by_floor(REVIEW, "Gold", gold_to_june, ON) is None
+    assert raised_by_floor(REVIEW, "Silver", None, ON) is None

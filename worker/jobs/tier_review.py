@@ -5,19 +5,18 @@ the occurrence of the event behind their last upgrade.
 
 A downgrade moves the member's qualifying baseline so that upgrades afterwards count only the
 window's value and what is earned from then on, not the whole history again. The decision is
-`engine.tier_at_review`; the writes are `accounts.review_tiers`.
+`engine.review_member`; the writes are `accounts.review_tiers`.
 """
 
 from __future__ import annotations
 
 from datetime import datetime, time, timedelta
-from decimal import Decimal
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from worker.domain import engine
-from worker.domain.engine import EngineProgram, TierFloor
+from worker.domain.engine import EngineProgram, ReviewCandidate, TierFloor
 from worker.domain.firings import firing_key
 from worker.domain.program import Program
 from worker.jobs.common import IN_RANGE, ChunkResult, Range
@@ -91,27 +90,19 @@ async def run(conn: AsyncConnection, program: Program, now: datetime, span: Rang
         .mappings()
         .all()
     )
-    on = now.astimezone(rules.zone).date()
-    reviewed = []
-    for row in rows:
-        floor = TierFloor(tier=row["tier_floor"], ends_on=row["tier_floor_ends_on"]) if row["tier_floor"] else None
-        window = row["window_value"]
-        to_tier = engine.tier_at_review(
-            rules, row["tier"], [(on, window)], now=now, floor=floor, upgraded_at=row["upgraded_at"]
+    candidates = (
+        ReviewCandidate(
+            member_id=row["member_id"],
+            tier=row["tier"],
+            floor=TierFloor(tier=row["tier_floor"], ends_on=row["tier_floor_ends_on"]) if row["tier_floor"] else None,
+            qualifying_points=row["qualifying_points"],
+            qualifying_amount=row["qualifying_amount"],
+            window_value=row["window_value"],
+            upgraded_at=row["upgraded_at"],
         )
-        if to_tier is None:
-            continue
-        # The baseline of the basis under review moves; the other stays as it was.
-        points, amount = (int(window), None) if rules.tiers.basis == "points" else (None, Decimal(window))
-        reviewed.append(
-            accounts.Reviewed(
-                member_id=row["member_id"],
-                from_tier=row["tier"],
-                to_tier=to_tier,
-                baseline=row["qualifying_points"] - points if points is not None else None,
-                amount_baseline=row["qualifying_amount"] - amount if amount is not None else None,
-            )
-        )
+        for row in rows
+    )
+    reviewed = [d for d in (engine.review_member(rules, c, now=now) for c in candidates) if d is not None]
     origin = accounts.Origin("scheduler", firing_key("tier-review", now), "tier-review", now)
     await accounts.review_tiers(conn, reviewed, origin)
     return ChunkResult(members=len(reviewed))

@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from worker.domain import engine
 from worker.domain.decisions import Origin
-from worker.domain.engine import Award, EngineProgram, TierFloor, tiering, validate_state
+from worker.domain.engine import Award, Downgrade, EngineProgram, TierFloor, tiering, validate_state
 from worker.domain.errors import InvariantViolation
 from worker.domain.lots import Lot, take_earliest_expiring
 from worker.domain.program import Program
@@ -561,28 +561,15 @@ async def set_floor(
     account.tier_floor_ends_on = floor.ends_on if floor else None
     rules = engine.rules_of(program)
     before = account.tier
-    active = tiering.floor_in_force(floor, now.astimezone(rules.zone).date())
-    if active is not None and rules.rank(active.tier) > rules.rank(account.tier):
+    raised = tiering.raised_by_floor(rules, account.tier, floor, now.astimezone(rules.zone).date())
+    if raised is not None:
         origin = Origin(OPERATOR_SOURCE, f"floor:{floor_id}", "set-tier", now)
-        await change_tier(conn, rules, account, active.tier, f"operator floor: {reason}", origin)
+        await change_tier(conn, rules, account, raised, f"operator floor: {reason}", origin)
     await _write_back(conn, account, None)
     return FloorSet(floor_id, set_at, before, account.tier)
 
 
-@dataclass(frozen=True)
-class Reviewed:
-    """One member's downgrade at a tier review, with the new baseline of the basis reviewed
-    (what the qualifying value was before the window; None: unchanged), so that upgrades
-    afterwards count the window and what follows."""
-
-    member_id: str
-    from_tier: str
-    to_tier: str
-    baseline: int | None
-    amount_baseline: Decimal | None
-
-
-async def review_tiers(conn: AsyncConnection, reviewed: list[Reviewed], origin: Origin) -> None:
+async def review_tiers(conn: AsyncConnection, reviewed: list[Downgrade], origin: Origin) -> None:
     """Write a review's downgrades: tiers and baselines, tier_changes rows with reason
     `review`, and `tier_downgraded` notifications, one batched statement each. The caller
     holds the members' row locks."""

@@ -33,9 +33,12 @@ from worker.domain.engine.program_file import (
 )
 from worker.domain.engine.state import period_key, validate_state
 from worker.domain.engine.tiering import (
+    Downgrade,
+    ReviewCandidate,
     floor_in_force,
     level_for,
     qualifying_change,
+    review_member,
     review_tier,
     review_window,
     tier_after,
@@ -46,6 +49,8 @@ from worker.domain.engine.tiering import (
 
 __all__ = [
     "Award",
+    "Downgrade",
+    "ReviewCandidate",
     "Considered",
     "EngineProgram",
     "Evaluation",
@@ -78,6 +83,7 @@ __all__ = [
     "program_version",
     "qualifying_change",
     "render_explanation",
+    "review_member",
     "review_tier",
     "review_window",
     "rules_of",

@@ -7,6 +7,7 @@ spent less refunded (basis "amount"); the caller keeps the running total and the
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 
@@ -181,3 +182,57 @@ def tier_at_review(
         return None
     reviewed = review_tier(program, current, history, on=now.astimezone(program.zone).date(), floor=floor)
     return reviewed if program.rank(reviewed) < program.rank(current) else None
+
+
+@dataclass(frozen=True)
+class ReviewCandidate:
+    """What a tier review reads of one member: tier, floor, running qualifying values, the
+    window's qualifying value (points or money, as the tiers' basis says), and the occurrence
+    of the event behind the last upgrade to the member's tier."""
+
+    member_id: str
+    tier: str
+    floor: TierFloor | None
+    qualifying_points: int
+    qualifying_amount: Decimal
+    window_value: int | Decimal
+    upgraded_at: datetime | None
+
+
+@dataclass(frozen=True)
+class Downgrade:
+    """One member's downgrade at a tier review, with the new baseline of the basis reviewed
+    (what the qualifying value was before the window; None: unchanged), so that upgrades
+    afterwards count the window and what follows."""
+
+    member_id: str
+    from_tier: str
+    to_tier: str
+    baseline: int | None
+    amount_baseline: Decimal | None
+
+
+def review_member(program: EngineProgram, candidate: ReviewCandidate, *, now: datetime) -> Downgrade | None:
+    """The calendar review of one member at `now` (`tier_at_review`), with the baseline moved
+    for the basis reviewed; None when the member keeps their tier."""
+    on = now.astimezone(program.zone).date()
+    window = candidate.window_value
+    to_tier = tier_at_review(
+        program, candidate.tier, [(on, window)], now=now, floor=candidate.floor, upgraded_at=candidate.upgraded_at
+    )
+    if to_tier is None:
+        return None
+    if program.tiers.basis == "points":
+        return Downgrade(candidate.member_id, candidate.tier, to_tier, candidate.qualifying_points - int(window), None)
+    amount_baseline = candidate.qualifying_amount - Decimal(window)
+    return Downgrade(candidate.member_id, candidate.tier, to_tier, None, amount_baseline)
+
+
+def raised_by_floor(program: EngineProgram, tier: str, floor: TierFloor | None, on: date) -> str | None:
+    """The tier an operator's floor raises the member to at once: the floor's, when it is in
+    force on `on` and above the member's tier; None otherwise. Removing or lowering a floor
+    moves no tier (the next review, or with downgrade "automatic" the next event, does)."""
+    active = floor_in_force(floor, on)
+    if active is not None and program.rank(active.tier) > program.rank(tier):
+        return active.tier
+    return None
