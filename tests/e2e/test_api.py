@@ -153,7 +153,7 @@ def test_keys_are_shown_once_stored_hashed_and_checked(api, clean):  # noqa: F81
         duplicate.stderr.strip() == "error: --name: a key named 'app-1' already exists (revoked keys keep their name)"
     )
     assert bad_scope.stderr.strip() == (
-        "error: --scopes: unknown value 'members:write' (one of events:write, members:read, points:spend, rewards:redeem)"
+        "error: --scopes: unknown value 'members:write' (one of events:write, members:read, points:spend, rewards:redeem, points:adjust)"
     )
     rows = json.loads(listed.stdout)
     assert [(r["name"], r["scopes"], r["sources"], r["revoked_at"]) for r in rows] == [

@@ -493,6 +493,7 @@ def test_every_event_type_the_ledger_decides_has_one_decider():
         "referral",
         "referral_referee",
         "birthday_gift",
+        "adjustment",
     }
     assert DECIDERS["check_in"] is DECIDERS["activity"] is deciders.by_rules
 
@@ -508,6 +509,7 @@ def test_decide_dispatches_by_the_event_type():
         parse_event(f.referral(MEMBER, "M2", event_id="rf1")),
         RefereeBonus(MEMBER, "M3", "app", "rf9", datetime(2026, 11, 2, tzinfo=UTC)),
         BirthdayGift(MEMBER, 2026, datetime(2026, 11, 2, tzinfo=UTC)),
+        parse_event(f.event("adjustment", MEMBER, at(5), event_id="adj1", points=50, reason="goodwill", by="ops")),
     ]
     assert sorted({e.type for e in events}) == sorted(DECIDERS)
     by_decide, by_hand = fresh(), fresh()

@@ -58,7 +58,9 @@ def api(
 def key_create(
     name: str = typer.Option(..., "--name", help="A unique name, e.g. till-shanghai-01."),
     scopes: str = typer.Option(
-        ..., "--scopes", help="Comma-separated: events:write, members:read, points:spend, rewards:redeem."
+        ...,
+        "--scopes",
+        help="Comma-separated: events:write, members:read, points:spend, rewards:redeem, points:adjust.",
     ),
     sources: str | None = typer.Option(
         None, "--sources", help="Comma-separated event sources the key may send (default: any)."

@@ -1,10 +1,10 @@
-"""member show / history / set-tier / tier-history, notifications list."""
+"""member show / history / set-tier / tier-history / adjust, notifications list."""
 
 from __future__ import annotations
 
 import typer
 
-from worker.cli import notifications
+from worker.cli import adjustments, notifications
 from worker.cli.common import emit_json, fail, program, run, settings, timeline
 
 
@@ -36,6 +36,7 @@ def register(app: typer.Typer) -> None:
     member_app.command("unlink", help="Refused: a merge is not undone automatically (docs/identities.md).")(
         member_unlink
     )
+    member_app.command("adjust", help=adjustments.HELP, context_settings=adjustments.CONTEXT)(adjustments.member_adjust)
     notifications_app = typer.Typer(help="The notification outbox.")
     app.add_typer(notifications_app, name="notifications")
     notifications_app.command("list", help="Outbox rows with kind, status and the rendered text.")(notifications_list)

@@ -16,10 +16,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, time, timedelta
 from typing import Any
 
 from worker.domain import referrals
 from worker.domain.decisions import (
+    Adjust,
     Decision,
     DropReview,
     Earn,
@@ -38,6 +40,7 @@ from worker.domain.decisions import (
 )
 from worker.domain.earning import Earned, evaluate_for
 from worker.domain.engine import Award
+from worker.domain.errors import InvalidEvent
 from worker.domain.lots import refund_bonus_reversal, refund_reversal
 from worker.domain.program import Program
 
@@ -307,6 +310,38 @@ def birthday_gift(state: MemberState, origin: Origin, gift: Any, program: Progra
     return Decision(Outcome("applied", points), [earn])
 
 
+def adjustment(state: MemberState, origin: Origin, event: Any, program: Program, facts: Facts) -> Decision:
+    """An operator's goodwill credit or debit, with who and why in its rule provenance.
+
+    A debit beyond the spendable points is refused (when they are known: a re-evaluation replays
+    a debit that was applied). A credit's lot expires at the start of `expires_on` in the
+    program's time zone, or by the program's expiry rule. The points count towards tiers only
+    when the payload says `qualifying`; lifetime points are what events earned and stay."""
+    payload = event.payload
+    points = payload.points
+    if points < 0 and state.spendable is not None and -points > state.spendable:
+        raise InvalidEvent(f"payload.points: {-points} requested but {state.spendable} available")
+    expires_at = None
+    if points > 0:
+        if payload.expires_on is not None:
+            expires_at = datetime.combine(payload.expires_on, time(), tzinfo=program.zone)
+        else:
+            expires_at = origin.occurred_at + timedelta(days=program.expiry.days)
+    qualifying = points if payload.qualifying else 0
+    rule = {
+        "rule": "adjustment",
+        "points": points,
+        "reason": payload.reason,
+        "by": payload.by,
+        "qualifying": payload.qualifying,
+        "expires_on": payload.expires_on.isoformat() if payload.expires_on is not None else None,
+    }
+    state.qualifying += qualifying
+    if state.spendable is not None:
+        state.spendable += points
+    return Decision(Outcome("applied", points), [Adjust(origin, points, qualifying, expires_at, (rule,))])
+
+
 Decider = Callable[[MemberState, Origin, Any, Program, Facts], Decision]
 
 # Every event type the ledger decides, by its `type`.
@@ -320,7 +355,12 @@ DECIDERS: dict[str, Decider] = {
     "referral": referral,
     "referral_referee": referral_referee,
     "birthday_gift": birthday_gift,
+    "adjustment": adjustment,
 }
+
+
+# Types whose decider reads `state.spendable` (the live path loads it for them).
+SPENDING_TYPES = frozenset({"adjustment"})
 
 
 def decide(state: MemberState, event: Any, program: Program, facts: Facts | None = None) -> Decision:

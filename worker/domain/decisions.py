@@ -105,6 +105,10 @@ class MemberState:
     orders: dict[str, OrderState] = field(default_factory=dict)
     refunds: dict[tuple[str, str], RefundRow] = field(default_factory=dict)
     reviews: dict[tuple[str, str], ReviewRow] = field(default_factory=dict)
+    # The points the member can spend now (available, in lots not past their expiry), loaded by
+    # the live path for an event that may spend them; None: not known, as in a re-evaluation,
+    # which replays no spending and takes an applied debit as the fact it was.
+    spendable: int | None = None
 
     def waiting_refunds(self, order_id: str) -> list[RefundRow]:
         """The order's refunds that wait for its purchase, in occurrence order."""
@@ -194,7 +198,20 @@ class MarkApplied:
     note: str | None = None
 
 
-Step = Earn | Reverse | PutOrder | WaitFor | PutRefund | PutReview | DropReview | MarkApplied
+@dataclass(frozen=True)
+class Adjust:
+    """An operator's adjustment: one `adjust` entry. A credit (points > 0) is a lot of its own
+    expiring at `expires_at`; a debit takes its points from the available lots,
+    earliest-expiring first. `qualifying`: the points it counts towards tiers (0 or `points`)."""
+
+    origin: Origin
+    points: int
+    qualifying: int
+    expires_at: datetime | None
+    rules: tuple[dict[str, Any], ...]
+
+
+Step = Adjust | Earn | Reverse | PutOrder | WaitFor | PutRefund | PutReview | DropReview | MarkApplied
 
 
 @dataclass(frozen=True)

@@ -445,9 +445,59 @@ class IdentityLinkEvent(_Envelope):
 
 IDENTITY_EVENTS = (IdentityLinkEvent,)
 
+# An operator's adjustment (docs/operations.md, "Adjusting a member's points"). One adjustment
+# moves at most this many points either way: a larger one is a typo, or a balance import.
+ADJUSTMENT_POINTS_MAX = 100_000_000
+ADJUSTMENT_REASON_MAX = 500
+ADJUSTMENT_BY_MAX = 128
+
+
+def _required_text(value: str) -> str:
+    if not value.strip():
+        raise ValueError("is required")
+    if not _PRINTABLE.fullmatch(value):
+        raise ValueError("must be printable text (no control or invisible format characters)")
+    return value
+
+
+def _not_zero(value: int) -> int:
+    if value == 0:
+        raise ValueError("must not be 0: give a credit (+500) or a debit (-200)")
+    return value
+
+
+class AdjustmentPayload(_Strict):
+    # Signed: a credit is a lot of its own, a debit takes points earliest-expiring first.
+    points: Annotated[
+        int, Field(ge=-ADJUSTMENT_POINTS_MAX, le=ADJUSTMENT_POINTS_MAX, strict=True), AfterValidator(_not_zero)
+    ]
+    reason: Annotated[StrictStr, Field(max_length=ADJUSTMENT_REASON_MAX), AfterValidator(_required_text)]
+    by: Annotated[StrictStr, Field(max_length=ADJUSTMENT_BY_MAX), AfterValidator(_required_text)]
+    # The credit's last day is the day before: its lot expires at the start of this program-local
+    # day. None: by the program's expiry rule, as earned points.
+    expires_on: Annotated[date, BeforeValidator(_date_string)] | None = None
+    # Whether the points count towards tiers (qualifying points); by default they do not.
+    qualifying: StrictBool = False
+
+    @model_validator(mode="after")
+    def _expiry_of_a_credit(self) -> AdjustmentPayload:
+        if self.expires_on is not None and self.points < 0:
+            raise ValueError("expires_on: goes with a credit (positive points) only")
+        return self
+
+
+class AdjustmentEvent(_Envelope):
+    """An operator's goodwill credit or debit of a member's points, with who and why."""
+
+    type: Literal["adjustment"]
+    payload: AdjustmentPayload
+
+
+ADJUSTMENT_EVENTS = (AdjustmentEvent,)
+
 # The one list of event types: the union, EVENT_TYPES, the schema and its reasons derive from
 # it; a test holds docs/events.md to it. A new type is its model here and a ledger handler.
-EVENT_MODELS = (*EARNING_EVENTS, *MALL_EVENTS, *IDENTITY_EVENTS)
+EVENT_MODELS = (*EARNING_EVENTS, *MALL_EVENTS, *IDENTITY_EVENTS, *ADJUSTMENT_EVENTS)
 Event = Annotated[Union[EVENT_MODELS], Field(discriminator="type")]  # type: ignore[valid-type]  # noqa: UP007 - a tuple of models
 EVENT_TYPES: tuple[str, ...] = tuple(cls.model_fields["type"].annotation.__args__[0] for cls in EVENT_MODELS)
 
@@ -649,6 +699,12 @@ def check_against_program(event: Any, program: Any, now: datetime) -> None:
             f"payload.kind: {event.payload.kind} is not an activity kind of this program "
             f"(kinds: {', '.join(program.activity_kinds)})"
         )
+    if isinstance(event, AdjustmentEvent) and event.payload.expires_on is not None:
+        day = event.occurred_at.astimezone(program.zone).date()
+        if event.payload.expires_on <= day:
+            raise InvalidEvent(
+                f"payload.expires_on: {event.payload.expires_on.isoformat()} must be after {day.isoformat()}"
+            )
     if isinstance(event, ReferralEvent) and event.payload.referee_member_id == event.member_id:
         raise InvalidEvent("payload.referee_member_id: a member cannot refer themselves")
 

@@ -26,6 +26,12 @@ def describe_rule(rule: Mapping[str, Any]) -> str:
         return f"refund {rule['amount']} of {rule['order_amount']} on {rule['order_id']}"
     if name == "redemption":
         return f"{rule['quantity']} x {rule['reward_id']} at {rule['cost_points']}"
+    if name == "adjustment":  # an operator's: who and why (docs/operations.md)
+        text = f"adjustment {rule.get('points', 0):+d} by {rule.get('by')}: {rule.get('reason')}"
+        notes = [f"expires on {rule['expires_on']}"] if rule.get("expires_on") else []
+        if rule.get("qualifying"):
+            notes.append("qualifying")
+        return f"{text} ({', '.join(notes)})" if notes else text
     if name is None:
         return f"took back {rule.get('points_due')}"
     return f"{name} {rule.get('points', '')}".strip()

@@ -37,9 +37,15 @@ KIND_PARAMS: dict[str, frozenset[str]] = {
     "redemption_rejected": frozenset({"reward_name", "reason"}),
     "redemption_cancelled": frozenset({"reward_name", "points"}),
 }
-# Template variants chosen by a parameter: `points_earned` with pending=True uses
-# `points_earned_pending`. Variants take the parameters of their kind.
-VARIANTS: dict[str, str] = {"points_earned_pending": "points_earned"}
+# Template variants chosen by a parameter: `<kind>_<flag>` is used for a row whose params have
+# `<flag>` true, when the locale has it (else the kind's own text): `points_earned` with
+# pending=True uses `points_earned_pending`, `points_adjusted` with operator=True (an
+# operator's adjustment, not a re-evaluation) `points_adjusted_operator`. Variants take the
+# parameters of their kind.
+VARIANTS: dict[str, str] = {
+    "points_earned_pending": "points_earned",
+    "points_adjusted_operator": "points_adjusted",
+}
 TEMPLATE_KEYS: dict[str, frozenset[str]] = {
     **KIND_PARAMS,
     **{variant: KIND_PARAMS[kind] for variant, kind in VARIANTS.items()},
@@ -83,7 +89,14 @@ class Catalog:
         self, kind: str, params: Mapping[str, Any], locale: str | None = None, default_locale: str | None = None
     ) -> str:
         texts = self.locales[self.resolve_locale(locale, default_locale)]
-        key = f"{kind}_pending" if params.get("pending") and f"{kind}_pending" in texts.messages else kind
+        key = next(
+            (
+                variant
+                for variant, of in VARIANTS.items()
+                if of == kind and params.get(variant.removeprefix(f"{kind}_")) and variant in texts.messages
+            ),
+            kind,
+        )
         template = texts.messages.get(key)
         if template is None:
             raise RenderError(f"no template for kind {kind!r}")

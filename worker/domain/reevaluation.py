@@ -20,6 +20,11 @@ EventKey = tuple[str, str]
 OrderKey = tuple[datetime, str, str]
 
 
+# Event types whose points count in no rule `points_by_event` gives (an operator's adjustment
+# moves the balance, it earns nothing): their recorded outcome is what they moved when applied.
+KEPT_OUTCOME_TYPES = frozenset({"adjustment"})
+
+
 def order_key(occurred_at: datetime, source: str, event_id: str) -> OrderKey:
     return (occurred_at, source, event_id)
 
@@ -137,9 +142,12 @@ def outcome_updates(
     earned when applied plus every correction since, negative for a refund. The rest of the
     result stays (a purchase's lot, a late event's re-evaluation); its note stays too unless the
     event now earns, or has left or entered the wait: the waiting note then goes, or is set.
+    An adjustment's outcome stays as it was applied (`KEPT_OUTCOME_TYPES`).
     """
     out: list[dict[str, Any]] = []
     for row in recorded:
+        if row.event_type in KEPT_OUTCOME_TYPES:
+            continue
         status = "deferred" if row.booked_as in waiting else "applied"
         earned = sum(points.get(row.booked_as, {}).values())
         result = dict(row.result or {})

@@ -403,6 +403,8 @@ async def _decided(
     order_id = getattr(getattr(event, "payload", None), "order_id", None)
     if order_id is not None:
         await store_decisions.load_order(conn, account, state, order_id, purchase=event.type == "purchase")
+    if event.type in deciders.SPENDING_TYPES:
+        await store_decisions.load_spendable(conn, account, state, origin.occurred_at)
     decision = deciders.decide(state, event, program, facts)
     lot_id = await store_decisions.write_decision(conn, program, account, state, decision, origin)
     # What the decider moved on besides the points the writes above booked.

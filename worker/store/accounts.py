@@ -516,6 +516,78 @@ async def _write_back(conn: AsyncConnection, account: Account, record: dict | No
     await conn.execute(_MEMBER_WRITES[(bool(notifications), record is not None)], params)
 
 
+# ---------------------------------------------------------------- operators' adjustments
+
+_WRITE_CREDIT = text(
+    """
+    WITH entry AS (
+        INSERT INTO ledger_entries
+            (member_id, kind, points, pending_points, qualifying_points, source, event_id, event_type, rules, occurred_at)
+        VALUES (:member_id, 'adjust', :points, 0, :qualifying, :source, :event_id, :event_type, :rules, :occurred_at)
+        RETURNING entry_id
+    )
+    INSERT INTO lots (member_id, entry_id, points, remaining, earned_at, expires_at, pending_until)
+    SELECT :member_id, entry_id, :points, :points, :occurred_at, :expires_at, NULL FROM entry
+    RETURNING lot_id, entry_id
+    """
+).bindparams(bindparam("rules", type_=JSONB))
+# The lots a debit may take from at its time: available, not past their expiry (the expiry job
+# may not have swept them yet), as a redemption spends them.
+_SPENDABLE_LOTS = text(
+    """
+    SELECT lot_id, remaining, expires_at FROM lots
+    WHERE member_id = :member_id AND remaining > 0 AND pending_until IS NULL AND expires_at > :at
+    ORDER BY expires_at, lot_id
+    """
+)
+
+
+async def spendable_lots(conn: AsyncConnection, member_id: str, at: datetime) -> list[Lot]:
+    """The member's available lots not past their expiry at `at`, earliest-expiring first."""
+    rows = await conn.execute(_SPENDABLE_LOTS, {"member_id": member_id, "at": at})
+    return [Lot(r.lot_id, r.remaining, r.expires_at) for r in rows]
+
+
+async def adjust(
+    conn: AsyncConnection,
+    account: Account,
+    origin: Origin,
+    points: int,
+    *,
+    qualifying: int,
+    expires_at: datetime | None,
+    rules: list[dict],
+) -> tuple[int, int | None]:
+    """One `adjust` entry: a credit with a lot of its own expiring at `expires_at`, or a debit
+    taking its points from the spendable lots earliest-expiring first (the caller has checked
+    that they hold them). Qualifying points move by `qualifying`, lifetime points never.
+    Returns the entry id and the credit's lot id."""
+    account.direct()
+    row = {
+        "member_id": account.member_id,
+        "points": points,
+        "qualifying": qualifying,
+        "source": origin.source,
+        "event_id": origin.event_id,
+        "event_type": origin.event_type,
+        "rules": rules,
+        "occurred_at": origin.occurred_at,
+    }
+    lot_id = None
+    if points > 0:
+        lot_id, entry_id = (await conn.execute(_WRITE_CREDIT, {**row, "expires_at": expires_at})).one()
+    else:
+        takes = take_earliest_expiring(await spendable_lots(conn, account.member_id, origin.occurred_at), -points)
+        if sum(taken for _, taken in takes) != -points:
+            raise InvariantViolation(f"member {account.member_id}: lots hold less than the {-points} points debited")
+        entry_id = (await conn.execute(_WRITE_ENTRY, {**row, "kind": "adjust", "pending": 0})).scalar_one()
+        await take_from_lots(conn, entry_id, takes)
+    account.available += points
+    account.qualifying += qualifying
+    account.movements.append(("adjust", abs(points)))
+    return entry_id, lot_id
+
+
 # ---------------------------------------------------------------- operator floors and reviews
 
 

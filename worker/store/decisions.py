@@ -12,6 +12,7 @@ from sqlalchemy import bindparam, text
 from sqlalchemy.dialects.postgresql import JSONB
 
 from worker.domain.decisions import (
+    Adjust,
     Decision,
     DropReview,
     Earn,
@@ -188,6 +189,14 @@ async def load_order(conn, account: Account, state: MemberState, order_id: str, 
             state.reviews[(order_id, r["sku"])] = ReviewRow(order_id=order_id, **r)
 
 
+async def load_spendable(conn, account: Account, state: MemberState, at) -> None:
+    """Put the points the member can spend at `at` into `state`: the available balance, less
+    what lots past their expiry still hold until the expiry job sweeps them."""
+    account.direct()
+    lots = await accounts.spendable_lots(conn, account.member_id, at)
+    state.spendable = min(account.available, sum(lot.remaining for lot in lots))
+
+
 async def write_decision(
     conn, program: Program, account: Account, state: MemberState, decision: Decision, origin: Origin
 ) -> int | None:
@@ -196,7 +205,29 @@ async def write_decision(
     lots: dict[tuple[str, str], int] = {}  # the lot each event's points earned, by the event's key
     member_id = account.member_id
     for step in decision.steps:
-        if isinstance(step, Earn):
+        if isinstance(step, Adjust):
+            _, lot_id = await accounts.adjust(
+                conn,
+                account,
+                step.origin,
+                step.points,
+                qualifying=step.qualifying,
+                expires_at=step.expires_at,
+                rules=list(step.rules),
+            )
+            if lot_id is not None and step.origin.key == origin.key:
+                own_lot = lot_id
+            # The kind a re-evaluation's corrections send, in its wording for an operator's change.
+            accounts.notify(
+                account,
+                "points_adjusted",
+                step.origin,
+                dedupe_key=f"adjustment:{member_id}:{step.origin.source}:{step.origin.event_id}",
+                points=f"{step.points:+d}",
+                available_points=account.available,
+                operator=True,
+            )
+        elif isinstance(step, Earn):
             lot_id = await accounts.earn(conn, program, account, step.origin, step.awards, pending=step.pending)
             if lot_id is not None:
                 lots[step.origin.key] = lot_id

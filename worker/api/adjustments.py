@@ -1,0 +1,111 @@
+"""`POST /v1/members/{member_id}/adjustments`: an operator's goodwill credit or debit, at once."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr
+
+from worker.api.auth import require
+from worker.api.errors import ApiError, body
+from worker.domain.errors import UnknownMember
+from worker.services import idempotency
+from worker.services.adjustments import Adjustment, AdjustmentRefused, adjust_now
+from worker.services.api_keys import ApiKey
+
+router = APIRouter()
+
+IDEMPOTENCY_KEY_MAX = 128
+# The `source` of adjustments made through the API; the entry's `by` is the key's name.
+SOURCE = "api"
+
+
+class AdjustmentRequest(BaseModel):
+    """`{"points", "reason", "expires_on"?, "qualifying"?}`: the `adjustment` event's payload
+    without `by`. The values are checked by the event contract, whose reasons name the field."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    points: Annotated[int, Field(strict=True)]
+    reason: StrictStr | None = None
+    expires_on: StrictStr | None = None
+    qualifying: StrictBool = False
+
+
+def _refused(error: AdjustmentRefused) -> ApiError:
+    if error.kind == "conflict":
+        return _key_reused()
+    if error.kind == "refused":
+        return ApiError(409, "insufficient_points", error.detail, field=error.field)
+    return ApiError(422, "invalid_request", error.detail, field=error.field)
+
+
+def _key_reused() -> ApiError:
+    return ApiError(
+        422, "idempotency_key_reused", "Idempotency-Key: already used for a different request", field="Idempotency-Key"
+    )
+
+
+@router.post("/v1/members/{member_id}/adjustments", status_code=201, tags=["members"])
+async def post_adjustment(
+    member_id: str,
+    adjustment: AdjustmentRequest,
+    request: Request,
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+    key: ApiKey = require("points:adjust"),
+):
+    """Credit (positive `points`) or debit (negative) the member's points at once, by the key's
+    name and for `reason`. 201 with the entry, the credit's lot or the lots the debit took from,
+    and the available points after it; 409 `insufficient_points` for a debit beyond the
+    spendable points; 422 naming the field. A retry with the same Idempotency-Key gets the first
+    answer back, status and body; the same key with another body is refused (422)."""
+    runtime = request.app.state.runtime
+    if idempotency_key is not None and (
+        not idempotency_key or len(idempotency_key) > IDEMPOTENCY_KEY_MAX or not idempotency_key.isprintable()
+    ):
+        raise ApiError(
+            400,
+            "invalid_idempotency_key",
+            f"Idempotency-Key: send a printable key of 1 to {IDEMPOTENCY_KEY_MAX} characters",
+            field="Idempotency-Key",
+        )
+    request_body = {"member_id": member_id, **adjustment.model_dump()}
+    digest = idempotency.request_hash(request_body)
+    stored = None
+    if idempotency_key is not None:
+        stored = await idempotency.stored_answer(runtime.engine, key.name, idempotency_key)
+    if stored is None:
+        # The ledger's idempotency key for this request: per API key, so keys cannot collide.
+        event_id = None
+        if idempotency_key is not None:
+            event_id = "api-" + hashlib.sha256(f"{key.name}\x00{idempotency_key}".encode()).hexdigest()[:40]
+        asked = Adjustment(
+            member_id,
+            adjustment.points,
+            adjustment.reason,
+            key.name,
+            expires_on=adjustment.expires_on,
+            qualifying=adjustment.qualifying,
+        )
+        try:
+            done = await adjust_now(
+                runtime.engine, runtime.timeline, asked, source=SOURCE, now=runtime.clock(), event_id=event_id
+            )
+            status_code, payload = 201, done
+        except UnknownMember:
+            raise ApiError(404, "unknown_member", f"member_id: no member {member_id!r}", field="member_id") from None
+        except AdjustmentRefused as error:
+            if error.kind != "refused":
+                raise _refused(error) from None
+            # A refusal is an answer too: a retry of it gets it back.
+            status_code, payload = 409, body("insufficient_points", error.detail, error.field)
+        if idempotency_key is None:
+            return JSONResponse(payload, status_code)
+        stored = await idempotency.store_answer(runtime.engine, key.name, idempotency_key, digest, status_code, payload)
+    stored_digest, status_code, payload = stored
+    if stored_digest != digest:
+        raise _key_reused()
+    return JSONResponse(payload, status_code)
