@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 import uuid
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, tzinfo
 from typing import Any
 
 from sqlalchemy import text
@@ -127,10 +127,14 @@ async def adjust_now(
         reason = outcome.reason or "refused"
         kind = "conflict" if reason.startswith("event_id:") else "refused"
         raise AdjustmentRefused(kind, _as_requested(reason))
-    return await _answer(engine, outcome.status, source, raw["event_id"], member_id)
+    return await _answer(engine, outcome.status, source, raw["event_id"], member_id, programs.at(now).zone)
 
 
-async def _answer(engine: AsyncEngine, status: str, source: str, event_id: str, member_id: str) -> dict[str, Any]:
+async def _answer(
+    engine: AsyncEngine, status: str, source: str, event_id: str, member_id: str, zone: tzinfo
+) -> dict[str, Any]:
+    """The adjustment as booked: its entry, the credit's lot (with its program-local expiry day)
+    or the debit's lot takes, and the member's available points now."""
     async with engine.connect() as conn:
         row = (await conn.execute(_ENTRY, {"source": source, "event_id": event_id})).mappings().one()
         takes = [] if row["lot_id"] is not None else (await conn.execute(_TAKES, {"entry_id": row["entry_id"]})).all()
@@ -147,7 +151,12 @@ async def _answer(engine: AsyncEngine, status: str, source: str, event_id: str, 
         "by": rule["by"],
         "expires_on": rule["expires_on"],
         "occurred_at": row["occurred_at"].isoformat(),
-        "lot": {"lot_id": row["lot_id"], "points": row["points"], "expires_at": row["expires_at"].isoformat()}
+        "lot": {
+            "lot_id": row["lot_id"],
+            "points": row["points"],
+            "expires_at": row["expires_at"].isoformat(),
+            "expires_on": row["expires_at"].astimezone(zone).date().isoformat(),
+        }
         if row["lot_id"] is not None
         else None,
         "taken": [{"lot_id": t.lot_id, "points": t.points, "expires_at": t.expires_at.isoformat()} for t in takes],
