@@ -8,7 +8,6 @@ import json
 import re
 
 import httpx
-import pytest
 
 from tests.e2e.test_api import api, drain, make_key, server, sql  # noqa: F401  (api, server are fixtures)
 from tests.e2e.test_cli import clean, line, loyalty  # noqa: F401  (clean is a fixture)
@@ -50,106 +49,31 @@ def lots(env, member_id: str) -> list[tuple]:
     )
 
 
-@pytest.fixture
-def funded(api, clean, tmp_path):  # noqa: F811
+def test_adjustments_through_the_cli_and_the_api_share_one_ledger(api, clean, tmp_path):  # noqa: F811
+    env, url = clean, api
     events = tmp_path / "events.jsonl"
     events.write_text("\n".join(MEMBER_FUNDS) + "\n")
-    assert loyalty(clean, "publish", str(events)).returncode == 0
-    drain(clean)
-    return api, clean
-
-
-def test_the_cli_credits_debits_refuses_and_shows_who_and_why(funded):
-    _, env = funded
-
-    too_much = loyalty(env, "member", "adjust", "M1", "-800", "--reason", "typo")
-    zero = loyalty(env, "member", "adjust", "M1", "0", "--reason", "typo")
-    no_reason = loyalty(env, "member", "adjust", "M1", "+5")
-    unknown = loyalty(env, "member", "adjust", "NOBODY", "+5", "--reason", "typo")
-    credit = loyalty(
-        env,
-        "member",
-        "adjust",
-        "M1",
-        "+500",
-        "--reason",
-        "complaint 8812",
-        "--by",
-        "alice",
-        "--expires-on",
-        "2027-03-31",
-        "--json",
-    )
-    debit = loyalty(env, "member", "adjust", "M1", "-450", "--reason", "duplicate credit", "--by", "bob")
-    qualifying = loyalty(env, "member", "adjust", "M1", "+500", "--reason", "vip", "--by", "alice", "--qualifying")
-    show = json.loads(loyalty(env, "member", "show", "M1", "--json").stdout)
-    history = loyalty(env, "member", "history", "M1").stdout
-    report = json.loads(loyalty(env, "report", "--json").stdout)
-
-    assert (too_much.returncode, too_much.stderr) == (1, "error: points: 800 requested but 560 available\n")
-    assert (zero.returncode, zero.stderr) == (
-        2,
-        "error: points: must not be 0: give a credit (+500) or a debit (-200)\n",
-    )
-    assert (no_reason.returncode, no_reason.stderr) == (2, "error: reason: is required\n")
-    assert (unknown.returncode, unknown.stderr) == (1, "error: no member 'NOBODY'\n")
-    assert credit.returncode == 0, credit.stderr
-    done = json.loads(credit.stdout)
-    assert (done["status"], done["points"], done["by"], done["reason"], done["available_points"]) == (
-        "applied",
-        500,
-        "alice",
-        "complaint 8812",
-        1060,
-    )
-    assert (done["lot"]["points"], done["lot"]["expires_on"], done["qualifying_points"]) == (500, "2027-03-31", 0)
-    assert debit.returncode == 0, debit.stderr
-    assert re.fullmatch(
-        r"member M1: -450 \(entry \d+, taken from lot \d+ \(360\), lot \d+ \(90\)\) by bob: duplicate credit; "
-        r"available 610\n",
-        debit.stdout,
-    ), debit.stdout
-    assert re.fullmatch(
-        r"member M1: \+500 \(entry \d+, lot \d+ expiring on \d{4}-\d\d-\d\d, qualifying\) by alice: vip; available 1110\n",
-        qualifying.stdout,
-    ), qualifying.stdout
-    assert lots(env, "M1")[:3] == [(400, 0, "2027-01-10"), (500, 410, "2027-03-31"), (200, 200, "2027-06-01")]
-    assert [(points, remaining) for points, remaining, _ in lots(env, "M1")[3:]] == [(500, 500)]
-    assert (show["available_points"], show["qualifying_points"], show["lifetime_points"], show["tier"]) == (
-        1110,
-        1100,
-        600,
-        "Silver",
-    )
-    assert "adjustment -40 by crm-agent-7: double bonus" in history
-    assert "adjustment +500 by alice: complaint 8812 (expires on 2027-03-31)" in history
-    assert "adjustment -450 by bob: duplicate credit" in history
-    assert "adjustment +500 by alice: vip (qualifying)" in history
-    assert report["reconciliation"]["adjusted"] == -40 + 500 - 450 + 500
-    assert report["reconciliation"]["balanced"] is True
-
-
-def test_the_api_adjusts_once_per_idempotency_key_and_answers_refusals_as_its_errors(funded):
-    url, env = funded
+    assert loyalty(env, "publish", str(events)).returncode == 0
+    drain(env)
     headers = make_key(env, "crm-desk", "points:adjust,members:read")
     reader = make_key(env, "reader", "members:read")
-    adjustments = f"{url}/v1/members/M1/adjustments"
 
-    def post(body: dict, key: str | None = None, with_headers=headers) -> httpx.Response:
+    def post(body: dict, key: str | None = None, with_headers=headers, member_id="M1") -> httpx.Response:
         sent = {**with_headers, **({"Idempotency-Key": key} if key else {})}
-        return httpx.post(adjustments, headers=sent, json=body)
+        return httpx.post(f"{url}/v1/members/{member_id}/adjustments", headers=sent, json=body)
 
+    def adjust(*args: str):
+        return loyalty(env, "member", "adjust", "M1", *args)
+
+    # Refused, nothing written: 560 available (the CRM's debit took 40 through the worker).
     no_scope = post({"points": 5, "reason": "x"}, with_headers=reader)
     too_much = post({"points": -800, "reason": "typo"}, "k-1")
     too_much_again = post({"points": -800, "reason": "typo"}, "k-1")
     zero = post({"points": 0, "reason": "typo"}, "k-2")
     no_reason = post({"points": 5}, "k-3")
-    unknown = httpx.post(f"{url}/v1/members/NOBODY/adjustments", headers=headers, json={"points": 5, "reason": "x"})
-    credit = post({"points": 300, "reason": "late delivery", "expires_on": "2027-02-01"}, "k-4")
-    replay = post({"points": 300, "reason": "late delivery", "expires_on": "2027-02-01"}, "k-4")
-    reused = post({"points": 301, "reason": "late delivery", "expires_on": "2027-02-01"}, "k-4")
-    debit = post({"points": -500, "reason": "goodwill undone"}, "k-5")
-    history = httpx.get(f"{url}/v1/members/M1/history", headers=headers).json()
+    unknown = post({"points": 5, "reason": "x"}, member_id="NOBODY")
+    cli_too_much = adjust("-800", "--reason", "typo")
+    cli_no_reason = adjust("+5")
 
     assert (no_scope.status_code, no_scope.json()) == (
         403,
@@ -176,6 +100,16 @@ def test_the_api_adjusts_once_per_idempotency_key_and_answers_refusals_as_its_er
         404,
         {"error": "unknown_member", "detail": "member_id: no member 'NOBODY'", "field": "member_id"},
     )
+    assert (cli_too_much.returncode, cli_too_much.stderr) == (1, "error: points: 800 requested but 560 available\n")
+    assert (cli_no_reason.returncode, cli_no_reason.stderr) == (2, "error: reason: is required\n")
+    assert sql(env, "SELECT count(*) FROM ledger_entries WHERE kind = 'adjust'") == [(1,)]
+
+    # Credits, each a lot of its own; a retry of the API's gets the first answer back.
+    credit = post({"points": 300, "reason": "late delivery", "expires_on": "2027-02-01"}, "k-4")
+    replay = post({"points": 300, "reason": "late delivery", "expires_on": "2027-02-01"}, "k-4")
+    reused = post({"points": 301, "reason": "late delivery", "expires_on": "2027-02-01"}, "k-4")
+    cli_credit = adjust("+500", "--reason", "complaint 8812", "--by", "alice", "--expires-on", "2027-03-31", "--json")
+
     assert credit.status_code == 201, credit.text
     body = credit.json()
     assert (body["status"], body["source"], body["by"], body["points"], body["available_points"]) == (
@@ -185,7 +119,7 @@ def test_the_api_adjusts_once_per_idempotency_key_and_answers_refusals_as_its_er
         300,
         860,
     )
-    assert (body["lot"]["points"], body["lot"]["expires_on"]) == (300, "2027-02-01")
+    assert (body["lot"]["points"], body["lot"]["expires_on"], body["taken"]) == (300, "2027-02-01", [])
     assert (replay.status_code, replay.json()) == (201, body)
     assert (reused.status_code, reused.json()) == (
         422,
@@ -195,13 +129,65 @@ def test_the_api_adjusts_once_per_idempotency_key_and_answers_refusals_as_its_er
             "field": "Idempotency-Key",
         },
     )
+    assert cli_credit.returncode == 0, cli_credit.stderr
+    done = json.loads(cli_credit.stdout)
+    assert (done["source"], done["by"], done["reason"], done["points"], done["available_points"]) == (
+        "cli",
+        "alice",
+        "complaint 8812",
+        500,
+        1360,
+    )
+    assert (done["lot"]["points"], done["lot"]["expires_on"], done["qualifying_points"]) == (500, "2027-03-31", 0)
+
+    # Debits take the earliest-expiring points first.
+    cli_debit = adjust("-450", "--reason", "duplicate credit", "--by", "bob")
+    debit = post({"points": -500, "reason": "goodwill undone"}, "k-5")
+    cli_qualifying = adjust("+500", "--reason", "vip", "--by", "alice", "--qualifying")
+
+    assert cli_debit.returncode == 0, cli_debit.stderr
+    assert re.fullmatch(
+        r"member M1: -450 \(entry \d+, taken from lot \d+ \(360\), lot \d+ \(90\)\) by bob: duplicate credit; "
+        r"available 910\n",
+        cli_debit.stdout,
+    ), cli_debit.stdout
     assert debit.status_code == 201, debit.text
-    assert [(t["points"]) for t in debit.json()["taken"]] == [360, 140]
-    assert debit.json()["available_points"] == 360
-    assert lots(env, "M1") == [(400, 0, "2027-01-10"), (300, 160, "2027-02-01"), (200, 200, "2027-06-01")]
-    api_entries = [e for e in history["entries"] if e["event"]["source"] == "api"]
+    assert ([t["points"] for t in debit.json()["taken"]], debit.json()["available_points"]) == ([210, 290], 410)
+    assert re.fullmatch(
+        r"member M1: \+500 \(entry \d+, lot \d+ expiring on \d{4}-\d\d-\d\d, qualifying\) by alice: vip; "
+        r"available 910\n",
+        cli_qualifying.stdout,
+    ), cli_qualifying.stdout
+    assert lots(env, "M1")[:4] == [
+        (400, 0, "2027-01-10"),
+        (300, 0, "2027-02-01"),
+        (500, 210, "2027-03-31"),
+        (200, 200, "2027-06-01"),
+    ]
+    assert [(points, remaining) for points, remaining, _ in lots(env, "M1")[4:]] == [(500, 500)]
+    assert sql(
+        env,
+        "SELECT available_points, qualifying_points, lifetime_points, tier FROM members WHERE member_id = 'M1'",
+    ) == [(910, 1100, 600, "Silver")]
+
+    # Who and why in both histories, and the report's adjusted line.
+    history = loyalty(env, "member", "history", "M1").stdout
+    report = json.loads(loyalty(env, "report", "--json").stdout)
+    api_history = httpx.get(f"{url}/v1/members/M1/history", headers=headers).json()
+
+    for said in (
+        "adjustment -40 by crm-agent-7: double bonus",
+        "adjustment +300 by crm-desk: late delivery (expires on 2027-02-01)",
+        "adjustment +500 by alice: complaint 8812 (expires on 2027-03-31)",
+        "adjustment -450 by bob: duplicate credit",
+        "adjustment -500 by crm-desk: goodwill undone",
+        "adjustment +500 by alice: vip (qualifying)",
+    ):
+        assert said in history, history
+    assert report["reconciliation"]["adjusted"] == -40 + 300 + 500 - 450 - 500 + 500
+    assert report["reconciliation"]["balanced"] is True
+    api_entries = [e for e in api_history["entries"] if e["event"]["source"] == "api"]
     assert sorted((e["points"], e["rules"][0]["by"], e["rules"][0]["reason"]) for e in api_entries) == [
         (-500, "crm-desk", "goodwill undone"),
         (300, "crm-desk", "late delivery"),
     ]
-    assert sql(env, "SELECT count(*) FROM ledger_entries WHERE kind = 'adjust' AND source = 'api'") == [(2,)]
