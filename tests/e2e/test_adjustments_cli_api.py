@@ -81,7 +81,7 @@ def test_adjustments_through_the_cli_and_the_api_share_one_ledger(api, clean, tm
     )
     assert (too_much.status_code, too_much.json()) == (
         409,
-        {"error": "insufficient_points", "detail": "points: 800 requested but 560 available", "field": "points"},
+        {"error": "not_enough_points", "detail": "points: 800 requested but 560 available", "field": "points"},
     )
     assert (too_much_again.status_code, too_much_again.json()) == (409, too_much.json())
     assert (zero.status_code, zero.json()) == (

@@ -39,7 +39,7 @@ def _refused(error: AdjustmentRefused) -> ApiError:
     if error.kind == "conflict":
         return _key_reused()
     if error.kind == "refused":
-        return ApiError(409, "insufficient_points", error.detail, field=error.field)
+        return ApiError(409, "not_enough_points", error.detail, field=error.field)
     return ApiError(422, "invalid_request", error.detail, field=error.field)
 
 
@@ -59,7 +59,7 @@ async def post_adjustment(
 ):
     """Credit (positive `points`) or debit (negative) the member's points at once, by the key's
     name and for `reason`. 201 with the entry, the credit's lot or the lots the debit took from,
-    and the available points after it; 409 `insufficient_points` for a debit beyond the
+    and the available points after it; 409 `not_enough_points` for a debit beyond the
     spendable points; 422 naming the field. A retry with the same Idempotency-Key gets the first
     answer back, status and body; the same key with another body is refused (422)."""
     runtime = request.app.state.runtime
@@ -101,7 +101,7 @@ async def post_adjustment(
             if error.kind != "refused":
                 raise _refused(error) from None
             # A refusal is an answer too: a retry of it gets it back.
-            status_code, payload = 409, body("insufficient_points", error.detail, error.field)
+            status_code, payload = 409, body("not_enough_points", error.detail, error.field)
         if idempotency_key is None:
             return JSONResponse(payload, status_code)
         stored = await idempotency.store_answer(runtime.engine, key.name, idempotency_key, digest, status_code, payload)
