@@ -170,7 +170,7 @@ def program_explain(
 
     from worker.cli.common import program_file as program_from_file
     from worker.cli.common import run, settings, timeline
-    from worker.domain import engine
+    from worker.domain import currencies, engine
     from worker.domain.errors import EngineError, InvalidEvent, ProgramError
     from worker.domain.program_timeline import timeline_of
     from worker.preflight import describe_postgres
@@ -219,8 +219,14 @@ def program_explain(
                 f"{event.source}/{event.event_id} was processed already ({stored.processed}): "
                 "the worker would not apply it again"
             )
+    payload, conversion = None, None
+    if event.type == "purchase":  # the rules read the amounts in the base currency, as the ledger's
+        payload, converted = currencies.purchase_in_base(prog, event.payload.model_dump())
+        conversion = converted.describe() if converted is not None else None
     try:
-        explained = engine.explain_event(engine.rules_of(prog), event, member_id, stored.member, notes)
+        explained = engine.explain_event(
+            engine.rules_of(prog), event, member_id, stored.member, notes, payload=payload, conversion=conversion
+        )
     except EngineError as error:
         fail(str(error))
     if as_json:

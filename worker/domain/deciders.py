@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from typing import Any
 
-from worker.domain import referrals
+from worker.domain import currencies, referrals
 from worker.domain.decisions import (
     Adjust,
     Decision,
@@ -72,7 +72,10 @@ def purchase(state: MemberState, origin: Origin, event: Any, program: Program, f
     order = state.orders.get(payload.order_id)
     if order is not None and order.bought:
         return Decision(Outcome("applied", note="purchase.order_already_earned"))
-    earned = evaluate_for(program, state, origin, payload.model_dump(), purchase_count=state.purchases)
+    # The rules earn on the amounts in the program's base currency; the order keeps them as sent.
+    in_base, conversion = currencies.purchase_in_base(program, payload.model_dump())
+    provenance = conversion.provenance() if conversion is not None else None
+    earned = evaluate_for(program, state, origin, in_base, purchase_count=state.purchases, extra=provenance)
     # The earliest purchase by occurrence, whatever order the events arrive in.
     first = state.profile["first_purchase_at"]
     if first is None or origin.occurred_at < first:

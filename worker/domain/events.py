@@ -29,6 +29,7 @@ from pydantic import (
     TypeAdapter,
     ValidationError,
     WithJsonSchema,
+    model_serializer,
     model_validator,
 )
 
@@ -172,6 +173,16 @@ class RefundPayload(_Strict):
     order_id: Identifier
     refund_id: Identifier
     amount: Money
+    # Optional: a refund is in its order's currency; one naming another is refused.
+    currency: Currency | None = None
+
+    @model_serializer(mode="wrap")
+    def _without_absent_currency(self, handler: Any) -> Any:
+        # Refunds sent without a currency dump (and hash) as they did before the field existed.
+        data = handler(self)
+        if isinstance(data, dict) and data.get("currency") is None:
+            data.pop("currency", None)
+        return data
 
 
 class ReviewPayload(_Strict):
@@ -670,6 +681,14 @@ def _refuse_constant(text: str) -> float:
     raise _ConstantLiteral(text)
 
 
+def _check_currency(currency: str, program: Any) -> None:
+    accepted = program.accepted_currencies
+    if currency not in accepted:
+        raise InvalidEvent(
+            f"payload.currency: {currency} is not accepted by this program (accepted: {', '.join(accepted)})"
+        )
+
+
 def check_against_program(event: Any, program: Any, now: datetime) -> None:
     """Checks that need the program or the clock, not just the contract."""
     if isinstance(event, SignupEvent) and event.payload.birthday is not None and event.payload.birthday > now.date():
@@ -681,15 +700,13 @@ def check_against_program(event: Any, program: Any, now: datetime) -> None:
         )
     if isinstance(event, PurchaseEvent):
         payload = event.payload
-        if payload.currency not in program.purchase.currencies:
-            raise InvalidEvent(
-                f"payload.currency: {payload.currency} is not accepted by this program "
-                f"(accepted: {', '.join(program.purchase.currencies)})"
-            )
+        _check_currency(payload.currency, program)
         if payload.amount > program.purchase.amount_max:
             raise InvalidEvent(
                 f"payload.amount: {payload.amount} is over the program's limit of {program.purchase.amount_max}"
             )
+    if isinstance(event, RefundEvent) and event.payload.currency is not None:
+        _check_currency(event.payload.currency, program)
     if isinstance(event, RefundEvent) and event.payload.amount > program.purchase.amount_max:
         raise InvalidEvent(
             f"payload.amount: {event.payload.amount} is over the program's limit of {program.purchase.amount_max}"

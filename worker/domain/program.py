@@ -13,7 +13,17 @@ from itertools import pairwise
 from typing import Annotated, Any, Literal, Protocol, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from worker.domain.errors import ProgramError
 from worker.domain.events import ACTIVITY_KINDS
@@ -224,6 +234,51 @@ class Schedule(_Section):
     active_days: Annotated[int, Field(ge=1, le=3660)] = 180
 
 
+def _currency_code(value: str) -> str:
+    if not (len(value) == 3 and value.isascii() and value.isalpha() and value.isupper()):
+        raise ValueError(f"{value!r} is not a currency code: three capital letters (ISO 4217), e.g. CNY")
+    return value
+
+
+def _decimal_text(value: Any) -> Any:
+    # Money and rates are decimal strings (or whole numbers), never TOML floats: 0.1 as a float
+    # is not 0.1.
+    if isinstance(value, float):
+        raise ValueError('must be a decimal string such as "7.2", not a TOML float')
+    return value
+
+
+CurrencyCode = Annotated[str, AfterValidator(_currency_code)]
+Rate = Annotated[Decimal, BeforeValidator(_decimal_text), Field(gt=0, le=1_000_000)]
+
+
+class AcceptedCurrency(_Section):
+    """A currency accepted beside the base: what one unit of it is worth in the base."""
+
+    rate: Rate
+
+
+class Currencies(_Section):
+    """The currency amounts are earned in (`base`) and the others accepted, each converted to
+    the base before the earning rules see it (worker/domain/currencies.py)."""
+
+    base: CurrencyCode
+    accepted: dict[str, AcceptedCurrency] = Field(default_factory=dict)
+
+    def problems(self) -> list[str]:
+        """What is wrong with the accepted codes, each naming its key (the Program reports them,
+        with the whole path)."""
+        found = []
+        for code in self.accepted:
+            try:
+                _currency_code(code)
+            except ValueError as error:
+                found.append(f"currencies.accepted.{code}: {error}")
+        if self.base in self.accepted:
+            found.append(f"currencies.accepted.{self.base}: the base currency needs no rate; remove this key")
+        return found
+
+
 DEFAULT_TIERS = (
     Tier(name="Regular", threshold=0, multiplier=Decimal("1.0")),
     Tier(name="Silver", threshold=1000, multiplier=Decimal("1.2")),
@@ -243,6 +298,8 @@ class Program(_Section):
     # Money value of one point, for liability reports, in `currency` (an ISO 4217 code).
     point_value: Annotated[Decimal, Field(ge=0)] = Decimal("0.01")
     currency: str = "CNY"
+    # None: amounts are taken as sent, in any of purchase.currencies (docs/program.md#currencies).
+    currencies: Currencies | None = None
     tiers: tuple[Tier, ...] = DEFAULT_TIERS
     purchase: PurchaseRules = PurchaseRules()
     member_day: MemberDay = MemberDay()
@@ -272,9 +329,18 @@ class Program(_Section):
     @field_validator("currency")
     @classmethod
     def _currency_code(cls, value: str) -> str:
-        if not (len(value) == 3 and value.isascii() and value.isalpha() and value.isupper()):
-            raise ValueError(f"{value!r} is not a currency code: three capital letters (ISO 4217), e.g. CNY")
-        return value
+        return _currency_code(value)
+
+    @model_validator(mode="after")
+    def _currencies(self) -> Program:
+        if self.currencies is None:
+            return self
+        problems = self.currencies.problems()
+        if "currencies" in self.purchase.model_fields_set:
+            problems.append("purchase.currencies: [currencies] lists the accepted currencies; remove this key")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
 
     @field_validator("tiers")
     @classmethod
@@ -290,6 +356,19 @@ class Program(_Section):
         """The kinds an activity event may name: the built-in ones, and those the earning
         rules set by `with_rules` declare (this file's own sections declare none)."""
         return self._rules.activity_kinds if self._rules is not None else ACTIVITY_KINDS
+
+    @property
+    def base_currency(self) -> str:
+        """The currency the earning rules count in: `currencies.base`, else `currency`."""
+        return self.currencies.base if self.currencies is not None else self.currency
+
+    @property
+    def accepted_currencies(self) -> tuple[str, ...]:
+        """The currencies an event may be in: the base first, then the others sorted by code;
+        without [currencies], purchase.currencies as listed."""
+        if self.currencies is None:
+            return self.purchase.currencies
+        return (self.currencies.base, *sorted(self.currencies.accepted))
 
     def tier(self, name: str) -> Tier:
         for tier in self.tiers:

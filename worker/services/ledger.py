@@ -14,7 +14,7 @@ from pydantic import BaseModel
 from sqlalchemy import bindparam, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from worker.domain import deciders, engine, referrals
+from worker.domain import currencies, deciders, engine, referrals
 from worker.domain.errors import InvalidEvent, InvariantViolation, MemberMerged
 from worker.domain.events import (
     IdentityLinkEvent,
@@ -403,6 +403,10 @@ async def _decided(
     order_id = getattr(getattr(event, "payload", None), "order_id", None)
     if order_id is not None:
         await store_decisions.load_order(conn, account, state, order_id, purchase=event.type == "purchase")
+        if event.type == "refund" and order_id in state.orders:
+            refusal = currencies.refund_refusal(state.orders[order_id].currency, order_id, event.payload.currency)
+            if refusal is not None:
+                raise InvalidEvent(refusal)
     if event.type in deciders.SPENDING_TYPES:
         await store_decisions.load_spendable(conn, account, state, origin.occurred_at)
     decision = deciders.decide(state, event, program, facts)

@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
-from worker.domain.engine.evaluate import Evaluation, Member, evaluate, event_data
+from worker.domain.engine.evaluate import Evaluation, EventData, Member, evaluate, event_data
 from worker.domain.engine.language import EngineProgram
 
 
@@ -87,14 +87,28 @@ def explanation(
 
 
 def explain_event(
-    program: EngineProgram, event: Any, member_id: str, member: Member | None, notes: Sequence[str] = ()
+    program: EngineProgram,
+    event: Any,
+    member_id: str,
+    member: Member | None,
+    notes: Sequence[str] = (),
+    *,
+    payload: Mapping[str, Any] | None = None,
+    conversion: str | None = None,
 ) -> dict[str, Any]:
     """`explanation` of a contract event evaluated for `member` as it is now; None is a new
-    member, in the program's first tier with no purchases and no rule state."""
+    member, in the program's first tier with no purchases and no rule state. `payload`: the
+    event's payload as the rules read it (amounts converted to the base currency, described by
+    `conversion`), in place of its own."""
     known = member is not None
     subject = member if member is not None else Member(tier=program.tiers.levels[0].name)
-    evaluation = evaluate(program, subject, event_data(event))
-    return explanation(evaluation, event, member_view(member_id, subject, known), notes)
+    data = event_data(event)
+    if payload is not None:
+        data = EventData(data.type, data.source, data.occurred_at, dict(payload))
+    explained = explanation(evaluate(program, subject, data), event, member_view(member_id, subject, known), notes)
+    if conversion is not None:
+        explained["conversion"] = conversion
+    return explained
 
 
 def render_explanation(explained: Mapping[str, Any]) -> str:
@@ -113,6 +127,8 @@ def render_explanation(explained: Mapping[str, Any]) -> str:
         f"{event['type']} {event['event_id']} from {event['source']} at {event['local_at']} "
         f"(program {explained['program_version']})"
     )
+    if explained.get("conversion"):
+        lines.append(f"  amount: {explained['conversion']}")
     lines += _rule_lines(explained["rules"])
     if explained["multipliers"]:
         lines.append("  multipliers: " + ", ".join(f"{m['rule']} x{m['factor']}" for m in explained["multipliers"]))
