@@ -6,7 +6,7 @@ import os
 
 import typer
 
-from worker.cli import api, contract, core, demo, mall, members, ops, scheduler
+from worker.cli import api, contract, core, demo, exports, mall, members, ops, scheduler
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -47,6 +47,7 @@ scheduler.register(app)
 ops.register(app)
 mall.register(app)
 api.register(app)
+exports.register(app)
 
 
 def main() -> None:
