@@ -68,7 +68,7 @@ def _export(kind: str, date_from: str | None, date_to: str | None, fmt: str, out
         partial.unlink(missing_ok=True)
         raise
     if sys.stderr.isatty():
-        typer.echo(f"wrote {written} rows to {out}", err=True)
+        typer.echo(f"wrote {written} {'row' if written == 1 else 'rows'} to {out}", err=True)
 
 
 def _date(value: str | None, name: str) -> date | None:
