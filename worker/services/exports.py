@@ -9,11 +9,10 @@ labels) is never written, whatever their row still holds: the row is exported, m
 from __future__ import annotations
 
 import csv
-import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
-from typing import Any, Literal, TextIO
+from typing import Literal, TextIO
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import text
@@ -27,78 +26,93 @@ Kind = Literal["members", "ledger"]
 Format = Literal["csv", "jsonl"]
 
 
+# How a column is written: text (quoted in CSV when needed), a number, a time (ISO 8601, UTC),
+# or JSON (JSON text in CSV, a nested value in JSON Lines).
+ColumnKind = Literal["text", "number", "time", "json"]
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    sql: str  # the expression giving it
+    kind: ColumnKind = "text"
+
+
+def _csv_value(column: Column) -> str:
+    """The column as the CSV writer takes it: text, or a number; times as ISO 8601 text."""
+    if column.kind == "time":
+        return f"to_json({column.sql}) #>> '{{}}'"
+    if column.kind == "number":
+        return column.sql
+    return f"({column.sql})::text"
+
+
 @dataclass(frozen=True)
 class Table:
-    """One export: its columns and the query giving them, in that order."""
+    """One export: its columns, where they come from and the order of its rows. PostgreSQL
+    writes each line (CSV or JSON), so Python only passes the text on."""
 
-    columns: tuple[str, ...]
-    # Columns that hold JSON (JSON text in CSV, nested values in JSON Lines).
-    json_columns: tuple[str, ...]
-    query: str
-    count: str
-    # What the dates of --from/--to filter on.
-    date_column: str
+    columns: tuple[Column, ...]
+    source: str  # FROM ... WHERE ...: the rows, with :start and :end on the date filtered on
+    order: str
+
+    def query(self, fmt: Format) -> str:
+        """JSON Lines: PostgreSQL writes each line. CSV: it gives each value as text (or a
+        number), and Python's csv writer quotes them (it does so faster than SQL can)."""
+        if fmt == "jsonl":
+            line = "json_build_object(" + ", ".join(f"'{c.name}', {c.sql}" for c in self.columns) + ")::text"
+            return f"SELECT {line} FROM {self.source} ORDER BY {self.order}"
+        values = ", ".join(_csv_value(column) for column in self.columns)
+        return f"SELECT {values} FROM {self.source} ORDER BY {self.order}"
+
+    def count(self) -> str:
+        return f"SELECT count(*) FROM {self.source}"
+
+
+# An erased member's personal data stays out even if a later write put some back.
+def _unless_erased(sql: str, otherwise: str = "NULL") -> str:
+    return f"CASE WHEN erased_at IS NULL THEN {sql} ELSE {otherwise} END"
 
 
 MEMBERS = Table(
     columns=(
-        "member_id",
-        "tier",
-        "available_points",
-        "pending_points",
-        "lifetime_points",
-        "qualifying_points",
-        "birthday",
-        "locale",
-        "labels",
-        "enrolled_at",
-        "erased_at",
+        Column("member_id", "member_id"),
+        Column("tier", "tier"),
+        Column("available_points", "available_points", "number"),
+        Column("pending_points", "pending_points", "number"),
+        Column("lifetime_points", "lifetime_points", "number"),
+        Column("qualifying_points", "qualifying_points", "number"),
+        Column("birthday", _unless_erased("birthday")),
+        Column("locale", _unless_erased("locale")),
+        Column("labels", _unless_erased("array_to_json(labels)", "'[]'::json"), "json"),
+        Column("enrolled_at", "enrolled_at", "time"),
+        Column("erased_at", "erased_at", "time"),
     ),
-    json_columns=("labels",),
-    # An erased member's personal data stays out even if a later write put some back.
-    query="""
-    SELECT member_id, tier, available_points, pending_points, lifetime_points, qualifying_points,
-           CASE WHEN erased_at IS NULL THEN birthday END,
-           CASE WHEN erased_at IS NULL THEN locale END,
-           CASE WHEN erased_at IS NULL THEN array_to_json(labels)::text ELSE '[]' END,
-           enrolled_at, erased_at
-    FROM members
-    WHERE enrolled_at >= :start AND enrolled_at < :end
-    ORDER BY member_id
-    """,
-    count="SELECT count(*) FROM members WHERE enrolled_at >= :start AND enrolled_at < :end",
-    date_column="enrolled_at",
+    source="members WHERE enrolled_at >= :start AND enrolled_at < :end",
+    order="member_id",
 )
 
 LEDGER = Table(
     columns=(
-        "entry_id",
-        "kind",
-        "points",
-        "pending_points",
-        "qualifying_points",
-        "member_id",
-        "source",
-        "event_id",
-        "event_type",
-        "occurred_at",
-        "created_at",
-        "program_version",
-        "rules",
+        Column("entry_id", "entry_id", "number"),
+        Column("kind", "kind"),
+        Column("points", "points", "number"),
+        Column("pending_points", "pending_points", "number"),
+        Column("qualifying_points", "qualifying_points", "number"),
+        Column("member_id", "member_id"),
+        Column("source", "source"),
+        Column("event_id", "event_id"),
+        Column("event_type", "event_type"),
+        Column("occurred_at", "occurred_at", "time"),
+        Column("created_at", "created_at", "time"),
+        # Entries have no version column: each rule application in `rules` records the version
+        # that gave it; the first one found is the entry's (entries that no rule version
+        # produced, such as a refund's reversal or an expiry, have none).
+        Column("program_version", "jsonb_path_query_first(rules, '$[*].program_version') #>> '{}'"),
+        Column("rules", "rules", "json"),
     ),
-    json_columns=("rules",),
-    # Entries have no version column: each rule application in `rules` records the version
-    # that gave it; the first one found is the entry's (entries that no rule version produced,
-    # such as a refund's reversal or an expiry, have none).
-    query="""
-    SELECT entry_id, kind, points, pending_points, qualifying_points, member_id, source, event_id, event_type,
-           occurred_at, created_at, jsonb_path_query_first(rules, '$[*].program_version') #>> '{}', rules::text
-    FROM ledger_entries
-    WHERE occurred_at >= :start AND occurred_at < :end
-    ORDER BY entry_id
-    """,
-    count="SELECT count(*) FROM ledger_entries WHERE occurred_at >= :start AND occurred_at < :end",
-    date_column="occurred_at",
+    source="ledger_entries WHERE occurred_at >= :start AND occurred_at < :end",
+    order="entry_id",
 )
 
 TABLES: dict[str, Table] = {"members": MEMBERS, "ledger": LEDGER}
@@ -116,48 +130,10 @@ def bounds(zone: str, date_from: date | None, date_to: date | None) -> dict[str,
     return {"start": start, "end": end}
 
 
-def _text(value: Any) -> Any:
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    return value
-
-
-def _json_text(value: str | None) -> str:
-    return "null" if value is None else value
-
-
-class _Csv:
-    def __init__(self, out: TextIO, table: Table):
-        self._writer = csv.writer(out, lineterminator="\n")
-        self._writer.writerow(table.columns)
-
-    def write(self, rows: Sequence[Sequence[Any]]) -> None:
-        # JSON columns arrive as JSON text already; None is an empty field.
-        self._writer.writerows([[_text(value) for value in row] for row in rows])
-
-
-class _Jsonl:
-    def __init__(self, out: TextIO, table: Table):
-        self._out = out
-        self._columns = table.columns
-        self._json = {table.columns.index(name) for name in table.json_columns}
-
-    def write(self, rows: Sequence[Sequence[Any]]) -> None:
-        lines = []
-        for row in rows:
-            # The JSON columns are spliced in as PostgreSQL wrote them: valid JSON, not re-parsed.
-            fields = [
-                f"{json.dumps(name)}: {_json_text(value) if index in self._json else json.dumps(_text(value), ensure_ascii=False)}"
-                for index, (name, value) in enumerate(zip(self._columns, row, strict=True))
-            ]
-            lines.append("{" + ", ".join(fields) + "}\n")
-        self._out.write("".join(lines))
-
-
 async def count(engine: AsyncEngine, kind: Kind, window: dict[str, datetime]) -> int:
     """How many rows `export` would write, for a progress bar."""
     async with engine.connect() as conn:
-        return int((await conn.execute(text(TABLES[kind].count), window)).scalar_one())
+        return int((await conn.execute(text(TABLES[kind].count()), window)).scalar_one())
 
 
 async def export(
@@ -168,16 +144,24 @@ async def export(
     window: dict[str, datetime],
     progress: Callable[[int], None] | None = None,
 ) -> int:
-    """Write the rows of `kind` within `window` (`bounds`) to `out`, in `fmt`, a batch at a
-    time; `progress` hears how many rows each batch wrote. Returns the rows written."""
+    """Write the rows of `kind` within `window` (`bounds`) to `out`, in `fmt` (CSV with a header
+    line, or JSON Lines), a batch at a time; `progress` hears how many rows each batch wrote.
+    Returns the rows written."""
     table = TABLES[kind]
-    writer = _Csv(out, table) if fmt == "csv" else _Jsonl(out, table)
+    if fmt == "csv":
+        csv_out = csv.writer(out, lineterminator="\n")
+        csv_out.writerow([column.name for column in table.columns])
     written = 0
     async with engine.connect() as conn:
+        # Times are written in UTC (ISO 8601 with +00:00), whatever the server's zone.
+        await conn.execute(text("SET LOCAL TIME ZONE 'UTC'"))
         # stream() reads through a server-side cursor, BATCH_ROWS rows per fetch.
-        result = await conn.stream(text(table.query).execution_options(yield_per=BATCH_ROWS), window)
+        result = await conn.stream(text(table.query(fmt)).execution_options(yield_per=BATCH_ROWS), window)
         async for batch in result.partitions(BATCH_ROWS):
-            writer.write(batch)
+            if fmt == "csv":
+                csv_out.writerows(batch)
+            else:
+                out.write("".join(f"{line}\n" for (line,) in batch))
             written += len(batch)
             if progress is not None:
                 progress(len(batch))

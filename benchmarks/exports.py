@@ -1,0 +1,147 @@
+"""Benchmark: `loyalty export` of a large ledger and member table, CSV and JSON Lines.
+
+    python -m benchmarks.exports [--entries 1000000] [--members 200000]
+
+Creates a throwaway database (from LOYALTY_BENCH_DATABASE_URL, default the local server),
+bulk-loads members (with labels) and earn entries whose rules look like a purchase's, then
+runs the real export service (`worker.services.exports.export`, the code `loyalty export`
+runs) into a file, once per table and format. Prints rows/s per export and the process's
+peak RSS after each (the export streams, so it stays flat as the tables grow); target
+>= 50,000 rows/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime
+
+import asyncpg
+from sqlalchemy.engine import make_url
+
+from db import migrate
+from db.engine import async_url, create_engine
+from worker.services import exports
+
+ADMIN_URL = os.environ.get("LOYALTY_BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+TARGET_ROWS_PER_S = 50_000
+OCCURRED_AT = datetime(2026, 6, 1, 2, 0, tzinfo=UTC)
+# One purchase's rule provenance, as the ledger stores it.
+RULES = json.dumps(
+    [
+        {
+            "rule": "purchase",
+            "points": 350,
+            "amount": "350.00",
+            "tier": "Regular",
+            "tier_multiplier": "1.0",
+            "rate": "1",
+            "unit": "1",
+            "rounding": "floor",
+            "multipliers": {"tier_multiplier": "1.0"},
+            "program_version": "v2026-06",
+        },
+        {"rule": "first_purchase", "points": 100, "program_version": "v2026-06"},
+    ]
+)
+
+_LOAD = [
+    """
+    INSERT INTO members (member_id, tier, available_points, qualifying_points, lifetime_points, birthday, locale,
+                         labels, enrolled_at)
+    SELECT 'B' || lpad(i::text, 8, '0'), 'Regular', 450, 450, 450, date '1990-01-01' + (i % 10000), 'en',
+           ARRAY['plus', 'app'], $2::timestamptz + (i % 180) * interval '1 day'
+    FROM generate_series(1, $1) i
+    """,
+    """
+    INSERT INTO ledger_entries (member_id, kind, points, qualifying_points, source, event_id, event_type, rules,
+                                occurred_at)
+    SELECT 'B' || lpad((i % $2 + 1)::text, 8, '0'), 'earn', 450, 450, 'pos', 'p-' || i, 'purchase', $3::jsonb,
+           $4::timestamptz + (i % 180) * interval '1 day'
+    FROM generate_series(1, $1) i
+    """,
+    "ANALYZE",
+]
+
+
+def _peak_rss_mb() -> float:
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+async def bench(entries: int, members: int) -> dict:
+    url = (
+        make_url(async_url(ADMIN_URL))
+        .set(database=f"loyalty_bench_{uuid.uuid4().hex[:8]}")
+        .render_as_string(hide_password=False)
+    )
+    await migrate.upgrade(url)
+    parsed = make_url(url)
+    engine = create_engine(url, pool_size=2, max_overflow=0)
+    results = []
+    try:
+        conn = await asyncpg.connect(
+            host=parsed.host, port=parsed.port, user=parsed.username, password=parsed.password, database=parsed.database
+        )
+        started = time.perf_counter()
+        await conn.execute(_LOAD[0], members, OCCURRED_AT)
+        await conn.execute(_LOAD[1], entries, members, RULES, OCCURRED_AT)
+        await conn.execute(_LOAD[2])
+        load_s = time.perf_counter() - started
+        await conn.close()
+        window = exports.bounds("Asia/Shanghai", None, None)
+        with tempfile.TemporaryDirectory() as directory:
+            for kind in ("ledger", "members"):
+                for fmt in ("csv", "jsonl"):
+                    path = os.path.join(directory, f"{kind}.{fmt}")
+                    started = time.perf_counter()
+                    # As `loyalty export --out` writes: a local file, opened once.
+                    with open(path, "w", encoding="utf-8", newline="") as out:  # noqa: ASYNC230
+                        rows = await exports.export(engine, kind, fmt, out, window)  # type: ignore[arg-type]
+                    seconds = time.perf_counter() - started
+                    results.append(
+                        {
+                            "export": f"{kind} {fmt}",
+                            "rows": rows,
+                            "seconds": round(seconds, 2),
+                            "rows_per_s": round(rows / seconds),
+                            "mb": round(os.path.getsize(path) / 1e6, 1),  # noqa: ASYNC240
+                            "peak_rss_mb": _peak_rss_mb(),
+                        }
+                    )
+        return {"entries": entries, "members": members, "load_s": round(load_s, 1), "exports": results}
+    finally:
+        await engine.dispose()
+        admin = await asyncpg.connect(
+            host=parsed.host, port=parsed.port, user=parsed.username, password=parsed.password, database="postgres"
+        )
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{parsed.database}" WITH (FORCE)')
+        finally:
+            await admin.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--entries", type=int, default=1_000_000)
+    parser.add_argument("--members", type=int, default=200_000)
+    args = parser.parse_args()
+    result = asyncio.run(bench(args.entries, args.members))
+    print(f"loaded {args.entries:,} entries and {args.members:,} members in {result['load_s']} s")
+    print(f"{'export':<14} {'rows':>10} {'s':>7} {'rows/s':>9} {'MB':>7} {'peak RSS MB':>12}")
+    for r in result["exports"]:
+        print(
+            f"{r['export']:<14} {r['rows']:>10,} {r['seconds']:>7} {r['rows_per_s']:>9,} {r['mb']:>7} "
+            f"{r['peak_rss_mb']:>12}"
+        )
+    print(f"target >= {TARGET_ROWS_PER_S:,} rows/s")
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
