@@ -56,8 +56,11 @@ async def export(db, kind, fmt="csv", date_from=None, date_to=None) -> tuple[str
 
 async def created(db) -> list[str]:
     async with db.connect() as conn:
-        rows = await conn.execute(text("SELECT created_at FROM ledger_entries ORDER BY entry_id"))
-        return [r.created_at.isoformat() for r in rows]
+        # As the export writes times: ISO 8601 in UTC, as PostgreSQL writes them (no trailing
+        # zeros in the fraction of a second).
+        await conn.execute(text("SET TIME ZONE 'UTC'"))
+        rows = await conn.execute(text("SELECT to_json(created_at) #>> '{}' FROM ledger_entries ORDER BY entry_id"))
+        return list(rows.scalars())
 
 
 async def test_the_ledger_as_csv_row_by_row(db):
