@@ -65,7 +65,8 @@ def _csv_text(value: object) -> str:
 @dataclass(frozen=True)
 class Table:
     """One export: its columns, where they come from and the order of its rows. PostgreSQL
-    writes each line (CSV or JSON), so Python only passes the text on."""
+    formats the lines (all of a JSON line, a CSV line but its last field), so the client
+    mostly passes text on."""
 
     columns: tuple[Column, ...]
     source: str  # FROM ... WHERE ...: the rows, with $1 (start) and $2 (end) on the date filtered on
