@@ -69,6 +69,21 @@ def test_the_table_is_checked_naming_the_bad_key():
     )
 
 
+def test_tiers_on_the_amount_basis_take_the_base_currency_only():
+    amount_basis = (
+        '[tiers]\nbasis = "amount"\n\n[[tiers.levels]]\nname = "Member"\nthreshold = 0\n\n'
+        '[[rules]]\nid = "purchase"\non = "purchase"\neffect = { kind = "per_amount" }\n\n'
+    )
+
+    assert refused(amount_basis + TABLE) == (
+        "program.toml: currencies.accepted: tiers on the amount basis count each order's amount as sent; "
+        'with tiers.basis = "amount" accept the base currency only'
+    )
+    assert parse_program_text(amount_basis + '[currencies]\nbase = "CNY"\n', "program.toml").accepted_currencies == (
+        "CNY",
+    )
+
+
 def test_an_amount_converts_to_the_cent_rounding_half_up():
     usd = currencies.convert(PROGRAM, "USD", Decimal("100.00"))
     assert usd is not None

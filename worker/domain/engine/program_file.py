@@ -147,6 +147,12 @@ def _rule_language(data: dict[str, Any], origin: str, version: str | None) -> Pr
         },
         origin=origin,
     )
+    if rules.tiers.basis == "amount" and program.currencies is not None and program.currencies.accepted:
+        # The amount basis counts orders as sent (the figure the audit checks), not converted.
+        raise ProgramError(
+            f"{origin}: currencies.accepted: tiers on the amount basis count each order's amount as sent; "
+            'with tiers.basis = "amount" accept the base currency only'
+        )
     return with_rules(program, rules.model_copy(update={"version": version or file_version(program)}))
 
 
