@@ -79,3 +79,11 @@ async def test_export_to_stdout_to_a_file_and_with_a_progress_bar_on_a_terminal(
     assert b"members" in shown and b"100%" in shown
     assert shown.decode().strip().endswith(f"wrote 1 row to {tmp_path / 'members.csv'}")
     assert (tmp_path / "members.csv").read_text().splitlines()[1].startswith("M1,Regular,250,0,250,250,,,[],")
+
+
+def test_an_export_into_a_pipe_closed_early_stops_quietly(clean):  # noqa: F811
+    # The reader is gone before the first row is written: no traceback, SIGPIPE's status.
+    process = subprocess.Popen([LOYALTY, "export", "ledger"], env=clean, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process.stdout.close()
+    stderr = process.stderr.read()
+    assert (process.wait(timeout=120), stderr) == (141, b"")

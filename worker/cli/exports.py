@@ -28,6 +28,8 @@ def register(app: typer.Typer) -> None:
 FROM = typer.Option(None, "--from", help="First day (YYYY-MM-DD, program time zone), included.")
 TO = typer.Option(None, "--to", help="Last day, included.")
 FORMAT = typer.Option("csv", "--format", help="csv (default) or jsonl.")
+# 128 + SIGPIPE: what the shell reports for a process killed by a broken pipe.
+SIGPIPE_STATUS = 141
 OUT = typer.Option(None, "--out", help="Write to this file (replaced when the export is complete); default stdout.")
 
 
@@ -50,7 +52,15 @@ def _export(kind: str, date_from: str | None, date_to: str | None, fmt: str, out
     s = settings()
     window = exports.bounds(program(s).timezone, start, end)
     if out is None:
-        run(lambda engine: exports.export(engine, kind, fmt, sys.stdout, window), s)  # type: ignore[arg-type]
+        try:
+            run(lambda engine: exports.export(engine, kind, fmt, sys.stdout, window), s)  # type: ignore[arg-type]
+            sys.stdout.flush()
+        except BrokenPipeError:
+            # The reader went away (`loyalty export ledger | head`): stop quietly with the status
+            # a process killed by SIGPIPE has, as other command-line tools do, so that a pipeline
+            # under `set -o pipefail` still sees the export did not finish.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise SystemExit(SIGPIPE_STATUS) from None
         return
     target = Path(out)
     # Written beside the target and renamed onto it at the end: an export that fails half-way
