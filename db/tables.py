@@ -282,3 +282,22 @@ program_versions = Table(
     Column("published_at", TS, nullable=False),
     Column("published_by", Text, nullable=False),
 )
+
+# Coupon codes, pooled and issued (migration 0017_coupons; it also adds the rewards' kind,
+# codes, code_prefix and valid_days).
+coupons = Table(
+    "coupons",
+    metadata,
+    Column("code", Text, primary_key=True),
+    Column("reward_id", Text, nullable=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("status", Text, nullable=False),
+    Column("source", Text),
+    Column("event_id", Text),
+    Column("issued_at", TS),
+    Column("expires_on", Date),
+    Column("used_at", TS),
+    Column("used_by", Text),
+    Column("cancelled_at", TS),
+    Column("loaded_at", TS, nullable=False),
+)

@@ -100,9 +100,19 @@ def test_period_bounds_are_program_local():
 
 def test_example_catalog_loads():
     catalog = load_catalog(Path(__file__).parents[2] / "docs" / "rewards.example.toml", P)
-    assert [r.reward_id for r in catalog.reward] == ["tote-bag", "cobrand-tumbler", "flash-headphones-2026-12"]
+    assert [r.reward_id for r in catalog.reward] == [
+        "tote-bag",
+        "cobrand-tumbler",
+        "flash-headphones-2026-12",
+        "coffee-voucher",
+        "shop-50-off",
+    ]
     flash = catalog.reward[2]
     assert (flash.early_access.tier, flash.early_access.hours, flash.limit.period) == ("Diamond", 24, "day")
+    coffee, shop = catalog.reward[3:]
+    assert (coffee.kind, coffee.code_source, coffee.code_prefix, coffee.valid_days) == ("coupon", "pool", None, 30)
+    assert (shop.kind, shop.code_source, shop.code_prefix, shop.valid_days) == ("coupon", "generated", "SHOP50-", 14)
+    assert (catalog.reward[0].kind, catalog.reward[0].code_source) == ("item", None)
 
 
 @pytest.mark.parametrize(

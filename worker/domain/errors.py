@@ -64,3 +64,8 @@ class MemberMerged(LoyaltyError):
 class LinkContended(LoyaltyError):
     """Concurrent merges kept moving an identity's owner while a link tried to lock it; the
     message is retried like an outage."""
+
+
+class CouponRefused(LoyaltyError):
+    """A coupon codes file or load that cannot be honoured: a bad line, a reward that is not a
+    coupon with a pool. The message names the line or the reward; nothing was written."""

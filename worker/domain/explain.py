@@ -25,7 +25,10 @@ def describe_rule(rule: Mapping[str, Any]) -> str:
     if name == "refund":
         return f"refund {rule['amount']} of {rule['order_amount']} on {rule['order_id']}"
     if name == "redemption":
-        return f"{rule['quantity']} x {rule['reward_id']} at {rule['cost_points']}"
+        text = f"{rule['quantity']} x {rule['reward_id']} at {rule['cost_points']}"
+        for coupon in rule.get("coupons", ()):  # a coupon reward's codes, one per unit
+            text += f", coupon {coupon['code']} until {coupon['expires_on']}"
+        return text
     if name == "adjustment":  # an operator's: who and why (docs/operations.md)
         text = f"adjustment {rule.get('points', 0):+d} by {rule.get('by')}: {rule.get('reason')}"
         notes = [f"expires on {rule['expires_on']}"] if rule.get("expires_on") else []

@@ -3,7 +3,8 @@
 The catalog is a TOML file of ``[[reward]]`` tables that an operator edits; every error
 names the bad key (``reward.2.cost_points: ...``). `check_redemption` decides one
 redemption from plain values: the caller supplies the member's tier and points, how many
-of the reward the member already has in the limit's period, and the stock left.
+of the reward the member already has in the limit's period, the stock left, and for a
+coupon whose codes come from a pool, the codes left in it (worker/domain/coupons.py).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from zoneinfo import ZoneInfo
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
 
+from worker.domain.coupons import CODE_PREFIX_PATTERN, VALID_DAYS_MAX
 from worker.domain.errors import ProgramError
 from worker.domain.program import Program, describe_validation_error
 from worker.domain.toml_files import read_toml
@@ -32,7 +34,23 @@ OUT_OF_STOCK = "out_of_stock"
 LIMIT_REACHED = "limit_reached"
 NOT_AVAILABLE = "not_available"
 UNKNOWN_REWARD = "unknown_reward"
-REASONS = (NOT_ENOUGH_POINTS, TIER_TOO_LOW, OUT_OF_STOCK, LIMIT_REACHED, NOT_AVAILABLE, UNKNOWN_REWARD)
+NO_CODES_LEFT = "no_codes_left"
+REASONS = (
+    NOT_ENOUGH_POINTS,
+    TIER_TOO_LOW,
+    OUT_OF_STOCK,
+    LIMIT_REACHED,
+    NOT_AVAILABLE,
+    UNKNOWN_REWARD,
+    NO_CODES_LEFT,
+)
+
+# What a redemption hands over: an item, or a coupon (a code per unit, valid for valid_days).
+ITEM = "item"
+COUPON = "coupon"
+# Where a coupon's codes come from: a pool loaded by the operator, or made at redemption.
+POOL = "pool"
+GENERATED = "generated"
 
 Period = Literal["day", "month", "ever"]
 RewardId = Annotated[
@@ -78,6 +96,18 @@ class Reward(_Section):
     available_from: Instant | None = None
     available_until: Instant | None = None
     early_access: EarlyAccess | None = None
+    kind: Literal["item", "coupon"] = "item"
+    # A coupon's terms (checked in parse_catalog, naming the key): codes defaults to "pool".
+    codes: Literal["pool", "generated"] | None = None
+    code_prefix: Annotated[str, StringConstraints(pattern=CODE_PREFIX_PATTERN)] | None = None
+    valid_days: Annotated[int, Field(ge=1, le=VALID_DAYS_MAX, strict=True)] | None = None
+
+    @property
+    def code_source(self) -> str | None:
+        """Where the coupon's codes come from (None: not a coupon)."""
+        if self.kind != COUPON:
+            return None
+        return self.codes or POOL
 
     @model_validator(mode="after")
     def _window(self) -> Reward:
@@ -113,9 +143,26 @@ def parse_catalog(data: dict[str, Any], program: Program, origin: str = "rewards
             problems.append(
                 f"reward.{index}.early_access.tier: unknown tier {reward.early_access.tier!r} (tiers: {', '.join(tier_names)})"
             )
+        problems.extend(f"reward.{index}.{problem}" for problem in _coupon_problems(reward))
     if problems:
         raise ProgramError(f"{origin}: {'; '.join(problems)}")
     return catalog
+
+
+def _coupon_problems(reward: Reward) -> list[str]:
+    """A coupon needs valid_days; the coupon keys mean nothing on an item; a prefix needs generated codes."""
+    if reward.kind != COUPON:
+        return [
+            f'{key}: only a coupon reward (kind = "coupon") has {key}'
+            for key in ("codes", "code_prefix", "valid_days")
+            if getattr(reward, key) is not None
+        ]
+    problems = []
+    if reward.valid_days is None:
+        problems.append("valid_days: a coupon needs valid_days (the days its code may be used, from the day of issue)")
+    if reward.code_prefix is not None and reward.code_source != GENERATED:
+        problems.append('code_prefix: only generated codes (codes = "generated") have a prefix')
+    return problems
 
 
 def load_catalog(path: str | Path, program: Program) -> Catalog:
@@ -139,6 +186,7 @@ class RewardTerms:
     available_until: datetime | None = None
     early_access_tier: str | None = None
     early_access_hours: int | None = None
+    codes_left: int | None = None  # None: no pool (an item, or a coupon with generated codes)
 
 
 def _rank(program: Program, tier: str) -> int | None:
@@ -188,8 +236,9 @@ def check_redemption(
     """None when the member may redeem `quantity` of `reward` at `at`, else the reason.
 
     Checked in this order: unknown_reward, not_available (window, early access), tier_too_low,
-    limit_reached, out_of_stock, not_enough_points. `already_in_period` is how many units the
-    member holds of this reward in the limit's period (confirmed, not cancelled).
+    limit_reached, out_of_stock, no_codes_left, not_enough_points. `already_in_period` is how
+    many units the member holds of this reward in the limit's period (confirmed, not
+    cancelled); a coupon takes one code per unit.
     """
     if reward is None:
         return UNKNOWN_REWARD
@@ -203,6 +252,8 @@ def check_redemption(
         return LIMIT_REACHED
     if reward.stock_left is not None and reward.stock_left < quantity:
         return OUT_OF_STOCK
+    if reward.codes_left is not None and reward.codes_left < quantity:
+        return NO_CODES_LEFT
     if spendable_points < reward.cost_points * quantity:
         return NOT_ENOUGH_POINTS
     return None

@@ -18,6 +18,7 @@ TEXTS: Mapping[str, Mapping[str, str]] = {
         mall.LIMIT_REACHED: "You have reached the limit for this reward.",
         mall.OUT_OF_STOCK: "Out of stock.",
         mall.NOT_AVAILABLE: "Not available at the moment.",
+        mall.NO_CODES_LEFT: "No codes left.",
     },
     "zh-Hans": {
         mall.NOT_ENOUGH_POINTS: "还差 {points_short} 积分。",
@@ -25,6 +26,7 @@ TEXTS: Mapping[str, Mapping[str, str]] = {
         mall.LIMIT_REACHED: "您已达到该礼品的兑换上限。",
         mall.OUT_OF_STOCK: "已兑完。",
         mall.NOT_AVAILABLE: "暂不可兑换。",
+        mall.NO_CODES_LEFT: "券码已发完。",
     },
     "zh-Hant": {
         mall.NOT_ENOUGH_POINTS: "還差 {points_short} 積分。",
@@ -32,6 +34,7 @@ TEXTS: Mapping[str, Mapping[str, str]] = {
         mall.LIMIT_REACHED: "您已達到該禮品的兌換上限。",
         mall.OUT_OF_STOCK: "已兌完。",
         mall.NOT_AVAILABLE: "暫不可兌換。",
+        mall.NO_CODES_LEFT: "券碼已發完。",
     },
 }
 
