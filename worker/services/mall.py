@@ -4,50 +4,76 @@
 the member's row locked, inside the transaction that claims the event id, so a redelivered
 event changes nothing. A business rejection (not enough points, out of stock, ...) is a
 processed outcome: a `rejected` redemption row and a notification, no ledger entry. A
-redemption made at once, not queued, is `worker.services.redeem`, above the ledger.
+redemption made at once, not queued, is `worker.services.redeem`, above the ledger. A coupon
+reward issues one code per unit (worker/store/coupons.py writes them), and a redemption whose
+coupon a till has used cannot be cancelled.
 """
 
 from __future__ import annotations
 
+import secrets
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from worker.domain import mall
-from worker.domain.errors import ProgramError
+from worker.domain import coupons, mall
+from worker.domain.errors import InvariantViolation, ProgramError
 from worker.domain.events import RedemptionCancelEvent, RedemptionEvent
 from worker.domain.lots import Lot, take_earliest_expiring
 from worker.domain.program import Program
 from worker.domain.result import Result
 from worker.store import accounts
+from worker.store import coupons as coupon_store
 from worker.store.accounts import Account, Origin
 
 _UPSERT_REWARD = text(
     """
     INSERT INTO rewards AS r (reward_id, name, cost_points, min_tier, stock, limit_count, limit_period,
-                              available_from, available_until, early_access_tier, early_access_hours)
+                              available_from, available_until, early_access_tier, early_access_hours,
+                              kind, codes, code_prefix, valid_days)
     VALUES (:reward_id, :name, :cost_points, :min_tier, :stock, :limit_count, :limit_period,
-            :available_from, :available_until, :early_access_tier, :early_access_hours)
+            :available_from, :available_until, :early_access_tier, :early_access_hours,
+            :kind, :codes, :code_prefix, :valid_days)
     ON CONFLICT (reward_id) DO UPDATE SET
         name = EXCLUDED.name, cost_points = EXCLUDED.cost_points, min_tier = EXCLUDED.min_tier,
         stock = EXCLUDED.stock, limit_count = EXCLUDED.limit_count, limit_period = EXCLUDED.limit_period,
         available_from = EXCLUDED.available_from, available_until = EXCLUDED.available_until,
         early_access_tier = EXCLUDED.early_access_tier, early_access_hours = EXCLUDED.early_access_hours,
+        kind = EXCLUDED.kind, codes = EXCLUDED.codes, code_prefix = EXCLUDED.code_prefix,
+        valid_days = EXCLUDED.valid_days,
         loaded_at = now()
     WHERE (r.name, r.cost_points, r.min_tier, r.stock, r.limit_count, r.limit_period, r.available_from,
-           r.available_until, r.early_access_tier, r.early_access_hours)
+           r.available_until, r.early_access_tier, r.early_access_hours, r.kind, r.codes, r.code_prefix,
+           r.valid_days)
           IS DISTINCT FROM
           (EXCLUDED.name, EXCLUDED.cost_points, EXCLUDED.min_tier, EXCLUDED.stock, EXCLUDED.limit_count,
            EXCLUDED.limit_period, EXCLUDED.available_from, EXCLUDED.available_until,
-           EXCLUDED.early_access_tier, EXCLUDED.early_access_hours)
+           EXCLUDED.early_access_tier, EXCLUDED.early_access_hours, EXCLUDED.kind, EXCLUDED.codes,
+           EXCLUDED.code_prefix, EXCLUDED.valid_days)
     RETURNING (xmax = 0) AS inserted
     """
 )
 _REDEEMED_OF = text("SELECT reward_id, redeemed FROM rewards WHERE reward_id = ANY(:ids) FOR UPDATE")
-_LIST_REWARDS = text("SELECT * FROM rewards ORDER BY reward_id")
-_REWARD = text("SELECT * FROM rewards WHERE reward_id = :reward_id")
+# The codes left in a reward `w`'s pool, counted up to :codes_counted_max (a redemption needs
+# to know only whether its quantity is there; a pool may hold a million codes); NULL for a
+# reward without a pool.
+CODES_LEFT_SQL = f"""
+    CASE WHEN w.kind = '{mall.COUPON}' AND w.codes = '{mall.POOL}' THEN (
+        SELECT count(*) FROM (
+            SELECT 1 FROM coupons c WHERE c.reward_id = w.reward_id AND c.status = '{coupons.AVAILABLE}'
+            LIMIT :codes_counted_max
+        ) pool
+    ) END AS codes_left
+"""
+# Listing the catalog counts every pool in full: an operator's view, not a hot path.
+_LIST_COUNT_MAX = 2**62
+_LIST_REWARDS = text(f"SELECT w.*, {CODES_LEFT_SQL} FROM rewards w ORDER BY w.reward_id")
+_REWARD = text(f"SELECT w.*, {CODES_LEFT_SQL} FROM rewards w WHERE w.reward_id = :reward_id")
+# A fresh draw for a generated code that clashed with one already issued (never seen with 80
+# random bits); running out of draws means the generator is broken, not unlucky.
+GENERATED_DRAWS_MAX = 5
 # The guard against overselling: the row lock serialises concurrent redemptions of one
 # reward, and the WHERE is re-checked on the committed row, so stock never goes below zero.
 _TAKE_STOCK = text(
@@ -154,6 +180,10 @@ def _reward_params(reward: mall.Reward) -> dict[str, Any]:
         "available_until": reward.available_until,
         "early_access_tier": reward.early_access.tier if reward.early_access else None,
         "early_access_hours": reward.early_access.hours if reward.early_access else None,
+        "kind": reward.kind,
+        "codes": reward.code_source,
+        "code_prefix": reward.code_prefix,
+        "valid_days": reward.valid_days,
     }
 
 
@@ -163,7 +193,7 @@ def _iso(value: datetime | None) -> str | None:
 
 async def list_rewards(engine: AsyncEngine) -> list[dict[str, Any]]:
     async with engine.connect() as conn:
-        rows = (await conn.execute(_LIST_REWARDS)).mappings().all()
+        rows = (await conn.execute(_LIST_REWARDS, {"codes_counted_max": _LIST_COUNT_MAX})).mappings().all()
     return [
         {
             "reward_id": r["reward_id"],
@@ -178,6 +208,15 @@ async def list_rewards(engine: AsyncEngine) -> list[dict[str, Any]]:
             "available_until": _iso(r["available_until"]),
             "early_access": {"tier": r["early_access_tier"], "hours": r["early_access_hours"]}
             if r["early_access_tier"]
+            else None,
+            "kind": r["kind"],
+            "coupon": {
+                "codes": r["codes"],
+                "code_prefix": r["code_prefix"],
+                "valid_days": r["valid_days"],
+                "codes_left": r["codes_left"],
+            }
+            if r["kind"] == mall.COUPON
             else None,
         }
         for r in rows
@@ -197,6 +236,7 @@ def _terms(row) -> mall.RewardTerms:
         available_until=row["available_until"],
         early_access_tier=row["early_access_tier"],
         early_access_hours=row["early_access_hours"],
+        codes_left=row.get("codes_left"),
     )
 
 
@@ -209,7 +249,11 @@ async def redeem(
     """One redemption, under the member's lock: check, take stock, spend lots earliest-expiring first."""
     payload = event.payload
     quantity = payload.quantity
-    row = (await conn.execute(_REWARD, {"reward_id": payload.reward_id})).mappings().first()
+    row = (
+        (await conn.execute(_REWARD, {"reward_id": payload.reward_id, "codes_counted_max": quantity}))
+        .mappings()
+        .first()
+    )
     terms = _terms(row) if row is not None else None
     at = origin.occurred_at
     lots = [
@@ -234,6 +278,12 @@ async def redeem(
         took = (await conn.execute(_TAKE_STOCK, {"reward_id": payload.reward_id, "quantity": quantity})).first()
         if took is None:
             reason = mall.OUT_OF_STOCK
+    issued: list[dict[str, str]] = []
+    if reason is None and row["kind"] == mall.COUPON:
+        issued = await _issue_coupons(conn, program, row, origin, quantity)
+        if not issued:  # the pool ran dry since it was counted: nothing was taken, stock goes back
+            await conn.execute(_RETURN_STOCK, {"reward_id": payload.reward_id, "quantity": quantity})
+            reason = mall.NO_CODES_LEFT
     record = {
         "source": origin.source,
         "event_id": origin.event_id,
@@ -255,7 +305,14 @@ async def redeem(
 
     points = terms.cost_points * quantity
     takes = take_earliest_expiring(lots, points)
-    rule = {"rule": "redemption", "reward_id": terms.reward_id, "quantity": quantity, "cost_points": terms.cost_points}
+    rule: dict[str, Any] = {
+        "rule": "redemption",
+        "reward_id": terms.reward_id,
+        "quantity": quantity,
+        "cost_points": terms.cost_points,
+    }
+    if issued:  # the member's history shows the codes with the entry that paid for them
+        rule["coupons"] = issued
     entry_id = await accounts.move_points(conn, account, origin, "redeem", takes, [rule])
     await conn.execute(
         _RECORD, {**record, "points": points, "status": "confirmed", "reason": None, "entry_id": entry_id}
@@ -273,8 +330,41 @@ async def redeem(
         "applied",
         account.member_id,
         points=-points,
-        detail={"redemption": "confirmed", "reward_id": terms.reward_id, "entry_id": entry_id},
+        detail={
+            "redemption": "confirmed",
+            "reward_id": terms.reward_id,
+            "entry_id": entry_id,
+            **({"coupons": issued} if issued else {}),
+        },
     )
+
+
+async def _issue_coupons(conn: AsyncConnection, program: Program, reward, origin: Origin, quantity: int) -> list[dict]:
+    """One code per unit for the redemption, from the pool (first loaded, first issued) or
+    generated; empty when the pool has fewer than `quantity` left (then nothing is taken)."""
+    at = origin.occurred_at
+    last_day = coupons.expires_on(at, program.zone, reward["valid_days"])
+    issue = {"source": origin.source, "event_id": origin.event_id, "issued_at": at, "expires_on": last_day}
+    if reward["codes"] == mall.POOL:
+        codes = await coupon_store.take_from_pool(conn, reward["reward_id"], quantity, **issue)
+    else:
+        codes = []
+        for _ in range(GENERATED_DRAWS_MAX):
+            drawn = [
+                coupons.generated_code(reward["code_prefix"], secrets.token_bytes(coupons.GENERATED_CODE_BYTES))
+                for _ in range(quantity - len(codes))
+            ]
+            inserted = await coupon_store.insert_issued(conn, reward["reward_id"], drawn, **issue)
+            codes += [code for code in drawn if code in inserted]
+            if len(codes) == quantity:
+                break
+        else:
+            raise InvariantViolation(f"{GENERATED_DRAWS_MAX} draws of generated codes clashed with issued ones")
+    return [{"code": code, "expires_on": last_day.isoformat()} for code in codes]
+
+
+# The outcome note of a cancellation refused because a till used the redemption's coupon.
+COUPON_USED = "redemption_cancel.coupon_used"
 
 
 async def cancel(
@@ -295,6 +385,21 @@ async def cancel(
         return Result("applied", account.member_id, note="redemption_cancel.unknown_redemption")
     if found["status"] != "confirmed":
         return Result("applied", account.member_id, note=f"redemption_cancel.redemption_{found['status']}")
+    # Locked until commit: a till cannot use a coupon while its redemption is being cancelled.
+    issued = await coupon_store.lock_of_redemption(conn, found["source"], target)
+    used = [c for c in issued if c.status == coupons.USED]
+    if used:
+        return Result(
+            "applied",
+            account.member_id,
+            note=COUPON_USED,
+            detail={
+                "redemption": "confirmed",
+                "reason": f"coupon {used[0].code} was used at {used[0].used_at.isoformat()}; "
+                "the redemption of a used coupon cannot be cancelled",
+                "coupons_used": [c.code for c in used],
+            },
+        )
 
     at = origin.occurred_at
     taken = (await conn.execute(_TAKES_OF, {"entry_id": found["entry_id"]})).all()
@@ -308,6 +413,8 @@ async def cancel(
         "points_restored": restored,
         "points_expired": found["points"] - restored,
     }
+    if issued:  # the codes die with the redemption; the restore entry names them
+        detail["coupons_cancelled"] = [c.code for c in issued]
     # A negative take puts points back into the lot; lot_takes keeps both directions.
     await accounts.move_points(
         conn, account, origin, "restore", [(lot_id, -points) for lot_id, points in back], [detail]
@@ -324,6 +431,9 @@ async def cancel(
             "event_id": target,
         },
     )
+    if issued:
+        cancelled = await coupon_store.cancel_of_redemption(conn, found["source"], target, at)
+        assert sorted(cancelled) == sorted(detail["coupons_cancelled"]), (cancelled, detail["coupons_cancelled"])
     accounts.notify(
         account, "redemption_cancelled", origin, reward_name=found["reward_name"] or found["reward_id"], points=restored
     )

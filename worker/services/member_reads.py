@@ -12,7 +12,7 @@ from worker.domain import mall, reward_locks
 from worker.domain.program import Program
 from worker.services import holds
 from worker.services.holds import DUE_SQL
-from worker.services.mall import _terms
+from worker.services.mall import CODES_LEFT_SQL, _terms
 from worker.services.members import FLOOR_RECORD_JOIN, entry_view, view_from_row
 
 # Points the member app warns about: those expiring within this window.
@@ -54,7 +54,8 @@ _PROCESSED = text(
     "SELECT status, result, processed_at FROM processed_events WHERE source = :source AND event_id = :event_id"
 )
 _HAS_ENTRY = text("SELECT 1 FROM ledger_entries WHERE entry_id = :before AND member_id = :member_id")
-_REWARDS = text("SELECT * FROM rewards ORDER BY cost_points, reward_id")
+# A coupon whose pool is empty is locked: one code left is all the listing needs to know.
+_REWARDS = text(f"SELECT w.*, {CODES_LEFT_SQL} FROM rewards w ORDER BY w.cost_points, w.reward_id")
 _SPENDABLE = text(
     """
     SELECT coalesce(sum(remaining), 0) FROM lots
@@ -141,7 +142,7 @@ async def rewards_for_member(engine: AsyncEngine, program: Program, member: dict
     """Every reward with `eligible`, or the lock's code and text in the member's language."""
     member_id = member["member_id"]
     async with engine.connect() as conn:
-        rewards = (await conn.execute(_REWARDS)).mappings().all()
+        rewards = (await conn.execute(_REWARDS, {"codes_counted_max": 1})).mappings().all()
         lots_spendable = (await conn.execute(_SPENDABLE, {"member_id": member_id, "now": now})).scalar_one()
         limited = [r["reward_id"] for r in rewards if r["limit_period"] is not None]
         held = (await conn.execute(_IN_PERIODS, {"member_id": member_id, "ids": limited})).all() if limited else []
@@ -172,6 +173,7 @@ async def rewards_for_member(engine: AsyncEngine, program: Program, member: dict
             "cost_points": terms.cost_points,
             "min_tier": terms.min_tier,
             "stock_left": terms.stock_left,
+            "kind": row["kind"],
             "eligible": reason is None,
             "locked": None,
         }

@@ -33,6 +33,8 @@ _REDEMPTION_OUTCOME = text(
     WHERE r.source = :source AND r.event_id = :event_id
     """
 )
+# The codes a coupon redemption issued, one per unit (none for an item).
+_COUPONS_OF = text("SELECT code, expires_on FROM coupons WHERE source = :source AND event_id = :event_id ORDER BY seq")
 
 
 async def redeem_now(
@@ -82,6 +84,7 @@ async def redeem_now(
         balance = (
             await conn.execute(text("SELECT available_points FROM members WHERE member_id = :m"), {"m": member_id})
         ).scalar()
+        issued = (await conn.execute(_COUPONS_OF, {"source": source, "event_id": event.event_id})).all()
     if result.status == "conflict" or row is None:
         return {
             "status": "conflict",
@@ -106,4 +109,5 @@ async def redeem_now(
         if row["reason"]
         else None,
         "available_points": balance,
+        "coupons": [{"code": c.code, "expires_on": c.expires_on.isoformat()} for c in issued],
     }
