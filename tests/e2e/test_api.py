@@ -135,6 +135,8 @@ def test_health_ready_openapi_and_docs(api):
         "/v1/holds/{hold_id}/capture",
         "/v1/holds/{hold_id}/void",
         "/v1/members/{member_id}/redemptions",
+        "/v1/coupons/{code}",
+        "/v1/coupons/{code}/use",
     }
     docs = httpx.get(f"{api}/docs")
     assert docs.status_code == 200 and "swagger" in docs.text.lower()
@@ -153,7 +155,8 @@ def test_keys_are_shown_once_stored_hashed_and_checked(api, clean):  # noqa: F81
         duplicate.stderr.strip() == "error: --name: a key named 'app-1' already exists (revoked keys keep their name)"
     )
     assert bad_scope.stderr.strip() == (
-        "error: --scopes: unknown value 'members:write' (one of events:write, members:read, points:spend, rewards:redeem, points:adjust)"
+        "error: --scopes: unknown value 'members:write' (one of events:write, members:read, points:spend, "
+        "rewards:redeem, points:adjust, coupons:read, coupons:use)"
     )
     rows = json.loads(listed.stdout)
     assert [(r["name"], r["scopes"], r["sources"], r["revoked_at"]) for r in rows] == [
@@ -696,6 +699,7 @@ def test_a_retried_redemption_returns_the_first_outcome(api, clean, tmp_path):  
         "points": 500,
         "reason": None,
         "available_points": 600,
+        "coupons": [],
     }
     assert (retry.status_code, retry.json()) == (201, first.json())
     assert (reused.status_code, reused.json()["error"]) == (422, "idempotency_key_reused")

@@ -359,6 +359,7 @@ async def post_redemption(
                 "points",
                 "reason",
                 "available_points",
+                "coupons",
             )
         }
         if outcome["status"] == "confirmed":

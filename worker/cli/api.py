@@ -60,7 +60,8 @@ def key_create(
     scopes: str = typer.Option(
         ...,
         "--scopes",
-        help="Comma-separated: events:write, members:read, points:spend, rewards:redeem, points:adjust.",
+        help="Comma-separated: events:write, members:read, points:spend, rewards:redeem, points:adjust, "
+        "coupons:read, coupons:use.",
     ),
     sources: str | None = typer.Option(
         None, "--sources", help="Comma-separated event sources the key may send (default: any)."

@@ -11,7 +11,15 @@ from datetime import datetime
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-SCOPES = ("events:write", "members:read", "points:spend", "rewards:redeem", "points:adjust")
+SCOPES = (
+    "events:write",
+    "members:read",
+    "points:spend",
+    "rewards:redeem",
+    "points:adjust",
+    "coupons:read",
+    "coupons:use",
+)
 # Keys are 32 random bytes: a fast hash is enough, there is nothing to brute-force.
 KEY_PREFIX = "lk_"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
