@@ -16,7 +16,7 @@ from worker.domain.coupons import CodeFile, parse_codes
 from worker.domain.errors import CouponRefused
 from worker.domain.mall import parse_catalog
 from worker.domain.program import DEFAULT_PROGRAM as P
-from worker.services import coupons, intake, mall, members, redeem
+from worker.services import coupons, intake, mall, member_reads, members, redeem
 from worker.services.audit import audit_all
 
 COFFEE = {"reward_id": "coffee", "name": "Coffee", "cost_points": 300, "min_tier": "Regular"}
@@ -207,6 +207,11 @@ async def test_an_empty_pool_refuses_and_takes_no_points(db):
     ]
     assert await rows(db, "SELECT params FROM notifications WHERE kind = 'redemption_rejected' LIMIT 1") == [
         ({"reward_name": "Coffee", "reason": "no_codes_left"},)
+    ]
+    # The member app shows the reward locked.
+    seen = await member_reads.rewards_for_member(db, P, await members.member_view(db, P, "M2"), now=NOW)
+    assert [(r["reward_id"], r["kind"], r["locked"]) for r in seen] == [
+        ("coffee", "coupon", {"reason": "no_codes_left", "text": "No codes left."})
     ]
     await assert_clean(db)
 
