@@ -135,6 +135,7 @@ def test_health_ready_openapi_and_docs(api):
         "/v1/holds/{hold_id}/capture",
         "/v1/holds/{hold_id}/void",
         "/v1/members/{member_id}/redemptions",
+        "/v1/members/{member_id}/adjustments",
         "/v1/coupons/{code}",
         "/v1/coupons/{code}/use",
     }
