@@ -74,6 +74,12 @@ def activity(member_id: str, kind: str, occurred_at: str, attributes: dict | Non
     return built
 
 
+def member_update(member_id: str, **kw: Any) -> dict:
+    """A member_update: any of labels, birthday, locale (left out: unchanged)."""
+    payload = {k: kw.pop(k) for k in ("labels", "birthday", "locale") if k in kw}
+    return event("member_update", member_id, source=kw.pop("source", "cli"), **kw, **payload)
+
+
 def with_tiers(program: Program, **settings: Any) -> Program:
     """`program` with its engine's `[tiers]` settings changed (basis, downgrade, review_*), validated."""
     rules = rules_of(program)

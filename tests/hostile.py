@@ -75,7 +75,7 @@ CASES: list[tuple[str, str]] = [
     (json.dumps(_purchase(19, member_id="M\n1\x1b[2J")), f"member_id: {ID_RULE}"),
     (
         json.dumps(_purchase(20, type="purchase_v2")),
-        "type: must be one of purchase, refund, review, referral, check_in, signup, activity, redemption, redemption_cancel, identity_link",
+        "type: must be one of purchase, refund, review, referral, check_in, signup, activity, redemption, redemption_cancel, identity_link, adjustment, member_update",
     ),
     (json.dumps(_without(21, "type")), "type: is required"),
     (json.dumps([_purchase(22)]), "event: must be a JSON object, got list"),

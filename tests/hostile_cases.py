@@ -101,6 +101,6 @@ CASES: list[tuple[str, str, str]] = [
     (
         "unknown event type",
         json.dumps(good("bad-type", type="gift")),
-        "type: must be one of purchase, refund, review, referral, check_in, signup, activity, redemption, redemption_cancel, identity_link",
+        "type: must be one of purchase, refund, review, referral, check_in, signup, activity, redemption, redemption_cancel, identity_link, adjustment, member_update",
     ),
 ]

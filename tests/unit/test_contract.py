@@ -78,7 +78,7 @@ def test_a_valid_purchase_parses_with_decimal_amounts():
         (edited("color", "red"), "color: is not a known field"),
         (
             edited("type", "teleport"),
-            "type: must be one of purchase, refund, review, referral, check_in, signup, activity, redemption, redemption_cancel, identity_link, adjustment",
+            "type: must be one of purchase, refund, review, referral, check_in, signup, activity, redemption, redemption_cancel, identity_link, adjustment, member_update",
         ),
         (edited("type", delete=True), "type: is required"),
         (edited("payload.amount", "-1.00"), "payload.amount: must be greater than 0"),

@@ -47,7 +47,13 @@ def fresh(member_id: str = MEMBER) -> MemberState:
         tier="Regular",
         qualifying=0,
         qualifying_amount=Decimal(0),
-        profile={"birthday": None, "locale": None, "signed_up_at": None, "first_purchase_at": None},
+        profile={
+            "birthday": None,
+            "locale": None,
+            "signed_up_at": None,
+            "first_purchase_at": None,
+            "labels": frozenset(),
+        },
         rule_state={},
     )
 
@@ -494,6 +500,7 @@ def test_every_event_type_the_ledger_decides_has_one_decider():
         "referral_referee",
         "birthday_gift",
         "adjustment",
+        "member_update",
     }
     assert DECIDERS["check_in"] is DECIDERS["activity"] is deciders.by_rules
 
@@ -510,6 +517,7 @@ def test_decide_dispatches_by_the_event_type():
         RefereeBonus(MEMBER, "M3", "app", "rf9", datetime(2026, 11, 2, tzinfo=UTC)),
         BirthdayGift(MEMBER, 2026, datetime(2026, 11, 2, tzinfo=UTC)),
         parse_event(f.event("adjustment", MEMBER, at(5), event_id="adj1", points=50, reason="goodwill", by="ops")),
+        parse_event(f.member_update(MEMBER, labels=["vip"], event_id="mu1")),
     ]
     assert sorted({e.type for e in events}) == sorted(DECIDERS)
     by_decide, by_hand = fresh(), fresh()

@@ -201,6 +201,20 @@ def signup(state: MemberState, origin: Origin, event: Any, program: Program, fac
     return _booked(state, origin, evaluate_for(program, state, origin, event.payload.model_dump()))
 
 
+def member_update(state: MemberState, origin: Origin, event: Any, program: Program, facts: Facts) -> Decision:
+    """The member's labels (the whole set), birthday or locale from now on; nothing earns.
+    Replayed in occurrence order like every decided event, so the events after it (and only
+    those) are decided with the labels it sets, in whatever order the events arrived."""
+    payload = event.payload
+    if payload.labels is not None:
+        state.profile["labels"] = frozenset(payload.labels)
+    if payload.birthday is not None:
+        state.profile["birthday"] = payload.birthday
+    if payload.locale is not None:
+        state.profile["locale"] = payload.locale
+    return Decision(Outcome("applied"))
+
+
 def by_rules(state: MemberState, origin: Origin, event: Any, program: Program, facts: Facts) -> Decision:
     """An event that earns by the program's rules alone (check-ins, activities)."""
     return _booked(state, origin, evaluate_for(program, state, origin, event.payload.model_dump()))
@@ -359,6 +373,7 @@ DECIDERS: dict[str, Decider] = {
     "referral_referee": referral_referee,
     "birthday_gift": birthday_gift,
     "adjustment": adjustment,
+    "member_update": member_update,
 }
 
 

@@ -98,6 +98,8 @@ class MemberState:
     tier: str
     qualifying: int
     qualifying_amount: Decimal
+    # birthday, locale, signed_up_at, first_purchase_at, and labels (a frozenset of the
+    # member's segment labels, set by member_update events).
     profile: dict[str, Any]
     rule_state: dict[str, Any]
     # Purchases the member made (orders with an amount), for `nth_purchase` rules.

@@ -61,6 +61,7 @@ def member_snapshot(account: Any, purchase_count: int) -> engine.Member:
     return engine.Member(
         tier=account.tier,
         qualifying=account.qualifying,
+        labels=frozenset(account.profile.get("labels") or ()),
         birthday=account.profile["birthday"],
         purchase_count=purchase_count,
         state=account.rule_state,
