@@ -91,7 +91,13 @@ def replay(
         tier=program.tiers[0].name,
         qualifying=0,
         qualifying_amount=Decimal(0),
-        profile={"birthday": None, "locale": None, "signed_up_at": None, "first_purchase_at": None},
+        profile={
+            "birthday": None,
+            "locale": None,
+            "signed_up_at": None,
+            "first_purchase_at": None,
+            "labels": frozenset(),
+        },
         rule_state={},
     )
     points: dict[EventKey, dict[str, int]] = {}

@@ -56,7 +56,9 @@ _PURCHASE_COUNTS = """
 
 # Event types whose handlers write only what staged.py holds (a purchase only when no refund
 # or review waits for its order); a member with any other event in the group goes unstaged.
-STAGED_TYPES = frozenset({"purchase", "check_in", "signup", "activity", "referral_referee", "birthday_gift"})
+STAGED_TYPES = frozenset(
+    {"purchase", "check_in", "signup", "activity", "referral_referee", "birthday_gift", "member_update"}
+)
 
 
 @dataclass

@@ -77,8 +77,8 @@ _IN_FORCE = text(
     ) AS t
     """
 )
-# The tiers members hold, by a loose scan of the members_tier index: one probe per distinct
-# tier, however many members there are.
+# The tiers members hold, by a loose scan of the members_tier_member_id index: one probe per
+# distinct tier, however many members there are.
 _HELD_TIERS = text(
     """
     WITH RECURSIVE held(tier) AS (

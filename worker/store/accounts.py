@@ -14,7 +14,7 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import BigInteger, bindparam, text
+from sqlalchemy import BigInteger, Text, bindparam, text
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -84,12 +84,12 @@ _WRITE_MEMBER = text(
         qualifying_points = :qualifying_points, lifetime_points = :lifetime_points,
         qualifying_amount = :qualifying_amount, tier_floor = :tier_floor, tier_floor_ends_on = :tier_floor_ends_on,
         birthday = :birthday, locale = :locale, signed_up_at = :signed_up_at,
-        first_purchase_at = :first_purchase_at, rule_state = :rule_state,
+        first_purchase_at = :first_purchase_at, labels = :labels, rule_state = :rule_state,
         latest_event_at = :latest_event_at, latest_event_source = :latest_event_source,
         latest_event_id = :latest_event_id, updated_at = now()
     WHERE member_id = :member_id
     """
-).bindparams(bindparam("rule_state", type_=JSONB))
+).bindparams(bindparam("rule_state", type_=JSONB), bindparam("labels", type_=ARRAY(Text)))
 
 # The balance row and the outbox rows in one round trip (notification ids keep list order).
 _OUTBOX_PART = """
@@ -123,7 +123,9 @@ def _member_write(notifications: bool, record: bool):
     parts = [part for part, wanted in ((_OUTBOX_PART, notifications), (_RECORD_PART, record)) if wanted]
     if not parts:
         return _WRITE_MEMBER
-    statement = text("WITH" + ",".join(parts) + _WRITE_MEMBER.text).bindparams(bindparam("rule_state", type_=JSONB))
+    statement = text("WITH" + ",".join(parts) + _WRITE_MEMBER.text).bindparams(
+        bindparam("rule_state", type_=JSONB), bindparam("labels", type_=ARRAY(Text))
+    )
     if notifications:
         statement = statement.bindparams(bindparam("notifications", type_=JSONB))
     if record:
@@ -254,7 +256,10 @@ def account_from_row(member_id: str, row: Any) -> Account:
         pending=row["pending_points"],
         qualifying=row["qualifying_points"],
         lifetime=row["lifetime_points"],
-        profile={k: row[k] for k in ("birthday", "locale", "signed_up_at", "first_purchase_at")},
+        profile={
+            **{k: row[k] for k in ("birthday", "locale", "signed_up_at", "first_purchase_at")},
+            "labels": frozenset(row["labels"]),
+        },
         rule_state=validate_state(row["rule_state"]),
         baseline=row["qualifying_baseline"],
         latest=(row["latest_event_at"], row["latest_event_source"], row["latest_event_id"])
@@ -498,6 +503,7 @@ async def _write_back(conn: AsyncConnection, account: Account, record: dict | No
         "locale": account.profile["locale"],
         "signed_up_at": account.profile["signed_up_at"],
         "first_purchase_at": account.profile["first_purchase_at"],
+        "labels": sorted(account.profile["labels"]),
         # Checked again on the way out: what the engine wrote must read back next time.
         "rule_state": validate_state(account.rule_state),
         "latest_event_at": account.latest[0] if account.latest else None,

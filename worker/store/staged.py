@@ -74,12 +74,13 @@ UPDATE members AS m SET
     lifetime_points = u.lifetime, qualifying_amount = u.amount, tier_floor = u.floor,
     tier_floor_ends_on = u.floor_ends_on, birthday = u.birthday, locale = u.locale, signed_up_at = u.signed_up_at,
     first_purchase_at = u.first_purchase_at, rule_state = u.rule_state::jsonb, latest_event_at = u.latest_at,
-    latest_event_source = u.latest_source, latest_event_id = u.latest_id, updated_at = now()
+    latest_event_source = u.latest_source, latest_event_id = u.latest_id,
+    labels = ARRAY(SELECT jsonb_array_elements_text(u.labels::jsonb)), updated_at = now()
 FROM unnest($38::text[], $39::text[], $40::bigint[], $41::bigint[], $42::bigint[], $43::bigint[], $44::numeric[],
             $45::text[], $46::date[], $47::date[], $48::text[], $49::timestamptz[], $50::timestamptz[], $51::text[],
-            $52::timestamptz[], $53::text[], $54::text[])
+            $52::timestamptz[], $53::text[], $54::text[], $56::text[])
      AS u(member_id, tier, available, pending, qualifying, lifetime, amount, floor, floor_ends_on, birthday, locale,
-          signed_up_at, first_purchase_at, rule_state, latest_at, latest_source, latest_id)
+          signed_up_at, first_purchase_at, rule_state, latest_at, latest_source, latest_id, labels)
 WHERE m.member_id = u.member_id
 """
 
@@ -101,6 +102,8 @@ _MEMBER_COLUMNS = (
     "latest_event_at",
     "latest_event_source",
     "latest_event_id",
+    # A JSON array per member (an array of arrays cannot be unnested row by row); added last.
+    "labels",
 )
 
 
@@ -201,7 +204,7 @@ class Staged:
         """Stage the balance row (the last one per member is written), its outbox rows and the
         event's outcome, as `accounts.close` writes them in one statement."""
         self._members[row["member_id"]] = tuple(
-            json_text(row[k]) if k == "rule_state" else row[k] for k in _MEMBER_COLUMNS
+            json_text(row[k]) if k in ("rule_state", "labels") else row[k] for k in _MEMBER_COLUMNS
         )
         for note in notifications:
             self._notifications.append(
@@ -245,8 +248,9 @@ class Staged:
             *_columns(self._tier_changes, range(7)),
             *_columns(self._notifications, range(6)),
             *_columns(list(self._outcomes.values()), range(4)),
-            *_columns(list(self._members.values()), range(len(_MEMBER_COLUMNS))),
-            *_columns(list(self._orders.values()), range(7, 8)),  # the order's bonus_points, added last
+            *_columns(list(self._members.values()), range(len(_MEMBER_COLUMNS) - 1)),
+            *_columns(list(self._orders.values()), range(7, 8)),  # the order's bonus_points, added later
+            *_columns(list(self._members.values()), range(len(_MEMBER_COLUMNS) - 1, len(_MEMBER_COLUMNS))),  # labels
         ]
         driver = await self._driver()
         self.statements += 1
