@@ -152,7 +152,7 @@ def create_app(
             broker.close()
             await engine.dispose()
 
-    from worker.api import adjustments, coupons, docs, errors, routes
+    from worker.api import adjustments, coupons, docs, errors, routes, segments
     from worker.api.limits import AccessLog, BodyLimit
 
     app = FastAPI(
@@ -169,6 +169,7 @@ def create_app(
     app.include_router(routes.router)
     app.include_router(adjustments.router)
     app.include_router(coupons.router)
+    app.include_router(segments.router)
     limit = (api_settings or ApiSettings.from_env()).body_bytes_max
     # Outermost last: the access log sees the status `Unexpected` answers with, and `Unexpected`
     # is outside BodyLimit, which answers its own 413.

@@ -1,4 +1,4 @@
-"""member show / history / set-tier / tier-history / adjust, notifications list."""
+"""member show / history / set-tier / tier-history / adjust / label / list, notifications list."""
 
 from __future__ import annotations
 
@@ -37,6 +37,16 @@ def register(app: typer.Typer) -> None:
         member_unlink
     )
     member_app.command("adjust", help=adjustments.HELP, context_settings=adjustments.CONTEXT)(adjustments.member_adjust)
+    member_app.command(
+        "label",
+        help="Add and remove the member's segment labels (a member_update event from source cli, applied at once); "
+        "exit 1 for an unknown member, 2 for a label out of form.",
+    )(member_label)
+    member_app.command(
+        "list",
+        help="Members by member id, of a tier and/or with a label (erased and merged-away members left out); "
+        "one page, the next with --cursor.",
+    )(member_list)
     notifications_app = typer.Typer(help="The notification outbox.")
     app.add_typer(notifications_app, name="notifications")
     notifications_app.command("list", help="Outbox rows with kind, status and the rendered text.")(notifications_list)
@@ -320,3 +330,70 @@ def member_unlink(
         "a merge is not undone automatically: the members' events and lots are one history now; an operator "
         "adjusts by hand (docs/identities.md)"
     )
+
+
+def member_label(
+    member_id: str = typer.Argument(..., help="The member id, or an identity as KIND:VALUE."),
+    add: list[str] = typer.Option([], "--add", help="A label to add (repeatable), e.g. vip."),
+    remove: list[str] = typer.Option([], "--remove", help="A label to remove (repeatable)."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable JSON on standard output."),
+) -> None:
+    from worker import logs
+    from worker.domain.errors import UnknownMember
+    from worker.domain.labels import LabelError
+    from worker.runtime import utc_now
+    from worker.services.segments import set_labels
+
+    logs.configure()  # to standard error: standard output is the command's answer
+    if not add and not remove:
+        fail("give --add LABEL or --remove LABEL (each repeatable)")
+    s = settings()
+    programs = timeline(s)
+    member_id = _member_named(member_id, s)
+    now = utc_now()
+    try:
+        done = run(
+            lambda engine: set_labels(
+                engine, programs, member_id, now=now, source="cli", add=tuple(add), remove=tuple(remove)
+            ),
+            s,
+        )
+    except LabelError as error:
+        fail(str(error))
+    except UnknownMember as error:
+        fail(str(error), code=1)
+    if as_json:
+        emit_json(done.as_json())
+        return
+    typer.echo(f"member {done.member_id}: labels {', '.join(done.labels) if done.labels else '(none)'}")
+
+
+def member_list(
+    tier: str | None = typer.Option(None, "--tier", help="Only members of this tier."),
+    label: str | None = typer.Option(None, "--label", help="Only members with this label."),
+    limit: int = typer.Option(100, "--limit", help="At most this many members (1-500)."),
+    cursor: str | None = typer.Option(None, "--cursor", help="The next_cursor of the previous page."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable JSON on standard output."),
+) -> None:
+    from worker.domain.labels import LabelError
+    from worker.services.segments import LIST_PAGE_MAX, list_members
+
+    if not 1 <= limit <= LIST_PAGE_MAX:
+        fail(f"--limit: must be from 1 to {LIST_PAGE_MAX}")
+    s = settings()
+    prog = program(s)
+    tiers = [t.name for t in prog.tiers]
+    if tier is not None and tier not in tiers:
+        fail(f"--tier: {tier!r} is not a tier of the program ({', '.join(tiers)})")
+    try:
+        page = run(lambda engine: list_members(engine, tier=tier, label=label, cursor=cursor, limit=limit), s)
+    except LabelError as error:
+        fail(f"--{error}")
+    if as_json:
+        emit_json(page)
+        return
+    for m in page["members"]:
+        labels = ",".join(m["labels"]) or "-"
+        typer.echo(f"{m['member_id']}  {m['tier']:<10} {m['available_points']:>9} points  {labels}")
+    if page["next_cursor"] is not None:
+        typer.echo(f"more: loyalty member list ... --cursor {page['next_cursor']}", err=True)

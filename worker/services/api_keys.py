@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 SCOPES = (
     "events:write",
     "members:read",
+    "members:write",
     "points:spend",
     "rewards:redeem",
     "points:adjust",

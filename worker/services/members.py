@@ -92,6 +92,7 @@ def view_from_row(program: Program, row, *, now: datetime) -> dict[str, Any]:
         "amount_to_next_tier": str(missing) if on_amount and missing is not None else None,
         "birthday": _iso(row["birthday"]),
         "locale": row["locale"],
+        "labels": sorted(row["labels"]),
         "enrolled_at": _iso(row["enrolled_at"]),
         "missions": rules_engine.open_missions(rules, row["rule_state"], now),
     }
