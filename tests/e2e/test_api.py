@@ -147,7 +147,7 @@ def test_keys_are_shown_once_stored_hashed_and_checked(api, clean):  # noqa: F81
     created = loyalty(clean, "api-key", "create", "--name", "app-1", "--scopes", "members:read", "--json")
     key = json.loads(created.stdout)["key"]
     duplicate = loyalty(clean, "api-key", "create", "--name", "app-1", "--scopes", "members:read")
-    bad_scope = loyalty(clean, "api-key", "create", "--name", "app-2", "--scopes", "members:write")
+    bad_scope = loyalty(clean, "api-key", "create", "--name", "app-2", "--scopes", "members:delete")
     listed = loyalty(clean, "api-key", "list", "--json")
 
     assert created.returncode == 0 and key.startswith("lk_") and len(key) > 40
@@ -156,8 +156,8 @@ def test_keys_are_shown_once_stored_hashed_and_checked(api, clean):  # noqa: F81
         duplicate.stderr.strip() == "error: --name: a key named 'app-1' already exists (revoked keys keep their name)"
     )
     assert bad_scope.stderr.strip() == (
-        "error: --scopes: unknown value 'members:write' (one of events:write, members:read, points:spend, "
-        "rewards:redeem, points:adjust, coupons:read, coupons:use)"
+        "error: --scopes: unknown value 'members:delete' (one of events:write, members:read, members:write, "
+        "points:spend, rewards:redeem, points:adjust, coupons:read, coupons:use)"
     )
     rows = json.loads(listed.stdout)
     assert [(r["name"], r["scopes"], r["sources"], r["revoked_at"]) for r in rows] == [

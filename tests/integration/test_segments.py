@@ -8,7 +8,7 @@ from __future__ import annotations
 import itertools
 import re
 import tomllib
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -47,7 +47,7 @@ def documented_staff_rule() -> str:
     """The `staff_earn_nothing` rule exactly as docs/rules.md shows it."""
     doc = (ROOT / "docs" / "rules.md").read_text()
     block = next(b for b in re.findall(r"```toml\n(.*?)```", doc, re.S) if 'id = "staff_earn_nothing"' in b)
-    return block[block.index("[[rules]]\nid = \"staff_earn_nothing\"") :]
+    return block[block.index('[[rules]]\nid = "staff_earn_nothing"') :]
 
 
 def segment_program():
@@ -247,7 +247,9 @@ async def test_order_lines_labels_reach_the_item_filters(db):
     # The stored event keeps the lines' labels for a re-evaluation, and lines without any as before
     async with db.connect() as conn:
         stored = (
-            await conn.execute(text("SELECT payload -> 'payload' -> 'items' FROM processed_events WHERE event_id = 'p-1'"))
+            await conn.execute(
+                text("SELECT payload -> 'payload' -> 'items' FROM processed_events WHERE event_id = 'p-1'")
+            )
         ).scalar_one()
     assert [line.get("labels") for line in stored] == [["eco"], ["eco", "tobacco"], None]
 
