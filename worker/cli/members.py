@@ -344,9 +344,9 @@ def member_label(
     from worker.runtime import utc_now
     from worker.services.segments import set_labels
 
-    logs.configure()  # to standard error: standard output is the command's answer
     if not add and not remove:
         fail("give --add LABEL or --remove LABEL (each repeatable)")
+    logs.configure()  # to standard error: standard output is the command's answer
     s = settings()
     programs = timeline(s)
     member_id = _member_named(member_id, s)
