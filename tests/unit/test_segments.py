@@ -94,7 +94,6 @@ def test_adding_and_removing_labels():
 
 def test_member_update_refusals_name_the_field():
     update = f.member_update("M1", labels=["vip"])
-    assert reason({**update, "payload": {}}) == "payload: give at least one of labels, birthday, locale"
     assert reason({**update, "payload": {"labels": ["vip", "a b"]}}) == f"payload.labels.1: {RULE}"
     assert reason({**update, "payload": {"labels": "vip"}}) == "payload.labels: must be a list of at most 32 labels"
     assert reason({**update, "payload": {"locale": "fr"}}) == "payload.locale: must be 'en', 'zh-Hans' or 'zh-Hant'"
@@ -120,6 +119,16 @@ def test_order_lines_take_labels_and_lines_without_keep_their_stored_form_and_di
 
 
 # ---------------------------------------------------------------- the decider
+
+
+def test_an_empty_member_update_changes_nothing():
+    member = state(labels=frozenset({"vip"}), locale="en")
+    before = dict(member.profile)
+
+    decision = decide(member, parse_event({**f.member_update("M1"), "payload": {}}), DEFAULT_PROGRAM)
+
+    assert decision == Decision(Outcome("applied"), [])
+    assert member.profile == before
 
 
 def test_member_update_sets_what_it_gives_and_earns_nothing():

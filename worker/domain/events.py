@@ -222,17 +222,13 @@ class SignupPayload(_Strict):
 
 class MemberUpdatePayload(_Strict):
     """A change of the member's profile: each field given replaces the member's (labels as a
-    whole set); a field left out, or null, stays as it is."""
+    whole set); a field left out, or null, stays as it is. An empty payload is accepted and
+    changes nothing: it is what an erasure leaves of a stored one that gave only personal data,
+    and stored events stay parseable."""
 
     labels: Labels | None = None
     birthday: Birthday | None = None
     locale: Locale | None = None
-
-    @model_validator(mode="after")
-    def _something(self) -> MemberUpdatePayload:
-        if self.labels is None and self.birthday is None and self.locale is None:
-            raise ValueError("give at least one of labels, birthday, locale")
-        return self
 
 
 # The payload fields that are the member's personal data. An erasure takes them out of the
