@@ -138,6 +138,8 @@ def test_health_ready_openapi_and_docs(api):
         "/v1/members/{member_id}/adjustments",
         "/v1/coupons/{code}",
         "/v1/coupons/{code}/use",
+        "/v1/members",
+        "/v1/members/{member_id}/labels",
     }
     docs = httpx.get(f"{api}/docs")
     assert docs.status_code == 200 and "swagger" in docs.text.lower()
