@@ -301,3 +301,23 @@ coupons = Table(
     Column("cancelled_at", TS),
     Column("loaded_at", TS, nullable=False),
 )
+
+# Members and lots brought in from another program (migration 0016_import).
+import_members = Table(
+    "import_members",
+    metadata,
+    Column("member_id", Text, primary_key=True),
+    Column("row_hash", Text, nullable=False),
+    Column("imported_at", TS, nullable=False),
+)
+
+import_lots = Table(
+    "import_lots",
+    metadata,
+    Column("member_id", Text, primary_key=True),
+    Column("lot_ref", Text, primary_key=True),
+    Column("row_hash", Text, nullable=False),
+    Column("entry_id", BigInteger, nullable=False),
+    Column("lot_id", BigInteger, nullable=False),
+    Column("imported_at", TS, nullable=False),
+)

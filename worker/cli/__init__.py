@@ -6,7 +6,7 @@ import os
 
 import typer
 
-from worker.cli import api, contract, core, demo, exports, mall, members, ops, scheduler
+from worker.cli import api, contract, core, demo, exports, imports, mall, members, ops, scheduler
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -48,6 +48,7 @@ ops.register(app)
 mall.register(app)
 api.register(app)
 exports.register(app)
+imports.register(app)
 
 
 def main() -> None:

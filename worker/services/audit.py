@@ -31,8 +31,9 @@ LEFT JOIN (
            + coalesce(sum(qualifying_points) FILTER (
                WHERE kind = 'reverse' AND rules @> '[{{"corrects": {{}}}}]'
                AND NOT rules @> '[{{"rule": "refund", "corrects": {{}}}}]'), 0)
-           -- A merge moves the absorbed member's lifetime points to the member kept.
-           + coalesce(sum(CAST(rules -> 0 ->> 'lifetime_points' AS bigint)) FILTER (WHERE kind = 'transfer'), 0)
+           -- A merge moves the absorbed member's lifetime points to the member kept; an import
+           -- brings a member's in from the previous program.
+           + coalesce(sum(CAST(rules -> 0 ->> 'lifetime_points' AS bigint)) FILTER (WHERE kind IN ('transfer', 'import')), 0)
            AS lifetime
     FROM ledger_entries WHERE {entries_filter} GROUP BY member_id
 ) e USING (member_id)

@@ -55,6 +55,11 @@ _REJECTED_CANDIDATES = text(
     ORDER BY rejected_id LIMIT :limit
     """
 ).bindparams(bindparam("values", type_=ARRAY(Text)))
+# An imported member's row digest covers their personal data: it goes, and the member's file
+# row is a conflict from then on (worker/services/imports.py).
+_FORGET_IMPORT = text("UPDATE import_members SET row_hash = 'erased' WHERE member_id = ANY(:ids)").bindparams(
+    bindparam("ids", type_=ARRAY(Text))
+)
 _REDACT_REJECTED_IDS = text("UPDATE rejected_events SET raw = :erased WHERE rejected_id = ANY(:ids)")
 # A retry of such a request is still answered with its first outcome: the ledger keeps the
 # redemption under the request's own event id (worker/services/redeem.py).
@@ -96,6 +101,7 @@ async def erase_member(engine: AsyncEngine, member_id: str, now: datetime) -> Er
                 # The table name comes from the constant above, never from input.
                 result = await conn.execute(text(f"DELETE FROM {table} WHERE member_id = ANY(:ids)"), {"ids": ids})
                 removed += result.rowcount
+        await conn.execute(_FORGET_IMPORT, {"ids": ids})
         events = await store_erasure.scrub_events(conn, ids, list(PERSONAL_PAYLOAD_FIELDS))
         rejected = (await conn.execute(_REDACT_REJECTED, {"ids": ids, "erased": ERASED_RAW})).rowcount
         rejected += await _redact_named_by_identity(conn, identities)

@@ -1,0 +1,412 @@
+"""`loyalty import` on the real database: members and balances in, twice, changed, cut short,
+dry run; lots with their own expiry, `import` entries, a clean audit and no notifications."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from zoneinfo import ZoneInfo
+
+import pytest
+from sqlalchemy import text
+
+from tests.factories import purchase
+from tests.integration.test_scheduler_jobs import process, run_job
+from worker.domain.program import DEFAULT_PROGRAM
+from worker.services import imports
+from worker.services.audit import audit_all
+from worker.services.report import build_report
+from worker.store import imports as store_imports
+
+NOW = datetime(2026, 12, 7, 4, 0, tzinfo=UTC)  # 2026-12-07 12:00 in Asia/Shanghai
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+
+MEMBERS = """member_id,phone,card,email,wechat_openid,birthday,locale,labels,tier,tier_floor_until,enrolled_at,lifetime_points,qualifying_points
+M1,+86 138-0000-0001,C-1,Ann@Example.com,,1990-04-02,en,vip|staff,Gold,2027-06-30,2019-03-01,9000,5200
+M2,,,,oid-2,,zh-Hans,,,,,1500,1200
+M3,,,,,,,,,,,,
+"""
+
+
+def write(tmp_path, name: str, content: str):
+    path = tmp_path / name
+    path.write_text(content)
+    return path
+
+
+async def members_file(db, path, *, dry_run=False, now=NOW):
+    problems = []
+    with path.open("rb") as handle:
+        report = await imports.import_members(
+            db, DEFAULT_PROGRAM, handle, now=now, dry_run=dry_run, on_problem=problems.append
+        )
+    return report, [str(p) for p in problems]
+
+
+async def balances_file(db, path, *, dry_run=False, now=NOW):
+    problems = []
+    with path.open("rb") as handle:
+        report = await imports.import_balances(
+            db, DEFAULT_PROGRAM, handle, now=now, dry_run=dry_run, on_problem=problems.append
+        )
+    return report, [str(p) for p in problems]
+
+
+def counts(report) -> tuple:
+    return (report.rows, report.imported, report.unchanged, report.conflicts, report.bad)
+
+
+async def table_counts(db) -> dict[str, int]:
+    tables = (
+        "members",
+        "member_identities",
+        "ledger_entries",
+        "lots",
+        "tier_floors",
+        "tier_changes",
+        "notifications",
+        "import_members",
+        "import_lots",
+    )
+    async with db.connect() as conn:
+        return {t: (await conn.execute(text(f"SELECT count(*) FROM {t}"))).scalar_one() for t in tables}
+
+
+async def test_members_go_in_with_identities_tier_floor_and_totals_and_a_second_run_changes_nothing(db, tmp_path):
+    path = write(tmp_path, "members.csv", MEMBERS)
+
+    report, problems = await members_file(db, path)
+
+    assert (counts(report), problems) == ((3, 3, 0, 0, 0), [])
+    async with db.connect() as conn:
+        rows = (
+            await conn.execute(
+                text(
+                    "SELECT member_id, tier, tier_floor, tier_floor_ends_on, available_points, qualifying_points, "
+                    "lifetime_points, birthday, locale, labels, enrolled_at FROM members ORDER BY member_id"
+                )
+            )
+        ).all()
+        identities = (
+            await conn.execute(text("SELECT kind, value, member_id FROM member_identities ORDER BY member_id, kind"))
+        ).all()
+        floors = (await conn.execute(text("SELECT member_id, tier, ends_on, reason, set_by FROM tier_floors"))).all()
+        entries = (
+            await conn.execute(
+                text(
+                    "SELECT member_id, kind, points, qualifying_points, source, event_id, rules FROM ledger_entries "
+                    "ORDER BY member_id"
+                )
+            )
+        ).all()
+    assert [tuple(r) for r in rows] == [
+        (
+            "M1",
+            "Gold",
+            "Gold",
+            date(2027, 6, 30),
+            0,
+            5200,
+            9000,
+            date(1990, 4, 2),
+            "en",
+            ["vip", "staff"],
+            datetime(2019, 3, 1, tzinfo=SHANGHAI),
+        ),
+        ("M2", "Silver", None, None, 0, 1200, 1500, None, "zh-Hans", [], NOW),
+        ("M3", "Regular", None, None, 0, 0, 0, None, None, [], NOW),
+    ]
+    assert [tuple(r) for r in identities] == [
+        ("card", "C-1", "M1"),
+        ("email", "ann@example.com", "M1"),
+        ("phone", "+8613800000001", "M1"),
+        ("wechat_openid", "oid-2", "M2"),
+    ]
+    assert [tuple(r) for r in floors] == [
+        ("M1", "Gold", date(2027, 6, 30), "imported from the previous program", "import")
+    ]
+    assert [tuple(r) for r in entries] == [
+        (
+            "M1",
+            "import",
+            0,
+            5200,
+            "import",
+            "M1",
+            [{"rule": "import", "lifetime_points": 9000, "qualifying_points": 5200}],
+        ),
+        (
+            "M2",
+            "import",
+            0,
+            1200,
+            "import",
+            "M2",
+            [{"rule": "import", "lifetime_points": 1500, "qualifying_points": 1200}],
+        ),
+    ]
+    assert (await audit_all(db)).clean
+    before = await table_counts(db)
+    assert before["notifications"] == 0 and before["tier_changes"] == 0
+
+    again, problems = await members_file(db, path)
+
+    assert (counts(again), problems) == ((3, 0, 3, 0, 0), [])
+    assert await table_counts(db) == before
+
+
+async def test_bad_rows_are_reported_by_line_and_column_and_the_good_ones_go_in(db, tmp_path):
+    path = write(
+        tmp_path,
+        "members.csv",
+        "member_id,birthday,tier,tier_floor_until,phone,lifetime_points,locale\n"
+        "G1,1990-01-31,,,,,\n"
+        "B1,1990-13-01,,,,,\n"
+        ",,,,,,\n"
+        "B2,,Platinum,,,,\n"
+        "B3,,Gold,2026-12-06,,,\n"
+        "B4,,,,12345,,\n"
+        "B5,,,,,-5,\n"
+        "B6,,,,,,fr\n"
+        "B7,1990-01-01\n"
+        "\n"
+        "G2,,Gold,2026-12-07,,,\n",
+    )
+
+    report, problems = await members_file(db, path)
+
+    assert counts(report) == (10, 2, 0, 0, 8)
+    assert problems == [
+        "line 3: birthday: 1990-13-01 is not a date (YYYY-MM-DD)",
+        "line 4: member_id: is empty",
+        "line 5: tier: Platinum is not a tier of the program (Regular, Silver, Gold, Diamond)",
+        "line 6: tier_floor_until: 2026-12-06 is before today (2026-12-07)",
+        "line 7: phone: must be a phone number in E.164 form with its country code, e.g. +8613800000000",
+        "line 8: lifetime_points: -5 is not a whole number of points (0 to 1000000000000)",
+        "line 9: locale: fr is not one of en, zh-Hans, zh-Hant",
+        "line 10: columns: the row has 2 cells, the header 7",
+    ]
+    async with db.connect() as conn:
+        ids = (await conn.execute(text("SELECT member_id FROM members ORDER BY 1"))).scalars().all()
+    assert ids == ["G1", "G2"]
+
+
+async def test_changed_rows_taken_identities_and_members_enrolled_otherwise_are_conflicts(db, tmp_path):
+    await process(db, purchase("LIVE", "10.00", order_id="o-1"), DEFAULT_PROGRAM)
+    first = write(tmp_path, "first.csv", "member_id,phone,lifetime_points\nA1,+8613800000001,100\nA2,,5\n")
+    assert counts((await members_file(db, first))[0]) == (2, 2, 0, 0, 0)
+    before = await table_counts(db)
+    second = write(
+        tmp_path,
+        "second.csv",
+        "member_id,phone,lifetime_points\n"
+        "A1,+8613800000001,100\n"  # as before
+        "A2,,6\n"  # changed
+        "A3,+86 138 0000 0001,0\n"  # A1's phone
+        "LIVE,,\n"  # enrolled by its purchase
+        "A4,+8613800000004,\n"
+        "A5,+8613800000004,\n"  # A4's phone, in the same file
+        "A4,+8613800000004,\n"  # A4 again, same values
+        "A4,+8613800000009,\n",  # A4 again, other values
+    )
+
+    report, problems = await members_file(db, second)
+
+    assert counts(report) == (8, 1, 2, 5, 0)
+    assert problems == [
+        "line 3: conflict: member_id: A2 was imported with other values; not changed",
+        "line 4: conflict: phone: already names member A1",
+        "line 5: conflict: member_id: LIVE is already a member, not one imported",
+        "line 7: conflict: phone: already names member A4",
+        "line 9: conflict: member_id: A4 is on line 6 too, with other values",
+    ]
+    after = await table_counts(db)
+    assert after["members"] == before["members"] + 1
+    assert after["member_identities"] == before["member_identities"] + 1
+    async with db.connect() as conn:
+        lifetime = (await conn.execute(text("SELECT lifetime_points FROM members WHERE member_id = 'A2'"))).scalar()
+    assert lifetime == 5
+
+
+async def test_an_import_cut_short_resumes_and_the_rows_already_in_are_unchanged(db, tmp_path, monkeypatch):
+    monkeypatch.setattr(imports, "CHUNK_ROWS", 2)
+    path = write(tmp_path, "members.csv", "member_id,lifetime_points\n" + "".join(f"R{i},{i}\n" for i in range(1, 6)))
+    real = store_imports.write_members
+    calls = []
+
+    async def dies_on_the_second_chunk(conn, members, now):
+        calls.append(len(members))
+        if len(calls) == 2:
+            raise ConnectionResetError("the connection went away")
+        await real(conn, members, now)
+
+    monkeypatch.setattr(store_imports, "write_members", dies_on_the_second_chunk)
+    with pytest.raises(ConnectionResetError):
+        await members_file(db, path)
+    async with db.connect() as conn:
+        ids = (await conn.execute(text("SELECT member_id FROM import_members ORDER BY 1"))).scalars().all()
+    assert ids == ["R1", "R2"]
+    monkeypatch.setattr(store_imports, "write_members", real)
+
+    report, problems = await members_file(db, path)
+
+    assert (counts(report), problems) == ((5, 3, 2, 0, 0), [])
+    assert (await audit_all(db)).clean
+
+
+async def test_a_dry_run_writes_nothing_and_counts_as_the_real_run(db, tmp_path):
+    path = write(tmp_path, "members.csv", "member_id,card,lifetime_points\nD1,C1,10\nD2,C1,20\nD1,C1,10\nD3,,x\n")
+    empty = await table_counts(db)
+
+    dry, dry_problems = await members_file(db, path, dry_run=True)
+
+    assert await table_counts(db) == empty
+    real, real_problems = await members_file(db, path)
+    assert (dry.dry_run, real.dry_run) == (True, False)
+    assert counts(dry) == counts(real) == (4, 1, 1, 1, 1)
+    assert (
+        dry_problems
+        == real_problems
+        == [
+            "line 3: conflict: card: already names member D1",
+            "line 5: lifetime_points: x is not a whole number of points (0 to 1000000000000)",
+        ]
+    )
+
+    balances = write(tmp_path, "balances.csv", "member_id,lot_ref,points,expires_on\nD1,L1,50,2027-12-31\n")
+    before = await table_counts(db)
+    dry, _ = await balances_file(db, balances, dry_run=True)
+    assert (counts(dry), dry.points) == ((1, 1, 0, 0, 0), 50)
+    assert await table_counts(db) == before
+
+
+BALANCES = """member_id,lot_ref,points,earned_on,expires_on,note
+M1,old-1,300,2025-12-01,2027-01-31,autumn campaign
+M1,old-2,200,,2027-06-30,
+M2,old-3,1000,2026-01-15,2026-12-31,
+M9,old-4,10,,2027-01-01,
+M2,old-5,10,,2026-12-07,
+M2,old-6,0,,2027-01-01,
+M2,old-7,5,2027-01-01,2026-12-31,
+"""
+
+
+async def test_balances_are_lots_with_their_own_expiry_and_import_entries_and_the_audit_stays_clean(db, tmp_path):
+    await members_file(db, write(tmp_path, "members.csv", MEMBERS))
+    path = write(tmp_path, "balances.csv", BALANCES)
+
+    report, problems = await balances_file(db, path)
+
+    assert (counts(report), report.points) == ((7, 3, 0, 0, 4), 1500)
+    assert problems == [
+        "line 5: member_id: M9 is not a member (import it with `loyalty import members` first)",
+        "line 6: expires_on: 2026-12-07 is not after today (2026-12-07)",
+        "line 7: points: 0 is not a whole number of points (1 to 1000000000000)",
+        "line 8: expires_on: 2026-12-31 is not after earned_on (2027-01-01)",
+    ]
+    async with db.connect() as conn:
+        lots = (
+            await conn.execute(
+                text(
+                    "SELECT l.member_id, l.points, l.remaining, l.earned_at, l.expires_at, l.pending_until, "
+                    "e.kind, e.points, e.qualifying_points, e.event_id, e.rules, e.occurred_at "
+                    "FROM lots l JOIN ledger_entries e USING (entry_id) ORDER BY l.lot_id"
+                )
+            )
+        ).all()
+        balances = (
+            await conn.execute(
+                text(
+                    "SELECT member_id, available_points, pending_points, qualifying_points, lifetime_points, tier "
+                    "FROM members ORDER BY member_id"
+                )
+            )
+        ).all()
+        notifications = (await conn.execute(text("SELECT count(*) FROM notifications"))).scalar_one()
+    assert [tuple(r) for r in lots] == [
+        (
+            "M1",
+            300,
+            300,
+            datetime(2025, 12, 1, tzinfo=SHANGHAI),
+            datetime(2027, 1, 31, tzinfo=SHANGHAI),
+            None,
+            "import",
+            300,
+            0,
+            "old-1",
+            [
+                {
+                    "rule": "import",
+                    "points": 300,
+                    "lifetime_points": 0,
+                    "lot_ref": "old-1",
+                    "expires_on": "2027-01-31",
+                    "note": "autumn campaign",
+                }
+            ],
+            NOW,
+        ),
+        (
+            "M1",
+            200,
+            200,
+            NOW,
+            datetime(2027, 6, 30, tzinfo=SHANGHAI),
+            None,
+            "import",
+            200,
+            0,
+            "old-2",
+            [{"rule": "import", "points": 200, "lifetime_points": 0, "lot_ref": "old-2", "expires_on": "2027-06-30"}],
+            NOW,
+        ),
+        (
+            "M2",
+            1000,
+            1000,
+            datetime(2026, 1, 15, tzinfo=SHANGHAI),
+            datetime(2026, 12, 31, tzinfo=SHANGHAI),
+            None,
+            "import",
+            1000,
+            0,
+            "old-3",
+            [{"rule": "import", "points": 1000, "lifetime_points": 0, "lot_ref": "old-3", "expires_on": "2026-12-31"}],
+            NOW,
+        ),
+    ]
+    assert [tuple(r) for r in balances] == [
+        ("M1", 500, 0, 5200, 9000, "Gold"),
+        ("M2", 1000, 0, 1200, 1500, "Silver"),
+        ("M3", 0, 0, 0, 0, "Regular"),
+    ]
+    assert notifications == 0
+    audit = await audit_all(db)
+    assert (audit.members_checked, audit.differences) == (3, [])
+    flow = (await build_report(db, DEFAULT_PROGRAM, date(2026, 12, 1), date(2026, 12, 31))).reconciliation
+    assert (flow.opening, flow.adjusted, flow.earned, flow.closing, flow.balanced) == (0, 1500, 0, 1500, True)
+
+    before = await table_counts(db)
+    again, problems = await balances_file(db, path)
+    assert (counts(again), again.points) == ((7, 0, 3, 0, 4), 0)
+    assert await table_counts(db) == before
+
+    changed = write(tmp_path, "changed.csv", "member_id,lot_ref,points,expires_on\nM1,old-1,301,2027-01-31\n")
+    conflict, problems = await balances_file(db, changed)
+    assert counts(conflict) == (1, 0, 0, 1, 0)
+    assert problems == ["line 2: conflict: lot_ref: old-1 of member M1 was imported with other values; not changed"]
+
+
+async def test_imported_lots_expire_on_their_day_and_are_spent_like_earned_ones(db, tmp_path):
+    await members_file(db, write(tmp_path, "members.csv", "member_id\nM1\n"))
+    await balances_file(
+        db,
+        write(tmp_path, "b.csv", "member_id,lot_ref,points,expires_on\nM1,a,100,2026-12-31\nM1,b,40,2027-03-31\n"),
+    )
+    # The expiry job of 2026-12-31 00:05 (Shanghai) expires the first lot, not the second.
+    await run_job(db, "expire-points", datetime(2026, 12, 31, 0, 5, tzinfo=SHANGHAI))
+    async with db.connect() as conn:
+        left = (await conn.execute(text("SELECT remaining FROM lots ORDER BY lot_id"))).scalars().all()
+        available = (await conn.execute(text("SELECT available_points FROM members"))).scalar_one()
+    assert (left, available) == ([0, 40], 40)
+    assert (await audit_all(db)).clean
