@@ -12,7 +12,6 @@ file again a year later still finds its rows unchanged.
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -106,8 +105,11 @@ def check_header(header: Sequence[str], columns: Sequence[str], required: Sequen
 
 
 def digest(values: Iterable[object]) -> str:
-    """The row's digest, over its parsed values: two spellings of one row are one row."""
-    text = json.dumps([v.isoformat() if isinstance(v, (date, datetime)) else v for v in values], ensure_ascii=False)
+    """The row's digest, over its parsed values (so two spellings of one row are one row):
+    their texts joined by a separator no cell can hold once parsed."""
+    text = "\x1f".join(
+        "" if v is None else v.isoformat() if isinstance(v, (date, datetime)) else str(v) for v in values
+    )
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -138,7 +140,18 @@ def parse_member(row: dict[str, str], tiers: Sequence[str], zone: ZoneInfo) -> M
     enrolled_at = _time(row, "enrolled_at", zone)
     lifetime = _points(row, "lifetime_points", allow_zero=True)
     qualifying = _points(row, "qualifying_points", allow_zero=True)
-    values = (member_id, identities, birthday, locale, labels, tier, floor_until, enrolled_at, lifetime, qualifying)
+    values = (
+        member_id,
+        "|".join(f"{kind}:{value}" for kind, value in identities),
+        birthday,
+        locale,
+        LABEL_SEPARATOR.join(labels),
+        tier,
+        floor_until,
+        enrolled_at,
+        lifetime,
+        qualifying,
+    )
     return MemberRow(
         member_id=member_id,
         identities=tuple(identities),

@@ -17,8 +17,12 @@ run's. Nothing here queues a notification: imported members get no welcome, nudg
 
 from __future__ import annotations
 
+import asyncio
 import codecs
+import contextlib
 import csv
+import queue
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -187,9 +191,57 @@ async def import_balances(
     return await _run(engine, "balances", reader, rows.parse_lot, write, dry_run, on_problem, on_progress)
 
 
+@dataclass
+class _Parsed:
+    """One chunk as the reader thread hands it over: its rows parsed, its bad rows, and how
+    far into the file it ends."""
+
+    rows: int
+    parsed: list[tuple[int, Any]]
+    problems: list[Problem]
+    bytes_read: int
+
+
+# Parsed chunks waiting for the database: one being written and one ready keeps both the
+# parser and the database busy; more would only hold memory.
+CHUNKS_AHEAD = 2
+
+
+def _parse_chunks(reader: CsvRows, parse, out: queue.Queue, stop: threading.Event) -> None:
+    """Read and parse the file chunk by chunk into `out`, ending with None (or the error that
+    stopped it). Runs in a thread of its own, so that parsing the next chunk overlaps the
+    database's work on this one (the event loop waits on its socket meanwhile)."""
+    width = len(reader.header)
+
+    def hand_over(item: Any) -> bool:
+        while not stop.is_set():
+            try:
+                out.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    try:
+        for chunk in _chunks(reader, CHUNK_ROWS):
+            parsed, problems = [], []
+            for line, row in chunk:
+                if isinstance(row, int):
+                    problems.append(Problem(line, "bad", f"columns: the row has {row} cells, the header {width}"))
+                    continue
+                try:
+                    parsed.append((line, parse(row)))
+                except rows.BadRow as error:
+                    problems.append(Problem(line, "bad", str(error)))
+            if not hand_over(_Parsed(len(chunk), parsed, problems, reader.bytes_read)):
+                return
+        hand_over(None)
+    except BaseException as error:  # handed to the caller, which raises it
+        hand_over(error)
+
+
 async def _run(engine, what, reader, parse, write, dry_run, on_problem, on_progress) -> ImportReport:
     report = ImportReport(what, dry_run)
-    width = len(reader.header)
 
     def tell(problems: list[Problem]) -> None:
         for problem in sorted(problems, key=lambda p: p.line):
@@ -200,32 +252,38 @@ async def _run(engine, what, reader, parse, write, dry_run, on_problem, on_progr
             if on_problem is not None:
                 on_problem(problem)
 
-    async with engine.connect() as conn:
-        # A dry run writes every chunk in one transaction it rolls back at the end, so later
-        # chunks see the earlier ones as the real run would.
-        outer = await conn.begin() if dry_run else None
-        try:
-            for chunk in _chunks(reader, CHUNK_ROWS):
-                report.rows += len(chunk)
-                parsed, problems = [], []
-                for line, row in chunk:
-                    if isinstance(row, int):
-                        problems.append(Problem(line, "bad", f"columns: the row has {row} cells, the header {width}"))
-                        continue
-                    try:
-                        parsed.append((line, parse(row)))
-                    except rows.BadRow as error:
-                        problems.append(Problem(line, "bad", str(error)))
-                done = await _in_transaction(conn, dry_run, lambda p=parsed: write(conn, p)) if parsed else _Chunk()
-                report.imported += done.imported
-                report.unchanged += done.unchanged
-                report.points += done.points
-                tell(problems + done.problems)
-                if on_progress is not None:
-                    on_progress(reader.bytes_read)
-        finally:
-            if outer is not None:
-                await outer.rollback()
+    chunks: queue.Queue = queue.Queue(maxsize=CHUNKS_AHEAD)
+    stop = threading.Event()
+    parser = threading.Thread(target=_parse_chunks, args=(reader, parse, chunks, stop), daemon=True)
+    parser.start()
+    try:
+        async with engine.connect() as conn:
+            # A dry run writes every chunk in one transaction it rolls back at the end, so later
+            # chunks see the earlier ones as the real run would.
+            outer = await conn.begin() if dry_run else None
+            try:
+                while (item := await asyncio.to_thread(chunks.get)) is not None:
+                    if isinstance(item, BaseException):
+                        raise item
+                    report.rows += item.rows
+                    done = _Chunk()
+                    if item.parsed:
+                        done = await _in_transaction(conn, dry_run, lambda p=item.parsed: write(conn, p))
+                    report.imported += done.imported
+                    report.unchanged += done.unchanged
+                    report.points += done.points
+                    tell(item.problems + done.problems)
+                    if on_progress is not None:
+                        on_progress(item.bytes_read)
+            finally:
+                if outer is not None:
+                    await outer.rollback()
+    finally:
+        stop.set()
+        parser.join()
+        # A wait for the next chunk cut short (a cancelled run) still has a thread in get().
+        with contextlib.suppress(queue.Full):
+            chunks.put_nowait(None)
     return report
 
 
@@ -270,7 +328,8 @@ async def _members_chunk(
     out = _Chunk()
     today = now.astimezone(rules_engine.rules_of(program).zone).date()
     known = await store.known_members(conn, sorted({m.member_id for _, m in parsed}))
-    wanted = sorted({identity for _, m in parsed for identity in m.identities})
+    # Only rows that may go in need their identities' owners (a file run again needs none).
+    wanted = sorted({identity for _, m in parsed if m.member_id not in known for identity in m.identities})
     owners = await store.identity_owners(conn, wanted)
     accepted: dict[str, tuple[int, str]] = {}
     new: list[store.NewMember] = []

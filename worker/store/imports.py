@@ -38,22 +38,29 @@ _OWNERS = """
     JOIN unnest($1::text[], $2::text[]) AS w(kind, value) ON w.kind = i.kind AND w.value = i.value
     LEFT JOIN members m ON m.member_id = i.member_id
 """
-# Labels travel as one `|`-joined text per member: unnest flattens an array of arrays.
+# Labels travel as one `|`-joined text per member: unnest flattens an array of arrays. Both
+# inserts count what they wrote in the database rather than returning a row per member.
 _INSERT_MEMBERS = """
-    INSERT INTO members (member_id, tier, tier_floor, tier_floor_ends_on, qualifying_points, lifetime_points,
-                         birthday, locale, labels, enrolled_at, updated_at)
-    SELECT m, t, f, fe, q, l, b, lo, CASE WHEN la = '' THEN '{}'::text[] ELSE string_to_array(la, '|') END,
-           coalesce(e, $11), $11
-    FROM unnest($1::text[], $2::text[], $3::text[], $4::date[], $5::bigint[], $6::bigint[], $7::date[], $8::text[],
-                $9::text[], $10::timestamptz[]) AS u(m, t, f, fe, q, l, b, lo, la, e)
-    ON CONFLICT (member_id) DO NOTHING
-    RETURNING member_id
+    WITH inserted AS (
+        INSERT INTO members (member_id, tier, tier_floor, tier_floor_ends_on, qualifying_points, lifetime_points,
+                             birthday, locale, labels, enrolled_at, updated_at)
+        SELECT m, t, f, fe, q, l, b, lo, CASE WHEN la = '' THEN '{}'::text[] ELSE string_to_array(la, '|') END,
+               coalesce(e, $11), $11
+        FROM unnest($1::text[], $2::text[], $3::text[], $4::date[], $5::bigint[], $6::bigint[], $7::date[],
+                    $8::text[], $9::text[], $10::timestamptz[]) AS u(m, t, f, fe, q, l, b, lo, la, e)
+        ON CONFLICT (member_id) DO NOTHING
+        RETURNING 1
+    )
+    SELECT count(*) FROM inserted
 """
 _INSERT_IDENTITIES = """
-    INSERT INTO member_identities (kind, value, member_id, created_at)
-    SELECT k, v, m, $4 FROM unnest($1::text[], $2::text[], $3::text[]) AS u(k, v, m)
-    ON CONFLICT (kind, value) DO NOTHING
-    RETURNING kind
+    WITH inserted AS (
+        INSERT INTO member_identities (kind, value, member_id, created_at)
+        SELECT k, v, m, $4 FROM unnest($1::text[], $2::text[], $3::text[]) AS u(k, v, m)
+        ON CONFLICT (kind, value) DO NOTHING
+        RETURNING 1
+    )
+    SELECT count(*) FROM inserted
 """
 # The floors, the members' own import entries and the import records, in one round trip.
 _RECORD_MEMBERS = f"""
@@ -155,6 +162,10 @@ async def _rows(conn: AsyncConnection, sql: str, *args: Any) -> list[Any]:
     return list((await conn.exec_driver_sql(sql, args)).all())
 
 
+async def _count(conn: AsyncConnection, sql: str, *args: Any) -> int:
+    return int((await conn.exec_driver_sql(sql, args)).scalar_one())
+
+
 async def known_members(conn: AsyncConnection, member_ids: list[str]) -> dict[str, KnownMember]:
     """Which of these members were imported (with their digest) or are enrolled already."""
     rows = await _rows(conn, _MEMBERS_KNOWN, member_ids)
@@ -175,7 +186,7 @@ async def write_members(conn: AsyncConnection, members: list[NewMember], now: da
     rolls the transaction back)."""
     if not members:
         return
-    inserted = await _rows(
+    inserted = await _count(
         conn,
         _INSERT_MEMBERS,
         [m.member_id for m in members],
@@ -190,11 +201,11 @@ async def write_members(conn: AsyncConnection, members: list[NewMember], now: da
         [m.enrolled_at for m in members],
         now,
     )
-    if len(inserted) != len(members):
-        raise ImportRaced(f"{len(members) - len(inserted)} members were enrolled meanwhile")
+    if inserted != len(members):
+        raise ImportRaced(f"{len(members) - inserted} members were enrolled meanwhile")
     identities = [(kind, value, m.member_id) for m in members for kind, value in m.identities]
     if identities:
-        claimed = await _rows(
+        claimed = await _count(
             conn,
             _INSERT_IDENTITIES,
             [i[0] for i in identities],
@@ -202,8 +213,8 @@ async def write_members(conn: AsyncConnection, members: list[NewMember], now: da
             [i[2] for i in identities],
             now,
         )
-        if len(claimed) != len(identities):
-            raise ImportRaced(f"{len(identities) - len(claimed)} identities were taken meanwhile")
+        if claimed != len(identities):
+            raise ImportRaced(f"{len(identities) - claimed} identities were taken meanwhile")
     floors = [m for m in members if m.floor_tier is not None]
     counted = [m for m in members if m.qualifying_points or m.lifetime_points]
     await conn.exec_driver_sql(
