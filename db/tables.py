@@ -308,6 +308,10 @@ import_members = Table(
     metadata,
     Column("member_id", Text, primary_key=True),
     Column("row_hash", Text, nullable=False),
+    Column("tier", Text, nullable=False),
+    Column("qualifying_points", BigInteger, nullable=False),
+    Column("birthday", Date),
+    Column("locale", Text),
     Column("imported_at", TS, nullable=False),
 )
 

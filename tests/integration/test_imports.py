@@ -410,3 +410,34 @@ async def test_imported_lots_expire_on_their_day_and_are_spent_like_earned_ones(
         available = (await conn.execute(text("SELECT available_points FROM members"))).scalar_one()
     assert (left, available) == ([0, 40], 40)
     assert (await audit_all(db)).clean
+
+
+async def test_a_late_event_re_evaluates_an_imported_member_from_what_they_brought_in(db, tmp_path):
+    await members_file(
+        db,
+        write(
+            tmp_path,
+            "members.csv",
+            "member_id,birthday,locale,tier,lifetime_points,qualifying_points\nM1,1990-04-02,en,Gold,9000,5200\n",
+        ),
+        now=datetime(2026, 11, 1, tzinfo=UTC),
+    )
+    # Gold earns x1.5 in the default program; the second purchase arrives after a later one and
+    # takes the first-purchase bonus (100) over from it: two events corrected, no net points.
+    await process(db, purchase("M1", "100.00", order_id="o-2", occurred_at="2026-11-20T10:00:00+08:00"))
+    late = await process(db, purchase("M1", "100.00", order_id="o-1", occurred_at="2026-11-10T10:00:00+08:00"))
+
+    assert late.detail["re_evaluated"] == {"events": 2, "corrected_events": 2, "points": 0}
+    async with db.connect() as conn:
+        row = (
+            await conn.execute(
+                text(
+                    "SELECT tier, birthday, locale, qualifying_points, available_points FROM members "
+                    "WHERE member_id = 'M1'"
+                )
+            )
+        ).one()
+        changes = (await conn.execute(text("SELECT count(*) FROM tier_changes"))).scalar_one()
+    assert tuple(row) == ("Gold", date(1990, 4, 2), "en", 5200 + 150 + 150 + 100, 150 + 150 + 100)
+    assert changes == 0
+    assert (await audit_all(db)).clean

@@ -55,11 +55,11 @@ _REJECTED_CANDIDATES = text(
     ORDER BY rejected_id LIMIT :limit
     """
 ).bindparams(bindparam("values", type_=ARRAY(Text)))
-# An imported member's row digest covers their personal data: it goes, and the member's file
-# row is a conflict from then on (worker/services/imports.py).
-_FORGET_IMPORT = text("UPDATE import_members SET row_hash = 'erased' WHERE member_id = ANY(:ids)").bindparams(
-    bindparam("ids", type_=ARRAY(Text))
-)
+# An imported member's row digest covers their personal data: it goes with the birthday and
+# locale imported, and the member's file row is a conflict from then on.
+_FORGET_IMPORT = text(
+    "UPDATE import_members SET row_hash = 'erased', birthday = NULL, locale = NULL WHERE member_id = ANY(:ids)"
+).bindparams(bindparam("ids", type_=ARRAY(Text)))
 _REDACT_REJECTED_IDS = text("UPDATE rejected_events SET raw = :erased WHERE rejected_id = ANY(:ids)")
 # A retry of such a request is still answered with its first outcome: the ledger keeps the
 # redemption under the request's own event id (worker/services/redeem.py).

@@ -16,7 +16,7 @@ decider's facts say whether the referral pays (worker/domain/referrals.py).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -34,6 +34,18 @@ class RefereeFacts:
 
     first_event_at: datetime | None
     purchased_before: bool
+
+
+@dataclass(frozen=True)
+class Opening:
+    """What a member imported from another program starts with (worker/services/imports.py):
+    the tier, qualifying points and profile their history is folded from."""
+
+    tier: str
+    qualifying: int
+    birthday: date | None
+    locale: str | None
+    labels: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -82,21 +94,22 @@ def replay(
     referrals_won: set[EventKey],
     programs: list[Program] | None = None,
     referees: dict[EventKey, RefereeFacts] | None = None,
+    opening: Opening | None = None,
 ) -> History:
-    """Fold `events` (already in occurrence order) over a member who had none, with `member`'s
-    operator floor and review baselines; each event with its program in `programs` (the
-    version in force at its occurred_at), or `program`."""
+    """Fold `events` (already in occurrence order) over a member who had none (or, imported,
+    only their `opening`), with `member`'s operator floor and review baselines; each event
+    with its program in `programs` (the version in force at its occurred_at), or `program`."""
     state = MemberState(
         member_id=member.member_id,
-        tier=program.tiers[0].name,
-        qualifying=0,
+        tier=opening.tier if opening is not None else program.tiers[0].name,
+        qualifying=opening.qualifying if opening is not None else 0,
         qualifying_amount=Decimal(0),
         profile={
-            "birthday": None,
-            "locale": None,
+            "birthday": opening.birthday if opening is not None else None,
+            "locale": opening.locale if opening is not None else None,
             "signed_up_at": None,
             "first_purchase_at": None,
-            "labels": frozenset(),
+            "labels": opening.labels if opening is not None else frozenset(),
         },
         rule_state={},
     )

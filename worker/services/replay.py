@@ -33,7 +33,7 @@ from worker.domain import reevaluation, referrals
 from worker.domain.engine import Award, rules_of
 from worker.domain.program import Program
 from worker.domain.program_timeline import ProgramTimeline, timeline_of
-from worker.services.fold import History, RefereeFacts, replay
+from worker.services.fold import History, Opening, RefereeFacts, replay
 from worker.store import accounts
 from worker.store import decisions as store_decisions
 from worker.store.accounts import Account, Origin
@@ -41,7 +41,8 @@ from worker.store.accounts import Account, Origin
 log = structlog.get_logger(__name__)
 
 # A member's stored history, booked entries and referrals won, for any number of members in
-# three statements (a group re-evaluates all its late members at once).
+# four statements (a group re-evaluates all its late members at once), with what imported
+# members started with.
 _HISTORY = text(
     """
     SELECT member_id, source, event_id, event_type, payload, status, result FROM processed_events
@@ -55,6 +56,10 @@ _ENTRIES = text(
     WHERE e.member_id = ANY(:member_ids) AND e.kind IN ('earn', 'reverse', 'transfer')
     ORDER BY e.entry_id
     """
+).bindparams(bindparam("member_ids"))
+# What imported members started with (worker/services/imports.py); none for the others.
+_OPENINGS = text(
+    "SELECT member_id, tier, qualifying_points, birthday, locale FROM import_members WHERE member_id = ANY(:member_ids)"
 ).bindparams(bindparam("member_ids"))
 # With each referral, what decides whether it pays (ledger.referee_is_new): the referee's own
 # events before it, as they are stored now, so both halves of a referral replay alike.
@@ -98,6 +103,8 @@ class Stored:
     referrals_won: set[tuple[str, str]] = field(default_factory=set)
     # referral -> the referee's first event before it and whether one of them was a purchase
     referees: dict[tuple[str, str], RefereeFacts] = field(default_factory=dict)
+    # An imported member's opening state, which the replay starts from.
+    opening: Opening | None = None
 
 
 async def load(
@@ -105,7 +112,7 @@ async def load(
     member_ids: list[str],
     types: tuple[str, ...],
 ) -> dict[str, Stored]:
-    """The members' stored histories, in three statements whatever their number."""
+    """The members' stored histories, in four statements whatever their number."""
     found = {member_id: Stored() for member_id in member_ids}
     ids = {"member_ids": list(member_ids)}
     for row in await conn.execute(_HISTORY, {**ids, "types": list(types)}):
@@ -117,6 +124,8 @@ async def load(
         found[row.member_id].referees[(row.source, row.event_id)] = RefereeFacts(
             row.first_event_at, row.purchased_before
         )
+    for row in await conn.execute(_OPENINGS, ids):
+        found[row.member_id].opening = Opening(row.tier, row.qualifying_points, row.birthday, row.locale)
     return found
 
 
@@ -148,7 +157,15 @@ async def reevaluate(
     history = [event for event, _ in applied]
     deciding = [timeline.at(event.occurred_at) for event in history]
     won = stored.referrals_won
-    shadow = replay(program, account, events=history, programs=deciding, referrals_won=won, referees=stored.referees)
+    shadow = replay(
+        program,
+        account,
+        events=history,
+        programs=deciding,
+        referrals_won=won,
+        referees=stored.referees,
+        opening=stored.opening,
+    )
 
     booked_entries = stored.entries
     booked = reevaluation.points_by_event(booked_entries)

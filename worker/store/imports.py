@@ -75,8 +75,9 @@ _RECORD_MEMBERS = f"""
                $9
         FROM unnest($4::text[], $5::bigint[], $6::bigint[]) AS e(m, q, l)
     )
-    INSERT INTO import_members (member_id, row_hash, imported_at)
-    SELECT m, h, $9 FROM unnest($7::text[], $8::text[]) AS r(m, h)
+    INSERT INTO import_members (member_id, row_hash, tier, qualifying_points, birthday, locale, imported_at)
+    SELECT m, h, t, q, b, lo, $9
+    FROM unnest($7::text[], $8::text[], $10::text[], $11::bigint[], $12::date[], $13::text[]) AS r(m, h, t, q, b, lo)
 """
 
 _LOCK_MEMBERS = """
@@ -229,6 +230,10 @@ async def write_members(conn: AsyncConnection, members: list[NewMember], now: da
             [m.member_id for m in members],
             [m.row_hash for m in members],
             now,
+            [m.tier for m in members],
+            [m.qualifying_points for m in members],
+            [m.birthday for m in members],
+            [m.locale for m in members],
         ),
     )
 

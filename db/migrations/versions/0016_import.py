@@ -21,10 +21,17 @@ depends_on = ("0013_back_office",)
 UPGRADE = """
 -- row_hash: SHA-256 (hex) of the row as parsed; set to 'erased' when the member is erased, so
 -- that no digest of their personal data outlives them.
+-- tier, qualifying_points, birthday, locale: what the member brought in, from which a
+-- re-evaluation of their history starts (worker/services/fold.py); birthday and locale are
+-- cleared with the member's other personal data.
 CREATE TABLE import_members (
-    member_id    text PRIMARY KEY,
-    row_hash     text NOT NULL,
-    imported_at  timestamptz NOT NULL DEFAULT now()
+    member_id          text PRIMARY KEY,
+    row_hash           text NOT NULL,
+    tier               text NOT NULL,
+    qualifying_points  bigint NOT NULL,
+    birthday           date,
+    locale             text,
+    imported_at        timestamptz NOT NULL DEFAULT now()
 );
 
 CREATE TABLE import_lots (
