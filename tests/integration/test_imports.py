@@ -441,3 +441,17 @@ async def test_a_late_event_re_evaluates_an_imported_member_from_what_they_broug
     assert tuple(row) == ("Gold", date(1990, 4, 2), "en", 5200 + 150 + 150 + 100, 150 + 150 + 100)
     assert changes == 0
     assert (await audit_all(db)).clean
+
+
+async def test_a_line_that_is_not_utf8_or_breaks_the_quoting_stops_the_import_naming_it(db, tmp_path):
+    not_utf8 = tmp_path / "latin1.csv"
+    not_utf8.write_bytes(b"member_id,locale\nU1,en\nU\xe92,en\n")
+    unclosed = write(tmp_path, "quote.csv", 'member_id,locale\nQ1,en\nQ2,"en\n' + "x" * 140_000 + "\n")
+
+    with pytest.raises(imports.ImportFileError) as latin1:
+        await members_file(db, not_utf8)
+    with pytest.raises(imports.ImportFileError) as quote:
+        await members_file(db, unclosed)
+
+    assert str(latin1.value) == "line 3: is not UTF-8 text"
+    assert str(quote.value) == "line 3: field larger than field limit (131072)"

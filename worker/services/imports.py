@@ -138,7 +138,13 @@ class CsvRows:
         header's (reported by the caller). Blank lines are skipped."""
         width = len(self.header)
         started = self._reader.line_num + 1
-        for cells in self._reader:
+        while True:
+            try:
+                cells = next(self._reader)
+            except StopIteration:
+                return
+            except csv.Error as error:  # an unclosed quote that ran into the size limit, a NUL
+                raise ImportFileError(f"line {started}: {error}") from None
             line, started = started, self._reader.line_num + 1
             if not cells or (len(cells) == 1 and not cells[0].strip()):
                 continue
