@@ -33,7 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from worker.domain import engine as rules_engine
 from worker.domain import imports as rows
-from worker.domain.engine import tiering
+from worker.domain.engine import EngineProgram, tiering
 from worker.domain.program import Program
 from worker.store import imports as store
 from worker.store.imports import ImportRaced
@@ -316,10 +316,9 @@ async def _in_transaction(conn: AsyncConnection, dry_run: bool, work) -> _Chunk:
     raise AssertionError("unreachable")
 
 
-def _tier_of(program: Program, member: rows.MemberRow, today) -> tuple[str, str | None]:
+def _tier_of(rules: EngineProgram, member: rows.MemberRow, today) -> tuple[str, str | None]:
     """The member's tier and floor: the file's tier (kept at least until tier_floor_until when
     given), else the tier the qualifying points reach on the program's points basis."""
-    rules = rules_engine.rules_of(program)
     lowest = rules.tiers.levels[0].name
     if member.tier is not None:
         floor = member.tier if member.tier_floor_until is not None and member.tier != lowest else None
@@ -332,7 +331,8 @@ async def _members_chunk(
     conn: AsyncConnection, program: Program, parsed: list[tuple[int, rows.MemberRow]], now: datetime
 ) -> _Chunk:
     out = _Chunk()
-    today = now.astimezone(rules_engine.rules_of(program).zone).date()
+    rules = rules_engine.rules_of(program)
+    today = now.astimezone(rules.zone).date()
     known = await store.known_members(conn, sorted({m.member_id for _, m in parsed}))
     # Only rows that may go in need their identities' owners (a file run again needs none).
     wanted = sorted({identity for _, m in parsed if m.member_id not in known for identity in m.identities})
@@ -381,7 +381,7 @@ async def _members_chunk(
         for identity in member.identities:
             owners[identity] = mid
         accepted[mid] = (line, member.row_hash)
-        tier, floor = _tier_of(program, member, today)
+        tier, floor = _tier_of(rules, member, today)
         new.append(
             store.NewMember(
                 member_id=mid,
