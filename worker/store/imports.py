@@ -1,9 +1,9 @@
 """What `loyalty import` writes: members, their identities, floors and opening balances.
 
-A chunk of rows is read with two statements and written with three (members) or one (lots),
-each over arrays (`unnest`), whatever the chunk's size; the service runs a chunk in one
-transaction (worker/services/imports.py). Statements go to asyncpg as they are
-(`exec_driver_sql`, `$n` parameters), so arrays of any length bind without per-row work.
+A chunk of rows is read with two statements (over arrays, `unnest`), copied into a temporary
+table and written from it with three statements (members) or one (lots), whatever the
+chunk's size; the service runs a chunk in one transaction (worker/services/imports.py).
+Statements go to asyncpg as they are (`exec_driver_sql`, `$n` parameters).
 
 Every point imported is a ledger entry of kind `import` the audit recomputes: a lot's entry
 carries its points (available) and names its lot; a member's own entry carries the qualifying
@@ -38,25 +38,55 @@ _OWNERS = """
     JOIN unnest($1::text[], $2::text[]) AS w(kind, value) ON w.kind = i.kind AND w.value = i.value
     LEFT JOIN members m ON m.member_id = i.member_id
 """
-# Labels travel as one `|`-joined text per member: unnest flattens an array of arrays. Both
-# inserts count what they wrote in the database rather than returning a row per member.
-_INSERT_MEMBERS = """
+# A chunk's rows are copied (binary COPY) into a temporary table of the session, emptied
+# first, and the inserts read from it: COPY encodes each field by its type, where array
+# parameters cost a Python type check per element (docs/performance.md).
+_MEMBER_ROWS = "import_member_rows"
+_MEMBER_ROW_COLUMNS = (
+    "member_id",
+    "tier",
+    "floor_tier",
+    "floor_ends_on",
+    "qualifying",
+    "lifetime",
+    "birthday",
+    "locale",
+    "labels",
+    "enrolled_at",
+    "row_hash",
+    "phone",
+    "card",
+    "wechat_openid",
+    "email",
+)
+_CREATE_MEMBER_ROWS = f"""
+    CREATE TEMP TABLE IF NOT EXISTS {_MEMBER_ROWS} (
+        member_id text, tier text, floor_tier text, floor_ends_on date, qualifying bigint, lifetime bigint,
+        birthday date, locale text, labels text[], enrolled_at timestamptz, row_hash text,
+        phone text, card text, wechat_openid text, email text
+    )
+"""
+# Both inserts count what they wrote in the database rather than returning a row per member.
+_INSERT_MEMBERS = f"""
     WITH inserted AS (
         INSERT INTO members (member_id, tier, tier_floor, tier_floor_ends_on, qualifying_points, lifetime_points,
                              birthday, locale, labels, enrolled_at, updated_at)
-        SELECT m, t, f, fe, q, l, b, lo, CASE WHEN la = '' THEN '{}'::text[] ELSE string_to_array(la, '|') END,
-               coalesce(e, $11), $11
-        FROM unnest($1::text[], $2::text[], $3::text[], $4::date[], $5::bigint[], $6::bigint[], $7::date[],
-                    $8::text[], $9::text[], $10::timestamptz[]) AS u(m, t, f, fe, q, l, b, lo, la, e)
+        SELECT member_id, tier, floor_tier, floor_ends_on, qualifying, lifetime, birthday, locale, labels,
+               coalesce(enrolled_at, $1), $1
+        FROM {_MEMBER_ROWS}
         ON CONFLICT (member_id) DO NOTHING
         RETURNING 1
     )
     SELECT count(*) FROM inserted
 """
-_INSERT_IDENTITIES = """
+_INSERT_IDENTITIES = f"""
     WITH inserted AS (
         INSERT INTO member_identities (kind, value, member_id, created_at)
-        SELECT k, v, m, $4 FROM unnest($1::text[], $2::text[], $3::text[]) AS u(k, v, m)
+        SELECT i.kind, i.value, r.member_id, $1
+        FROM {_MEMBER_ROWS} r
+        CROSS JOIN LATERAL (VALUES ('phone', r.phone), ('card', r.card), ('wechat_openid', r.wechat_openid),
+                                   ('email', r.email)) AS i(kind, value)
+        WHERE i.value IS NOT NULL
         ON CONFLICT (kind, value) DO NOTHING
         RETURNING 1
     )
@@ -66,18 +96,19 @@ _INSERT_IDENTITIES = """
 _RECORD_MEMBERS = f"""
     WITH floors AS (
         INSERT INTO tier_floors (member_id, tier, ends_on, reason, set_by, set_at)
-        SELECT m, t, e, '{FLOOR_REASON}', 'import', $9 FROM unnest($1::text[], $2::text[], $3::date[]) AS f(m, t, e)
+        SELECT member_id, floor_tier, floor_ends_on, '{FLOOR_REASON}', 'import', $1
+        FROM {_MEMBER_ROWS} WHERE floor_tier IS NOT NULL
     ), entries AS (
         INSERT INTO ledger_entries (member_id, kind, points, pending_points, qualifying_points, source, event_id,
                                     event_type, rules, occurred_at)
-        SELECT m, 'import', 0, 0, q, '{IMPORT_SOURCE}', m, 'import_member',
-               jsonb_build_array(jsonb_build_object('rule', 'import', 'lifetime_points', l, 'qualifying_points', q)),
-               $9
-        FROM unnest($4::text[], $5::bigint[], $6::bigint[]) AS e(m, q, l)
+        SELECT member_id, 'import', 0, 0, qualifying, '{IMPORT_SOURCE}', member_id, 'import_member',
+               jsonb_build_array(jsonb_build_object(
+                   'rule', 'import', 'lifetime_points', lifetime, 'qualifying_points', qualifying)),
+               $1
+        FROM {_MEMBER_ROWS} WHERE qualifying > 0 OR lifetime > 0
     )
     INSERT INTO import_members (member_id, row_hash, tier, qualifying_points, birthday, locale, imported_at)
-    SELECT m, h, t, q, b, lo, $9
-    FROM unnest($7::text[], $8::text[], $10::text[], $11::bigint[], $12::date[], $13::text[]) AS r(m, h, t, q, b, lo)
+    SELECT member_id, row_hash, tier, qualifying, birthday, locale, $1 FROM {_MEMBER_ROWS}
 """
 
 _LOCK_MEMBERS = """
@@ -88,33 +119,40 @@ _LOTS_KNOWN = """
     SELECT i.member_id, i.lot_ref, i.row_hash FROM import_lots i
     JOIN unnest($1::text[], $2::text[]) AS u(m, r) ON i.member_id = u.m AND i.lot_ref = u.r
 """
+_LOT_ROWS = "import_lot_rows"
+_LOT_ROW_COLUMNS = ("member_id", "lot_ref", "points", "earned_at", "expires_at", "note", "row_hash", "expires_on")
+_CREATE_LOT_ROWS = f"""
+    CREATE TEMP TABLE IF NOT EXISTS {_LOT_ROWS} (
+        member_id text, lot_ref text, points bigint, earned_at timestamptz, expires_at timestamptz, note text,
+        row_hash text, expires_on date
+    )
+"""
 # Entry and lot ids are drawn once per row in `x` (a CTE is evaluated once), so each lot names
 # its entry and each record both; the balances move by each member's sum. Foreign keys are
 # checked at the statement's end.
 _INSERT_LOTS = f"""
     WITH x AS (
-        SELECT nextval('ledger_entries_entry_id_seq') AS entry_id, nextval('lots_lot_id_seq') AS lot_id, u.*
-        FROM unnest($1::text[], $2::text[], $3::bigint[], $4::timestamptz[], $5::timestamptz[], $6::text[],
-                    $7::text[], $8::date[]) AS u(m, ref, p, earned, expires, note, h, expires_on)
+        SELECT nextval('ledger_entries_entry_id_seq') AS entry_id, nextval('lots_lot_id_seq') AS lot_id, r.*
+        FROM {_LOT_ROWS} r
     ), entries AS (
         INSERT INTO ledger_entries (entry_id, member_id, kind, points, pending_points, qualifying_points, source,
                                     event_id, event_type, rules, occurred_at)
-        SELECT entry_id, m, 'import', p, 0, 0, '{IMPORT_SOURCE}', ref, 'import_lot',
+        SELECT entry_id, member_id, 'import', points, 0, 0, '{IMPORT_SOURCE}', lot_ref, 'import_lot',
                jsonb_build_array(jsonb_strip_nulls(jsonb_build_object(
-                   'rule', 'import', 'points', p, 'lifetime_points', 0, 'lot_ref', ref,
+                   'rule', 'import', 'points', points, 'lifetime_points', 0, 'lot_ref', lot_ref,
                    'expires_on', to_char(expires_on, 'YYYY-MM-DD'), 'note', note))),
-               $9
+               $1
         FROM x
     ), lots AS (
         INSERT INTO lots (lot_id, member_id, entry_id, points, remaining, earned_at, expires_at)
-        SELECT lot_id, m, entry_id, p, p, earned, expires FROM x
+        SELECT lot_id, member_id, entry_id, points, points, earned_at, expires_at FROM x
     ), refs AS (
         INSERT INTO import_lots (member_id, lot_ref, row_hash, entry_id, lot_id, imported_at)
-        SELECT m, ref, h, entry_id, lot_id, $9 FROM x
+        SELECT member_id, lot_ref, row_hash, entry_id, lot_id, $1 FROM x
     )
-    UPDATE members SET available_points = available_points + s.points, updated_at = $9
-    FROM (SELECT m, sum(p) AS points FROM x GROUP BY m) s
-    WHERE members.member_id = s.m
+    UPDATE members SET available_points = available_points + s.points, updated_at = $1
+    FROM (SELECT member_id, sum(points) AS points FROM x GROUP BY member_id) s
+    WHERE members.member_id = s.member_id
 """
 
 
@@ -181,61 +219,53 @@ async def identity_owners(conn: AsyncConnection, identities: list[tuple[str, str
     return {(r.kind, r.value): r.member_id for r in rows}
 
 
+async def _copy(conn: AsyncConnection, create: str, table: str, columns: tuple[str, ...], records: list) -> None:
+    """The chunk's rows in the session's temporary `table`, emptied first (a dry run's chunks
+    share one transaction)."""
+    await conn.exec_driver_sql(create)
+    await conn.exec_driver_sql(f"TRUNCATE {table}")
+    driver = (await conn.get_raw_connection()).driver_connection
+    await driver.copy_records_to_table(table, records=records, columns=list(columns))
+
+
 async def write_members(conn: AsyncConnection, members: list[NewMember], now: datetime) -> None:
     """Enrol the members with their identities, floors, import entries and import records.
     ImportRaced when a member or an identity was taken meanwhile (nothing is kept: the caller
     rolls the transaction back)."""
     if not members:
         return
-    inserted = await _count(
-        conn,
-        _INSERT_MEMBERS,
-        [m.member_id for m in members],
-        [m.tier for m in members],
-        [m.floor_tier for m in members],
-        [m.floor_ends_on for m in members],
-        [m.qualifying_points for m in members],
-        [m.lifetime_points for m in members],
-        [m.birthday for m in members],
-        [m.locale for m in members],
-        ["|".join(m.labels) for m in members],
-        [m.enrolled_at for m in members],
-        now,
-    )
+    records = []
+    for m in members:
+        named = dict(m.identities)
+        records.append(
+            (
+                m.member_id,
+                m.tier,
+                m.floor_tier,
+                m.floor_ends_on,
+                m.qualifying_points,
+                m.lifetime_points,
+                m.birthday,
+                m.locale,
+                list(m.labels),
+                m.enrolled_at,
+                m.row_hash,
+                named.get("phone"),
+                named.get("card"),
+                named.get("wechat_openid"),
+                named.get("email"),
+            )
+        )
+    await _copy(conn, _CREATE_MEMBER_ROWS, _MEMBER_ROWS, _MEMBER_ROW_COLUMNS, records)
+    inserted = await _count(conn, _INSERT_MEMBERS, now)
     if inserted != len(members):
         raise ImportRaced(f"{len(members) - inserted} members were enrolled meanwhile")
-    identities = [(kind, value, m.member_id) for m in members for kind, value in m.identities]
+    identities = sum(len(m.identities) for m in members)
     if identities:
-        claimed = await _count(
-            conn,
-            _INSERT_IDENTITIES,
-            [i[0] for i in identities],
-            [i[1] for i in identities],
-            [i[2] for i in identities],
-            now,
-        )
-        if claimed != len(identities):
-            raise ImportRaced(f"{len(identities) - claimed} identities were taken meanwhile")
-    floors = [m for m in members if m.floor_tier is not None]
-    counted = [m for m in members if m.qualifying_points or m.lifetime_points]
-    await conn.exec_driver_sql(
-        _RECORD_MEMBERS,
-        (
-            [m.member_id for m in floors],
-            [m.floor_tier for m in floors],
-            [m.floor_ends_on for m in floors],
-            [m.member_id for m in counted],
-            [m.qualifying_points for m in counted],
-            [m.lifetime_points for m in counted],
-            [m.member_id for m in members],
-            [m.row_hash for m in members],
-            now,
-            [m.tier for m in members],
-            [m.qualifying_points for m in members],
-            [m.birthday for m in members],
-            [m.locale for m in members],
-        ),
-    )
+        claimed = await _count(conn, _INSERT_IDENTITIES, now)
+        if claimed != identities:
+            raise ImportRaced(f"{identities - claimed} identities were taken meanwhile")
+    await conn.exec_driver_sql(_RECORD_MEMBERS, (now,))
 
 
 @dataclass(frozen=True)
@@ -261,20 +291,12 @@ async def known_lots(conn: AsyncConnection, keys: list[tuple[str, str]]) -> dict
 
 async def write_lots(conn: AsyncConnection, lots: list[NewLot], now: datetime) -> None:
     """Each lot with its `import` entry and record, and the members' available points, in one
-    statement. The caller holds the members' row locks."""
+    statement after the copy. The caller holds the members' row locks."""
     if not lots:
         return
-    await conn.exec_driver_sql(
-        _INSERT_LOTS,
-        (
-            [lot.member_id for lot in lots],
-            [lot.lot_ref for lot in lots],
-            [lot.points for lot in lots],
-            [lot.earned_at for lot in lots],
-            [lot.expires_at for lot in lots],
-            [lot.note for lot in lots],
-            [lot.row_hash for lot in lots],
-            [lot.expires_on for lot in lots],
-            now,
-        ),
-    )
+    records = [
+        (lot.member_id, lot.lot_ref, lot.points, lot.earned_at, lot.expires_at, lot.note, lot.row_hash, lot.expires_on)
+        for lot in lots
+    ]
+    await _copy(conn, _CREATE_LOT_ROWS, _LOT_ROWS, _LOT_ROW_COLUMNS, records)
+    await conn.exec_driver_sql(_INSERT_LOTS, (now,))
