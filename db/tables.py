@@ -312,6 +312,7 @@ import_members = Table(
     Column("qualifying_points", BigInteger, nullable=False),
     Column("birthday", Date),
     Column("locale", Text),
+    Column("labels", ARRAY(Text), nullable=False, server_default="{}"),
     Column("imported_at", TS, nullable=False),
 )
 

@@ -109,7 +109,7 @@ async def test_members_go_in_with_identities_tier_floor_and_totals_and_a_second_
             9000,
             date(1990, 4, 2),
             "en",
-            ["vip", "staff"],
+            ["staff", "vip"],
             datetime(2019, 3, 1, tzinfo=SHANGHAI),
         ),
         ("M2", "Silver", None, None, 0, 1200, 1500, None, "zh-Hans", [], NOW),
@@ -418,7 +418,8 @@ async def test_a_late_event_re_evaluates_an_imported_member_from_what_they_broug
         write(
             tmp_path,
             "members.csv",
-            "member_id,birthday,locale,tier,lifetime_points,qualifying_points\nM1,1990-04-02,en,Gold,9000,5200\n",
+            "member_id,birthday,locale,labels,tier,lifetime_points,qualifying_points\n"
+            "M1,1990-04-02,en,vip|plus,Gold,9000,5200\n",
         ),
         now=datetime(2026, 11, 1, tzinfo=UTC),
     )
@@ -432,13 +433,14 @@ async def test_a_late_event_re_evaluates_an_imported_member_from_what_they_broug
         row = (
             await conn.execute(
                 text(
-                    "SELECT tier, birthday, locale, qualifying_points, available_points FROM members "
+                    "SELECT tier, birthday, locale, labels, qualifying_points, available_points FROM members "
                     "WHERE member_id = 'M1'"
                 )
             )
         ).one()
         changes = (await conn.execute(text("SELECT count(*) FROM tier_changes"))).scalar_one()
-    assert tuple(row) == ("Gold", date(1990, 4, 2), "en", 5200 + 150 + 150 + 100, 150 + 150 + 100)
+    # The labels brought in stay too: the re-evaluation starts from them.
+    assert tuple(row) == ("Gold", date(1990, 4, 2), "en", ["plus", "vip"], 5200 + 150 + 150 + 100, 150 + 150 + 100)
     assert changes == 0
     assert (await audit_all(db)).clean
 

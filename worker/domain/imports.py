@@ -21,6 +21,7 @@ from zoneinfo import ZoneInfo
 from worker.domain.events import BIRTHDAY_AFTER, safe_text
 from worker.domain.identities import KINDS as IDENTITY_KINDS
 from worker.domain.identities import IdentityError, normalise
+from worker.domain.labels import LABEL_PATTERN, LABEL_RULE, LABELS_MAX
 
 MEMBER_COLUMNS: tuple[str, ...] = (
     "member_id",
@@ -44,8 +45,6 @@ BALANCE_REQUIRED: tuple[str, ...] = ("member_id", "lot_ref", "points", "expires_
 LOCALES: tuple[str, ...] = ("en", "zh-Hans", "zh-Hant")
 # Labels in one cell: `vip|staff`. Not `;` or `,`, which spreadsheets use between cells.
 LABEL_SEPARATOR = "|"
-LABELS_MAX = 32
-_LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
 # Member ids as the event contract takes them (events.Identifier).
 _MEMBER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@#/+-]{0,127}$")
 _LOT_REF = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@#/+-]{0,127}$")
@@ -286,12 +285,13 @@ def _labels(raw: str) -> tuple[str, ...]:
         return ()
     labels = [label.strip() for label in raw.split(LABEL_SEPARATOR)]
     for label in labels:
-        if not _LABEL.fullmatch(label):
+        if not re.fullmatch(LABEL_PATTERN, label):
             raise BadRow(
-                f"labels: {safe_text(label, 64)!r} is not a label (1-64 letters, digits and _.:- "
-                f"starting with a letter or digit; labels are separated by {LABEL_SEPARATOR})"
+                f"labels: {safe_text(label, 64)!r} is not a label: {LABEL_RULE} "
+                f"(labels are separated by {LABEL_SEPARATOR})"
             )
-    unique = tuple(dict.fromkeys(labels))
+    # A set, kept sorted, as member labels are everywhere.
+    unique = tuple(sorted(set(labels)))
     if len(unique) > LABELS_MAX:
         raise BadRow(f"labels: {len(unique)} labels, at most {LABELS_MAX}")
     return unique

@@ -59,7 +59,8 @@ _ENTRIES = text(
 ).bindparams(bindparam("member_ids"))
 # What imported members started with (worker/services/imports.py); none for the others.
 _OPENINGS = text(
-    "SELECT member_id, tier, qualifying_points, birthday, locale FROM import_members WHERE member_id = ANY(:member_ids)"
+    "SELECT member_id, tier, qualifying_points, birthday, locale, labels FROM import_members"
+    " WHERE member_id = ANY(:member_ids)"
 ).bindparams(bindparam("member_ids"))
 # With each referral, what decides whether it pays (ledger.referee_is_new): the referee's own
 # events before it, as they are stored now, so both halves of a referral replay alike.
@@ -125,7 +126,9 @@ async def load(
             row.first_event_at, row.purchased_before
         )
     for row in await conn.execute(_OPENINGS, ids):
-        found[row.member_id].opening = Opening(row.tier, row.qualifying_points, row.birthday, row.locale)
+        found[row.member_id].opening = Opening(
+            row.tier, row.qualifying_points, row.birthday, row.locale, frozenset(row.labels)
+        )
     return found
 
 

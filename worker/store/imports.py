@@ -107,8 +107,8 @@ _RECORD_MEMBERS = f"""
                $1
         FROM {_MEMBER_ROWS} WHERE qualifying > 0 OR lifetime > 0
     )
-    INSERT INTO import_members (member_id, row_hash, tier, qualifying_points, birthday, locale, imported_at)
-    SELECT member_id, row_hash, tier, qualifying, birthday, locale, $1 FROM {_MEMBER_ROWS}
+    INSERT INTO import_members (member_id, row_hash, tier, qualifying_points, birthday, locale, labels, imported_at)
+    SELECT member_id, row_hash, tier, qualifying, birthday, locale, coalesce(labels, '{{}}'), $1 FROM {_MEMBER_ROWS}
 """
 
 _LOCK_MEMBERS = """

@@ -21,7 +21,7 @@ depends_on = ("0013_back_office",)
 UPGRADE = """
 -- row_hash: SHA-256 (hex) of the row as parsed; set to 'erased' when the member is erased, so
 -- that no digest of their personal data outlives them.
--- tier, qualifying_points, birthday, locale: what the member brought in, from which a
+-- tier, qualifying_points, birthday, locale, labels: what the member brought in, from which a
 -- re-evaluation of their history starts (worker/services/fold.py); birthday and locale are
 -- cleared with the member's other personal data.
 CREATE TABLE import_members (
@@ -31,6 +31,7 @@ CREATE TABLE import_members (
     qualifying_points  bigint NOT NULL,
     birthday           date,
     locale             text,
+    labels             text[] NOT NULL DEFAULT '{}',
     imported_at        timestamptz NOT NULL DEFAULT now()
 );
 
