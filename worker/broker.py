@@ -9,6 +9,7 @@ from dramatiq.brokers.stub import StubBroker
 from dramatiq.middleware import AsyncIO, CurrentMessage, default_middleware
 
 from worker.actors import all_specs
+from worker.actors.events import BATCH_PREFETCH, BATCH_QUEUE
 from worker.config import DEFAULT_HEARTBEAT_TIMEOUT_MS, Settings
 from worker.domain.program import Program
 from worker.durability import RedisDurabilityCheck
@@ -49,6 +50,7 @@ def build_broker(
             middleware=middleware,
             heartbeat_timeout=settings.heartbeat_timeout_ms,
             maintenance_chance=settings.maintenance_chance,
+            queue_prefetch={BATCH_QUEUE: BATCH_PREFETCH},
         )
     dramatiq.set_broker(broker)
     declare_actors(broker)
@@ -71,9 +73,15 @@ def name_worker(broker: dramatiq.Broker) -> None:
 
 
 def declare_actors(broker: dramatiq.Broker) -> dict[str, dramatiq.Actor]:
+    """Async actors run on the process's event loop; a plain function (one that only talks to
+    the broker) runs on its worker thread."""
     return {
         spec.name: dramatiq.actor(
-            on_event_loop(spec.fn), broker=broker, actor_name=spec.name, queue_name=spec.queue_name, **spec.options
+            on_event_loop(spec.fn) if inspect.iscoroutinefunction(spec.fn) else spec.fn,
+            broker=broker,
+            actor_name=spec.name,
+            queue_name=spec.queue_name,
+            **spec.options,
         )
         for spec in all_specs()
     }

@@ -50,6 +50,8 @@ class Runtime:
     reloader: asyncio.Task | None = None
     # Commits the process's one-event messages in groups (None: a transaction per event).
     group: GroupCommit | None = None
+    # The broker this process consumes from: what an actor that moves a message sends on.
+    broker: dramatiq.Broker | None = None
 
     @property
     def program(self) -> Program:
@@ -102,7 +104,9 @@ class RuntimeMiddleware(dramatiq.Middleware):
             self.settings.database_url, pool_size=worker.worker_threads, max_overflow=2, pre_ping=False
         )
         store = StoredVersions(engine) if self.program is None else None
-        runtime = Runtime(self.settings, ProgramInForce(fallback, store, self.settings.program_reload_s), engine)
+        runtime = Runtime(
+            self.settings, ProgramInForce(fallback, store, self.settings.program_reload_s), engine, broker=broker
+        )
         loop_thread = get_event_loop_thread()
         if loop_thread is not None:
             # Before the first message: a restarted worker starts with the version in force.

@@ -152,6 +152,12 @@ def queue_problem(actor_queue: str | None, message_queue: str, consumed_queue: s
 
 
 class _QueueCheckedConsumer(_RedisConsumer):
+    def __init__(self, broker, queue_name, prefetch, timeout):
+        # dramatiq gives every queue of a worker the same prefetch (2 × threads); the broker's
+        # queue_prefetch lowers it for the queues it names.
+        cap = broker.queue_prefetch.get(queue_name)
+        super().__init__(broker, queue_name, prefetch if cap is None else min(prefetch, cap), timeout)
+
     def __next__(self):
         try:
             proxy = super().__next__()
@@ -197,7 +203,15 @@ class _QueueCheckedConsumer(_RedisConsumer):
 
 
 class QueueCheckedRedisBroker(RedisBroker):
-    """The Redis broker whose consumers reject a message that does not belong to their queue."""
+    """The Redis broker whose consumers reject a message that does not belong to their queue.
+
+    `queue_prefetch` caps how many messages of a queue one worker process holds at once
+    (fetched and not yet acknowledged), per queue name; other queues keep dramatiq's."""
+
+    def __init__(self, *args: Any, queue_prefetch: Mapping[str, int] | None = None, **kwargs: Any):
+        self.queue_prefetch = dict(queue_prefetch or {})
+        assert all(cap >= 1 for cap in self.queue_prefetch.values())
+        super().__init__(*args, **kwargs)
 
     @property
     def consumer_class(self):
