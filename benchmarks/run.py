@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import os
 import platform
@@ -71,8 +72,11 @@ def log(message: str) -> None:
 
 
 class Queue:
-    def __init__(self, client: redis.Redis, namespace: str, queue: str):
-        self.client, self.namespace, self.queue = client, namespace, queue
+    """`also`: queues the workers move this queue's messages to (a batch message sent on the
+    events queue is applied from the batches queue); drained counts them too."""
+
+    def __init__(self, client: redis.Redis, namespace: str, queue: str, also: tuple[str, ...] = ()):
+        self.client, self.namespace, self.queue, self.also = client, namespace, queue, also
         self.list_key = f"{namespace}:{queue}"
         self.msgs_key = f"{namespace}:{queue}.msgs"
         self.staging_key = f"{namespace}:{queue}.bench-staging"
@@ -111,8 +115,9 @@ class Queue:
         """Messages written and not yet acknowledged (acks delete them from the hash),
         including retries waiting on the delay queue."""
         pipe = self.client.pipeline(transaction=False)
-        pipe.hlen(self.msgs_key)
-        pipe.hlen(f"{self.namespace}:{self.queue}.DQ.msgs")
+        for queue in (self.queue, *self.also):
+            pipe.hlen(f"{self.namespace}:{queue}.msgs")
+            pipe.hlen(f"{self.namespace}:{queue}.DQ.msgs")
         return sum(pipe.execute())
 
     def wait_drained(self, timeout_s: float = DRAIN_TIMEOUT_S, poll_s: float = 0.02) -> float:
@@ -159,6 +164,18 @@ class Workers:
             except OSError:
                 continue
         return peaks
+
+    def cpu_s(self) -> float:
+        """CPU time (user + system) used so far by the worker processes under this one."""
+        ticks = os.sysconf("SC_CLK_TCK")
+        total = 0.0
+        for pid in self.descendants():
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            total += (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
+        return total
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -233,9 +250,11 @@ def counted(url: str) -> int:
 
 def drain_phase(queue: Queue, workers: Workers, actor: str, arg_lists: list[list], events: int) -> dict:
     queue.push(actor, arg_lists, staged=True)
+    cpu = workers.cpu_s()
     started = time.perf_counter()
     queue.release()
     finished = queue.wait_drained()
+    cpu = workers.cpu_s() - cpu
     workers.check_alive()
     elapsed = finished - started
     return {
@@ -243,6 +262,8 @@ def drain_phase(queue: Queue, workers: Workers, actor: str, arg_lists: list[list
         "messages": len(arg_lists),
         "seconds": round(elapsed, 3),
         "events_per_s": round(events / elapsed, 1),
+        # The worker processes' CPU (all cores) per event: what the Python side costs.
+        "worker_cpu_ms_per_event": round(cpu * 1000 / events, 3),
     }
 
 
@@ -391,6 +412,7 @@ def table(r: dict) -> str:
         ("one-event messages (events/s)", f"{one:,.0f}", f">= {TARGETS['one_event']:,}"),
         ("  / no-op ceiling", f"{r['ratios']['one_event_vs_noop']:.2f}", f">= {TARGETS['one_event_vs_noop']}"),
         ("  / PostgreSQL ceiling", f"{r['ratios']['one_event_vs_pg']:.2f}", ""),
+        ("  worker CPU per event (ms)", f"{r['one_event'].get('worker_cpu_ms_per_event', float('nan')):.2f}", ""),
         (f"one-event messages, {LATE_SHARE:.0%} late (events/s)", f"{r['late']['events_per_s']:,.0f}", ""),
         (
             "  / in-order one-event messages",
@@ -400,6 +422,7 @@ def table(r: dict) -> str:
         ("  extra time per late event (ms)", f"{r['late']['extra_ms_per_late_event']:.1f}", ""),
         ("batch messages (events/s)", f"{batch:,.0f}", f">= {TARGETS['batch']:,}"),
         ("  / PostgreSQL ceiling", f"{r['ratios']['batch_vs_pg']:.2f}", ""),
+        ("  worker CPU per event (ms)", f"{r['batch'].get('worker_cpu_ms_per_event', float('nan')):.2f}", ""),
         ("  / COPY ceiling (rows/s)", f"{r['ratios']['batch_vs_copy']:.4f}", ""),
         (
             f"latency at {r['latency']['offered_per_s']:,.0f} ev/s p50/p95/p99 (ms)",
@@ -427,6 +450,20 @@ def table(r: dict) -> str:
                 f"<= {TARGETS['expiry_s']}",
             )
         )
+    for key, label in (
+        ("one_event_purchase_grouped", "one-event purchase, grouped"),
+        ("one_event_purchase_alone", "one-event purchase, alone"),
+        ("batch_event", "batch event (mix)"),
+    ):
+        if key in r.get("statements", {}):
+            m = r["statements"][key]
+            rows.append(
+                (
+                    f"{label}: rows / statements (queries)",
+                    f"{m['rows_per_event']:.2f} / {m['statements_per_event']:.2f} ({m['queries_per_event']:.2f})",
+                    "",
+                )
+            )
     c = r["correctness"]
     rows.append(("correctness: audit clean, each event once", "yes" if c["ok"] else f"NO {c}", "yes"))
     width = [max(len(row[i]) for row in rows) for i in range(3)]
@@ -446,6 +483,12 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--threads", type=int, default=THREADS, help="Worker threads per process.")
     parser.add_argument(
+        "--batch-events", type=int, default=0, help="Events of the batch phase (default: 40,000; --quick 20,000)."
+    )
+    parser.add_argument(
+        "--statements", action="store_true", help="With --only: also count rows and statements per event."
+    )
+    parser.add_argument(
         "--latency-rates",
         default="1000",
         help="Offered events/s of the latency phases (comma-separated; the first is in the table's main row).",
@@ -461,6 +504,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--api-seconds", type=float, default=10, help="Length of each API measurement.")
     args = parser.parse_args(argv)
     sizes = QUICK if args.quick else FULL
+    if args.batch_events:
+        sizes = dataclasses.replace(sizes, batch_events=args.batch_events)
     RESULTS.mkdir(parents=True, exist_ok=True)
 
     run_id = uuid.uuid4().hex[:8]
@@ -521,7 +566,7 @@ def main(argv: list[str] | None = None) -> None:
 
         workload = Workload(sizes.members, SEED, datetime.now(UTC), run_id[:4])
         generated: set[str] = set()
-        queue = Queue(client, namespace, "events")
+        queue = Queue(client, namespace, "events", also=("batches",))
         workers = Workers(
             [*loyalty_command(), "worker", "--processes", str(PROCESSES), "--threads", str(args.threads)],
             env,
@@ -538,7 +583,10 @@ def main(argv: list[str] | None = None) -> None:
             events = workload.take(sizes.one_event)
             generated.update(e["event_id"] for e in events)
             result["one_event"] = drain_phase(queue, workers, "process_event", [[e] for e in events], len(events))
-            log(f"  {result['one_event']['events_per_s']:,.0f} events/s")
+            log(
+                f"  {result['one_event']['events_per_s']:,.0f} events/s, "
+                f"{result['one_event']['worker_cpu_ms_per_event']} ms worker CPU per event"
+            )
         if args.only in (None, "late"):
             if "one_event" not in result:
                 events = workload.take(sizes.one_event)
@@ -570,7 +618,10 @@ def main(argv: list[str] | None = None) -> None:
             generated.update(e["event_id"] for e in events)
             batches = [[events[i : i + BATCH_SIZE]] for i in range(0, len(events), BATCH_SIZE)]
             result["batch"] = drain_phase(queue, workers, "process_batch", batches, len(events))
-            log(f"  {result['batch']['events_per_s']:,.0f} events/s")
+            log(
+                f"  {result['batch']['events_per_s']:,.0f} events/s, "
+                f"{result['batch']['worker_cpu_ms_per_event']} ms worker CPU per event"
+            )
         if args.only in (None, "latency"):
             result["latency_by_rate"] = []
             for rate in [int(r) for r in args.latency_rates.split(",")]:
@@ -584,12 +635,17 @@ def main(argv: list[str] | None = None) -> None:
         workers.stop()
         workers = None
 
-        expiry = run_expiry(url)
+        expiry = run_expiry(url) if args.only is None else None
         if expiry is not None:
             result["expiry"] = expiry
 
         log("correctness check")
         result["correctness"] = correctness(url, env, generated)
+        if args.only is None or args.statements:
+            from benchmarks import statements
+
+            log("rows and statements per event")
+            result["statements"] = statements.measure(url, workload, BATCH_SIZE)
         if args.only is None:
             c = result["ceilings"]
             result["ratios"] = {
