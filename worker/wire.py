@@ -21,6 +21,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+import orjson
 from dramatiq.broker import MessageProxy
 from dramatiq.brokers.redis import RedisBroker, _RedisConsumer
 from dramatiq.common import q_name
@@ -49,6 +50,9 @@ _REQUIRED = {
     "message_id": str,
     "message_timestamp": int,
 }
+# 19 digits in a row may be an integer orjson would read as a float (or only a long string of
+# digits, which the standard library then decodes just the same).
+_LONG_DIGITS = re.compile(rb"[0-9]{19}")
 _REDIS_ID = re.compile(rb'"redis_message_id"\s*:\s*"([0-9A-Za-z-]{1,64})"')
 
 
@@ -94,7 +98,7 @@ class TolerantJSONEncoder(JSONEncoder):
             problem: str | None = f"message: {len(data)} bytes is over the limit of {MESSAGE_BYTES_MAX} bytes"
         else:
             try:
-                fields = super().decode(data)
+                fields = self._fast_decode(data)
                 problem = _problem(fields, self.redis)
                 if problem is None and nested_deeper_than(fields, MESSAGE_DEPTH_MAX):
                     problem = f"message: nests arrays and objects deeper than {MESSAGE_DEPTH_MAX} levels"
@@ -117,6 +121,18 @@ class TolerantJSONEncoder(JSONEncoder):
             # No id to ack it by in the bytes: the Redis consumer finds it (below).
             raise DecodeError(problem, data, ValueError(problem))
         return rejection(data.decode("utf-8", errors="replace"), problem, redis_id, redis_id)
+
+    def _fast_decode(self, data: bytes) -> Any:
+        """orjson where it decodes as the standard library does (several times faster); what
+        it refuses (NaN, numbers out of range, lone surrogates, bad UTF-8) or reads otherwise
+        (an integer of more than 64 bits becomes a float) goes through dramatiq's decoder as
+        before, so what is accepted and every rejection reason stay the same."""
+        if _LONG_DIGITS.search(data) is None:
+            try:
+                return orjson.loads(data)
+            except orjson.JSONDecodeError:
+                pass
+        return super().decode(data)
 
 
 def rejection(raw: str, problem: str, message_id: str, redis_id: str) -> MessageData:

@@ -15,6 +15,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Annotated, Any, Literal, Union
 
+import orjson
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -592,8 +593,14 @@ def event_size_bytes(raw: Any) -> int:
         return len(raw)
     if isinstance(raw, str):
         return len(raw.encode("utf-8", errors="surrogatepass"))
-    encoded = json.dumps(raw, ensure_ascii=False, separators=(",", ":"), default=str)
-    return len(encoded.encode("utf-8", errors="surrogatepass"))
+    try:
+        # orjson writes the same compact UTF-8 several times faster (a batch is measured whole);
+        # what it refuses (integers over 64 bits, lone surrogates, keys that are not strings)
+        # is measured by the standard library as before.
+        return len(orjson.dumps(raw, default=str))
+    except orjson.JSONEncodeError:
+        encoded = json.dumps(raw, ensure_ascii=False, separators=(",", ":"), default=str)
+        return len(encoded.encode("utf-8", errors="surrogatepass"))
 
 
 def _field_path(loc: tuple) -> str:
