@@ -201,6 +201,8 @@ def worker_env(database_url: str, namespace: str) -> dict[str, str]:
         "LOYALTY_LOG_LEVEL": "WARNING",
         "LOYALTY_LOG_FORMAT": "json",
         "LOYALTY_STRICT_CHECKS": "0",
+        # No /metrics process: its fixed port may be taken by another worker on the machine.
+        "LOYALTY_METRICS_PORT": "0",
         "PYTHONPATH": str(ROOT),
     }
 
