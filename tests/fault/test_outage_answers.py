@@ -26,7 +26,7 @@ pytestmark = [
     pytest.mark.skipif(postgres_bin() is None, reason="needs PostgreSQL server binaries"),
 ]
 
-PATH_VALUES = {"member_id": "M1", "source": "pos", "event_id": "pos-1", "hold_id": "h-1"}
+PATH_VALUES = {"member_id": "M1", "source": "pos", "event_id": "pos-1", "hold_id": "h-1", "code": "CAFE-001"}
 # A valid body for every route that takes one: an outage must be the only thing wrong.
 BODIES = {
     ("POST", "/v1/events"): purchase("M1", "100.00", event_id="pos-1"),
@@ -34,6 +34,9 @@ BODIES = {
     ("POST", "/v1/holds/{hold_id}/capture"): None,
     ("POST", "/v1/holds/{hold_id}/void"): None,
     ("POST", "/v1/members/{member_id}/redemptions"): {"reward_id": "R1", "quantity": 1},
+    ("POST", "/v1/members/{member_id}/adjustments"): {"points": 500, "reason": "goodwill"},
+    ("PUT", "/v1/members/{member_id}/labels"): {"labels": ["vip"]},
+    ("POST", "/v1/coupons/{code}/use"): None,
 }
 # Left out of the loop: /healthz needs no server (the process is up whatever PostgreSQL and
 # Redis do); /readyz says which server is down, checked on its own.
@@ -112,7 +115,7 @@ async def test_every_route_answers_503_unavailable_while_postgresql_or_redis_is_
             "--name",
             "till-1",
             "--scopes",
-            "events:write,members:read,points:spend,rewards:redeem",
+            "events:write,members:read,members:write,points:spend,rewards:redeem,points:adjust,coupons:read,coupons:use",
             "--json",
         ],
         env,
