@@ -99,9 +99,13 @@ class TolerantJSONEncoder(JSONEncoder):
         else:
             try:
                 fields = self._fast_decode(data)
-                problem = _problem(fields, self.redis)
-                if problem is None and nested_deeper_than(fields, MESSAGE_DEPTH_MAX):
+                # Depth first: a message nested too deep is refused for that whatever else it
+                # lacks (orjson decodes up to 1,024 levels, where the standard library's
+                # decoder ran out of recursion and said so before anything else was checked).
+                if nested_deeper_than(fields, MESSAGE_DEPTH_MAX):
                     problem = f"message: nests arrays and objects deeper than {MESSAGE_DEPTH_MAX} levels"
+                else:
+                    problem = _problem(fields, self.redis)
             except DecodeError as error:
                 problem = f"message: not valid JSON ({type(error.error).__name__})"
             except RecursionError:
