@@ -173,7 +173,8 @@ async def reevaluate(
     booked_entries = stored.entries
     booked = reevaluation.points_by_event(booked_entries)
     order = [(e.source, e.event_id) for e in history]
-    order += [key for key in booked if key not in set(order)]
+    in_history = set(order)  # once: a set per booked key made a long history's replay quadratic
+    order += [key for key in booked if key not in in_history]
     found = reevaluation.corrections(shadow.points, booked, order)
     by_key = {(e.source, e.event_id): e for e in history}
     lots = {(r["source"], r["event_id"]): r["lot_id"] for r in booked_entries if r["lot_id"] is not None}
