@@ -26,7 +26,7 @@ import asyncpg
 import redis
 from sqlalchemy.engine import make_url
 
-from benchmarks import ceiling
+from benchmarks import ceiling, long_history
 from benchmarks.workload import Workload
 from db import migrate
 from db.engine import async_url
@@ -439,6 +439,15 @@ def table(r: dict) -> str:
             )
             for lat in r.get("latency_by_rate", [])[1:]
         ),
+        *(
+            (
+                f"a {name} late after {r['long_history']['history_events']:,} events of one member: extra (ms)",
+                f"{r['long_history'][f'extra_{name}_ms']:.1f} ({r['long_history'][f'extra_{name}_vs_target']:.2f})",
+                f"<= {long_history.TARGET_MS:g} (1)",
+            )
+            for name in long_history.LATE_BY
+            if "long_history" in r
+        ),
         ("peak RSS per worker process (MB)", " / ".join(f"{m:.0f}" for m in r["rss_mb"]), f"<= {TARGETS['rss_mb']}"),
         ("ceiling: dramatiq no-op (messages/s)", f"{noop:,.0f}", ""),
         ("ceiling: PostgreSQL insert+update (tx/s)", f"{pg:,.0f}", ""),
@@ -480,7 +489,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--keep", action="store_true", help="Keep the benchmark database afterwards.")
     parser.add_argument(
         "--only",
-        choices=["one_event", "late", "batch", "latency"],
+        choices=["one_event", "late", "batch", "latency", "long_history"],
         help="Run one phase (no ceilings; `late` runs the in-order one-event phase first to compare).",
     )
     parser.add_argument("--threads", type=int, default=THREADS, help="Worker threads per process.")
@@ -637,6 +646,19 @@ def main(argv: list[str] | None = None) -> None:
         result["rss_mb"] = [round(m, 1) for m in sorted(workers.peak_rss_mb())]
         workers.stop()
         workers = None
+
+        # Not in a quick run: loading 10,000 events of one member takes minutes.
+        if args.only == "long_history" or (args.only is None and not args.quick):
+            log(f"long history: {long_history.HISTORY_EVENTS:,} events of one member, then late events")
+            history = long_history.run(url, run_id)
+            generated.update(history.pop("ids"))
+            result["long_history"] = history
+            for name in long_history.LATE_BY:
+                log(
+                    f"  a {name} late: {history[f'late_{name}_ms']} ms, in order {history['in_order_ms']} ms: "
+                    f"{history[f'extra_{name}_ms']} ms extra, {history[f'extra_{name}_vs_target']:.2f} of the "
+                    f"{long_history.TARGET_MS:g} ms target"
+                )
 
         expiry = run_expiry(url) if args.only is None and not args.skip_expiry else None
         if expiry is not None:
