@@ -8,13 +8,16 @@ writes per event, the group
    order, so two groups claiming the same keys wait on each other in one order);
 2. locks (and enrols) every member that has an event to apply with one more, in member-id
    order, the one order every transaction that locks members takes;
-3. reads the orders its purchases name and the members' purchase counts, and takes entry and
-   lot ids from their sequences;
-4. runs the ledger's own handlers on the locked accounts, in memory for the members whose
-   events write only what staged.py holds (purchases, check-ins, signups, activities, bonuses),
-   and writes all of that with one statement;
-5. applies the other members' events (refunds, reviews, referrals, redemptions, a purchase
-   that a refund or review waits for) statement by statement, as they go on their own;
+3. reads what the deciders read (store/staged.py): the orders its purchases, refunds and
+   reviews name, with the refunds and reviews waiting for them, the members' purchase counts
+   and the open lots of members whose refunds take points back; and takes entry and lot ids
+   from their sequences;
+4. decides the events of the members whose events are all set-based (purchases, refunds,
+   reviews, check-ins, signups, activities, member updates, bonuses) on the locked accounts in
+   memory, each event reading what the ones before it left, and writes all of that with one
+   statement;
+5. applies the other members' events (referrals, redemptions, adjustments) statement by
+   statement, as they go on their own;
 6. re-evaluates each member that had late events once, for all of them, their histories read
    with three statements for the whole group, as of the member's last late event applied.
 
@@ -40,25 +43,30 @@ from worker.services.ledger import Claim, apply_claimed, apply_event
 from worker.store import accounts
 from worker.store import events as store_events
 from worker.store.accounts import Account, Origin
-from worker.store.staged import Order, Staged, json_text
+from worker.store.staged import Staged, json_text
 
 _CLAIMED_HASHES = """
     SELECT p.source, p.event_id, p.payload_hash FROM processed_events p
     JOIN unnest($1::text[], $2::text[]) AS k(s, e) ON p.source = k.s AND p.event_id = k.e
 """
-_ORDERS = """
-    SELECT o.member_id, o.order_id, o.amount FROM orders o
-    JOIN unnest($1::text[], $2::text[]) AS k(m, id) ON o.member_id = k.m AND o.order_id = k.id
-"""
-_PURCHASE_COUNTS = """
-    SELECT member_id, count(*) FROM orders WHERE member_id = ANY($1::text[]) AND amount IS NOT NULL GROUP BY member_id
-"""
 
-# Event types whose handlers write only what staged.py holds (a purchase only when no refund
-# or review waits for its order); a member with any other event in the group goes unstaged.
+# Event types whose decisions read and write only what staged.py holds; a member with any
+# other event in the group goes unstaged.
 STAGED_TYPES = frozenset(
-    {"purchase", "check_in", "signup", "activity", "referral_referee", "birthday_gift", "member_update"}
+    {
+        "purchase",
+        "refund",
+        "review",
+        "check_in",
+        "signup",
+        "activity",
+        "referral_referee",
+        "birthday_gift",
+        "member_update",
+    }
 )
+# Event types that name an order.
+ORDER_TYPES = frozenset({"purchase", "refund", "review"})
 
 
 @dataclass
@@ -99,11 +107,7 @@ async def apply_group(
                 enrolling.setdefault(event.member_id, event)
     rows = await _lock(staged, programs, enrolling)
     to_apply = {i for i in first.values() if claims[i].key in won}
-    await _read_orders(
-        staged,
-        [(events[i].member_id, events[i].payload.order_id) for i in sorted(to_apply) if events[i].type == "purchase"],
-    )
-    await staged.reserve(len(to_apply))
+    await _read(staged, [events[i] for i in sorted(to_apply)])
 
     locked: dict[str, Account] = {}
     for member_id, row in rows.items():
@@ -115,7 +119,7 @@ async def apply_group(
     plain = {
         member_id
         for member_id, items in shares
-        if member_id in locked and all(_stageable(staged, events[i]) for i, _ in items if i in to_apply)
+        if member_id in locked and all(events[i].type in STAGED_TYPES for i, _ in items if i in to_apply)
     }
     done: dict[int, Applied] = {}
     late: dict[str, tuple[int, Claim, Result]] = {}  # member -> its last late event applied
@@ -205,15 +209,6 @@ async def apply_each(
     return done
 
 
-def _stageable(staged: Staged, event: Any) -> bool:
-    if event.type not in STAGED_TYPES:
-        return False
-    if event.type == "purchase":
-        known = staged.orders.get((event.member_id, event.payload.order_id))
-        return known is None or known.amount is not None
-    return True
-
-
 async def _claim(
     conn: AsyncConnection, programs: ProgramTimeline, pairs: list[tuple[Claim, Any]]
 ) -> set[tuple[str, str]]:
@@ -250,10 +245,13 @@ async def _lock(staged: Staged, programs: ProgramTimeline, first_events: dict[st
     return {row["member_id"]: row for row in rows}
 
 
-async def _read_orders(staged: Staged, purchases: list[tuple[str, str]]) -> None:
-    if not purchases:
-        return
-    rows = await staged.fetch(_ORDERS, [m for m, _ in purchases], [o for _, o in purchases])
-    staged.orders = {(r["member_id"], r["order_id"]): Order(r["amount"]) for r in rows}
-    counts = await staged.fetch(_PURCHASE_COUNTS, sorted({m for m, _ in purchases}))
-    staged.purchase_counts = {r["member_id"]: r["count"] for r in counts}
+async def _read(staged: Staged, applying: list[Any]) -> None:
+    """Read what the group's deciders read (staged.py) and reserve the ids its entries take:
+    one per event, and one more per refund or review waiting for an order the group names."""
+    named = sorted({(e.member_id, e.payload.order_id) for e in applying if e.type in ORDER_TYPES})
+    await staged.read_orders(named, sorted({e.member_id for e in applying if e.type == "purchase"}))
+    # Members whose events take points back: a refund, or a purchase that applies waiting refunds.
+    reversing = {e.member_id for e in applying if e.type == "refund"}
+    reversing.update(m for (m, _), waiting in staged.waiting_refunds.items() if waiting)
+    await staged.read_lots(sorted(reversing))
+    await staged.reserve(len(applying) + staged.waiting_count())

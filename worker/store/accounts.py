@@ -336,8 +336,8 @@ async def reverse(
     (and lifetime points too for a `correction` of what an event earned); what was already
     spent cannot be taken back and is reported as `unrecovered`.
     """
-    account.direct()
-    lots = await open_lots(conn, account.member_id)
+    staged = account.staged
+    lots = staged.open_lots(account.member_id) if staged is not None else await open_lots(conn, account.member_id)
     candidates = [
         Lot(r["lot_id"], r["remaining"], r["expires_at"])
         for r in lots
@@ -354,24 +354,23 @@ async def reverse(
         "from_pending": from_pending,
         "unrecovered": unrecovered,
     }
-    entry_id = (
-        await conn.execute(
-            _WRITE_ENTRY,
-            {
-                "member_id": account.member_id,
-                "kind": "reverse",
-                "points": -from_available,
-                "pending": -from_pending,
-                "qualifying": -points,
-                "source": origin.source,
-                "event_id": origin.event_id,
-                "event_type": origin.event_type,
-                "rules": [*rules, detail],
-                "occurred_at": origin.occurred_at,
-            },
-        )
-    ).scalar_one()
-    await take_from_lots(conn, entry_id, takes)
+    entry = {
+        "member_id": account.member_id,
+        "kind": "reverse",
+        "points": -from_available,
+        "pending": -from_pending,
+        "qualifying": -points,
+        "source": origin.source,
+        "event_id": origin.event_id,
+        "event_type": origin.event_type,
+        "rules": [*rules, detail],
+        "occurred_at": origin.occurred_at,
+    }
+    if staged is not None:
+        staged.take(account.member_id, staged.entry(entry), takes)
+    else:
+        entry_id = (await conn.execute(_WRITE_ENTRY, entry)).scalar_one()
+        await take_from_lots(conn, entry_id, takes)
     account.available -= from_available
     account.pending -= from_pending
     account.movements.append(("reverse", from_available + from_pending))

@@ -156,13 +156,18 @@ async def load_order(conn, account: Account, state: MemberState, order_id: str, 
     """Put the order an event names into `state`, with what its decider reads of it: for a
     purchase, the member's purchase count and the refunds and reviews waiting for it."""
     staged = account.staged
-    if staged is not None:  # the group read the orders its purchases name (group_apply.py)
-        known = staged.orders.get((account.member_id, order_id))
-        if known is not None and known.amount is None:
-            raise RuntimeError(f"member {account.member_id}: a purchase with waiting events cannot be staged")
-        if known is not None:
-            state.orders[order_id] = OrderState(amount=known.amount)
+    if staged is not None:  # the group read the orders its events name (staged.py)
+        key = (account.member_id, order_id)
+        known = staged.orders.get(key)
         state.purchases = staged.purchase_counts.get(account.member_id, 0)
+        if known is None:
+            return
+        state.orders[order_id] = known
+        if purchase and known.amount is None:
+            for refund in staged.waiting_refunds.get(key, {}).values():
+                state.refunds[(order_id, refund.refund_id)] = refund
+            for review in staged.waiting_reviews.get(key, {}).values():
+                state.reviews[(order_id, review.sku)] = review
         return
     key = {"member_id": account.member_id, "order_id": order_id}
     row = (await conn.execute(_ORDER_STATE, {**key, "count": purchase})).one()
@@ -204,6 +209,7 @@ async def write_decision(
     own_lot: int | None = None
     lots: dict[tuple[str, str], int] = {}  # the lot each event's points earned, by the event's key
     member_id = account.member_id
+    staged = account.staged
     for step in decision.steps:
         if isinstance(step, Adjust):
             _, lot_id = await accounts.adjust(
@@ -255,7 +261,9 @@ async def write_decision(
         elif isinstance(step, PutOrder):
             order = state.orders[step.order_id]
             key = {"member_id": member_id, "order_id": step.order_id}
-            if step.purchase:
+            if staged is not None:
+                staged.put_order(member_id, step.order_id, order, purchase=step.purchase)
+            elif step.purchase:
                 row = {
                     **key,
                     "amount": order.amount,
@@ -265,38 +273,50 @@ async def write_decision(
                     "purchased_at": order.purchased_at,
                     "bonus_points": order.bonus_points,
                 }
-                if account.staged is not None:
-                    account.staged.upsert_order(row)
-                else:
-                    await conn.execute(_UPSERT_ORDER, row)
+                await conn.execute(_UPSERT_ORDER, row)
             else:
-                await conn.execute(
-                    _ORDER_REFUNDED,
-                    {
-                        **key,
-                        "refunded_amount": order.refunded_amount,
-                        "points_reversed": order.points_reversed,
-                        "bonus_reversed": order.bonus_reversed,
-                    },
-                )
+                refunded = {
+                    "refunded_amount": order.refunded_amount,
+                    "points_reversed": order.points_reversed,
+                    "bonus_reversed": order.bonus_reversed,
+                }
+                await conn.execute(_ORDER_REFUNDED, {**key, **refunded})
         elif isinstance(step, WaitFor):
-            await conn.execute(_WAITING_ORDER, {"member_id": member_id, "order_id": step.order_id})
+            if staged is not None:
+                staged.put_order(member_id, step.order_id, state.orders[step.order_id], purchase=False)
+            else:
+                await conn.execute(_WAITING_ORDER, {"member_id": member_id, "order_id": step.order_id})
         elif isinstance(step, PutRefund):
-            row = {"member_id": member_id, **step.row.__dict__}
-            await conn.execute(_INSERT_REFUND if step.new else _REFUND_APPLIED, row)
+            if staged is not None:
+                staged.put_refund(member_id, step.row)
+            else:
+                row = {"member_id": member_id, **step.row.__dict__}
+                await conn.execute(_INSERT_REFUND if step.new else _REFUND_APPLIED, row)
         elif isinstance(step, PutReview):
-            row = {"member_id": member_id, **step.row.__dict__}
-            await conn.execute(_CLAIM_REVIEW if step.new else _REVIEW_REWARDED, row)
+            if staged is not None:
+                staged.put_review(member_id, step.row)
+            else:
+                row = {"member_id": member_id, **step.row.__dict__}
+                await conn.execute(_CLAIM_REVIEW if step.new else _REVIEW_REWARDED, row)
         elif isinstance(step, DropReview):
-            await conn.execute(_REVIEW_UNCLAIMED, {"member_id": member_id, "order_id": step.order_id, "sku": step.sku})
+            if staged is not None:
+                staged.drop_review(member_id, step.order_id, step.sku)
+            else:
+                key = {"member_id": member_id, "order_id": step.order_id, "sku": step.sku}
+                await conn.execute(_REVIEW_UNCLAIMED, key)
         elif isinstance(step, MarkApplied):
             lot_id = lots.get((step.source, step.event_id))
             applied = Result("applied", member_id, step.points, step.note, {"lot_id": lot_id} if lot_id else {})
-            await conn.execute(
-                _DEFERRED_APPLIED, {"source": step.source, "event_id": step.event_id, "result": applied.as_json()}
-            )
+            if staged is not None:
+                staged.mark_applied(step.source, step.event_id, applied.as_json())
+            else:
+                params = {"source": step.source, "event_id": step.event_id, "result": applied.as_json()}
+                await conn.execute(_DEFERRED_APPLIED, params)
         else:  # pragma: no cover - the Step union is closed
             raise TypeError(f"unknown decision step {step!r}")
+    if staged is not None:  # the orders as this event left them, for the group's next events
+        for order_id, order in state.orders.items():
+            staged.keep_order(member_id, order_id, order)
     return own_lot
 
 
