@@ -198,6 +198,68 @@ async def test_a_group_of_purchases_refunds_and_reviews_writes_what_one_event_at
     ]
 
 
+def referrals_group(members: int) -> list[dict]:
+    """Each member checks in, refers a new member, refers the next member's referee too (which
+    only one of the two referrals wins) and buys."""
+    events = []
+    for n in range(members):
+        m, at = f"RR{n:03d}", "2026-11-03T1{}:00:00+08:00"
+        events += [
+            f.check_in(m, at.format(0), event_id=f"c-{n}"),
+            f.referral(m, f"RE{n:03d}", occurred_at=at.format(1), event_id=f"r1-{n}"),
+            f.referral(m, f"RE{(n + 1) % members:03d}", occurred_at=at.format(2), event_id=f"r2-{n}"),
+            f.purchase(m, "100.00", order_id=f"o-{n}", occurred_at=at.format(3), event_id=f"p-{n}"),
+        ]
+    return events
+
+
+async def test_a_batch_of_referrals_is_the_same_statements_for_12_and_60_events(db):
+    """The referrals decided for the whole group, their referee bonuses applied as groups of
+    their own, and the referrer checks asked all at once."""
+
+    async def counted(members: int):
+        with count_statements(db) as statements:
+            outcomes = await intake.process_batch(db, PROGRAM, referrals_group(members), now=NOW)
+        assert [o.status for o in outcomes] == ["applied"] * 4 * members
+        return statements
+
+    small = await counted(3)
+    async with db.connect() as conn:
+        paid = (await conn.execute(text("SELECT count(*) FROM referrals"))).scalar_one()
+        bonuses = (
+            await conn.execute(text("SELECT count(*) FROM ledger_entries WHERE event_type = 'referral_referee'"))
+        ).scalar_one()
+    assert (paid, bonuses) == (3, 3)
+    await truncate_all(db)
+    large = await counted(15)
+
+    assert large.sent == small.sent
+    assert [" ".join(s.split()[:2]) for s in small.queries] == [
+        "SELECT member_id,",
+        "INSERT INTO",
+        "INSERT INTO",
+        "SELECT o.member_id,",
+        "SELECT member_id,",
+        "SELECT nextval('ledger_entries_entry_id_seq'),",
+        "WITH RECURSIVE",
+        "SELECT referee_member_id,",
+        "INSERT INTO",
+        "SELECT k.i,",
+        "WITH entries",
+        # The referee bonuses: their identities, then a group of their own.
+        "SELECT member_id,",
+        "INSERT INTO",
+        "INSERT INTO",
+        "SELECT nextval('ledger_entries_entry_id_seq'),",
+        "SELECT referee_member_id,",
+        "SELECT k.i,",
+        "WITH entries",
+        # The referrer checks: none is due, the referees being new.
+        "SELECT referee_member_id,",
+        "SELECT k.i,",
+    ]
+
+
 async def test_the_counter_counts_statements_sent_through_sqlalchemy_and_through_the_driver(db):
     with count_statements(db) as counted:
         async with db.begin() as conn:

@@ -13,11 +13,12 @@ writes per event, the group
    and the open lots of members whose refunds take points back; and takes entry and lot ids
    from their sequences;
 4. decides the events of the members whose events are all set-based (purchases, refunds,
-   reviews, check-ins, signups, activities, member updates, bonuses) on the locked accounts in
-   memory, each event reading what the ones before it left, and writes all of that with one
-   statement;
-5. applies the other members' events (referrals, redemptions, adjustments) statement by
-   statement, as they go on their own;
+   reviews, referrals, check-ins, signups, activities, member updates, bonuses) on the locked
+   accounts in memory, each event reading what the ones before it left, and writes all of that
+   with one statement; their referrals are checked, claimed and decided for all of them at
+   once (ledger.stage_referrals);
+5. applies the other members' events (redemptions, adjustments) statement by statement, as
+   they go on their own;
 6. re-evaluates each member that had late events once, for all of them, their histories read
    with three statements for the whole group, as of the member's last late event applied.
 
@@ -57,6 +58,7 @@ STAGED_TYPES = frozenset(
         "purchase",
         "refund",
         "review",
+        "referral",
         "check_in",
         "signup",
         "activity",
@@ -107,8 +109,6 @@ async def apply_group(
                 enrolling.setdefault(event.member_id, event)
     rows = await _lock(staged, programs, enrolling)
     to_apply = {i for i in first.values() if claims[i].key in won}
-    await _read(staged, [events[i] for i in sorted(to_apply)])
-
     locked: dict[str, Account] = {}
     for member_id, row in rows.items():
         if row["merged_into"] is not None:  # merged after intake resolved the events: resolve again
@@ -121,6 +121,13 @@ async def apply_group(
         for member_id, items in shares
         if member_id in locked and all(events[i].type in STAGED_TYPES for i, _ in items if i in to_apply)
     }
+    await _read(staged, [events[i] for i in sorted(to_apply)])
+    # The plain members' referrals and referee bonuses, in the order they are applied below.
+    await ledger.stage_referrals(
+        staged,
+        programs,
+        [events[i] for m, items in shares if m in plain for i, _ in items if i in to_apply],
+    )
     done: dict[int, Applied] = {}
     late: dict[str, tuple[int, Claim, Result]] = {}  # member -> its last late event applied
     for staging in (True, False):

@@ -34,7 +34,16 @@ from worker.domain.program_timeline import ProgramTimeline, timeline_of
 from worker.services import audit, group_apply, identities
 from worker.services.erasure import ERASED_RAW
 from worker.services.group_apply import Applied
-from worker.services.ledger import ReferrerCheck, Result, apply_event, check_due, follow_ups, referral_checks
+from worker.services.ledger import (
+    RefereeBonus,
+    ReferrerCheck,
+    Result,
+    apply_event,
+    check_due,
+    checks_due,
+    follow_ups,
+    referral_checks,
+)
 
 # A batch message is one POS end-of-day upload or one backfill page; larger ones are split
 # by the producer (`loyalty publish --batch`).
@@ -296,11 +305,49 @@ async def _referral_checks(engine: AsyncEngine, result: Result) -> list:
         return await referral_checks(conn, result.member_id)
 
 
-async def _apply_follow_ups(
-    engine: AsyncEngine, programs: ProgramTimeline, raw: Any, effects: list, apply: Apply
+async def _apply_batch_follow_ups(
+    engine: AsyncEngine, programs: ProgramTimeline, effects: list[tuple[Any, list]], strict: bool
 ) -> None:
+    """A batch's follow-ups as `_apply_follow_ups` applies each event's, with a fixed number of
+    statements: the referee bonuses in groups of members (each after the batch's own groups
+    committed), then the referrer checks, which are asked whether they are due all at once and
+    applied (rarely) one by one."""
+    bonuses = [(raw, e) for raw, follow in effects for e in follow if isinstance(e, RefereeBonus)]
+    checks = [(raw, e) for raw, follow in effects for e in follow if isinstance(e, ReferrerCheck)]
+    if bonuses:
+        async with engine.begin() as conn:
+            resolved = await identities.resolve_many(conn, programs, [bonus for _, bonus in bonuses])
+        by_member: dict[str, list[tuple[int, Any]]] = {}
+        for index, bonus in enumerate(resolved):
+            by_member.setdefault(bonus.member_id, []).append((index, bonus))
+        for items in by_member.values():  # each member's in occurrence order, as a batch's own
+            items.sort(key=lambda item: (item[1].occurred_at, item[1].source, item[1].event_id))
+        member_ids = sorted(by_member)
+        async with engine.connect() as conn:
+            for start in range(0, len(member_ids), BATCH_MEMBERS_PER_TRANSACTION):
+                group = [(m, by_member[m]) for m in member_ids[start : start + BATCH_MEMBERS_PER_TRANSACTION]]
+                for applied in await apply_group(conn, programs, group, strict):
+                    if applied.result is None:
+                        raw = bonuses[applied.index][0]
+                        await record_rejected(engine, raw, f"{applied.event.type}: {applied.reason}")
+                    else:
+                        count_committed(applied.event, applied.result)
+    if checks:
+        async with engine.connect() as conn:
+            due = await checks_due(conn, programs, [check for _, check in checks])
+        apply = own_transaction(engine, strict)
+        for (raw, check), is_due in zip(checks, due, strict=True):
+            if is_due:
+                await _apply_follow_ups(engine, programs, raw, [check], apply, checked=True)
+
+
+async def _apply_follow_ups(
+    engine: AsyncEngine, programs: ProgramTimeline, raw: Any, effects: list, apply: Apply, *, checked: bool = False
+) -> None:
+    """Apply an event's follow-ups in order, each in its own transaction (`checked`: the
+    referrer checks among them are known to be due)."""
     for effect in effects:
-        if isinstance(effect, ReferrerCheck):  # decided after the effects before it are committed
+        if isinstance(effect, ReferrerCheck) and not checked:  # decided after the effects before it are committed
             async with engine.connect() as conn:
                 if not await check_due(conn, programs.at(effect.occurred_at), effect):
                     continue
@@ -416,8 +463,7 @@ async def process_batch(
         outcomes[index] = await _reject(engine, raws[index], reason, event)
     for raw, result in settled:
         effects.append((raw, await _referral_checks(engine, result)))
-    for raw, follow in effects:
-        await _apply_follow_ups(engine, timeline, raw, follow, own_transaction(engine, strict))
+    await _apply_batch_follow_ups(engine, timeline, effects, strict)
     final = [o for o in outcomes if o is not None]
     for outcome in final:
         metrics.count_outcome(outcome.event_type, outcome.source, outcome.status)

@@ -6,6 +6,7 @@ commits with it or all rolls back, including the idempotency claim and the outbo
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -31,6 +32,7 @@ from worker.store import accounts
 from worker.store import decisions as store_decisions
 from worker.store import events as store_events
 from worker.store.accounts import Account, Origin
+from worker.store.staged import Staged
 
 # Effects the engine derives itself are claimed under a `source` containing ':', which the
 # contract forbids in producers' sources, so no producer event can take their key.
@@ -424,7 +426,137 @@ async def _decided(
     return Result(outcome.status, account.member_id, outcome.points, note=outcome.note, detail=detail)
 
 
+# A group's referrals (worker/services/group_apply.py), for all of them at once: each
+# referrer's chain of referrers above it, the referrals recorded for the referees, and what
+# decides whether a referee is new.
+_GROUP_CHAINS = """
+    WITH RECURSIVE chain(i, member_id, depth) AS (
+        SELECT k.i, k.referrer, 0 FROM unnest($1::text[]) WITH ORDINALITY AS k(referrer, i)
+        UNION ALL
+        SELECT chain.i, r.referrer_member_id, chain.depth + 1
+        FROM referrals r JOIN chain ON r.referee_member_id = chain.member_id
+        WHERE chain.depth < $2
+    )
+    SELECT i, member_id FROM chain ORDER BY i, depth
+"""
+_GROUP_REFERRALS_OF = """
+    SELECT referee_member_id, source, event_id FROM referrals WHERE referee_member_id = ANY($1::text[])
+"""
+_GROUP_REFEREES_BEFORE = """
+    SELECT k.i, min(p.occurred_at) AS first_event_at,
+        coalesce(bool_or(p.event_type = 'purchase'), false) AS purchased_before
+    FROM unnest($1::text[], $2::timestamptz[]) WITH ORDINALITY AS k(referee, referred_at, i)
+    LEFT JOIN processed_events p
+        ON p.member_id = k.referee AND p.occurred_at < k.referred_at AND p.event_type = ANY($3::text[])
+    GROUP BY k.i ORDER BY k.i
+"""
+
+
+async def stage_referrals(staged: Staged, programs: ProgramTimeline, events: list[Any]) -> None:
+    """Decide the facts of a group's referrals and referee bonuses (`events`: the staged members'
+    events in the order the group applies them) with a fixed number of statements, as
+    `_referral` and `_referee_bonus` decide them one by one, and claim the referrals that win.
+    A circle of referrals, or a referee another transaction claimed meanwhile, raises
+    InvalidEvent: the group is then applied event by event (intake.apply_group), where each
+    event is decided, and refused if it must be, on its own."""
+    referred = [e for e in events if isinstance(e, ReferralEvent)]
+    bonuses = [e for e in events if isinstance(e, RefereeBonus)]
+    if not referred and not bonuses:
+        return
+    parent: dict[str, str] = {}  # member -> its referrer, as far as the group's chains go
+    if referred:
+        chains: dict[int, list[str]] = {}
+        for row in await staged.fetch(_GROUP_CHAINS, [e.member_id for e in referred], REFERRAL_CHAIN_MAX):
+            chains.setdefault(row["i"], []).append(row["member_id"])
+        for chain in chains.values():
+            parent.update(zip(chain, chain[1:], strict=False))
+    referees = sorted({e.payload.referee_member_id for e in referred} | {b.member_id for b in bonuses})
+    recorded = {
+        r["referee_member_id"]: (r["source"], r["event_id"]) for r in await staged.fetch(_GROUP_REFERRALS_OF, referees)
+    }
+    claimed: list[ReferralEvent] = []
+    for event in referred:
+        referrer, referee = event.member_id, event.payload.referee_member_id
+        depth = _chain_depth(parent, referrer, referee)
+        if depth is not None:
+            raise InvalidEvent(_circle_reason(referee, referrer, depth))
+        if referee not in recorded:
+            recorded[referee] = (event.source, event.event_id)
+            parent[referee] = referrer
+            claimed.append(event)
+    if claimed:
+        rows = sorted(
+            (
+                e.payload.referee_member_id,
+                e.member_id,
+                e.source,
+                e.event_id,
+                _pair_key(e.payload.referee_member_id, e.member_id),
+            )
+            for e in claimed
+        )
+        if await staged.claim_referrals(rows) != {row[0] for row in rows}:
+            raise InvalidEvent("referrals: a referee was claimed by another transaction; applied one by one")
+    asks: list[tuple[tuple[str, str, str], str, datetime]] = []
+    for event in [*referred, *bonuses]:
+        key = (event.type, event.source, event.event_id)
+        referee = event.payload.referee_member_id if isinstance(event, ReferralEvent) else event.member_id
+        if recorded.get(referee) == (event.source, event.event_id):
+            asks.append((key, referee, event.occurred_at))
+        else:
+            staged.referral_facts[key] = deciders.Facts(referrals.ALREADY_REFERRED)
+    if asks:
+        new = await _referees_new(staged.fetch, programs, [(referee, at) for _, referee, at in asks])
+        for (key, _, _), is_new in zip(asks, new, strict=True):
+            staged.referral_facts[key] = deciders.Facts() if is_new else deciders.Facts(referrals.NOT_NEW)
+
+
+async def _referees_new(
+    fetch: Callable[..., Awaitable[list]], programs: ProgramTimeline, asks: list[tuple[str, datetime]]
+) -> list[bool]:
+    """`referee_is_new` for (referee, referred_at) pairs, with one statement."""
+    rows = await fetch(
+        _GROUP_REFEREES_BEFORE, [r for r, _ in asks], [at for _, at in asks], list(referrals.ENROLMENT_TYPES)
+    )
+    return [
+        referrals.referee_is_new(
+            at, row["first_event_at"], row["purchased_before"], programs.at(at).referral.referee_new_days
+        )
+        for (_, at), row in zip(asks, rows, strict=True)
+    ]
+
+
+async def checks_due(conn: AsyncConnection, programs: ProgramTimeline, checks: list[ReferrerCheck]) -> list[bool]:
+    """`check_due` of each check, with two statements for all of them."""
+    if not checks:
+        return []
+    fetch = (await conn.get_raw_connection()).driver_connection.fetch
+    referees = sorted({c.referee_member_id for c in checks})
+    recorded = {
+        r["referee_member_id"]: (r["source"], r["event_id"]) for r in await fetch(_GROUP_REFERRALS_OF, referees)
+    }
+    theirs = [c for c in checks if recorded.get(c.referee_member_id) == (c.referral_source, c.event_id)]
+    new = await _referees_new(fetch, programs, [(c.referee_member_id, c.occurred_at) for c in theirs]) if theirs else []
+    not_new = {id(c) for c, is_new in zip(theirs, new, strict=True) if not is_new}
+    return [id(c) in not_new for c in checks]
+
+
+def _chain_depth(parent: dict[str, str], referrer: str, referee: str) -> int | None:
+    """How many steps above `referrer` the referee is in the chain of referrals (None: not in it)."""
+    node: str | None = referrer
+    for depth in range(REFERRAL_CHAIN_MAX + 1):
+        if node is None:
+            return None
+        if node == referee:
+            return depth
+        node = parent.get(node)
+    return None
+
+
 async def _referral(conn, program: Program, account: Account, origin: Origin, event: ReferralEvent) -> Result:
+    if account.staged is not None:  # decided for the whole group (stage_referrals)
+        facts = account.staged.referral_facts[(event.type, origin.source, origin.event_id)]
+        return await _decided(conn, program, account, origin, event, facts)
     referee = event.payload.referee_member_id
     depth = (
         await conn.execute(
@@ -461,6 +593,9 @@ def _circle_reason(referee: str, referrer: str, depth: int) -> str:
 
 
 async def _referee_bonus(conn, program: Program, account: Account, origin: Origin, bonus: RefereeBonus) -> Result:
+    if account.staged is not None:  # decided for the whole group (stage_referrals)
+        facts = account.staged.referral_facts[(bonus.type, bonus.source, bonus.event_id)]
+        return await _decided(conn, program, account, origin, bonus, facts)
     referral = (await conn.execute(_REFERRAL_OF, {"referee": account.member_id})).first()
     won = referral is not None and (referral.source, referral.event_id) == (bonus.source, bonus.event_id)
     facts = await _referral_facts(conn, program, account.member_id, origin.occurred_at, won=won)

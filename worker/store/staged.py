@@ -32,6 +32,7 @@ import asyncpg
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from worker.domain.deciders import Facts
 from worker.domain.decisions import OrderState, RefundRow, ReviewRow
 
 _RESERVE = """
@@ -62,6 +63,12 @@ _WAITING_REVIEWS = """
 """
 _PURCHASE_COUNTS = """
     SELECT member_id, count(*) FROM orders WHERE member_id = ANY($1::text[]) AND amount IS NOT NULL GROUP BY member_id
+"""
+_CLAIM_REFERRALS = """
+    INSERT INTO referrals (referee_member_id, referrer_member_id, source, event_id, pair_key)
+    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[])
+    ON CONFLICT DO NOTHING
+    RETURNING referee_member_id
 """
 _OPEN_LOTS = """
     SELECT member_id, lot_id, remaining, expires_at, pending_until FROM lots
@@ -200,6 +207,8 @@ class Staged:
     # members whose events take points back (read up front, then as the group's earns and takes
     # leave them).
     lots: dict[str, dict[int, dict]] = field(default_factory=dict)
+    # (type, source, event_id) of a referral or referee bonus -> whether it pays (ledger.py).
+    referral_facts: dict[tuple[str, str, str], Facts] = field(default_factory=dict)
     _ids: Iterator[tuple[int, int]] = field(default_factory=lambda: iter(()))
     _entries: list[tuple] = field(default_factory=list)
     _lots: dict[int, list] = field(default_factory=dict)  # lot_id -> the new lot's row (remaining last)
@@ -248,6 +257,12 @@ class Staged:
         if purchasers:
             counts = await self.fetch(_PURCHASE_COUNTS, purchasers)
             self.purchase_counts = {r["member_id"]: r["count"] for r in counts}
+
+    async def claim_referrals(self, rows: list[tuple[str, str, str, str, str]]) -> set[str]:
+        """Record referrals, (referee, referrer, source, event_id, pair_key) rows in referee
+        order; returns the referees recorded (a referee or pair already recorded is not)."""
+        claimed = await self.fetch(_CLAIM_REFERRALS, *[[row[i] for row in rows] for i in range(5)])
+        return {r["referee_member_id"] for r in claimed}
 
     def waiting_count(self) -> int:
         """How many refunds and reviews wait for the orders read (each may book one entry)."""
