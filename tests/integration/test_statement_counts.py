@@ -260,6 +260,29 @@ async def test_a_batch_of_referrals_is_the_same_statements_for_12_and_60_events(
     ]
 
 
+async def test_a_group_mixing_every_set_based_type_is_the_same_statements_for_any_size(db):
+    """Purchases, refunds, reviews, referrals, check-ins, signups and activities in one batch."""
+
+    async def counted(members: int):
+        before, orders = orders_group(range(members))
+        await intake.process_batch(db, PROGRAM, before, now=NOW)
+        events = orders + referrals_group(members) + group(ALL_SET_BASED, 2 * members)
+        with count_statements(db) as statements:
+            outcomes = await intake.process_batch(db, PROGRAM, events, now=NOW)
+        assert sorted(o.status for o in outcomes) == ["applied"] * 11 * members + ["deferred"] * members
+        return statements
+
+    small = await counted(2)
+    await truncate_all(db)
+    large = await counted(10)
+
+    assert large.sent == small.sent
+    # The group's 14 (identities, claims, lock, orders, waiting refunds and reviews, purchase
+    # counts, lots, ids, chains, referrals recorded, referrals claimed, referee facts, write),
+    # the referee bonuses' group's 7 and the referrer checks' 2.
+    assert len(small.queries) == 23
+
+
 async def test_the_counter_counts_statements_sent_through_sqlalchemy_and_through_the_driver(db):
     with count_statements(db) as counted:
         async with db.begin() as conn:
