@@ -9,7 +9,21 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from worker.domain.errors import ProgramError
-from worker.domain.mall import RewardTerms, check_redemption, load_catalog, parse_catalog, period_bounds
+from worker.domain.lots import Lot
+from worker.domain.mall import (
+    Restore,
+    RewardTerms,
+    Spend,
+    Taken,
+    UsedCoupon,
+    cancel_refusal,
+    check_redemption,
+    load_catalog,
+    parse_catalog,
+    period_bounds,
+    restore,
+    spend,
+)
 from worker.domain.program import DEFAULT_PROGRAM as P
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -183,3 +197,67 @@ def test_redemption_defaults_to_one_and_cancel_names_its_redemption():
     undo = parse_event({**envelope, "type": "redemption_cancel", "payload": {"redemption_event_id": "x-0"}})
     assert (type(redeem), redeem.payload.quantity) == (RedemptionEvent, 1)
     assert (type(undo), undo.payload.redemption_event_id) == (RedemptionCancelEvent, "x-0")
+
+
+# ---------------------------------------------------------------- what a redemption moves
+
+
+def test_a_redemption_spends_the_earliest_expiring_lots_first():
+    lots = [
+        Lot(7, 300, datetime(2027, 6, 30, tzinfo=UTC)),
+        Lot(3, 400, datetime(2027, 3, 31, tzinfo=UTC)),
+        Lot(9, 900, datetime(2027, 3, 31, tzinfo=UTC)),
+    ]
+    payment = spend(MUG, 2, lots, [])
+
+    assert payment == Spend(
+        1000,
+        [(3, 400), (9, 600)],
+        {"rule": "redemption", "reward_id": "mug", "quantity": 2, "cost_points": 500},
+    )
+
+
+def test_a_coupon_redemption_names_its_codes_and_lots_short_of_the_cost_are_refused():
+    codes = [{"code": "MUG-1", "expires_on": "2027-01-31"}]
+    assert spend(MUG, 1, [Lot(1, 500, AT)], codes).rule["coupons"] == codes
+    with pytest.raises(ValueError, match="redemption of 500 points: the lots hold 499"):
+        spend(MUG, 1, [Lot(1, 499, AT)], [])
+
+
+def test_a_cancellation_gives_back_to_the_lots_not_expired_by_its_time():
+    taken = [
+        Taken(3, 400, datetime(2026, 11, 30, tzinfo=UTC)),
+        Taken(9, 600, datetime(2027, 3, 31, tzinfo=UTC)),
+    ]
+    give_back = restore("app", "rd-1", 1000, taken, ["MUG-1"], datetime(2026, 12, 1, tzinfo=UTC))
+
+    assert give_back == Restore(
+        [(9, -600)],
+        600,
+        {
+            "rule": "redemption_cancel",
+            "redemption_source": "app",
+            "redemption_event_id": "rd-1",
+            "points_spent": 1000,
+            "points_restored": 600,
+            "points_expired": 400,
+            "coupons_cancelled": ["MUG-1"],
+        },
+    )
+
+
+def test_a_cancellation_that_changes_nothing_says_why():
+    used_at = datetime(2026, 11, 20, 9, 30, tzinfo=UTC)
+    assert cancel_refusal(None, []) == ("redemption_cancel.unknown_redemption", {})
+    assert cancel_refusal("rejected", []) == ("redemption_cancel.redemption_rejected", {})
+    assert cancel_refusal("cancelled", []) == ("redemption_cancel.redemption_cancelled", {})
+    assert cancel_refusal("confirmed", [UsedCoupon("MUG-1", used_at)]) == (
+        "redemption_cancel.coupon_used",
+        {
+            "redemption": "confirmed",
+            "reason": "coupon MUG-1 was used at 2026-11-20T09:30:00+00:00; "
+            "the redemption of a used coupon cannot be cancelled",
+            "coupons_used": ["MUG-1"],
+        },
+    )
+    assert cancel_refusal("confirmed", []) is None

@@ -19,6 +19,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstra
 
 from worker.domain.coupons import CODE_PREFIX_PATTERN, VALID_DAYS_MAX
 from worker.domain.errors import ProgramError
+from worker.domain.lots import Lot, take_earliest_expiring
 from worker.domain.program import Program, describe_validation_error
 from worker.domain.toml_files import read_toml
 
@@ -257,3 +258,100 @@ def check_redemption(
     if spendable_points < reward.cost_points * quantity:
         return NOT_ENOUGH_POINTS
     return None
+
+
+# ---------------------------------------------------------------- what a redemption moves
+
+# Outcome notes of a cancellation that changes nothing.
+CANCEL_UNKNOWN = "redemption_cancel.unknown_redemption"
+CANCEL_COUPON_USED = "redemption_cancel.coupon_used"
+
+
+@dataclass(frozen=True)
+class Spend:
+    """A confirmed redemption's payment: the points, the lots they come from earliest-expiring
+    first, as (lot_id, points) takes, and the rule provenance of its `redeem` entry."""
+
+    points: int
+    takes: list[tuple[int, int]]
+    rule: dict[str, Any]
+
+
+def spend(reward: RewardTerms, quantity: int, lots: list[Lot], issued: list[dict[str, str]]) -> Spend:
+    """What a redemption that `check_redemption` allowed takes from the member's spendable
+    `lots`; `issued`: the coupon codes it hands over (shown with the entry that paid for them)."""
+    points = reward.cost_points * quantity
+    takes = take_earliest_expiring(lots, points)
+    if sum(taken for _, taken in takes) != points:
+        raise ValueError(f"redemption of {points} points: the lots hold {sum(t for _, t in takes)}")
+    rule: dict[str, Any] = {
+        "rule": "redemption",
+        "reward_id": reward.reward_id,
+        "quantity": quantity,
+        "cost_points": reward.cost_points,
+    }
+    if issued:
+        rule["coupons"] = issued
+    return Spend(points, takes, rule)
+
+
+@dataclass(frozen=True)
+class Taken:
+    """A lot a redemption took points from, as the cancellation finds it."""
+
+    lot_id: int
+    points: int
+    expires_at: datetime
+
+
+@dataclass(frozen=True)
+class UsedCoupon:
+    code: str
+    used_at: datetime
+
+
+@dataclass(frozen=True)
+class Restore:
+    """A cancellation's give-back: negative takes that put points back into the lots they came
+    from (an expired lot gets nothing), and the provenance of its `restore` entry."""
+
+    back: list[tuple[int, int]]
+    points: int
+    detail: dict[str, Any]
+
+
+def cancel_refusal(status: str | None, used: list[UsedCoupon]) -> tuple[str, dict[str, Any]] | None:
+    """Why cancelling a redemption (`status`: its status, None when there is none) changes
+    nothing, as the outcome's note and detail; None when it is cancelled."""
+    if status is None:
+        return CANCEL_UNKNOWN, {}
+    if status != "confirmed":
+        return f"redemption_cancel.redemption_{status}", {}
+    if used:
+        return CANCEL_COUPON_USED, {
+            "redemption": "confirmed",
+            "reason": f"coupon {used[0].code} was used at {used[0].used_at.isoformat()}; "
+            "the redemption of a used coupon cannot be cancelled",
+            "coupons_used": [c.code for c in used],
+        }
+    return None
+
+
+def restore(
+    source: str, event_id: str, points_spent: int, taken: list[Taken], cancelled: list[str], at: datetime
+) -> Restore:
+    """The give-back of cancelling the redemption (`source`, `event_id`) at `at`: the points of
+    every lot it took from that has not expired by then; `cancelled`: its coupon codes."""
+    back = [(t.lot_id, t.points) for t in taken if t.expires_at > at]
+    restored = sum(points for _, points in back)
+    detail: dict[str, Any] = {
+        "rule": "redemption_cancel",
+        "redemption_source": source,
+        "redemption_event_id": event_id,
+        "points_spent": points_spent,
+        "points_restored": restored,
+        "points_expired": points_spent - restored,
+    }
+    if cancelled:
+        detail["coupons_cancelled"] = cancelled
+    return Restore([(lot_id, -points) for lot_id, points in back], restored, detail)

@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from worker.domain import coupons, mall
 from worker.domain.errors import InvariantViolation, ProgramError
 from worker.domain.events import RedemptionCancelEvent, RedemptionEvent
-from worker.domain.lots import Lot, take_earliest_expiring
+from worker.domain.lots import Lot
 from worker.domain.program import Program
 from worker.domain.result import Result
 from worker.store import accounts
@@ -303,17 +303,9 @@ async def redeem(
             detail={"redemption": "rejected", "reason": reason, "reward_id": payload.reward_id},
         )
 
-    points = terms.cost_points * quantity
-    takes = take_earliest_expiring(lots, points)
-    rule: dict[str, Any] = {
-        "rule": "redemption",
-        "reward_id": terms.reward_id,
-        "quantity": quantity,
-        "cost_points": terms.cost_points,
-    }
-    if issued:  # the member's history shows the codes with the entry that paid for them
-        rule["coupons"] = issued
-    entry_id = await accounts.move_points(conn, account, origin, "redeem", takes, [rule])
+    payment = mall.spend(terms, quantity, lots, issued)
+    points = payment.points
+    entry_id = await accounts.move_points(conn, account, origin, "redeem", payment.takes, [payment.rule])
     await conn.execute(
         _RECORD, {**record, "points": points, "status": "confirmed", "reason": None, "entry_id": entry_id}
     )
@@ -363,10 +355,6 @@ async def _issue_coupons(conn: AsyncConnection, program: Program, reward, origin
     return [{"code": code, "expires_on": last_day.isoformat()} for code in codes]
 
 
-# The outcome note of a cancellation refused because a till used the redemption's coupon.
-COUPON_USED = "redemption_cancel.coupon_used"
-
-
 async def cancel(
     conn: AsyncConnection, program: Program, account: Account, origin: Origin, event: RedemptionCancelEvent
 ) -> Result:
@@ -381,44 +369,26 @@ async def cancel(
         .mappings()
         .first()
     )
-    if found is None:
-        return Result("applied", account.member_id, note="redemption_cancel.unknown_redemption")
-    if found["status"] != "confirmed":
-        return Result("applied", account.member_id, note=f"redemption_cancel.redemption_{found['status']}")
-    # Locked until commit: a till cannot use a coupon while its redemption is being cancelled.
-    issued = await coupon_store.lock_of_redemption(conn, found["source"], target)
-    used = [c for c in issued if c.status == coupons.USED]
-    if used:
-        return Result(
-            "applied",
-            account.member_id,
-            note=COUPON_USED,
-            detail={
-                "redemption": "confirmed",
-                "reason": f"coupon {used[0].code} was used at {used[0].used_at.isoformat()}; "
-                "the redemption of a used coupon cannot be cancelled",
-                "coupons_used": [c.code for c in used],
-            },
-        )
-
+    issued: list = []
+    if found is not None and found["status"] == "confirmed":
+        # Locked until commit: a till cannot use a coupon while its redemption is being cancelled.
+        issued = await coupon_store.lock_of_redemption(conn, found["source"], target)
+    used = [mall.UsedCoupon(c.code, c.used_at) for c in issued if c.status == coupons.USED]
+    refused = mall.cancel_refusal(found["status"] if found is not None else None, used)
+    if refused is not None:
+        note, detail = refused
+        return Result("applied", account.member_id, note=note, detail=detail)
+    assert found is not None
     at = origin.occurred_at
-    taken = (await conn.execute(_TAKES_OF, {"entry_id": found["entry_id"]})).all()
-    back = [(t.lot_id, t.points) for t in taken if t.expires_at > at]
-    restored = sum(points for _, points in back)
-    detail = {
-        "rule": "redemption_cancel",
-        "redemption_source": found["source"],
-        "redemption_event_id": target,
-        "points_spent": found["points"],
-        "points_restored": restored,
-        "points_expired": found["points"] - restored,
-    }
-    if issued:  # the codes die with the redemption; the restore entry names them
-        detail["coupons_cancelled"] = [c.code for c in issued]
+    taken = [
+        mall.Taken(t.lot_id, t.points, t.expires_at)
+        for t in await conn.execute(_TAKES_OF, {"entry_id": found["entry_id"]})
+    ]
+    give_back = mall.restore(found["source"], target, found["points"], taken, [c.code for c in issued], at)
+    detail = give_back.detail
+    restored = give_back.points
     # A negative take puts points back into the lot; lot_takes keeps both directions.
-    await accounts.move_points(
-        conn, account, origin, "restore", [(lot_id, -points) for lot_id, points in back], [detail]
-    )
+    await accounts.move_points(conn, account, origin, "restore", give_back.back, [detail])
     await conn.execute(_RETURN_STOCK, {"reward_id": found["reward_id"], "quantity": found["quantity"]})
     await conn.execute(
         _MARK_CANCELLED,
