@@ -11,11 +11,14 @@ import pytest
 from sqlalchemy import text
 
 from tests.conftest import NOW
-from tests.factories import event, purchase
+from tests.factories import event, purchase, signup
 from worker.domain.coupons import CodeFile, parse_codes
 from worker.domain.errors import CouponRefused
 from worker.domain.mall import parse_catalog
+from worker.domain.messages import load_catalog
 from worker.domain.program import DEFAULT_PROGRAM as P
+from worker.outbox import dispatch
+from worker.outbox.channels import LogChannel
 from worker.services import coupons, intake, mall, member_reads, members, redeem
 from worker.services.audit import audit_all
 
@@ -179,6 +182,73 @@ async def test_the_pool_issues_codes_first_loaded_first_one_per_unit(db):
     assert (await coupons.use_coupon(db, P, "NOPE", now=at(AT), used_by="till")).coupon is None
     assert await coupons.coupon_view(db, P, "NOPE", now=at(AT)) is None
     await assert_clean(db)
+
+
+async def test_the_confirmation_of_a_coupon_carries_its_codes_and_last_day_in_every_language(db):
+    await load(db, POOL, {**COFFEE, "reward_id": "mug", "name": "Mug"})
+    await load_codes(db, "coffee", "C-1", "C-2", "C-3", "C-4")
+    for member_id, locale in (("EN", "en"), ("HANS", "zh-Hans"), ("HANT", "zh-Hant")):
+        await process(db, signup(member_id, locale=locale, occurred_at="2026-11-01T10:00:00+08:00"))
+    await fund(db, "EN", "HANS", "HANT")
+
+    await redeem.redeem_now(db, P, "EN", "coffee", 2, now=at(AT), event_id="x-1")
+    await redeem.redeem_now(db, P, "HANS", "coffee", now=at(AT), event_id="x-2")
+    await redeem.redeem_now(db, P, "HANT", "coffee", now=at(AT), event_id="x-3")
+    await redeem.redeem_now(db, P, "EN", "mug", now=at(AT), event_id="x-4")
+    report = await dispatch.dispatch_once(db, P, LogChannel(), clock=lambda: NOW, catalog=load_catalog())
+
+    sent = await rows(
+        db,
+        "SELECT member_id, params, text FROM notifications WHERE kind = 'redemption_confirmed' ORDER BY notification_id",
+    )
+    assert report.dead == 0
+    assert sent == [
+        (
+            "EN",
+            {
+                "reward_name": "Coffee",
+                "quantity": 2,
+                "points": 600,
+                "available_points": 450,
+                "coupon": True,
+                "coupon_codes": "C-1, C-2",
+                "coupon_expires_on": "2026-12-09",
+            },
+            "You redeemed 2 x Coffee for 600 points. Your coupon code: C-1, C-2, valid until 2026-12-09. "
+            "Available balance: 450.",
+        ),
+        (
+            "HANS",
+            {
+                "reward_name": "Coffee",
+                "quantity": 1,
+                "points": 300,
+                "available_points": 750,
+                "coupon": True,
+                "coupon_codes": "C-3",
+                "coupon_expires_on": "2026-12-09",
+            },
+            "您已使用 300 积分兑换 Coffee × 1。优惠券码：C-3，有效期至 2026-12-09。当前可用积分：750。",
+        ),
+        (
+            "HANT",
+            {
+                "reward_name": "Coffee",
+                "quantity": 1,
+                "points": 300,
+                "available_points": 750,
+                "coupon": True,
+                "coupon_codes": "C-4",
+                "coupon_expires_on": "2026-12-09",
+            },
+            "您已使用 300 點積分兌換 Coffee × 1。優惠券碼：C-4，有效期至 2026-12-09。目前可用積分：750。",
+        ),
+        (
+            "EN",
+            {"reward_name": "Mug", "quantity": 1, "points": 300, "available_points": 150},
+            "You redeemed 1 x Mug for 300 points. Available balance: 150.",
+        ),
+    ]
 
 
 async def test_an_empty_pool_refuses_and_takes_no_points(db):

@@ -104,6 +104,34 @@ def test_unknown_placeholder_names_file_kind_and_placeholder(tmp_path):
     assert str(error.value) == f"{path}: tier_nudge: unknown placeholder {{points_left}} (allowed: points_away, tier)"
 
 
+def test_only_the_coupon_variant_may_show_the_codes_and_a_file_without_it_shows_the_kinds_text(tmp_path):
+    params = {"reward_name": "Coffee", "quantity": 1, "points": 300, "available_points": 20}
+    coupon = {**params, "coupon": True, "coupon_codes": "C-1", "coupon_expires_on": "2026-12-09"}
+    assert CATALOG.render("redemption_confirmed", coupon, "en") == (
+        "You redeemed 1 x Coffee for 300 points. Your coupon code: C-1, valid until 2026-12-09. Available balance: 20."
+    )
+    assert CATALOG.render("redemption_confirmed", params, "en") == (
+        "You redeemed 1 x Coffee for 300 points. Available balance: 20."
+    )
+    directory = _copy_templates(tmp_path)
+    path = directory / "notifications.en.toml"
+    text = path.read_text(encoding="utf-8")
+    path.write_text(
+        "\n".join(line for line in text.split("\n") if not line.startswith("redemption_confirmed_coupon")),
+        encoding="utf-8",
+    )
+    assert load_catalog(directory).render("redemption_confirmed", coupon, "en") == (
+        "You redeemed 1 x Coffee for 300 points. Available balance: 20."
+    )
+    _edit(path, "for {points} points. Available", "for {points} points, code {coupon_codes}. Available")
+    with pytest.raises(TemplateError) as error:
+        load_catalog(directory)
+    assert str(error.value) == (
+        f"{path}: redemption_confirmed: unknown placeholder {{coupon_codes}} "
+        "(allowed: available_points, points, quantity, reward_name)"
+    )
+
+
 def test_missing_and_unknown_kinds_are_named(tmp_path):
     directory = _copy_templates(tmp_path)
     path = directory / "notifications.en.toml"
