@@ -9,7 +9,7 @@ from fastapi import APIRouter, Header, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr
 
-from worker.api.auth import require
+from worker.api.auth import require, source_not_allowed
 from worker.api.errors import ApiError, body
 from worker.domain.errors import UnknownMember
 from worker.services import idempotency
@@ -60,9 +60,14 @@ async def post_adjustment(
     """Credit (positive `points`) or debit (negative) the member's points at once, by the key's
     name and for `reason`. 201 with the entry, the credit's lot or the lots the debit took from,
     and the available points after it; 409 `not_enough_points` for a debit beyond the
-    spendable points; 422 naming the field. A retry with the same Idempotency-Key gets the first
+    spendable points; 422 naming the field; 403 `source_not_allowed` for a key whose
+    `--sources` leave out `api`. A retry with the same Idempotency-Key gets the first
     answer back, status and body; the same key with another body is refused (422)."""
     runtime = request.app.state.runtime
+    # An adjustment is an event of source `api` (its entry's and stored event's source), so a
+    # key restricted to other sources may not make one, as it may not send one.
+    if not key.may_send(SOURCE):
+        raise source_not_allowed(SOURCE)
     if idempotency_key is not None and (
         not idempotency_key or len(idempotency_key) > IDEMPOTENCY_KEY_MAX or not idempotency_key.isprintable()
     ):

@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
 
-from worker.api.auth import require
+from worker.api.auth import require, source_not_allowed
 from worker.api.errors import RETRY_AFTER_S, ApiError, body
 from worker.api.models import HoldRequest, RedemptionRequest
 from worker.domain.errors import InvalidEvent
@@ -118,13 +118,7 @@ async def post_events(request: Request, key: ApiKey = require("events:write")):
     for index, item in enumerate(items):
         # A source that is not a string is invalid anyway: validation names it below.
         if isinstance(item, dict) and isinstance(item.get("source"), str) and not key.may_send(item["source"]):
-            where = "source" if single else f"{index}.source"
-            raise ApiError(
-                403,
-                "source_not_allowed",
-                f"{where}: this key may not send events from source {item['source']!r}",
-                field=where,
-            )
+            raise source_not_allowed(item["source"], where="source" if single else f"{index}.source")
     valid: list[dict] = []
     # The publish path itself: the same validation, the same reasons.
     # Each event as compact JSON: the measure the worker applies to what it receives.
@@ -165,9 +159,7 @@ async def get_event(source: str, event_id: str, request: Request, key: ApiKey = 
     the resends of its id with another payload as `conflicts`."""
     runtime = _runtime(request)
     if not key.may_send(source):
-        raise ApiError(
-            403, "source_not_allowed", f"source: this key may not read events from source {source!r}", field="source"
-        )
+        raise source_not_allowed(source, doing="read")
     params = {"source": source, "event_id": event_id}
     async with runtime.engine.connect() as conn:
         processed = await recorded_outcome(conn, source, event_id)
