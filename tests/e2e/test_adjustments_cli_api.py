@@ -70,6 +70,7 @@ def test_adjustments_through_the_cli_and_the_api_share_one_ledger(api, clean, tm
     # Refused, nothing written: 560 available (the CRM's debit took 40 through the worker).
     no_scope = post({"points": 5, "reason": "x"}, with_headers=reader)
     not_its_source = post({"points": 5, "reason": "x"}, "k-0", with_headers=till)
+    bad_key = post({"points": 5, "reason": "x"}, "k" * 129)
     too_much = post({"points": -800, "reason": "typo"}, "k-1")
     too_much_again = post({"points": -800, "reason": "typo"}, "k-1")
     zero = post({"points": 0, "reason": "typo"}, "k-2")
@@ -81,6 +82,14 @@ def test_adjustments_through_the_cli_and_the_api_share_one_ledger(api, clean, tm
     assert (no_scope.status_code, no_scope.json()) == (
         403,
         {"error": "missing_scope", "detail": "this key does not have the points:adjust scope"},
+    )
+    assert (bad_key.status_code, bad_key.json()) == (
+        400,
+        {
+            "error": "invalid_idempotency_key",
+            "detail": "Idempotency-Key: send a printable key of 1 to 128 characters",
+            "field": "Idempotency-Key",
+        },
     )
     assert (not_its_source.status_code, not_its_source.json()) == (
         403,

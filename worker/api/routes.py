@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from typing import Annotated, Any
 
@@ -13,9 +12,10 @@ from starlette.concurrency import run_in_threadpool
 
 from worker.api.auth import require, source_not_allowed
 from worker.api.errors import RETRY_AFTER_S, ApiError, body
+from worker.api.idempotent import answer_once, check_key, key_reused, ledger_event_id
 from worker.api.models import HoldRequest, RedemptionRequest
 from worker.domain.errors import InvalidEvent
-from worker.services import holds, idempotency
+from worker.services import holds
 from worker.services.api_keys import ApiKey
 from worker.services.intake import BATCH_EVENTS_MAX, batch_problem
 from worker.services.member_reads import (
@@ -33,7 +33,6 @@ router = APIRouter()
 # How long the API remembers that it queued an event, for `GET /v1/events/...` to say
 # `queued` until the worker records the outcome (far longer than any sane backlog).
 ACCEPTED_MARKER_TTL_S = 7 * 24 * 3600
-IDEMPOTENCY_KEY_MAX = 128
 
 # The latest refusals of the id: before it was applied, the latest is its status; after,
 # each is a resend that changed the payload, reported beside the first outcome.
@@ -302,24 +301,15 @@ async def post_redemption(
     from worker.services.redeem import redeem_now
 
     runtime = _runtime(request)
-    if not idempotency_key or len(idempotency_key) > IDEMPOTENCY_KEY_MAX or not idempotency_key.isprintable():
-        raise ApiError(
-            400,
-            "missing_idempotency_key",
-            f"Idempotency-Key: send a printable key of 1 to {IDEMPOTENCY_KEY_MAX} characters",
-            field="Idempotency-Key",
-        )
-    request_body = {"member_id": member_id, **redemption.model_dump()}
-    digest = idempotency.request_hash(request_body)
-    stored = await idempotency.stored_answer(runtime.engine, key.name, idempotency_key)
-    if stored is None:
+    check_key(idempotency_key, required=True, code="missing_idempotency_key")
+    assert idempotency_key is not None
+
+    async def answer() -> tuple[int, dict[str, Any]]:
         async with runtime.engine.connect() as conn:
             known = (await conn.execute(_MEMBER_EXISTS, {"member_id": member_id})).first()
         if known is None:
             raise ApiError(404, "unknown_member", f"member_id: no member {member_id!r}", field="member_id")
         await holds.settle_member(runtime.engine, runtime.program, member_id, now=runtime.clock())
-        # The ledger's own idempotency key for this request: per API key, so keys cannot collide.
-        event_id = "api-" + hashlib.sha256(f"{key.name}\x00{idempotency_key}".encode()).hexdigest()[:40]
         try:
             outcome = await redeem_now(
                 runtime.engine,
@@ -328,18 +318,13 @@ async def post_redemption(
                 redemption.reward_id,
                 redemption.quantity,
                 now=runtime.clock(),
-                event_id=event_id,
+                event_id=ledger_event_id(key.name, idempotency_key),
             )
         except InvalidEvent as error:
             raise ApiError(422, "invalid_request", error.reason, field=error.reason.split(":", 1)[0]) from None
         if outcome["status"] == "conflict":  # the first attempt's answer was never stored
-            raise ApiError(
-                422,
-                "idempotency_key_reused",
-                "Idempotency-Key: already used for a different request",
-                field="Idempotency-Key",
-            )
-        answer = {
+            raise key_reused()
+        shown = {
             key_: outcome[key_]
             for key_ in (
                 "status",
@@ -355,19 +340,8 @@ async def post_redemption(
             )
         }
         if outcome["status"] == "confirmed":
-            status_code, payload = 201, answer
-        else:
-            status_code = 409
-            payload = body(
-                outcome["reason"] or "rejected", f"redemption rejected: {outcome['reason']}", redemption=answer
-            )
-        stored = await idempotency.store_answer(runtime.engine, key.name, idempotency_key, digest, status_code, payload)
-    stored_digest, status_code, payload = stored
-    if stored_digest != digest:
-        raise ApiError(
-            422,
-            "idempotency_key_reused",
-            "Idempotency-Key: already used for a different request",
-            field="Idempotency-Key",
-        )
-    return JSONResponse(payload, status_code)
+            return 201, shown
+        return 409, body(outcome["reason"] or "rejected", f"redemption rejected: {outcome['reason']}", redemption=shown)
+
+    request_body = {"member_id": member_id, **redemption.model_dump()}
+    return await answer_once(runtime.engine, key.name, idempotency_key, request_body, answer)
