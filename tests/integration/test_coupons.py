@@ -8,10 +8,10 @@ import re
 from datetime import UTC, date, datetime
 
 import pytest
-from sqlalchemy import text
 
 from tests.conftest import NOW
-from tests.factories import event, purchase, signup
+from tests.factories import purchase, signup
+from tests.integration.mall_support import assert_clean, available, cancel, process, redemption, rows
 from worker.domain.coupons import CodeFile, parse_codes
 from worker.domain.errors import CouponRefused
 from worker.domain.mall import parse_catalog
@@ -19,8 +19,7 @@ from worker.domain.messages import load_catalog
 from worker.domain.program import DEFAULT_PROGRAM as P
 from worker.outbox import dispatch
 from worker.outbox.channels import LogChannel
-from worker.services import coupons, intake, mall, member_reads, members, redeem
-from worker.services.audit import audit_all
+from worker.services import coupons, mall, member_reads, members, redeem
 
 COFFEE = {"reward_id": "coffee", "name": "Coffee", "cost_points": 300, "min_tier": "Regular"}
 POOL = {**COFFEE, "kind": "coupon", "valid_days": 30}
@@ -46,37 +45,10 @@ async def load_codes(db, reward_id, *lines):
     return await coupons.load_codes(db, reward_id, parse_codes(lines, "codes.txt"))
 
 
-async def process(db, raw):
-    return await intake.process(db, P, raw, now=NOW, strict=True)
-
-
-def redemption(member_id, reward_id, quantity=1, at=AT, **kw):
-    return event("redemption", member_id, at, source="app", reward_id=reward_id, quantity=quantity, **kw)
-
-
-def cancel(member_id, redemption_event_id, at="2026-11-12T10:00:00+08:00", **kw):
-    return event("redemption_cancel", member_id, at, source="app", redemption_event_id=redemption_event_id, **kw)
-
-
 async def fund(db, *member_ids, amount="900.00"):
     """Members with floor(amount) + 100 (first purchase) points."""
     for member_id in member_ids:
         await process(db, purchase(member_id, amount, occurred_at="2026-11-03T10:00:00+08:00"))
-
-
-async def available(db, member_id):
-    return (await members.member_view(db, P, member_id))["available_points"]
-
-
-async def rows(db, sql, **params):
-    async with db.connect() as conn:
-        return [tuple(r) for r in await conn.execute(text(sql), params)]
-
-
-async def assert_clean(db):
-    report = await audit_all(db)
-    assert report.clean, report.differences
-    assert await mall.stock_differences(db) == []
 
 
 def at(iso: str) -> datetime:
