@@ -55,8 +55,10 @@ def test_adjustments_through_the_cli_and_the_api_share_one_ledger(api, clean, tm
     events.write_text("\n".join(MEMBER_FUNDS) + "\n")
     assert loyalty(env, "publish", str(events)).returncode == 0
     drain(env)
-    headers = make_key(env, "crm-desk", "points:adjust,members:read")
+    # An adjustment through the API is of source `api`: a key restricted to sources must list it.
+    headers = make_key(env, "crm-desk", "points:adjust,members:read", "api,crm")
     reader = make_key(env, "reader", "members:read")
+    till = make_key(env, "till-7", "points:adjust,events:write", "pos")
 
     def post(body: dict, key: str | None = None, with_headers=headers, member_id="M1") -> httpx.Response:
         sent = {**with_headers, **({"Idempotency-Key": key} if key else {})}
@@ -67,6 +69,8 @@ def test_adjustments_through_the_cli_and_the_api_share_one_ledger(api, clean, tm
 
     # Refused, nothing written: 560 available (the CRM's debit took 40 through the worker).
     no_scope = post({"points": 5, "reason": "x"}, with_headers=reader)
+    not_its_source = post({"points": 5, "reason": "x"}, "k-0", with_headers=till)
+    bad_key = post({"points": 5, "reason": "x"}, "k" * 129)
     too_much = post({"points": -800, "reason": "typo"}, "k-1")
     too_much_again = post({"points": -800, "reason": "typo"}, "k-1")
     zero = post({"points": 0, "reason": "typo"}, "k-2")
@@ -78,6 +82,22 @@ def test_adjustments_through_the_cli_and_the_api_share_one_ledger(api, clean, tm
     assert (no_scope.status_code, no_scope.json()) == (
         403,
         {"error": "missing_scope", "detail": "this key does not have the points:adjust scope"},
+    )
+    assert (bad_key.status_code, bad_key.json()) == (
+        400,
+        {
+            "error": "invalid_idempotency_key",
+            "detail": "Idempotency-Key: send a printable key of 1 to 128 characters",
+            "field": "Idempotency-Key",
+        },
+    )
+    assert (not_its_source.status_code, not_its_source.json()) == (
+        403,
+        {
+            "error": "source_not_allowed",
+            "detail": "source: this key may not send events from source 'api'",
+            "field": "source",
+        },
     )
     assert (too_much.status_code, too_much.json()) == (
         409,

@@ -17,6 +17,8 @@ from worker.domain.program_timeline import timeline_of
 from worker.services import intake, members
 from worker.services.adjustments import Adjustment, AdjustmentRefused, adjust_now
 from worker.services.audit import audit_all
+from worker.services.erasure import erase_member
+from worker.services.member_reads import history_page
 from worker.services.report import build_report
 
 PROGRAMS = timeline_of(P)
@@ -334,3 +336,131 @@ async def test_the_report_counts_adjustments_in_the_adjusted_line(db):
     assert report.reconciliation.balanced
     assert report.earned == 0  # the purchases are before the window
     assert (await build_report(db, P)).reconciliation.adjusted == 340
+
+
+async def test_an_erasure_replaces_the_reasons_naming_the_member_and_keeps_points_and_operator(db):
+    await member_with_two_lots(db)
+    await member_with_two_lots(db, member_id="OTHER")
+    await adjust(db, 50, reason="kettle broke, Mrs Li Wei called", expires_on="2027-03-31")
+    await adjust(db, 30, reason="Mr Chen asked", member_id="OTHER")
+    queued = await process(db, adjustment(-20, "crm-9", reason="Li Wei 13800138000 double bonus"))
+    assert (queued.status, queued.points) == ("applied", -20)
+
+    done = await erase_member(db, "M", NOW)
+    again = await erase_member(db, "M", NOW + timedelta(minutes=1))
+
+    assert (done.events_redacted, again.events_redacted) == (2, 0)
+    assert await rows(
+        db,
+        "SELECT member_id, source, points, rules FROM ledger_entries WHERE kind = 'adjust' ORDER BY entry_id",
+    ) == [
+        (
+            "M",
+            "cli",
+            50,
+            [
+                {
+                    "rule": "adjustment",
+                    "points": 50,
+                    "reason": "(erased)",
+                    "by": "alice",
+                    "qualifying": False,
+                    "expires_on": "2027-03-31",
+                }
+            ],
+        ),
+        (
+            "OTHER",
+            "cli",
+            30,
+            [
+                {
+                    "rule": "adjustment",
+                    "points": 30,
+                    "reason": "Mr Chen asked",
+                    "by": "alice",
+                    "qualifying": False,
+                    "expires_on": None,
+                }
+            ],
+        ),
+        (
+            "M",
+            "crm",
+            -20,
+            [
+                {
+                    "rule": "adjustment",
+                    "points": -20,
+                    "reason": "(erased)",
+                    "by": "crm-agent-7",
+                    "qualifying": False,
+                    "expires_on": None,
+                }
+            ],
+        ),
+    ]
+    assert await rows(
+        db,
+        "SELECT member_id, payload -> 'payload' FROM processed_events WHERE event_type = 'adjustment' "
+        "ORDER BY member_id, occurred_at",
+    ) == [
+        ("M", {"points": -20, "reason": "(erased)", "by": "crm-agent-7", "qualifying": False, "expires_on": None}),
+        ("M", {"points": 50, "reason": "(erased)", "by": "alice", "qualifying": False, "expires_on": "2027-03-31"}),
+        ("OTHER", {"points": 30, "reason": "Mr Chen asked", "by": "alice", "qualifying": False, "expires_on": None}),
+    ]
+    everything = await rows(db, "SELECT e::text FROM ledger_entries e UNION ALL SELECT p::text FROM processed_events p")
+    assert not [row for row in everything if "Li Wei" in row[0] or "kettle" in row[0]]
+    history = [e for e in await members.history(db, "M") if e["kind"] == "adjust"]
+    page = await history_page(db, "M", limit=10, before=None)
+    assert [(e["points"], e["rules"][0]["reason"], e["rules"][0]["by"]) for e in history] == [
+        (-20, "(erased)", "crm-agent-7"),
+        (50, "(erased)", "alice"),
+    ]
+    assert [(e["points"], e["rules"][0]["reason"]) for e in page["entries"] if e["kind"] == "adjust"] == [
+        (50, "(erased)"),
+        (-20, "(erased)"),
+    ]
+    state = await view(db)
+    assert (state["available_points"], state["lifetime_points"]) == (590, 560)
+    await assert_clean(db)
+
+
+async def test_an_adjustment_after_the_erasure_is_booked_without_its_reason(db):
+    await member_with_two_lots(db)
+    await erase_member(db, "M", NOW)
+
+    done = await adjust(db, 10, reason="Li Wei again")
+
+    assert (done["status"], done["points"], done["reason"], done["by"]) == ("applied", 10, "(erased)", "alice")
+    assert await rows(
+        db, "SELECT payload #>> '{payload,reason}' FROM processed_events WHERE event_type = 'adjustment'"
+    ) == [("(erased)",)]
+    await assert_clean(db)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        "points = points + 1",
+        """rules = jsonb_set(rules, '{0,reason}', '"something else"')""",
+        """rules = jsonb_set(rules, '{0,points}', '"(erased)"')""",
+        "rules = jsonb_set(rules, '{0}', (rules -> 0) - 'reason')",
+        """rules = jsonb_set(rules, '{0,note}', '"(erased)"')""",
+        "rules = rules || rules",
+    ],
+)
+async def test_the_ledger_refuses_any_update_of_an_entry_but_the_erasure_of_its_text(db, change):
+    await member_with_two_lots(db)
+    await adjust(db, 50)
+
+    with pytest.raises(Exception, match="ledger_entries is append-only: UPDATE refused"):
+        async with db.begin() as conn:
+            await conn.execute(text(f"UPDATE ledger_entries SET {change} WHERE kind = 'adjust'"))
+    async with db.begin() as conn:
+        erased = await conn.execute(
+            text(
+                """UPDATE ledger_entries SET rules = jsonb_set(rules, '{0,reason}', '"(erased)"') WHERE kind = 'adjust'"""
+            )
+        )
+    assert erased.rowcount == 1

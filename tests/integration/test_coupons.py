@@ -8,16 +8,18 @@ import re
 from datetime import UTC, date, datetime
 
 import pytest
-from sqlalchemy import text
 
 from tests.conftest import NOW
-from tests.factories import event, purchase
+from tests.factories import purchase, signup
+from tests.integration.mall_support import assert_clean, available, cancel, process, redemption, rows
 from worker.domain.coupons import CodeFile, parse_codes
 from worker.domain.errors import CouponRefused
 from worker.domain.mall import parse_catalog
+from worker.domain.messages import load_catalog
 from worker.domain.program import DEFAULT_PROGRAM as P
-from worker.services import coupons, intake, mall, member_reads, members, redeem
-from worker.services.audit import audit_all
+from worker.outbox import dispatch
+from worker.outbox.channels import LogChannel
+from worker.services import coupons, mall, member_reads, members, redeem
 
 COFFEE = {"reward_id": "coffee", "name": "Coffee", "cost_points": 300, "min_tier": "Regular"}
 POOL = {**COFFEE, "kind": "coupon", "valid_days": 30}
@@ -43,37 +45,10 @@ async def load_codes(db, reward_id, *lines):
     return await coupons.load_codes(db, reward_id, parse_codes(lines, "codes.txt"))
 
 
-async def process(db, raw):
-    return await intake.process(db, P, raw, now=NOW, strict=True)
-
-
-def redemption(member_id, reward_id, quantity=1, at=AT, **kw):
-    return event("redemption", member_id, at, source="app", reward_id=reward_id, quantity=quantity, **kw)
-
-
-def cancel(member_id, redemption_event_id, at="2026-11-12T10:00:00+08:00", **kw):
-    return event("redemption_cancel", member_id, at, source="app", redemption_event_id=redemption_event_id, **kw)
-
-
 async def fund(db, *member_ids, amount="900.00"):
     """Members with floor(amount) + 100 (first purchase) points."""
     for member_id in member_ids:
         await process(db, purchase(member_id, amount, occurred_at="2026-11-03T10:00:00+08:00"))
-
-
-async def available(db, member_id):
-    return (await members.member_view(db, P, member_id))["available_points"]
-
-
-async def rows(db, sql, **params):
-    async with db.connect() as conn:
-        return [tuple(r) for r in await conn.execute(text(sql), params)]
-
-
-async def assert_clean(db):
-    report = await audit_all(db)
-    assert report.clean, report.differences
-    assert await mall.stock_differences(db) == []
 
 
 def at(iso: str) -> datetime:
@@ -179,6 +154,73 @@ async def test_the_pool_issues_codes_first_loaded_first_one_per_unit(db):
     assert (await coupons.use_coupon(db, P, "NOPE", now=at(AT), used_by="till")).coupon is None
     assert await coupons.coupon_view(db, P, "NOPE", now=at(AT)) is None
     await assert_clean(db)
+
+
+async def test_the_confirmation_of_a_coupon_carries_its_codes_and_last_day_in_every_language(db):
+    await load(db, POOL, {**COFFEE, "reward_id": "mug", "name": "Mug"})
+    await load_codes(db, "coffee", "C-1", "C-2", "C-3", "C-4")
+    for member_id, locale in (("EN", "en"), ("HANS", "zh-Hans"), ("HANT", "zh-Hant")):
+        await process(db, signup(member_id, locale=locale, occurred_at="2026-11-01T10:00:00+08:00"))
+    await fund(db, "EN", "HANS", "HANT")
+
+    await redeem.redeem_now(db, P, "EN", "coffee", 2, now=at(AT), event_id="x-1")
+    await redeem.redeem_now(db, P, "HANS", "coffee", now=at(AT), event_id="x-2")
+    await redeem.redeem_now(db, P, "HANT", "coffee", now=at(AT), event_id="x-3")
+    await redeem.redeem_now(db, P, "EN", "mug", now=at(AT), event_id="x-4")
+    report = await dispatch.dispatch_once(db, P, LogChannel(), clock=lambda: NOW, catalog=load_catalog())
+
+    sent = await rows(
+        db,
+        "SELECT member_id, params, text FROM notifications WHERE kind = 'redemption_confirmed' ORDER BY notification_id",
+    )
+    assert report.dead == 0
+    assert sent == [
+        (
+            "EN",
+            {
+                "reward_name": "Coffee",
+                "quantity": 2,
+                "points": 600,
+                "available_points": 450,
+                "coupon": True,
+                "coupon_codes": "C-1, C-2",
+                "coupon_expires_on": "2026-12-09",
+            },
+            "You redeemed 2 x Coffee for 600 points. Your coupon code: C-1, C-2, valid until 2026-12-09. "
+            "Available balance: 450.",
+        ),
+        (
+            "HANS",
+            {
+                "reward_name": "Coffee",
+                "quantity": 1,
+                "points": 300,
+                "available_points": 750,
+                "coupon": True,
+                "coupon_codes": "C-3",
+                "coupon_expires_on": "2026-12-09",
+            },
+            "您已使用 300 积分兑换 Coffee × 1。优惠券码：C-3，有效期至 2026-12-09。当前可用积分：750。",
+        ),
+        (
+            "HANT",
+            {
+                "reward_name": "Coffee",
+                "quantity": 1,
+                "points": 300,
+                "available_points": 750,
+                "coupon": True,
+                "coupon_codes": "C-4",
+                "coupon_expires_on": "2026-12-09",
+            },
+            "您已使用 300 點積分兌換 Coffee × 1。優惠券碼：C-4，有效期至 2026-12-09。目前可用積分：750。",
+        ),
+        (
+            "EN",
+            {"reward_name": "Mug", "quantity": 1, "points": 300, "available_points": 150},
+            "You redeemed 1 x Mug for 300 points. Available balance: 150.",
+        ),
+    ]
 
 
 async def test_an_empty_pool_refuses_and_takes_no_points(db):

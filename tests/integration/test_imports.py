@@ -9,10 +9,10 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import text
 
-from tests.factories import purchase
+from tests.factories import purchase, referral, signup
 from tests.integration.test_scheduler_jobs import process, run_job
 from worker.domain.program import DEFAULT_PROGRAM
-from worker.services import imports
+from worker.services import imports, intake
 from worker.services.audit import audit_all
 from worker.services.report import build_report
 from worker.store import imports as store_imports
@@ -423,12 +423,13 @@ async def test_a_late_event_re_evaluates_an_imported_member_from_what_they_broug
         ),
         now=datetime(2026, 11, 1, tzinfo=UTC),
     )
-    # Gold earns x1.5 in the default program; the second purchase arrives after a later one and
-    # takes the first-purchase bonus (100) over from it: two events corrected, no net points.
+    # Gold earns x1.5 in the default program; the second purchase arrives after a later one. An
+    # imported member is an existing customer: neither is their first purchase, and the
+    # re-evaluation from what they brought in agrees with what each earned.
     await process(db, purchase("M1", "100.00", order_id="o-2", occurred_at="2026-11-20T10:00:00+08:00"))
     late = await process(db, purchase("M1", "100.00", order_id="o-1", occurred_at="2026-11-10T10:00:00+08:00"))
 
-    assert late.detail["re_evaluated"] == {"events": 2, "corrected_events": 2, "points": 0}
+    assert late.detail["re_evaluated"] == {"events": 2, "corrected_events": 0, "points": 0}
     async with db.connect() as conn:
         row = (
             await conn.execute(
@@ -440,7 +441,7 @@ async def test_a_late_event_re_evaluates_an_imported_member_from_what_they_broug
         ).one()
         changes = (await conn.execute(text("SELECT count(*) FROM tier_changes"))).scalar_one()
     # The labels brought in stay too: the re-evaluation starts from them.
-    assert tuple(row) == ("Gold", date(1990, 4, 2), "en", ["plus", "vip"], 5200 + 150 + 150 + 100, 150 + 150 + 100)
+    assert tuple(row) == ("Gold", date(1990, 4, 2), "en", ["plus", "vip"], 5200 + 150 + 150, 150 + 150)
     assert changes == 0
     assert (await audit_all(db)).clean
 
@@ -457,3 +458,127 @@ async def test_a_line_that_is_not_utf8_or_breaks_the_quoting_stops_the_import_na
 
     assert str(latin1.value) == "line 3: is not UTF-8 text"
     assert str(quote.value) == "line 3: field larger than field limit (131072)"
+
+
+# ---------------------------------------------------------------- imported members are not new
+
+EXISTING = "member_id,tier,lifetime_points,qualifying_points\nI1,,,\nI2,,800,300\n"
+
+
+async def earned_rules(db, member_id: str) -> list[tuple[str, int, list[str]]]:
+    """Each earn entry of the member: its event, points and rules, in the order they occurred."""
+    async with db.connect() as conn:
+        rows = await conn.execute(
+            text(
+                "SELECT event_id, points, rules FROM ledger_entries WHERE member_id = :m AND kind = 'earn' "
+                "ORDER BY occurred_at, entry_id"
+            ),
+            {"m": member_id},
+        )
+        return [(r.event_id, r.points, [rule["rule"] for rule in r.rules]) for r in rows]
+
+
+async def test_an_imported_member_earns_no_welcome_one_event_at_a_time(db, tmp_path):
+    await members_file(db, write(tmp_path, "members.csv", EXISTING), now=datetime(2026, 11, 1, tzinfo=UTC))
+
+    outcomes = [
+        await process(db, event)
+        for event in (
+            signup("I1", event_id="s-i1", occurred_at="2026-11-02T10:00:00+08:00"),
+            purchase("I1", "300.00", event_id="p-i1", order_id="o-1", occurred_at="2026-11-03T10:00:00+08:00"),
+            signup("N1", event_id="s-n1", occurred_at="2026-11-02T10:00:00+08:00"),
+            purchase("N1", "300.00", event_id="p-n1", order_id="o-1", occurred_at="2026-11-03T10:00:00+08:00"),
+        )
+    ]
+
+    assert [(o.points, o.note) for o in outcomes] == [
+        (0, "signup.already_signed_up"),
+        (300, None),
+        (50, None),
+        (400, None),
+    ]
+    assert await earned_rules(db, "I1") == [("p-i1", 300, ["purchase"])]
+    assert await earned_rules(db, "N1") == [("s-n1", 50, ["signup"]), ("p-n1", 400, ["purchase", "first_purchase"])]
+    assert (await audit_all(db)).clean
+
+
+async def test_an_imported_member_earns_no_first_purchase_bonus_in_a_batch(db, tmp_path):
+    await members_file(db, write(tmp_path, "members.csv", EXISTING), now=datetime(2026, 11, 1, tzinfo=UTC))
+    batch = [
+        purchase("I1", "300.00", event_id="p-i1", order_id="o-1", occurred_at="2026-11-03T10:00:00+08:00"),
+        purchase("I2", "200.00", event_id="p-i2", order_id="o-1", occurred_at="2026-11-03T10:00:00+08:00"),
+        purchase("N1", "300.00", event_id="p-n1", order_id="o-1", occurred_at="2026-11-03T10:00:00+08:00"),
+        purchase("I1", "100.00", event_id="p-i1b", order_id="o-2", occurred_at="2026-11-04T10:00:00+08:00"),
+    ]
+
+    outcomes = await intake.process_batch(db, DEFAULT_PROGRAM, batch, now=NOW, strict=True)
+
+    assert [(o.status, o.points) for o in outcomes] == [
+        ("applied", 300),
+        ("applied", 200),
+        ("applied", 400),
+        ("applied", 100),
+    ]
+    assert await earned_rules(db, "I1") == [("p-i1", 300, ["purchase"]), ("p-i1b", 100, ["purchase"])]
+    assert await earned_rules(db, "I2") == [("p-i2", 200, ["purchase"])]
+    assert await earned_rules(db, "N1") == [("p-n1", 400, ["purchase", "first_purchase"])]
+    assert (await audit_all(db)).clean
+
+
+async def test_a_late_first_purchase_of_an_imported_member_is_re_evaluated_without_the_bonus(db, tmp_path):
+    await members_file(db, write(tmp_path, "members.csv", EXISTING), now=datetime(2026, 11, 1, tzinfo=UTC))
+    for member_id in ("I1", "N1"):
+        await process(
+            db,
+            purchase(
+                member_id, "200.00", event_id=f"p2-{member_id}", order_id="o-2", occurred_at="2026-11-20T10:00:00+08:00"
+            ),
+        )
+
+    late_imported = await process(
+        db, purchase("I1", "100.00", event_id="p1-I1", order_id="o-1", occurred_at="2026-11-10T10:00:00+08:00")
+    )
+    late_new = await process(
+        db, purchase("N1", "100.00", event_id="p1-N1", order_id="o-1", occurred_at="2026-11-10T10:00:00+08:00")
+    )
+
+    assert (late_imported.points, late_imported.detail["re_evaluated"]) == (
+        100,
+        {"events": 2, "corrected_events": 0, "points": 0},
+    )
+    assert await earned_rules(db, "I1") == [("p1-I1", 100, ["purchase"]), ("p2-I1", 200, ["purchase"])]
+    # The member who was not imported: the bonus moves to the purchase that was first after all.
+    assert late_new.detail["re_evaluated"] == {"events": 2, "corrected_events": 2, "points": 0}
+    assert (await audit_all(db)).clean
+
+
+async def test_a_referral_of_an_imported_member_does_not_pay(db, tmp_path):
+    await members_file(db, write(tmp_path, "members.csv", EXISTING), now=datetime(2026, 11, 1, tzinfo=UTC))
+    await process(db, signup("N1", occurred_at="2026-11-02T10:00:00+08:00"))
+
+    imported = await process(db, referral("N1", "I1", event_id="r-1", occurred_at="2026-11-03T10:00:00+08:00"))
+    new = await process(db, referral("N1", "N2", event_id="r-2", occurred_at="2026-11-03T10:00:00+08:00"))
+
+    assert (imported.points, imported.note) == (0, "referral.referee_not_new")
+    assert (new.points, new.note) == (DEFAULT_PROGRAM.referral.referrer_points, None)
+    assert (await audit_all(db)).clean
+
+
+async def test_a_referral_of_an_imported_member_in_a_batch_does_not_pay(db, tmp_path):
+    await members_file(db, write(tmp_path, "members.csv", EXISTING), now=datetime(2026, 11, 1, tzinfo=UTC))
+    batch = [
+        signup("N1", event_id="s-n1", occurred_at="2026-11-02T10:00:00+08:00"),
+        referral("N1", "I2", event_id="r-1", occurred_at="2026-11-03T10:00:00+08:00"),
+        signup("N3", event_id="s-n3", occurred_at="2026-11-02T10:00:00+08:00"),
+        referral("N3", "N4", event_id="r-2", occurred_at="2026-11-03T10:00:00+08:00"),
+    ]
+
+    outcomes = await intake.process_batch(db, DEFAULT_PROGRAM, batch, now=NOW, strict=True)
+
+    assert [(o.status, o.points, o.note) for o in outcomes] == [
+        ("applied", 50, None),
+        ("applied", 0, "referral.referee_not_new"),
+        ("applied", 50, None),
+        ("applied", DEFAULT_PROGRAM.referral.referrer_points, None),
+    ]
+    assert (await audit_all(db)).clean

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from worker.api.errors import ApiError
+from worker.api.idempotent import check_key, ledger_event_id
 from worker.domain import mall
 from worker.domain.reward_locks import TEXTS, lock_text
 from worker.services.api_keys import SCOPES, ApiKey, KeyRefused, key_hash, parse_list
@@ -46,3 +48,27 @@ def test_lock_text_uses_the_member_language_then_the_program_default():
     assert lock_text(mall.TIER_TOO_LOW, "zh-Hant", "en", points_short=0, min_tier="Gold") == "Gold及以上會員專享。"
     assert lock_text(mall.OUT_OF_STOCK, None, "zh-Hans", points_short=0, min_tier="x") == "已兑完。"
     assert lock_text(mall.OUT_OF_STOCK, "fr", "de", points_short=0, min_tier="x") == "Out of stock."
+
+
+@pytest.mark.parametrize("sent", ["", "k" * 129, "tab\there", None])
+def test_an_idempotency_key_is_1_to_128_printable_characters_and_required_where_asked(sent):
+    with pytest.raises(ApiError) as error:
+        check_key(sent, required=True, code="missing_idempotency_key")
+    assert (error.value.status, error.value.code, error.value.detail, error.value.field) == (
+        400,
+        "missing_idempotency_key",
+        "Idempotency-Key: send a printable key of 1 to 128 characters",
+        "Idempotency-Key",
+    )
+    if sent is None:
+        assert check_key(sent, required=False, code="invalid_idempotency_key") is None
+    else:
+        with pytest.raises(ApiError, match="printable key"):
+            check_key(sent, required=False, code="invalid_idempotency_key")
+    assert check_key("k" * 128, required=True, code="missing_idempotency_key") is None
+
+
+def test_the_ledger_event_id_of_a_keyed_request_is_per_api_key():
+    assert ledger_event_id("crm-desk", "k-1") == ledger_event_id("crm-desk", "k-1")
+    assert ledger_event_id("crm-desk", "k-1") != ledger_event_id("till-7", "k-1")
+    assert len(ledger_event_id("crm-desk", "k-1")) == 44 and ledger_event_id("a", "b").startswith("api-")

@@ -89,6 +89,13 @@ def _copy_templates(tmp_path: Path) -> Path:
     return target
 
 
+def _refusal(directory: Path) -> str:
+    """Why the templates in `directory` are refused."""
+    with pytest.raises(TemplateError) as error:
+        load_catalog(directory)
+    return str(error.value)
+
+
 def _edit(path: Path, old: str, new: str) -> None:
     text = path.read_text(encoding="utf-8")
     assert old in text
@@ -99,18 +106,42 @@ def test_unknown_placeholder_names_file_kind_and_placeholder(tmp_path):
     directory = _copy_templates(tmp_path)
     path = directory / "notifications.zh-Hant.toml"
     _edit(path, "僅差 {points_away} 點積分", "僅差 {points_left} 點積分")
-    with pytest.raises(TemplateError) as error:
-        load_catalog(directory)
-    assert str(error.value) == f"{path}: tier_nudge: unknown placeholder {{points_left}} (allowed: points_away, tier)"
+    assert (
+        _refusal(directory) == f"{path}: tier_nudge: unknown placeholder {{points_left}} (allowed: points_away, tier)"
+    )
+
+
+def test_only_the_coupon_variant_may_show_the_codes_and_a_file_without_it_shows_the_kinds_text(tmp_path):
+    params = {"reward_name": "Coffee", "quantity": 1, "points": 300, "available_points": 20}
+    coupon = {**params, "coupon": True, "coupon_codes": "C-1", "coupon_expires_on": "2026-12-09"}
+    assert CATALOG.render("redemption_confirmed", coupon, "en") == (
+        "You redeemed 1 x Coffee for 300 points. Your coupon code: C-1, valid until 2026-12-09. Available balance: 20."
+    )
+    assert CATALOG.render("redemption_confirmed", params, "en") == (
+        "You redeemed 1 x Coffee for 300 points. Available balance: 20."
+    )
+    directory = _copy_templates(tmp_path)
+    path = directory / "notifications.en.toml"
+    text = path.read_text(encoding="utf-8")
+    path.write_text(
+        "\n".join(line for line in text.split("\n") if not line.startswith("redemption_confirmed_coupon")),
+        encoding="utf-8",
+    )
+    assert load_catalog(directory).render("redemption_confirmed", coupon, "en") == (
+        "You redeemed 1 x Coffee for 300 points. Available balance: 20."
+    )
+    _edit(path, "for {points} points. Available", "for {points} points, code {coupon_codes}. Available")
+    assert _refusal(directory) == (
+        f"{path}: redemption_confirmed: unknown placeholder {{coupon_codes}} "
+        "(allowed: available_points, points, quantity, reward_name)"
+    )
 
 
 def test_missing_and_unknown_kinds_are_named(tmp_path):
     directory = _copy_templates(tmp_path)
     path = directory / "notifications.en.toml"
     _edit(path, 'birthday = "Happy', 'birthdy = "Happy')
-    with pytest.raises(TemplateError) as error:
-        load_catalog(directory)
-    assert str(error.value) == f"{path}: missing kind 'birthday'; unknown kind 'birthdy'"
+    assert _refusal(directory) == f"{path}: missing kind 'birthday'; unknown kind 'birthdy'"
 
 
 def test_missing_file_and_bad_toml_are_named(tmp_path):
@@ -128,9 +159,7 @@ def test_positional_and_attribute_placeholders_are_refused(tmp_path):
     directory = _copy_templates(tmp_path)
     path = directory / "notifications.en.toml"
     _edit(path, "{points} points have expired.", "{} points have expired, {points.real}.")
-    with pytest.raises(TemplateError) as error:
-        load_catalog(directory)
-    assert str(error.value) == (
+    assert _refusal(directory) == (
         f"{path}: points_expired: unknown placeholder {{}} (allowed: points); "
         "points_expired: unknown placeholder {points.real} (allowed: points)"
     )

@@ -2,23 +2,20 @@
 
 from __future__ import annotations
 
-import hashlib
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Request
-from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr
 
-from worker.api.auth import require
+from worker.api.auth import require, source_not_allowed
 from worker.api.errors import ApiError, body
+from worker.api.idempotent import answer_once, check_key, key_reused, ledger_event_id
 from worker.domain.errors import UnknownMember
-from worker.services import idempotency
 from worker.services.adjustments import Adjustment, AdjustmentRefused, adjust_now
 from worker.services.api_keys import ApiKey
 
 router = APIRouter()
 
-IDEMPOTENCY_KEY_MAX = 128
 # The `source` of adjustments made through the API; the entry's `by` is the key's name.
 SOURCE = "api"
 
@@ -37,16 +34,10 @@ class AdjustmentRequest(BaseModel):
 
 def _refused(error: AdjustmentRefused) -> ApiError:
     if error.kind == "conflict":
-        return _key_reused()
+        return key_reused()
     if error.kind == "refused":
         return ApiError(409, "not_enough_points", error.detail, field=error.field)
     return ApiError(422, "invalid_request", error.detail, field=error.field)
-
-
-def _key_reused() -> ApiError:
-    return ApiError(
-        422, "idempotency_key_reused", "Idempotency-Key: already used for a different request", field="Idempotency-Key"
-    )
 
 
 @router.post("/v1/members/{member_id}/adjustments", status_code=201, tags=["members"])
@@ -60,28 +51,19 @@ async def post_adjustment(
     """Credit (positive `points`) or debit (negative) the member's points at once, by the key's
     name and for `reason`. 201 with the entry, the credit's lot or the lots the debit took from,
     and the available points after it; 409 `not_enough_points` for a debit beyond the
-    spendable points; 422 naming the field. A retry with the same Idempotency-Key gets the first
+    spendable points; 422 naming the field; 403 `source_not_allowed` for a key whose
+    `--sources` leave out `api`. A retry with the same Idempotency-Key gets the first
     answer back, status and body; the same key with another body is refused (422)."""
     runtime = request.app.state.runtime
-    if idempotency_key is not None and (
-        not idempotency_key or len(idempotency_key) > IDEMPOTENCY_KEY_MAX or not idempotency_key.isprintable()
-    ):
-        raise ApiError(
-            400,
-            "invalid_idempotency_key",
-            f"Idempotency-Key: send a printable key of 1 to {IDEMPOTENCY_KEY_MAX} characters",
-            field="Idempotency-Key",
-        )
-    request_body = {"member_id": member_id, **adjustment.model_dump()}
-    digest = idempotency.request_hash(request_body)
-    stored = None
-    if idempotency_key is not None:
-        stored = await idempotency.stored_answer(runtime.engine, key.name, idempotency_key)
-    if stored is None:
-        # The ledger's idempotency key for this request: per API key, so keys cannot collide.
-        event_id = None
-        if idempotency_key is not None:
-            event_id = "api-" + hashlib.sha256(f"{key.name}\x00{idempotency_key}".encode()).hexdigest()[:40]
+    # An adjustment is an event of source `api` (its entry's and stored event's source), so a
+    # key restricted to other sources may not make one, as it may not send one.
+    if not key.may_send(SOURCE):
+        raise source_not_allowed(SOURCE)
+    check_key(idempotency_key, required=False, code="invalid_idempotency_key")
+    # The ledger's idempotency key for this request (a fresh one without a header).
+    event_id = ledger_event_id(key.name, idempotency_key) if idempotency_key is not None else None
+
+    async def answer() -> tuple[int, dict[str, Any]]:
         asked = Adjustment(
             member_id,
             adjustment.points,
@@ -94,18 +76,14 @@ async def post_adjustment(
             done = await adjust_now(
                 runtime.engine, runtime.timeline, asked, source=SOURCE, now=runtime.clock(), event_id=event_id
             )
-            status_code, payload = 201, done
         except UnknownMember:
             raise ApiError(404, "unknown_member", f"member_id: no member {member_id!r}", field="member_id") from None
         except AdjustmentRefused as error:
             if error.kind != "refused":
                 raise _refused(error) from None
             # A refusal is an answer too: a retry of it gets it back.
-            status_code, payload = 409, body("not_enough_points", error.detail, error.field)
-        if idempotency_key is None:
-            return JSONResponse(payload, status_code)
-        stored = await idempotency.store_answer(runtime.engine, key.name, idempotency_key, digest, status_code, payload)
-    stored_digest, status_code, payload = stored
-    if stored_digest != digest:
-        raise _key_reused()
-    return JSONResponse(payload, status_code)
+            return 409, body("not_enough_points", error.detail, error.field)
+        return 201, done
+
+    request_body = {"member_id": member_id, **adjustment.model_dump()}
+    return await answer_once(runtime.engine, key.name, idempotency_key, request_body, answer)

@@ -67,3 +67,11 @@ def require(scope: str):
         return key
 
     return Depends(dependency)
+
+
+def source_not_allowed(source: str, *, where: str = "source", doing: str = "send") -> ApiError:
+    """403 for a key restricted (`--sources`) to other sources than `source`; `doing` is what
+    the request would do with its events (send, read)."""
+    return ApiError(
+        403, "source_not_allowed", f"{where}: this key may not {doing} events from source {source!r}", field=where
+    )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from typing import Annotated, Any
 
@@ -11,11 +10,12 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
 
-from worker.api.auth import require
+from worker.api.auth import require, source_not_allowed
 from worker.api.errors import RETRY_AFTER_S, ApiError, body
+from worker.api.idempotent import answer_once, check_key, key_reused, ledger_event_id
 from worker.api.models import HoldRequest, RedemptionRequest
 from worker.domain.errors import InvalidEvent
-from worker.services import holds, idempotency
+from worker.services import holds
 from worker.services.api_keys import ApiKey
 from worker.services.intake import BATCH_EVENTS_MAX, batch_problem
 from worker.services.member_reads import (
@@ -33,7 +33,6 @@ router = APIRouter()
 # How long the API remembers that it queued an event, for `GET /v1/events/...` to say
 # `queued` until the worker records the outcome (far longer than any sane backlog).
 ACCEPTED_MARKER_TTL_S = 7 * 24 * 3600
-IDEMPOTENCY_KEY_MAX = 128
 
 # The latest refusals of the id: before it was applied, the latest is its status; after,
 # each is a resend that changed the payload, reported beside the first outcome.
@@ -118,13 +117,7 @@ async def post_events(request: Request, key: ApiKey = require("events:write")):
     for index, item in enumerate(items):
         # A source that is not a string is invalid anyway: validation names it below.
         if isinstance(item, dict) and isinstance(item.get("source"), str) and not key.may_send(item["source"]):
-            where = "source" if single else f"{index}.source"
-            raise ApiError(
-                403,
-                "source_not_allowed",
-                f"{where}: this key may not send events from source {item['source']!r}",
-                field=where,
-            )
+            raise source_not_allowed(item["source"], where="source" if single else f"{index}.source")
     valid: list[dict] = []
     # The publish path itself: the same validation, the same reasons.
     # Each event as compact JSON: the measure the worker applies to what it receives.
@@ -165,9 +158,7 @@ async def get_event(source: str, event_id: str, request: Request, key: ApiKey = 
     the resends of its id with another payload as `conflicts`."""
     runtime = _runtime(request)
     if not key.may_send(source):
-        raise ApiError(
-            403, "source_not_allowed", f"source: this key may not read events from source {source!r}", field="source"
-        )
+        raise source_not_allowed(source, doing="read")
     params = {"source": source, "event_id": event_id}
     async with runtime.engine.connect() as conn:
         processed = await recorded_outcome(conn, source, event_id)
@@ -310,24 +301,15 @@ async def post_redemption(
     from worker.services.redeem import redeem_now
 
     runtime = _runtime(request)
-    if not idempotency_key or len(idempotency_key) > IDEMPOTENCY_KEY_MAX or not idempotency_key.isprintable():
-        raise ApiError(
-            400,
-            "missing_idempotency_key",
-            f"Idempotency-Key: send a printable key of 1 to {IDEMPOTENCY_KEY_MAX} characters",
-            field="Idempotency-Key",
-        )
-    request_body = {"member_id": member_id, **redemption.model_dump()}
-    digest = idempotency.request_hash(request_body)
-    stored = await idempotency.stored_answer(runtime.engine, key.name, idempotency_key)
-    if stored is None:
+    check_key(idempotency_key, required=True, code="missing_idempotency_key")
+    assert idempotency_key is not None
+
+    async def answer() -> tuple[int, dict[str, Any]]:
         async with runtime.engine.connect() as conn:
             known = (await conn.execute(_MEMBER_EXISTS, {"member_id": member_id})).first()
         if known is None:
             raise ApiError(404, "unknown_member", f"member_id: no member {member_id!r}", field="member_id")
         await holds.settle_member(runtime.engine, runtime.program, member_id, now=runtime.clock())
-        # The ledger's own idempotency key for this request: per API key, so keys cannot collide.
-        event_id = "api-" + hashlib.sha256(f"{key.name}\x00{idempotency_key}".encode()).hexdigest()[:40]
         try:
             outcome = await redeem_now(
                 runtime.engine,
@@ -336,18 +318,13 @@ async def post_redemption(
                 redemption.reward_id,
                 redemption.quantity,
                 now=runtime.clock(),
-                event_id=event_id,
+                event_id=ledger_event_id(key.name, idempotency_key),
             )
         except InvalidEvent as error:
             raise ApiError(422, "invalid_request", error.reason, field=error.reason.split(":", 1)[0]) from None
         if outcome["status"] == "conflict":  # the first attempt's answer was never stored
-            raise ApiError(
-                422,
-                "idempotency_key_reused",
-                "Idempotency-Key: already used for a different request",
-                field="Idempotency-Key",
-            )
-        answer = {
+            raise key_reused()
+        shown = {
             key_: outcome[key_]
             for key_ in (
                 "status",
@@ -363,19 +340,8 @@ async def post_redemption(
             )
         }
         if outcome["status"] == "confirmed":
-            status_code, payload = 201, answer
-        else:
-            status_code = 409
-            payload = body(
-                outcome["reason"] or "rejected", f"redemption rejected: {outcome['reason']}", redemption=answer
-            )
-        stored = await idempotency.store_answer(runtime.engine, key.name, idempotency_key, digest, status_code, payload)
-    stored_digest, status_code, payload = stored
-    if stored_digest != digest:
-        raise ApiError(
-            422,
-            "idempotency_key_reused",
-            "Idempotency-Key: already used for a different request",
-            field="Idempotency-Key",
-        )
-    return JSONResponse(payload, status_code)
+            return 201, shown
+        return 409, body(outcome["reason"] or "rejected", f"redemption rejected: {outcome['reason']}", redemption=shown)
+
+    request_body = {"member_id": member_id, **redemption.model_dump()}
+    return await answer_once(runtime.engine, key.name, idempotency_key, request_body, answer)

@@ -53,6 +53,10 @@ class Facts:
     referral_note: str | None = None
 
 
+# The note of an imported member's signup: they signed up in the previous program.
+SIGNUP_OF_IMPORTED = "signup.already_signed_up"
+
+
 def _book(state: MemberState, origin: Origin, earned: Earned, decision: Decision, **earn: Any) -> None:
     """An evaluation's rule state, and one earn of its awards when there are points."""
     state.rule_state = earned.state
@@ -198,6 +202,10 @@ def signup(state: MemberState, origin: Origin, event: Any, program: Program, fac
         state.profile["locale"] = profile.locale
     if state.profile["signed_up_at"] is None:
         state.profile["signed_up_at"] = origin.occurred_at
+    if state.profile.get("imported"):
+        # An imported member signed up in the previous program: their signup here brings in
+        # their profile and earns no welcome.
+        return Decision(Outcome("applied", note=SIGNUP_OF_IMPORTED))
     return _booked(state, origin, evaluate_for(program, state, origin, event.payload.model_dump()))
 
 

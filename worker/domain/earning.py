@@ -57,12 +57,21 @@ def evaluate_for(
 
 def member_snapshot(account: Any, purchase_count: int) -> engine.Member:
     """What the engine knows of a member: the account (or a decider's MemberState: anything with
-    tier, qualifying, profile and rule_state) as it is before the event."""
+    tier, qualifying, profile and rule_state) as it is before the event.
+
+    A member imported from a previous program (`imported` in the profile) is an existing
+    customer: their import counts as one purchase before this program's, so a first-purchase
+    rule (`nth_purchase = [1]`) never pays them and their first purchase here is number 2."""
     return engine.Member(
         tier=account.tier,
         qualifying=account.qualifying,
         labels=frozenset(account.profile.get("labels") or ()),
         birthday=account.profile["birthday"],
-        purchase_count=purchase_count,
+        purchase_count=purchase_count + imported_purchases(account.profile),
         state=account.rule_state,
     )
+
+
+def imported_purchases(profile: dict[str, Any]) -> int:
+    """The purchases a member brought from a previous program, as this program counts them: one."""
+    return 1 if profile.get("imported") else 0

@@ -236,15 +236,27 @@ class MemberUpdatePayload(_Strict):
 # member's stored events, and an erased member's later events are stored and applied without
 # them. A replay would read them (the profile it rebuilds), so an erased member is not replayed.
 PERSONAL_PAYLOAD_FIELDS: tuple[str, ...] = tuple(SignupPayload.model_fields)
+# Free text an operator wrote about the member: an adjustment's `reason` may name or describe
+# them ("refund for Mrs Li's broken kettle"). An erasure puts this text in its place; the field
+# stays, so the stored event is still a valid `adjustment`. The adjustment's `by` stays: it
+# names the operator who moved the points, the audit's answer to who, not the member.
+ERASED_TEXT = "(erased)"
+PERSONAL_TEXT_FIELDS: dict[str, tuple[str, ...]] = {"adjustment": ("reason",)}
 
 
 def without_personal(stored: dict) -> dict:
     """A stored event (the JSON form of a contract event) without the member's personal data:
-    the payload fields above, and the identity the event named its member by."""
+    the payload fields above, the free text an operator wrote about the member, and the
+    identity the event named its member by."""
     payload = stored.get("payload")
     kept = {key: value for key, value in stored.items() if key != "member"}
     if isinstance(payload, dict):
-        kept["payload"] = {key: value for key, value in payload.items() if key not in PERSONAL_PAYLOAD_FIELDS}
+        texts = PERSONAL_TEXT_FIELDS.get(stored.get("type", ""), ())
+        kept["payload"] = {
+            key: ERASED_TEXT if key in texts else value
+            for key, value in payload.items()
+            if key not in PERSONAL_PAYLOAD_FIELDS
+        }
     return kept
 
 

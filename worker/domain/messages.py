@@ -40,15 +40,22 @@ KIND_PARAMS: dict[str, frozenset[str]] = {
 # Template variants chosen by a parameter: `<kind>_<flag>` is used for a row whose params have
 # `<flag>` true, when the locale has it (else the kind's own text): `points_earned` with
 # pending=True uses `points_earned_pending`, `points_adjusted` with operator=True (an
-# operator's adjustment, not a re-evaluation) `points_adjusted_operator`. Variants take the
-# parameters of their kind.
+# operator's adjustment, not a re-evaluation) `points_adjusted_operator`,
+# `redemption_confirmed` with coupon=True (a reward of kind coupon) `redemption_confirmed_coupon`.
+# Variants take the parameters of their kind, and those below that only their rows carry.
 VARIANTS: dict[str, str] = {
     "points_earned_pending": "points_earned",
     "points_adjusted_operator": "points_adjusted",
+    "redemption_confirmed_coupon": "redemption_confirmed",
+}
+VARIANT_PARAMS: dict[str, frozenset[str]] = {
+    # The codes issued, one per unit redeemed (joined by ", "), and their last valid day (one
+    # for all: they are issued together with the reward's validity).
+    "redemption_confirmed_coupon": frozenset({"coupon_codes", "coupon_expires_on"}),
 }
 TEMPLATE_KEYS: dict[str, frozenset[str]] = {
     **KIND_PARAMS,
-    **{variant: KIND_PARAMS[kind] for variant, kind in VARIANTS.items()},
+    **{variant: KIND_PARAMS[kind] | VARIANT_PARAMS.get(variant, frozenset()) for variant, kind in VARIANTS.items()},
 }
 # Parameters holding a tier's program name, shown by the locale's display name.
 TIER_PARAMS = frozenset({"tier", "from_tier", "to_tier"})

@@ -7,6 +7,9 @@ WeChat openid). What goes, for the member and every member merged into it (the s
 - the birthday and locale inside the stored events a re-evaluation reads
   (`processed_events.payload`, deferred events included);
 - the raw text of rejected events naming the member by member_id, or by one of its identities;
+- the free text an operator wrote about the member, an adjustment's `reason`, in its stored
+  event and in its entry's rule provenance: replaced by "(erased)", the points and the
+  operator (`by`, who made the adjustment) stay;
 - the rendered text and locale of its notifications;
 - stored answers of API requests (Idempotency-Key) that name the member or an identity.
 What stays: member id, balances, ledger entries with their rule provenance, lots, orders,
@@ -24,7 +27,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.types import Text
 
-from worker.domain.events import PERSONAL_PAYLOAD_FIELDS
+from worker.domain.events import ERASED_TEXT, PERSONAL_PAYLOAD_FIELDS, PERSONAL_TEXT_FIELDS
 from worker.domain.identities import names_identity
 from worker.store import erasure as store_erasure
 
@@ -102,7 +105,10 @@ async def erase_member(engine: AsyncEngine, member_id: str, now: datetime) -> Er
                 result = await conn.execute(text(f"DELETE FROM {table} WHERE member_id = ANY(:ids)"), {"ids": ids})
                 removed += result.rowcount
         await conn.execute(_FORGET_IMPORT, {"ids": ids})
-        events = await store_erasure.scrub_events(conn, ids, list(PERSONAL_PAYLOAD_FIELDS))
+        events = await store_erasure.scrub_events(
+            conn, ids, list(PERSONAL_PAYLOAD_FIELDS), PERSONAL_TEXT_FIELDS, ERASED_TEXT
+        )
+        await store_erasure.scrub_entry_texts(conn, ids, PERSONAL_TEXT_FIELDS, ERASED_TEXT)
         rejected = (await conn.execute(_REDACT_REJECTED, {"ids": ids, "erased": ERASED_RAW})).rowcount
         rejected += await _redact_named_by_identity(conn, identities)
         notices = await store_erasure.scrub_notifications(conn, ids)

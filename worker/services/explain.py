@@ -10,13 +10,15 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from worker.domain import engine
 from worker.domain.earning import member_snapshot
-from worker.store.accounts import account_from_row
+from worker.store.accounts import IMPORTED, account_from_row
 
 # The member row with the purchases before any new one, counted as the ledger counts them
-# for `nth_purchase` (orders with an amount; ledger._PURCHASE_COUNT).
+# for `nth_purchase` (orders with an amount; an imported member's import counts as one, in
+# member_snapshot).
 _MEMBER = text(
-    """
-    SELECT m.*, (SELECT count(*) FROM orders o WHERE o.member_id = m.member_id AND o.amount IS NOT NULL) AS purchase_count
+    f"""
+    SELECT m.*, {IMPORTED},
+        (SELECT count(*) FROM orders o WHERE o.member_id = m.member_id AND o.amount IS NOT NULL) AS purchase_count
     FROM members m WHERE m.member_id = :member_id
     """
 )

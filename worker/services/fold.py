@@ -110,6 +110,8 @@ def replay(
             "signed_up_at": None,
             "first_purchase_at": None,
             "labels": opening.labels if opening is not None else frozenset(),
+            # An existing customer to the rules (worker/domain/earning.py, member_snapshot).
+            "imported": opening is not None,
         },
         rule_state={},
     )

@@ -317,6 +317,7 @@ async def redeem(
         quantity=quantity,
         points=points,
         available_points=account.available,
+        **_coupon_params(issued),
     )
     return Result(
         "applied",
@@ -329,6 +330,18 @@ async def redeem(
             **({"coupons": issued} if issued else {}),
         },
     )
+
+
+def _coupon_params(issued: list[dict]) -> dict[str, Any]:
+    """A coupon redemption's notification carries its codes and their last valid day (the
+    `redemption_confirmed_coupon` text shows them); an item's carries none."""
+    if not issued:
+        return {}
+    return {
+        "coupon": True,
+        "coupon_codes": ", ".join(c["code"] for c in issued),
+        "coupon_expires_on": issued[0]["expires_on"],
+    }
 
 
 async def _issue_coupons(conn: AsyncConnection, program: Program, reward, origin: Origin, quantity: int) -> list[dict]:

@@ -63,7 +63,8 @@ _OPENINGS = text(
     " WHERE member_id = ANY(:member_ids)"
 ).bindparams(bindparam("member_ids"))
 # With each referral, what decides whether it pays (ledger.referee_is_new): the referee's own
-# events before it, as they are stored now, so both halves of a referral replay alike.
+# events before it, as they are stored now, so both halves of a referral replay alike; an
+# imported referee purchased before (in the previous program).
 _REFERRALS_WON = text(
     """
     SELECT m.id AS member_id, r.source, r.event_id, f.first_event_at, f.purchased_before
@@ -72,7 +73,8 @@ _REFERRALS_WON = text(
     JOIN processed_events p ON p.source = r.source AND p.event_id = r.event_id
     CROSS JOIN LATERAL (
         SELECT min(e.occurred_at) AS first_event_at,
-               coalesce(bool_or(e.event_type = 'purchase'), false) AS purchased_before
+               coalesce(bool_or(e.event_type = 'purchase'), false)
+               OR EXISTS (SELECT 1 FROM import_members i WHERE i.member_id = r.referee_member_id) AS purchased_before
         FROM processed_events e
         WHERE e.member_id = r.referee_member_id AND e.occurred_at < p.occurred_at
           AND e.event_type = ANY(CAST(:enrolment_types AS text[]))

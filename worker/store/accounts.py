@@ -26,11 +26,15 @@ from worker.domain.lots import Lot, take_earliest_expiring
 from worker.domain.program import Program
 from worker.store.staged import Staged
 
+# With a locked members row: whether the member was imported from a previous program
+# (`loyalty import members`), an existing customer to the rules (worker/domain/earning.py).
+IMPORTED = "EXISTS (SELECT 1 FROM import_members i WHERE i.member_id = m.member_id) AS imported"
+
 _LOCK_MEMBER = text(
-    """
+    f"""
     INSERT INTO members AS m (member_id, tier) VALUES (:member_id, :tier)
     ON CONFLICT (member_id) DO UPDATE SET updated_at = now()
-    RETURNING m.*
+    RETURNING m.*, {IMPORTED}
     """
 )
 
@@ -247,7 +251,8 @@ async def lock_member(conn: AsyncConnection, program: Program, member_id: str) -
 
 
 def account_from_row(member_id: str, row: Any) -> Account:
-    """An Account from a locked members row (a mapping of its columns)."""
+    """An Account from a locked members row (a mapping of its columns, and `imported` when
+    the query adds IMPORTED: False without it)."""
     account = Account(
         member_id=member_id,
         tier=row["tier"],
@@ -259,6 +264,7 @@ def account_from_row(member_id: str, row: Any) -> Account:
         profile={
             **{k: row[k] for k in ("birthday", "locale", "signed_up_at", "first_purchase_at")},
             "labels": frozenset(row["labels"]),
+            "imported": bool(row.get("imported", False)),
         },
         rule_state=validate_state(row["rule_state"]),
         baseline=row["qualifying_baseline"],
@@ -687,7 +693,7 @@ async def review_tiers(conn: AsyncConnection, reviewed: list[Downgrade], origin:
 # Used by worker/services/holds.py only. The same entry and lot-take writers as above, so a
 # hold, its capture and its release are entries and lot takes the audit already checks.
 
-_LOCK_EXISTING_MEMBER = text("SELECT * FROM members WHERE member_id = :member_id FOR UPDATE")
+_LOCK_EXISTING_MEMBER = text(f"SELECT m.*, {IMPORTED} FROM members m WHERE member_id = :member_id FOR UPDATE")
 
 
 async def lock_existing_member(conn: AsyncConnection, member_id: str) -> Account | None:
@@ -734,7 +740,9 @@ _ENROL = text(
     ON CONFLICT (member_id) DO NOTHING
     """
 )
-_LOCK_MEMBERS = text("SELECT * FROM members WHERE member_id = ANY(:member_ids) ORDER BY member_id FOR UPDATE")
+_LOCK_MEMBERS = text(
+    f"SELECT m.*, {IMPORTED} FROM members m WHERE member_id = ANY(:member_ids) ORDER BY member_id FOR UPDATE"
+)
 _ALL_OPEN_LOTS = text(
     """
     SELECT lot_id, remaining, earned_at, expires_at, pending_until FROM lots

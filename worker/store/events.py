@@ -16,12 +16,13 @@ from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.types import DateTime, Text
 
+from worker.store.accounts import IMPORTED
 from worker.store.staged import Staged
 
 # The claim and the member lock in one round trip: the member row is locked (and enrolled if
 # new) only when the claim wins, so a duplicate returns no row and locks nothing.
 _CLAIM_AND_LOCK = text(
-    """
+    f"""
     WITH claim AS (
         INSERT INTO processed_events
             (source, event_id, payload_hash, member_id, event_type, status, occurred_at, payload, program_version)
@@ -33,7 +34,7 @@ _CLAIM_AND_LOCK = text(
     INSERT INTO members AS m (member_id, tier)
     SELECT :member_id, :tier WHERE EXISTS (SELECT 1 FROM claim)
     ON CONFLICT (member_id) DO UPDATE SET updated_at = now()
-    RETURNING m.*
+    RETURNING m.*, {IMPORTED}
     """
 ).bindparams(bindparam("payload", type_=JSONB))
 
@@ -62,11 +63,11 @@ _CLAIM = text(
     bindparam("occurred", type_=ARRAY(DateTime(timezone=True))),
 )
 
-_LOCK = """
+_LOCK = f"""
     INSERT INTO members AS m (member_id, tier)
     SELECT id, tier FROM unnest($1::text[], $2::text[]) AS u(id, tier) ORDER BY id
     ON CONFLICT (member_id) DO UPDATE SET updated_at = now()
-    RETURNING m.*
+    RETURNING m.*, {IMPORTED}
 """
 
 _CLAIM_EVENT = text(
