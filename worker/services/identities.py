@@ -24,7 +24,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.types import Text
 
-from worker.domain import reevaluation, referrals
+from worker.domain import merges, reevaluation, referrals
 from worker.domain.errors import InvalidEvent, LinkContended
 from worker.domain.events import IdentityLinkEvent, named_member, payload_hash
 from worker.domain.identities import identity_member_id, looks_like_identity, normalise, parse_identity, survivor_of
@@ -301,18 +301,15 @@ async def _merge(
     booked = reevaluation.points_by_event(
         [dict(r) for r in (await conn.execute(_BOOKED, {"member_id": absorbed.member_id})).mappings()]
     )
-    moved = [
-        {
-            "rule": rule,
-            "points": points,
-            "moves": {"source": source, "event_id": event_id, "event_type": event_types.get((source, event_id))},
-        }
-        for (source, event_id), by_rule in booked.items()
-        for rule, points in sorted(by_rule.items())
-    ]
+    moved = merges.moved_items(booked, event_types)
     await store_merges.repoint(conn, survivor.member_id, absorbed.member_id)
-    merge = {"merge": {"survivor": survivor.member_id, "absorbed": absorbed.member_id}}
-    await accounts.transfer(conn, absorbed, survivor, origin, moved, merge)
+    balances = merges.Balances(
+        absorbed.member_id, absorbed.available, absorbed.pending, absorbed.qualifying, absorbed.lifetime
+    )
+    lots = await accounts.open_lots_to_move(conn, absorbed.member_id)
+    await accounts.transfer(
+        conn, absorbed, survivor, origin, merges.transfer(survivor.member_id, balances, lots, moved)
+    )
     await accounts.write_back(conn, absorbed)
     replayed = await replay.reevaluate(
         conn, programs, survivor, origin, types=types, erased=False, stored_event=stored_event
@@ -320,7 +317,8 @@ async def _merge(
     detail = {
         "linked": "merged",
         "identity": kind,
-        **merge["merge"],
+        "survivor": survivor.member_id,
+        "absorbed": absorbed.member_id,
         "re_evaluated": replayed.as_json() if replayed is not None else None,
     }
     await store_merges.record_merge(conn, survivor.member_id, absorbed.member_id, kind, origin, detail)

@@ -18,7 +18,7 @@ from sqlalchemy import BigInteger, Text, bindparam, text
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from worker.domain import engine
+from worker.domain import engine, merges
 from worker.domain.decisions import Origin
 from worker.domain.engine import Award, Downgrade, EngineProgram, TierFloor, tiering, validate_state
 from worker.domain.errors import InvariantViolation
@@ -776,60 +776,56 @@ async def lock_members(conn: AsyncConnection, program: Program, member_ids: list
     return {row["member_id"]: row for row in rows}
 
 
+async def open_lots_to_move(conn: AsyncConnection, member_id: str) -> list[merges.OpenLot]:
+    """Every open lot of a member, as a merge moves them."""
+    rows = await conn.execute(_ALL_OPEN_LOTS, {"member_id": member_id})
+    return [merges.OpenLot(r.lot_id, r.remaining, r.earned_at, r.expires_at, r.pending_until) for r in rows]
+
+
 async def transfer(
-    conn: AsyncConnection, absorbed: Account, survivor: Account, origin: Origin, moved: list[dict], merge: dict
+    conn: AsyncConnection, absorbed: Account, survivor: Account, origin: Origin, moved: merges.Transfer
 ) -> None:
-    """Move everything `absorbed` holds to `survivor`: each open lot is emptied into a lot of the
-    survivor with the same points, earning time, expiry and pending window; the qualifying,
-    lifetime and amount values and review baselines follow. Two `transfer` entries record it,
-    one per member, each listing by event what the absorbed member's ledger had booked for it
-    (`moved`: rule, points, moves), so that a re-evaluation of the survivor finds those points
-    booked. The first rule item of each entry carries the lifetime points it moves."""
-    lots = [dict(r) for r in (await conn.execute(_ALL_OPEN_LOTS, {"member_id": absorbed.member_id})).mappings()]
-    available = sum(r["remaining"] for r in lots if r["pending_until"] is None)
-    pending = sum(r["remaining"] for r in lots if r["pending_until"] is not None)
-    if (available, pending) != (absorbed.available, absorbed.pending):
-        raise InvariantViolation(
-            f"member {absorbed.member_id}: lots hold {available} available and {pending} pending, "
-            f"the balance says {absorbed.available} and {absorbed.pending}"
-        )
-    sides = (
-        (absorbed, -1, {**merge, "lifetime_points": -absorbed.lifetime}),
-        (survivor, 1, {**merge, "lifetime_points": absorbed.lifetime}),
-    )
+    """Write what a merge moves (`worker/domain/merges.py` decides it): the two `transfer`
+    entries, the absorbed member's lots emptied and their copies for the survivor, and the
+    survivor's balances, qualifying, lifetime and amount values and latest event."""
     entry_ids = {}
-    for account, sign, head in sides:
-        items = [head, *({**item, "points": sign * item["points"]} for item in moved)]
-        entry_ids[account.member_id] = (
+    for side in (moved.absorbed, moved.survivor):
+        entry_ids[side.member_id] = (
             await conn.execute(
                 _WRITE_ENTRY,
                 {
-                    "member_id": account.member_id,
+                    "member_id": side.member_id,
                     "kind": "transfer",
-                    "points": sign * available,
-                    "pending": sign * pending,
-                    "qualifying": sign * absorbed.qualifying,
+                    "points": side.points,
+                    "pending": side.pending,
+                    "qualifying": side.qualifying,
                     "source": origin.source,
                     "event_id": origin.event_id,
                     "event_type": origin.event_type,
-                    "rules": items,
+                    "rules": side.rules,
                     "occurred_at": origin.occurred_at,
                 },
             )
         ).scalar_one()
-    await take_from_lots(conn, entry_ids[absorbed.member_id], [(r["lot_id"], r["remaining"]) for r in lots])
-    if lots:
+    await take_from_lots(conn, entry_ids[absorbed.member_id], moved.emptied)
+    if moved.copied:
         await conn.execute(
             _COPY_LOTS,
             {
                 "member_id": survivor.member_id,
                 "entry_id": entry_ids[survivor.member_id],
                 "lots": [
-                    {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in r.items() if k != "lot_id"}
-                    for r in lots
+                    {
+                        "remaining": lot.remaining,
+                        "earned_at": lot.earned_at.isoformat(),
+                        "expires_at": lot.expires_at.isoformat(),
+                        "pending_until": lot.pending_until.isoformat() if lot.pending_until else None,
+                    }
+                    for lot in moved.copied
                 ],
             },
         )
+    available, pending = moved.survivor.points, moved.survivor.pending
     survivor.available += available
     survivor.pending += pending
     survivor.qualifying += absorbed.qualifying
@@ -837,8 +833,8 @@ async def transfer(
     survivor.qualifying_amount += absorbed.qualifying_amount
     if absorbed.latest is not None and (survivor.latest is None or absorbed.latest > survivor.latest):
         survivor.latest = absorbed.latest
-    survivor.movements.append(("transfer", available + pending))
-    absorbed.movements.append(("transfer", available + pending))
+    survivor.movements.append(("transfer", moved.points))
+    absorbed.movements.append(("transfer", moved.points))
     absorbed.available = absorbed.pending = absorbed.qualifying = absorbed.lifetime = 0
     absorbed.qualifying_amount = Decimal(0)
 
