@@ -45,6 +45,8 @@ def normalise(kind: str, value: str) -> str:
         raise IdentityError("value: must be a string")
     trimmed = value.strip()
     if kind == "phone":
+        if _E164.fullmatch(trimmed):  # most numbers come written in their normal form
+            return trimmed
         phone = _PHONE_SEPARATORS.sub("", trimmed)
         if not _E164.fullmatch(phone):
             raise IdentityError(
