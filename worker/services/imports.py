@@ -1,18 +1,22 @@
 """Bring an existing program's members and opening balances in (`loyalty import`).
 
-A file is read as a stream, in chunks of `CHUNK_ROWS` rows: each chunk is parsed (pure,
-worker/domain/imports.py), checked against what is stored with two statements, and written
-with a fixed number of set-based statements (worker/store/imports.py), in one transaction
-per chunk. Memory does not grow with the file; an import cut short keeps the chunks it
-committed, and running the file again finds their rows and goes on.
+A file is read as a stream, in chunks of `CHUNK_ROWS` rows: a reader thread parses each chunk
+(pure, worker/domain/imports.py) while the database writes the one before; the chunk is
+copied into a temporary table and written from it with a fixed number of set-based statements
+(worker/store/imports.py), in one transaction per chunk. Memory does not grow with the file;
+an import cut short keeps the chunks it committed, and running the file again finds their
+rows and goes on.
 
-Every row ends in one status: `imported`, `unchanged` (imported before with the same values),
-`conflict` (imported before with other values, a member enrolled otherwise, an identity
-naming another member: nothing of the row is written) or `bad` (a column that cannot be
-read, or a member the lot cannot go to), each conflict and bad row with its line and reason.
-A dry run does the same in one transaction that it rolls back, so its counts are the real
-run's. Nothing here queues a notification: imported members get no welcome, nudge or
-`points_earned` message.
+A chunk whose every row can go in is written without reading first: its rows' unique keys
+(member, identity, lot) say whether any was there already, and if one was, the chunk is rolled
+back and done again reading what is stored (the chunk after it too, since a file run again
+has its rows there). Either way each row ends in one status: `imported`, `unchanged`
+(imported before with the same values), `conflict` (imported before with other values, a
+member enrolled otherwise, an identity naming another member: nothing of the row is written)
+or `bad` (a column that cannot be read, or a member the lot cannot go to), each conflict and
+bad row with its line and reason. A dry run does the same in one transaction that it rolls
+back, so its counts are the real run's. Nothing here queues a notification: imported members
+get no welcome, nudge or `points_earned` message.
 """
 
 from __future__ import annotations
@@ -22,10 +26,11 @@ import codecs
 import contextlib
 import csv
 import queue
+import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, BinaryIO
 
@@ -43,7 +48,8 @@ from worker.store.imports import ImportRaced
 # row locks stay small and an interrupted import loses at most one chunk's work.
 CHUNK_ROWS = 5000
 # A chunk read again after another writer took one of its members or identities between its
-# reads and writes; each attempt sees that writer's rows, so a second attempt settles it.
+# reads and writes; each attempt sees that writer's rows, so a second attempt settles it. (A
+# chunk first written without reading has one attempt more.)
 CHUNK_ATTEMPTS_MAX = 3
 
 
@@ -104,6 +110,10 @@ class _Chunk:
     unchanged: int = 0
     points: int = 0
     problems: list[Problem] = field(default_factory=list)
+    # Lines of the rows not written (unchanged, conflicts, bad for a reason found here).
+    skip: list[int] = field(default_factory=list)
+    # Whether some row was there before: the next chunk reads before it writes.
+    found: bool = False
 
 
 class CsvRows:
@@ -151,7 +161,7 @@ class CsvRows:
             if len(cells) != width:
                 yield line, len(cells)
                 continue
-            yield line, dict(zip(self.header, cells, strict=True))
+            yield line, dict(zip(self.header, cells, strict=False))  # the lengths are equal
 
 
 async def import_members(
@@ -168,12 +178,15 @@ async def import_members(
     reader = CsvRows(stream, rows.MEMBER_COLUMNS, rows.MEMBER_REQUIRED)
     rules = rules_engine.rules_of(program)
     tiers = [level.name for level in rules.tiers.levels]
+    today = now.astimezone(rules.zone).date()
 
-    def parse(row: dict[str, str]) -> rows.MemberRow:
-        return rows.parse_member(row, tiers, rules.zone)
+    def parse(line: int, row: dict[str, str]) -> tuple[rows.MemberRow, tuple]:
+        member = rows.parse_member(row, tiers, rules.zone)
+        tier, floor = _tier_of(rules, member, today)
+        return member, store.member_record(member, tier, floor, member.tier_floor_until if floor else None)
 
-    async def write(conn: AsyncConnection, parsed: list[tuple[int, Any]]) -> _Chunk:
-        return await _members_chunk(conn, program, parsed, now)
+    async def write(conn: AsyncConnection, parsed: list[tuple[int, Any, tuple]], careful: bool) -> _Chunk:
+        return await _members_chunk(conn, parsed, careful, today, now)
 
     return await _run(engine, "members", reader, parse, write, dry_run, on_problem, on_progress)
 
@@ -190,20 +203,33 @@ async def import_balances(
 ) -> ImportReport:
     """Import a balances file (columns: worker/domain/imports.BALANCE_COLUMNS)."""
     reader = CsvRows(stream, rows.BALANCE_COLUMNS, rows.BALANCE_REQUIRED)
+    zone = rules_engine.rules_of(program).zone
+    today = now.astimezone(zone).date()
 
-    async def write(conn: AsyncConnection, parsed: list[tuple[int, Any]]) -> _Chunk:
-        return await _lots_chunk(conn, program, parsed, now)
+    def parse(line: int, row: dict[str, str]) -> tuple[rows.LotRow, tuple]:
+        lot = rows.parse_lot(row)
+        earned_at = rows.local_midnight(lot.earned_on, zone) if lot.earned_on is not None else now
+        return lot, store.lot_record(lot, earned_at, rows.local_midnight(lot.expires_on, zone))
 
-    return await _run(engine, "balances", reader, rows.parse_lot, write, dry_run, on_problem, on_progress)
+    async def write(conn: AsyncConnection, parsed: list[tuple[int, Any, tuple]], careful: bool) -> _Chunk:
+        return await _lots_chunk(conn, parsed, careful, today, now)
+
+    return await _run(engine, "balances", reader, parse, write, dry_run, on_problem, on_progress)
+
+
+# parse(line, cells) -> (the row parsed, its record for the temporary table); BadRow when bad.
+Parse = Callable[[int, dict[str, str]], tuple[Any, tuple]]
+# write(conn, chunk, careful) -> its outcome; careful: read what is stored before writing.
+Write = Callable[[AsyncConnection, list[tuple[int, Any, tuple]], bool], Awaitable[_Chunk]]
 
 
 @dataclass
 class _Parsed:
-    """One chunk as the reader thread hands it over: its rows parsed, its bad rows, and how
-    far into the file it ends."""
+    """One chunk as the reader thread hands it over: its rows parsed (line, row, record), its
+    bad rows, and how far into the file it ends."""
 
     rows: int
-    parsed: list[tuple[int, Any]]
+    parsed: list[tuple[int, Any, tuple]]
     problems: list[Problem]
     bytes_read: int
 
@@ -211,9 +237,14 @@ class _Parsed:
 # Parsed chunks waiting for the database: one being written and one ready keeps both the
 # parser and the database busy; more would only hold memory.
 CHUNKS_AHEAD = 2
+# How long the reader thread may hold the interpreter lock while the event loop waits for it
+# (Python's default: 5 ms). A chunk takes half a dozen round trips, and each answer could wait
+# that long before the event loop read it and gave the database its next statement. Restored
+# when the import ends.
+GIL_SWITCH_INTERVAL_S = 0.0005
 
 
-def _parse_chunks(reader: CsvRows, parse, out: queue.Queue, stop: threading.Event) -> None:
+def _parse_chunks(reader: CsvRows, parse: Parse, out: queue.Queue, stop: threading.Event) -> None:
     """Read and parse the file chunk by chunk into `out`, ending with None (or the error that
     stopped it). Runs in a thread of its own, so that parsing the next chunk overlaps the
     database's work on this one (the event loop waits on its socket meanwhile)."""
@@ -236,7 +267,7 @@ def _parse_chunks(reader: CsvRows, parse, out: queue.Queue, stop: threading.Even
                     problems.append(Problem(line, "bad", f"columns: the row has {row} cells, the header {width}"))
                     continue
                 try:
-                    parsed.append((line, parse(row)))
+                    parsed.append((line, *parse(line, row)))
                 except rows.BadRow as error:
                     problems.append(Problem(line, "bad", str(error)))
             if not hand_over(_Parsed(len(chunk), parsed, problems, reader.bytes_read)):
@@ -246,7 +277,17 @@ def _parse_chunks(reader: CsvRows, parse, out: queue.Queue, stop: threading.Even
         hand_over(error)
 
 
-async def _run(engine, what, reader, parse, write, dry_run, on_problem, on_progress) -> ImportReport:
+async def _run(
+    engine: AsyncEngine,
+    what: str,
+    reader: CsvRows,
+    parse: Parse,
+    write: Write,
+    dry_run: bool,
+    on_problem: Callable[[Problem], None] | None,
+    on_progress: Callable[[int], None] | None,
+) -> ImportReport:
+    """The one driver of both files: parse in a thread, write chunk by chunk, count."""
     report = ImportReport(what, dry_run)
 
     def tell(problems: list[Problem]) -> None:
@@ -261,12 +302,15 @@ async def _run(engine, what, reader, parse, write, dry_run, on_problem, on_progr
     chunks: queue.Queue = queue.Queue(maxsize=CHUNKS_AHEAD)
     stop = threading.Event()
     parser = threading.Thread(target=_parse_chunks, args=(reader, parse, chunks, stop), daemon=True)
+    switch_interval_s = sys.getswitchinterval()
+    sys.setswitchinterval(min(switch_interval_s, GIL_SWITCH_INTERVAL_S))
     parser.start()
     try:
         async with engine.connect() as conn:
             # A dry run writes every chunk in one transaction it rolls back at the end, so later
             # chunks see the earlier ones as the real run would.
             outer = await conn.begin() if dry_run else None
+            careful = False
             try:
                 while (item := await asyncio.to_thread(chunks.get)) is not None:
                     if isinstance(item, BaseException):
@@ -274,7 +318,8 @@ async def _run(engine, what, reader, parse, write, dry_run, on_problem, on_progr
                     report.rows += item.rows
                     done = _Chunk()
                     if item.parsed:
-                        done = await _in_transaction(conn, dry_run, lambda p=item.parsed: write(conn, p))
+                        done = await _in_transaction(conn, dry_run, write, item.parsed, careful)
+                        careful = done.found
                     report.imported += done.imported
                     report.unchanged += done.unchanged
                     report.points += done.points
@@ -287,6 +332,7 @@ async def _run(engine, what, reader, parse, write, dry_run, on_problem, on_progr
     finally:
         stop.set()
         parser.join()
+        sys.setswitchinterval(switch_interval_s)
         # A wait for the next chunk cut short (a cancelled run) still has a thread in get().
         with contextlib.suppress(queue.Full):
             chunks.put_nowait(None)
@@ -304,19 +350,24 @@ def _chunks(reader: CsvRows, size: int) -> Iterator[list[tuple[int, Any]]]:
         yield chunk
 
 
-async def _in_transaction(conn: AsyncConnection, dry_run: bool, work) -> _Chunk:
-    """`work` in a transaction of its own (a savepoint in a dry run), read again when raced."""
-    for attempt in range(1, CHUNK_ATTEMPTS_MAX + 1):
+async def _in_transaction(
+    conn: AsyncConnection, dry_run: bool, write: Write, parsed: list[tuple[int, Any, tuple]], careful: bool
+) -> _Chunk:
+    """`write` in a transaction of its own (a savepoint in a dry run): first without reading
+    unless `careful`, then reading, again when raced."""
+    attempts = CHUNK_ATTEMPTS_MAX if careful else CHUNK_ATTEMPTS_MAX + 1
+    for attempt in range(1, attempts + 1):
         try:
             async with conn.begin_nested() if dry_run else conn.begin():
-                return await work()
+                return await write(conn, parsed, careful)
         except ImportRaced:
-            if attempt == CHUNK_ATTEMPTS_MAX:
+            if attempt == attempts:
                 raise
+            careful = True
     raise AssertionError("unreachable")
 
 
-def _tier_of(rules: EngineProgram, member: rows.MemberRow, today) -> tuple[str, str | None]:
+def _tier_of(rules: EngineProgram, member: rows.MemberRow, today: date) -> tuple[str, str | None]:
     """The member's tier and floor: the file's tier (kept at least until tier_floor_until when
     given), else the tier the qualifying points reach on the program's points basis."""
     lowest = rules.tiers.levels[0].name
@@ -328,21 +379,44 @@ def _tier_of(rules: EngineProgram, member: rows.MemberRow, today) -> tuple[str, 
 
 
 async def _members_chunk(
-    conn: AsyncConnection, program: Program, parsed: list[tuple[int, rows.MemberRow]], now: datetime
+    conn: AsyncConnection, parsed: list[tuple[int, rows.MemberRow, tuple]], careful: bool, today: date, now: datetime
 ) -> _Chunk:
-    out = _Chunk()
-    rules = rules_engine.rules_of(program)
-    today = now.astimezone(rules.zone).date()
-    known = await store.known_members(conn, sorted({m.member_id for _, m in parsed}))
+    if not careful:
+        out = _members_decided(parsed, {}, {}, today)
+        if not out.skip:
+            await store.write_members(conn, [record for _, _, record in parsed], now)
+            return out
+    known = await store.known_members(conn, sorted({m.member_id for _, m, _ in parsed}))
     # Only rows that may go in need their identities' owners (a file run again needs none).
-    wanted = sorted({identity for _, m in parsed if m.member_id not in known for identity in m.identities})
+    wanted = sorted({identity for _, m, _ in parsed if m.member_id not in known for identity in m.identities})
     owners = await store.identity_owners(conn, wanted)
+    out = _members_decided(parsed, known, owners, today)
+    out.found = bool(known)
+    await store.write_members(conn, _written(parsed, out.skip), now)
+    return out
+
+
+def _written(parsed: list[tuple[int, Any, tuple]], skip: list[int]) -> list[tuple]:
+    """The records of the rows not skipped."""
+    left_out = set(skip)
+    return [record for line, _, record in parsed if line not in left_out]
+
+
+def _members_decided(
+    parsed: list[tuple[int, rows.MemberRow, tuple]],
+    known: dict[str, store.KnownMember],
+    owners: dict[tuple[str, str], str],
+    today: date,
+) -> _Chunk:
+    """Each row's status, given the members stored before and their identities' owners."""
+    out = _Chunk()
+    owners = dict(owners)
     accepted: dict[str, tuple[int, str]] = {}
-    new: list[store.NewMember] = []
-    for line, member in parsed:
+    for line, member, _ in parsed:
         mid = member.member_id
         found = known.get(mid)
         if found is not None:
+            out.skip.append(line)
             if found.row_hash == member.row_hash and not found.erased:
                 out.unchanged += 1
                 continue
@@ -355,6 +429,7 @@ async def _members_chunk(
             out.problems.append(Problem(line, "conflict", reason))
             continue
         if mid in accepted:
+            out.skip.append(line)
             first_line, first_hash = accepted[mid]
             if first_hash == member.row_hash:
                 out.unchanged += 1
@@ -365,57 +440,55 @@ async def _members_chunk(
             continue
         late = rows.member_late(member, today)
         if late is not None:
+            out.skip.append(line)
             out.problems.append(Problem(line, "bad", late))
             continue
-        taken = next(
-            (
-                (kind, owners[(kind, value)])
-                for kind, value in member.identities
-                if owners.get((kind, value), mid) != mid
-            ),
-            None,
-        )
+        taken = None
+        for identity in member.identities:
+            owner = owners.get(identity, mid)
+            if owner != mid:
+                taken = f"{identity[0]}: already names member {owner}"
+                break
         if taken is not None:
-            out.problems.append(Problem(line, "conflict", f"{taken[0]}: already names member {taken[1]}"))
+            out.skip.append(line)
+            out.problems.append(Problem(line, "conflict", taken))
             continue
         for identity in member.identities:
             owners[identity] = mid
         accepted[mid] = (line, member.row_hash)
-        tier, floor = _tier_of(rules, member, today)
-        new.append(
-            store.NewMember(
-                member_id=mid,
-                tier=tier,
-                floor_tier=floor,
-                floor_ends_on=member.tier_floor_until if floor is not None else None,
-                qualifying_points=member.qualifying_points,
-                lifetime_points=member.lifetime_points,
-                birthday=member.birthday,
-                locale=member.locale,
-                labels=member.labels,
-                enrolled_at=member.enrolled_at,
-                identities=member.identities,
-                row_hash=member.row_hash,
-            )
-        )
-    await store.write_members(conn, new, now)
-    out.imported = len(new)
+    out.imported = len(accepted)
     return out
 
 
 async def _lots_chunk(
-    conn: AsyncConnection, program: Program, parsed: list[tuple[int, rows.LotRow]], now: datetime
+    conn: AsyncConnection, parsed: list[tuple[int, rows.LotRow, tuple]], careful: bool, today: date, now: datetime
 ) -> _Chunk:
+    unfit = await store.lock_members(conn, [lot.member_id for _, lot, _ in parsed])
+    if not careful:
+        out = _lots_decided(parsed, {}, unfit, today)
+        if not out.skip:
+            await store.write_lots(conn, [record for _, _, record in parsed], now)
+            return out
+    known = await store.known_lots(conn, sorted({(lot.member_id, lot.lot_ref) for _, lot, _ in parsed}))
+    out = _lots_decided(parsed, known, unfit, today)
+    out.found = bool(known)
+    await store.write_lots(conn, _written(parsed, out.skip), now)
+    return out
+
+
+def _lots_decided(
+    parsed: list[tuple[int, rows.LotRow, tuple]],
+    known: dict[tuple[str, str], str],
+    unfit: dict[str, store.LockedMember],
+    today: date,
+) -> _Chunk:
+    """Each row's status, given the lots imported before and the members a lot cannot go to."""
     out = _Chunk()
-    zone = rules_engine.rules_of(program).zone
-    today = now.astimezone(zone).date()
-    members = await store.lock_members(conn, [lot.member_id for _, lot in parsed])
-    known = await store.known_lots(conn, sorted({(lot.member_id, lot.lot_ref) for _, lot in parsed}))
     accepted: dict[tuple[str, str], tuple[int, str]] = {}
-    new: list[store.NewLot] = []
-    for line, lot in parsed:
+    for line, lot, _ in parsed:
         key = (lot.member_id, lot.lot_ref)
         if key in known:
+            out.skip.append(line)
             if known[key] == lot.row_hash:
                 out.unchanged += 1
             else:
@@ -423,6 +496,7 @@ async def _lots_chunk(
                 out.problems.append(Problem(line, "conflict", reason))
             continue
         if key in accepted:
+            out.skip.append(line)
             first_line, first_hash = accepted[key]
             if first_hash == lot.row_hash:
                 out.unchanged += 1
@@ -432,32 +506,20 @@ async def _lots_chunk(
                 )
                 out.problems.append(Problem(line, "conflict", reason))
             continue
-        member = members.get(lot.member_id)
+        member = unfit.get(lot.member_id)
         if member is None:
+            reason = rows.lot_late(lot, today)
+        elif not member.found:
             reason = f"member_id: {lot.member_id} is not a member (import it with `loyalty import members` first)"
         elif member.erased:
             reason = f"member_id: {lot.member_id} was erased"
-        elif member.merged_into is not None:
-            reason = f"member_id: {lot.member_id} was merged into {member.merged_into}; import its lots for that member"
         else:
-            reason = rows.lot_late(lot, today)
+            reason = f"member_id: {lot.member_id} was merged into {member.merged_into}; import its lots for that member"
         if reason is not None:
+            out.skip.append(line)
             out.problems.append(Problem(line, "bad", reason))
             continue
         accepted[key] = (line, lot.row_hash)
-        new.append(
-            store.NewLot(
-                member_id=lot.member_id,
-                lot_ref=lot.lot_ref,
-                points=lot.points,
-                earned_at=rows.local_midnight(lot.earned_on, zone) if lot.earned_on is not None else now,
-                expires_at=rows.local_midnight(lot.expires_on, zone),
-                expires_on=lot.expires_on,
-                note=lot.note,
-                row_hash=lot.row_hash,
-            )
-        )
-    await store.write_lots(conn, new, now)
-    out.imported = len(new)
-    out.points = sum(lot.points for lot in new)
+        out.points += lot.points
+    out.imported = len(accepted)
     return out
