@@ -5,14 +5,17 @@
 Creates a throwaway database (from LOYALTY_BENCH_DATABASE_URL, default the local server) and
 two CSV files: members with a phone, card, e-mail, birthday, labels, tier and points totals,
 and `--lots-per-member` lots each. Runs the real `loyalty` command on both, as an operator
-would, then runs both again (every row unchanged). Prints rows/s and the peak resident set of
-each `loyalty` process (its VmHWM, from wait4), then JSON; ends with the audit of every balance.
+would, then runs both again (every row unchanged). Prints rows/s, the CPU seconds and peak
+resident set of each `loyalty` process (its VmHWM, from wait4) and, when PostgreSQL runs on
+this machine, the CPU seconds of its backends for the process (read from /proc while it
+runs), then JSON; ends with the audit of every balance.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import subprocess
@@ -58,6 +61,45 @@ def write_files(folder: Path, members: int, per_member: int) -> tuple[Path, Path
     return members_csv, balances_csv
 
 
+CLOCK_TICKS_PER_S = os.sysconf("SC_CLK_TCK")
+# How often the backends' CPU time is read while a `loyalty` process runs: what a backend
+# spends after its last reading (at most this long) is not counted.
+BACKEND_POLL_S = 0.05
+
+
+def _cpu_s(pid: int) -> float | None:
+    """User and system CPU seconds of a local process so far; None when it cannot be read."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS_PER_S
+
+
+async def backend_cpu_s(url: str, done: asyncio.Event) -> float | None:
+    """The CPU seconds of the database's backends (but this one) until `done`; None when
+    PostgreSQL's processes are not on this machine."""
+    conn = await asyncpg.connect(make_url(url).set(drivername="postgresql").render_as_string(hide_password=False))
+    try:
+        last: dict[int, float] = {}
+        seen = False
+        while not done.is_set():
+            pids = await conn.fetch(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+            for row in pids:
+                seen = True
+                used = _cpu_s(row["pid"])
+                if used is not None:
+                    last[row["pid"]] = used
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(done.wait(), BACKEND_POLL_S)
+        return sum(last.values()) if seen and last else None
+    finally:
+        await conn.close()
+
+
 def run_loyalty(env: dict, *args: str) -> tuple[float, float, float, str]:
     """Seconds, CPU seconds, peak RSS (MB) and the last line of output of one `loyalty`
     process. The CPU seconds are the command's own (parsing, hashing, sending), whatever else
@@ -101,11 +143,22 @@ async def bench(members: int, per_member: int) -> dict:
                 ("members_again", "members", members_csv, members),
                 ("balances_again", "balances", balances_csv, lots),
             ):
-                seconds, cpu_s, rss_mb, summary = await asyncio.to_thread(run_loyalty, env, "import", what, str(path))
+                done = asyncio.Event()
+                backends = asyncio.create_task(backend_cpu_s(url, done))
+                try:
+                    seconds, cpu_s, rss_mb, summary = await asyncio.to_thread(
+                        run_loyalty, env, "import", what, str(path)
+                    )
+                finally:
+                    done.set()
+                    backend_s = await backends
                 figures[label] = {
                     "rows": rows,
                     "seconds": round(seconds, 2),
                     "cpu_s": round(cpu_s, 2),
+                    "cpu_us_per_row": round(cpu_s / rows * 1e6, 1),
+                    "backend_cpu_s": None if backend_s is None else round(backend_s, 2),
+                    "backend_cpu_us_per_row": None if backend_s is None else round(backend_s / rows * 1e6, 1),
                     "rows_per_s": round(rows / seconds),
                     "peak_rss_mb": round(rss_mb, 1),
                     "summary": summary,
@@ -139,9 +192,11 @@ def main() -> None:
     result = asyncio.run(bench(args.members, args.lots_per_member))
     for label in ("members", "balances", "members_again", "balances_again"):
         f = result[label]
+        backend = "?" if f["backend_cpu_s"] is None else f"{f['backend_cpu_s']} ({f['backend_cpu_us_per_row']} µs/row)"
         print(
             f"import {label:<15} {f['rows']:>9,} rows in {f['seconds']:>6} s: {f['rows_per_s']:>7,} rows/s, "
-            f"{f['cpu_s']} CPU s, peak RSS {f['peak_rss_mb']} MB  ({f['summary']})"
+            f"{f['cpu_s']} CPU s ({f['cpu_us_per_row']} µs/row), PostgreSQL CPU s {backend}, "
+            f"peak RSS {f['peak_rss_mb']} MB  ({f['summary']})"
         )
     print(
         f"target >= 20,000 rows/s; audit of {result['audit_members']:,} members {'clean' if result['audit_clean'] else 'NOT CLEAN'}"
