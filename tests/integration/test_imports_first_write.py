@@ -68,3 +68,20 @@ async def test_a_file_imported_first_is_not_read_and_one_run_again_is(db, tmp_pa
     # R1-R2 and R3-R4 hold members imported before; R5-R6, after a chunk that held some, is read too.
     assert (counts(report), len(reads)) == ((6, 3, 3, 0, 0), 3)
     assert (await audit_all(db)).clean
+
+
+async def test_a_dry_run_of_a_file_imported_before_finds_its_rows_unchanged_and_writes_nothing(db, tmp_path):
+    members = write(tmp_path, "members.csv", "member_id,phone\nA1,+8613800000001\nA2,\n")
+    lots = write(tmp_path, "lots.csv", "member_id,lot_ref,points,expires_on\nA1,a,10,2027-12-31\n")
+    await members_file(db, members)
+    await balances_file(db, lots)
+    before = await table_counts(db)
+    more = write(tmp_path, "more.csv", "member_id,lot_ref,points,expires_on\nA1,a,10,2027-12-31\nA2,b,5,2027-12-31\n")
+
+    # The first write of each fails on a unique key inside the dry run's transaction.
+    dry_members, member_problems = await members_file(db, members, dry_run=True)
+    dry_lots, lot_problems = await balances_file(db, more, dry_run=True)
+
+    assert (counts(dry_members), member_problems) == ((2, 0, 2, 0, 0), [])
+    assert (counts(dry_lots), dry_lots.points, lot_problems) == ((2, 1, 1, 0, 0), 5, [])
+    assert await table_counts(db) == before
