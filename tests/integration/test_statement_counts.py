@@ -238,6 +238,8 @@ async def test_a_batch_of_referrals_is_the_same_statements_for_12_and_60_events(
         "SELECT member_id,",
         "INSERT INTO",
         "INSERT INTO",
+        # The referrals' locks on their referees and referrers, in one order for every group.
+        "SELECT count(pg_advisory_xact_lock(k))",
         "SELECT o.member_id,",
         "SELECT member_id,",
         "SELECT nextval('ledger_entries_entry_id_seq'),",
@@ -277,10 +279,11 @@ async def test_a_group_mixing_every_set_based_type_is_the_same_statements_for_an
     large = await counted(10)
 
     assert large.sent == small.sent
-    # The group's 14 (identities, claims, lock, orders, waiting refunds and reviews, purchase
-    # counts, lots, ids, chains, referrals recorded, referrals claimed, referee facts, write),
+    # The group's 15 (identities, claims, lock, referral locks, orders, waiting refunds and
+    # reviews, purchase counts, lots, ids, chains, referrals recorded, referrals claimed,
+    # referee facts, write),
     # the referee bonuses' group's 7 and the referrer checks' 2.
-    assert len(small.queries) == 23
+    assert len(small.queries) == 24
 
 
 async def test_the_counter_counts_statements_sent_through_sqlalchemy_and_through_the_driver(db):

@@ -7,7 +7,8 @@ writes per event, the group
 1. claims every event's key with one `INSERT ... SELECT FROM unnest(...)` (keys in sorted
    order, so two groups claiming the same keys wait on each other in one order);
 2. locks (and enrols) every member that has an event to apply with one more, in member-id
-   order, the one order every transaction that locks members takes;
+   order, the one order every transaction that locks members takes, and then the locks its
+   events share with other members' (referrals, rewards: `ledger.lock_shared`);
 3. reads what the deciders read (store/staged.py): the orders its purchases, refunds and
    reviews name, with the refunds and reviews waiting for them, the members' purchase counts
    and the open lots of members whose refunds take points back; and takes entry and lot ids
@@ -40,7 +41,7 @@ from worker.domain.events import IdentityLinkEvent
 from worker.domain.program_timeline import ProgramTimeline
 from worker.domain.result import Result
 from worker.services import audit, ledger, replay
-from worker.services.ledger import Claim, apply_claimed, apply_event
+from worker.services.ledger import Claim, apply_claimed
 from worker.store import accounts
 from worker.store import events as store_events
 from worker.store.accounts import Account, Origin
@@ -81,7 +82,7 @@ class Applied:
 
 def can_apply(shares: list[tuple[str, list]]) -> bool:
     """Whether apply_group can take the group: an identity link moves two members' rows and
-    goes event by event (intake.py), with the rest of its group."""
+    goes event by event (group_each.py), with the rest of its group."""
     return not any(isinstance(event, IdentityLinkEvent) for _, items in shares for _, event in items)
 
 
@@ -99,7 +100,7 @@ async def apply_group(
             claims[index] = claim = Claim.of(event)
             events[index] = event
             first.setdefault(claim.key, index)
-    won = await _claim(conn, programs, [(claims[i], events[i]) for i in first.values()])
+    won = await claim_keys(conn, programs, [(claims[i], events[i]) for i in first.values()])
     lost_hashes = await _claimed_hashes(staged, [key for key in first if key not in won])
     # A new member is enrolled at the lowest tier of the version deciding their first event.
     enrolling: dict[str, Any] = {}
@@ -109,6 +110,7 @@ async def apply_group(
                 enrolling.setdefault(event.member_id, event)
     rows = await _lock(staged, programs, enrolling)
     to_apply = {i for i in first.values() if claims[i].key in won}
+    await ledger.lock_shared(conn, [events[i] for i in sorted(to_apply)])
     locked: dict[str, Account] = {}
     for member_id, row in rows.items():
         if row["merged_into"] is not None:  # merged after intake resolved the events: resolve again
@@ -206,17 +208,7 @@ async def _re_evaluate(
         )
 
 
-async def apply_each(
-    conn: AsyncConnection, programs: ProgramTimeline, member_id: str, items: list, strict: bool
-) -> list:
-    """A member's share event by event, each with its own claim and lock (identity links)."""
-    done = [Applied(index, event, await apply_event(conn, programs, event)) for index, event in items]
-    if strict:
-        await audit.assert_member_consistent(conn, member_id)
-    return done
-
-
-async def _claim(
+async def claim_keys(
     conn: AsyncConnection, programs: ProgramTimeline, pairs: list[tuple[Claim, Any]]
 ) -> set[tuple[str, str]]:
     if not pairs:

@@ -235,6 +235,15 @@ async def link(
     raise LinkContended(f"identity_link {event.event_id}: the identity's owner kept changing")
 
 
+async def link_members(conn: AsyncConnection, programs: ProgramTimeline, event: IdentityLinkEvent) -> list[str]:
+    """The members a link will lock, as they stand now: its member (or the one it was merged
+    into) and the identity's owner, if any. A group takes their locks up front; should the
+    owner change before the link runs, the link locks the new one itself."""
+    target = (await resolve_many(conn, programs, [event]))[0].member_id
+    owner = (await conn.execute(_OWNER, {"kind": event.payload.kind, "value": event.payload.value})).scalar()
+    return [target, *([owner] if owner else [])]
+
+
 async def _attempt(conn, programs, event, origin, kind, value, types, stored_event) -> Result | None:
     program = programs.at(event.occurred_at)
     target = (await resolve_many(conn, programs, [event]))[0].member_id

@@ -31,7 +31,7 @@ from worker.domain.events import (
 )
 from worker.domain.program import Program
 from worker.domain.program_timeline import ProgramTimeline, timeline_of
-from worker.services import audit, group_apply, identities
+from worker.services import audit, group_apply, group_each, identities
 from worker.services.erasure import ERASED_RAW
 from worker.services.group_apply import Applied
 from worker.services.ledger import (
@@ -359,25 +359,6 @@ async def _apply_follow_ups(
             await record_rejected(engine, raw, f"{effect.type}: {reason}")
 
 
-async def _apply_isolated(
-    conn: AsyncConnection, programs: ProgramTimeline, member_id: str, items: list, strict: bool
-) -> list[Applied]:
-    """A member's share, each event in a savepoint of its own: an event the ledger refuses
-    ends rejected and the member's other events still apply."""
-    done = []
-    for index, event in items:
-        try:
-            async with conn.begin_nested():
-                done.append(Applied(index, event, await apply_event(conn, programs, event)))
-                if strict:
-                    await audit.assert_member_consistent(conn, member_id)
-        except (InvalidEvent, DBAPIError) as error:
-            if (reason := refusal(error)) is None:
-                raise
-            done.append(Applied(index, event, reason=reason))
-    return done
-
-
 async def apply_group(
     conn: AsyncConnection, programs: Program | ProgramTimeline, shares: list[tuple[str, list]], strict: bool
 ) -> list[Applied]:
@@ -391,18 +372,12 @@ async def apply_group(
         async with conn.begin():
             if group_apply.can_apply(shares):
                 return await group_apply.apply_group(conn, timeline, shares, strict)
-            done: list[Applied] = []
-            for member_id, items in shares:
-                done += await group_apply.apply_each(conn, timeline, member_id, items, strict)
-            return done
+            return await group_each.apply_in_order(conn, timeline, shares, strict)
     except (InvalidEvent, DBAPIError) as error:
         if refusal(error) is None:
             raise
     async with conn.begin():
-        done = []
-        for member_id, items in shares:
-            done += await _apply_isolated(conn, timeline, member_id, items, strict)
-        return done
+        return await group_each.apply_in_order(conn, timeline, shares, strict, refusal=refusal)
 
 
 async def process_batch(

@@ -617,6 +617,17 @@ async def _referrer_check(conn, program: Program, account: Account, origin: Orig
     return Result("applied", account.member_id, note=referrals.NOT_NEW)
 
 
+async def lock_shared(conn: AsyncConnection, events: list[Any]) -> None:
+    """Take the locks a group's events share with other members' events, once its members are
+    locked and before any of them is applied, each kind in a sorted order: the referral locks
+    of their referrals' referees and referrers (worker/store/decisions.py `lock_referrals`),
+    then the rows of the rewards their redemptions and cancellations touch. An event applied
+    on its own takes these locks as it goes, in the same order."""
+    referred = [m for e in events if isinstance(e, ReferralEvent) for m in (e.member_id, e.payload.referee_member_id)]
+    await store_decisions.lock_referrals(conn, referred)
+    await mall.lock_rewards(conn, events)
+
+
 def re_evaluates(event: Any, result: Result) -> bool:
     """Whether an event has its member's history evaluated again though it is not late: a
     referrer check that found the referee not new."""

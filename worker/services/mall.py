@@ -83,6 +83,23 @@ _TAKE_STOCK = text(
     RETURNING 1
     """
 )
+# The rewards a group's redemptions and cancellations take and give back stock of, locked in
+# reward-id order before any of them runs, so that two groups touching the same rewards in
+# different orders wait on each other in one order instead of in a cycle.
+_LOCK_REWARDS = text(
+    """
+    SELECT count(*) FROM (
+        SELECT 1 FROM rewards w
+        WHERE w.reward_id = ANY(CAST(:reward_ids AS text[])) OR w.reward_id IN (
+            SELECT r.reward_id FROM redemptions r
+            JOIN unnest(CAST(:member_ids AS text[]), CAST(:event_ids AS text[])) AS k(m, e)
+                ON r.member_id = k.m AND r.event_id = k.e
+        )
+        ORDER BY w.reward_id
+        FOR NO KEY UPDATE OF w
+    ) AS locked
+    """
+)
 _RETURN_STOCK = text("UPDATE rewards SET redeemed = redeemed - :quantity WHERE reward_id = :reward_id")
 _HELD_IN_PERIOD = text(
     """
@@ -241,6 +258,21 @@ def _terms(row) -> mall.RewardTerms:
 
 
 # ---------------------------------------------------------------- ledger handlers
+
+
+async def lock_rewards(conn: AsyncConnection, events: list[Any]) -> None:
+    """Lock the rewards the redemptions and cancellations among `events` will touch, in
+    reward-id order (a group's, after its member locks)."""
+    redeemed = [e.payload.reward_id for e in events if isinstance(e, RedemptionEvent)]
+    cancels = [e for e in events if isinstance(e, RedemptionCancelEvent)]
+    if not redeemed and not cancels:
+        return
+    params = {
+        "reward_ids": sorted(set(redeemed)),
+        "member_ids": [e.member_id for e in cancels],
+        "event_ids": [e.payload.redemption_event_id for e in cancels],
+    }
+    await conn.execute(_LOCK_REWARDS, params)
 
 
 async def redeem(

@@ -101,6 +101,20 @@ _REVIEW_UNCLAIMED = text(
     "DELETE FROM reviews WHERE member_id = :member_id AND order_id = :order_id AND sku = :sku AND status = 'waiting'"
 )
 
+# Advisory locks on the members a referral row names (its referee and its referrer), taken in
+# key order before any referral row is written: two transactions that may write conflicting
+# rows (one referee, or one pair either way round) meet on a lock they take in the same order,
+# so the unique indexes of referrals never make them wait for each other in a cycle. A group
+# takes all of its referrals' locks at once, after its member locks (group_apply.py).
+_LOCK_REFERRALS = text(
+    """
+    SELECT count(pg_advisory_xact_lock(k)) FROM (
+        SELECT DISTINCT hashtextextended('referral:' || id, 0) AS k FROM unnest(CAST(:member_ids AS text[])) AS id
+        ORDER BY k
+    ) AS keys
+    """
+)
+
 _CLAIM_REFERRAL = text(
     """
     INSERT INTO referrals (referee_member_id, referrer_member_id, source, event_id, pair_key)
@@ -320,9 +334,16 @@ async def write_decision(
     return own_lot
 
 
+async def lock_referrals(conn, member_ids: list[str]) -> None:
+    """Take the referral locks of the members named (referees and referrers), in key order."""
+    if member_ids:
+        await conn.execute(_LOCK_REFERRALS, {"member_ids": sorted(set(member_ids))})
+
+
 async def claim_referral(conn, referee: str, referrer: str, source: str, event_id: str, pair_key: str) -> bool:
     """Record that `referrer` referred `referee`; False when the referee (or the pair) has a
-    referral already."""
+    referral already. Takes the pair's referral locks first (already held in a group)."""
+    await lock_referrals(conn, [referee, referrer])
     params = {"referee": referee, "referrer": referrer, "source": source, "event_id": event_id, "pair_key": pair_key}
     return (await conn.execute(_CLAIM_REFERRAL, params)).first() is not None
 

@@ -3,8 +3,12 @@ at the start of a ledger transaction.
 
 One event claims its key and locks (enrolling if new) its member in one round trip
 (`claim_and_lock`); a group claims all its keys in one statement (`claim_many`) and locks its
-members in member-id order in another (`lock_many`). An identity link claims its key on its
-own (`claim_event`), as it locks two members.
+members in member-id order in another (`lock_many`); a group applied event by event reserves
+its keys first (`claim_many`, then `release_claims`) and locks its members (`lock_members`).
+An identity link claims its key on its own (`claim_event`), as it locks two members.
+
+Event keys are taken before member rows, each in sorted order (docs/architecture.md, "Lock
+order"): no transaction waits for an event key while it holds a member row.
 """
 
 from __future__ import annotations
@@ -70,6 +74,36 @@ _LOCK = f"""
     RETURNING m.*, {IMPORTED}
 """
 
+_LOCK_MEMBERS = text(
+    """
+    INSERT INTO members AS m (member_id, tier)
+    SELECT id, tier FROM unnest(CAST(:member_ids AS text[]), CAST(:tiers AS text[])) AS u(id, tier) ORDER BY id
+    ON CONFLICT (member_id) DO UPDATE SET updated_at = now()
+    RETURNING m.*
+    """
+)
+
+# Keys in the order `claim_many` takes them (the database's collation, which a sort in Python
+# may not match), for a group that takes them one by one.
+_KEYS_IN_ORDER = text(
+    "SELECT s, e FROM unnest(CAST(:sources AS text[]), CAST(:event_ids AS text[])) AS k(s, e) ORDER BY s, e"
+)
+
+# Keys reserved rather than claimed (worker/services/group_each.py): the rows a group just
+# claimed, deleted again in its own transaction. Until it ends, another transaction inserting
+# one of those keys still waits for it (a row whose inserting transaction is in progress
+# blocks an insert of the same key, deleted or not), while its own reads no longer see them
+# and its events claim them again, one by one, without waiting.
+_RELEASE_CLAIMS = text(
+    """
+    DELETE FROM processed_events p USING unnest(CAST(:sources AS text[]), CAST(:event_ids AS text[])) AS k(s, e)
+    WHERE p.source = k.s AND p.event_id = k.e
+    """
+)
+_LOCK_EXISTING = text(
+    "SELECT member_id FROM members WHERE member_id = ANY(CAST(:member_ids AS text[])) ORDER BY member_id FOR UPDATE"
+)
+
 _CLAIM_EVENT = text(
     """
     INSERT INTO processed_events (source, event_id, payload_hash, member_id, event_type, status, occurred_at)
@@ -99,6 +133,33 @@ async def claim_many(conn: AsyncConnection, columns: dict[str, list[Any]]) -> se
 async def lock_many(staged: Staged, member_ids: list[str], tiers: list[str]) -> list[Any]:
     """Lock (and enrol at `tiers`) the members, in member-id order; their rows."""
     return list(await staged.fetch(_LOCK, member_ids, tiers))
+
+
+async def lock_members(conn: AsyncConnection, member_ids: list[str], tiers: list[str]) -> dict[str, Any]:
+    """`lock_many` on a SQLAlchemy connection: lock (and enrol at `tiers`) the members in
+    member-id order; their rows by member id. Locking a row this transaction holds again
+    waits for nothing."""
+    rows = (await conn.execute(_LOCK_MEMBERS, {"member_ids": member_ids, "tiers": tiers})).mappings().all()
+    return {row["member_id"]: row for row in rows}
+
+
+async def keys_in_lock_order(conn: AsyncConnection, keys: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The event keys in the order `claim_many` claims them."""
+    params = {"sources": [s for s, _ in keys], "event_ids": [e for _, e in keys]}
+    return [(r.s, r.e) for r in await conn.execute(_KEYS_IN_ORDER, params)]
+
+
+async def release_claims(conn: AsyncConnection, keys: list[tuple[str, str]]) -> None:
+    """Delete the claims of `keys` this transaction just took: they stay reserved to it until
+    it ends (see _RELEASE_CLAIMS)."""
+    if keys:
+        await conn.execute(_RELEASE_CLAIMS, {"sources": [s for s, _ in keys], "event_ids": [e for _, e in keys]})
+
+
+async def lock_existing(conn: AsyncConnection, member_ids: list[str]) -> None:
+    """Lock the rows of the members that exist among `member_ids`, in member-id order,
+    enrolling none."""
+    await conn.execute(_LOCK_EXISTING, {"member_ids": member_ids})
 
 
 async def claim_event(conn: AsyncConnection, row: dict[str, Any]) -> bool:
