@@ -4,8 +4,9 @@ The ledger earns through `evaluate`, with the rules `rules_of(program)` gives; `
 reads a program file in either shape (program_file.py).
 """
 
+from worker.domain.engine.compiled import evaluate
 from worker.domain.engine.entries import entry_awards, order_points, outcome_note
-from worker.domain.engine.evaluate import Award, Considered, Evaluation, EventData, Member, evaluate, event_data
+from worker.domain.engine.evaluate import Award, Considered, Evaluation, EventData, Member, event_data
 from worker.domain.engine.explain import explain, explain_event, explanation, member_view, render_explanation
 from worker.domain.engine.language import (
     EngineProgram,

@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
+from worker.domain.engine.compiled import compiled
 from worker.domain.engine.evaluate import Award, Evaluation
 from worker.domain.engine.language import EngineProgram, Multiply
 
@@ -31,7 +32,7 @@ def entry_awards(
 ) -> tuple[Award, ...]:
     """The evaluation's awards with their inputs in member-history shape; `extra` is added to each
     (e.g. the referee of a referral, which the engine does not need to know)."""
-    by_id = {rule.id: rule for rule in program.rules}
+    by_id = compiled(program).by_id
     out = []
     for award in evaluation.awards:
         rule = by_id[award.rule]
@@ -79,7 +80,7 @@ def _purchase_detail(program: EngineProgram, engine: Mapping[str, Any], by_id: M
 
 def order_points(program: EngineProgram, awards: tuple[Award, ...]) -> int:
     """The points of an event that belong to its order (reversed by refunds)."""
-    kinds = {rule.id: rule.effect.kind for rule in program.rules}
+    kinds = compiled(program).kinds
     return sum(award.points for award in awards if kinds.get(award.rule) in ORDER_EFFECTS)
 
 

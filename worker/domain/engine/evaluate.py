@@ -1,5 +1,9 @@
 """The rule engine: (member snapshot, one event, program) -> (awards, new rule state, trace).
 
+`interpret` here is the rule language read plainly, rule data walked for every event: the
+definition of what an evaluation gives. The ledger runs `compiled.evaluate`, which compiles
+each program once and gives exactly the same results (tests/unit/test_engine_compiled.py).
+
 Pure: no clock, no I/O. The event's program-local time comes from `occurred_at` (or the
 caller's `local_at`), so member days and limits follow when the event happened.
 
@@ -379,7 +383,7 @@ def _rate_points(effect: PerAmount, plain: Decimal, weighted: Decimal) -> tuple[
     return raw * scale / effect.unit, None
 
 
-def evaluate(program: EngineProgram, member: Member, event: EventData) -> Evaluation:
+def interpret(program: EngineProgram, member: Member, event: EventData) -> Evaluation:
     """Awards, the member's new rule state and a trace of every rule that listens to the event."""
     try:
         program.rank(member.tier)

@@ -8,7 +8,8 @@ from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
-from worker.domain.engine.evaluate import Evaluation, EventData, Member, evaluate, event_data
+from worker.domain.engine.compiled import evaluate
+from worker.domain.engine.evaluate import Evaluation, EventData, Member, event_data
 from worker.domain.engine.language import EngineProgram
 
 

@@ -194,8 +194,11 @@ def file_version(program: Program) -> str:
 def rules_of(program: Program) -> EngineProgram:
     """The earning rules in force for `program`: the ones set by `with_rules`, else its own
     sections translated by `from_program` (computed once per Program)."""
-    if program._rules is not None:
-        rules: EngineProgram = program._rules  # set by with_rules; Any in Program, which language imports
+    # The private attribute read from pydantic's own dict: `program._rules` goes through the
+    # model's __getattr__, a cost on every event.
+    private = program.__pydantic_private__
+    rules: EngineProgram | None = private.get("_rules") if private else None  # set by with_rules
+    if rules is not None:
         return rules
     held = _DERIVED.get(id(program))
     if held is not None and held[0] is program:

@@ -62,8 +62,14 @@ def _date(path: str, value: Any) -> None:
 
 def validate_state(state: Any) -> dict[str, Any]:
     """A deep copy of `state` if it has the shape the engine writes; RuleStateError naming the key if not."""
+    check_state(state)
+    return {} if state is None else deepcopy(dict(state))
+
+
+def check_state(state: Any) -> None:
+    """RuleStateError naming the key unless `state` (None: no state) has the shape the engine writes."""
     if state is None:
-        return {}
+        return
     if not isinstance(state, Mapping):
         raise RuleStateError("state: must be a mapping of rule id to rule state")
     for rule_id, entries in state.items():
@@ -101,7 +107,6 @@ def validate_state(state: Any) -> dict[str, Any]:
                     _count(f"{path}.{name}", number)
             else:
                 raise _fail(path, "unknown key: use streak, mission, ever or day:/week:/month:/year: periods")
-    return deepcopy(dict(state))
 
 
 def prune_periods(entries: dict[str, Any]) -> None:
