@@ -27,7 +27,7 @@ import redis
 from sqlalchemy.engine import make_url
 
 from benchmarks import ceiling, long_history
-from benchmarks.workload import Workload
+from benchmarks.workload import HOT_MEMBERS, HOT_SHARE, Workload
 from db import migrate
 from db.engine import async_url
 
@@ -49,6 +49,7 @@ DRAIN_TIMEOUT_S = 240
 class Sizes:
     members: int
     one_event: int
+    hot_events: int
     batch_events: int
     noop: int
     latency_s: float
@@ -57,10 +58,24 @@ class Sizes:
 
 
 FULL = Sizes(
-    members=50_000, one_event=20_000, batch_events=40_000, noop=30_000, latency_s=15, latency_rate=1000, pg_ceiling_s=8
+    members=50_000,
+    one_event=20_000,
+    hot_events=10_000,
+    batch_events=40_000,
+    noop=30_000,
+    latency_s=15,
+    latency_rate=1000,
+    pg_ceiling_s=8,
 )
 QUICK = Sizes(
-    members=5_000, one_event=5_000, batch_events=20_000, noop=10_000, latency_s=5, latency_rate=1000, pg_ceiling_s=3
+    members=5_000,
+    one_event=5_000,
+    hot_events=5_000,
+    batch_events=20_000,
+    noop=10_000,
+    latency_s=5,
+    latency_rate=1000,
+    pg_ceiling_s=3,
 )
 
 
@@ -422,6 +437,13 @@ def table(r: dict) -> str:
             f">= {TARGETS['late_vs_in_order']}",
         ),
         ("  extra time per late event (ms)", f"{r['late']['extra_ms_per_late_event']:.1f}", ""),
+        (
+            f"one-event purchases, {HOT_MEMBERS} members get {HOT_SHARE:.0%} (events/s)",
+            f"{r['hot_members']['events_per_s']:,.0f}",
+            "",
+        ),
+        ("  / no-op ceiling", f"{r['ratios']['hot_members_vs_noop']:.2f}", f">= {TARGETS['one_event_vs_noop']}"),
+        ("  worker CPU per event (ms)", f"{r['hot_members']['worker_cpu_ms_per_event']:.2f}", ""),
         ("batch messages (events/s)", f"{batch:,.0f}", f">= {TARGETS['batch']:,}"),
         ("  / PostgreSQL ceiling", f"{r['ratios']['batch_vs_pg']:.2f}", ""),
         ("  worker CPU per event (ms)", f"{r['batch'].get('worker_cpu_ms_per_event', float('nan')):.2f}", ""),
@@ -489,8 +511,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--keep", action="store_true", help="Keep the benchmark database afterwards.")
     parser.add_argument(
         "--only",
-        choices=["one_event", "late", "batch", "latency", "long_history"],
-        help="Run one phase (no ceilings; `late` runs the in-order one-event phase first to compare).",
+        choices=["one_event", "late", "hot_members", "batch", "latency", "long_history"],
+        help=(
+            "Run one phase (no ceilings, but `hot_members` measures the no-op ceiling it is compared with; "
+            "`late` runs the in-order one-event phase first to compare)."
+        ),
     )
     parser.add_argument("--threads", type=int, default=THREADS, help="Worker threads per process.")
     parser.add_argument(
@@ -559,6 +584,11 @@ def main(argv: list[str] | None = None) -> None:
         print(f"\nsaved {RESULTS / 'api-latest.json'}", file=sys.stderr)
         return
     try:
+        if args.only == "hot_members":
+            log("dramatiq no-op ceiling")
+            noop = noop_ceiling(namespace, sizes.noop)
+            log(f"  {noop['events_per_s']:,.0f} messages/s")
+            result["ceilings"] = {"noop_messages_per_s": noop["events_per_s"], "noop": noop}
         if args.only is None:
             log("PostgreSQL insert+update ceiling")
             pg = ceiling.measure(pg_dsn(url), sizes.pg_ceiling_s)
@@ -624,6 +654,29 @@ def main(argv: list[str] | None = None) -> None:
                 f"  {late['events_per_s']:,.0f} events/s; {late_events} re-evaluated, "
                 f"{late['extra_ms_per_late_event']} ms extra each"
             )
+        if args.only in (None, "hot_members"):
+            log(
+                f"hot members: {sizes.hot_events:,} one-event purchases, {HOT_SHARE:.0%} of them by "
+                f"{HOT_MEMBERS} members among {sizes.members:,}"
+            )
+            events = workload.take_purchases(sizes.hot_events)
+            generated.update(e["event_id"] for e in events)
+            hot = drain_phase(queue, workers, "process_event", [[e] for e in events], len(events))
+            ids = [e["event_id"] for e in events]
+            hot["hot_member_events"] = sum(e["member_id"].startswith("H") for e in events)
+            # Events of one member processed out of their order by concurrent threads are late.
+            hot["re_evaluated"] = fetch(
+                url,
+                "SELECT count(*) AS n FROM processed_events WHERE result ? 're_evaluated' "
+                "AND event_id = ANY($1::text[])",
+                ids,
+            )[0]["n"]
+            hot["vs_noop"] = round(hot["events_per_s"] / result["ceilings"]["noop_messages_per_s"], 3)
+            result["hot_members"] = hot
+            log(
+                f"  {hot['events_per_s']:,.0f} events/s, {hot['vs_noop']:.2f} of the no-op ceiling, "
+                f"{hot['worker_cpu_ms_per_event']} ms worker CPU per event; {hot['re_evaluated']} re-evaluated"
+            )
         if args.only in (None, "batch"):
             log(f"batch messages: {sizes.batch_events:,} events in messages of {BATCH_SIZE:,}")
             events = workload.take(sizes.batch_events)
@@ -679,6 +732,7 @@ def main(argv: list[str] | None = None) -> None:
                 "batch_vs_pg": round(result["batch"]["events_per_s"] / c["pg_insert_update_tx_per_s"], 3),
                 "batch_vs_copy": round(result["batch"]["events_per_s"] / c["pg_copy_rows_per_s"], 3),
                 "late_vs_in_order": round(result["late"]["events_per_s"] / result["one_event"]["events_per_s"], 3),
+                "hot_members_vs_noop": result["hot_members"]["vs_noop"],
             }
     finally:
         if workers is not None:

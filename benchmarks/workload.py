@@ -133,3 +133,7 @@ class Workload:
 
     def take(self, n: int) -> list[dict]:
         return [self.next() for _ in range(n)]
+
+    def take_purchases(self, n: int) -> list[dict]:
+        """Purchases only, HOT_SHARE of them by the HOT_MEMBERS hot members."""
+        return [self._purchase() for _ in range(n)]
