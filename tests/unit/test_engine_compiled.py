@@ -10,6 +10,7 @@ reasons, or the same error.
 
 from __future__ import annotations
 
+import copy
 import gc
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
@@ -376,8 +377,10 @@ def replay_both(prog, member: Member, sequence: list[EventData]) -> None:
     for event in sequence:
         now = Member(member.tier, member.qualifying, member.labels, member.birthday, member.purchase_count, state)
         expected = outcome(interpret, prog, now, event)
+        kept = copy.deepcopy(state)
         got = outcome(evaluate, prog, now, event)
         assert got == expected, event
+        assert state == kept  # the member's state is read, never changed in place
         if not isinstance(expected, tuple):
             # The details read the same too (== on a Decimal would not tell 1.0 from 1.00).
             assert [a.as_json() for a in got.awards] == [a.as_json() for a in expected.awards]
