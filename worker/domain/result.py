@@ -21,6 +21,16 @@ class Result:
     movements: tuple[tuple[str, int], ...] = ()
     tier_moves: tuple[tuple[str, str], ...] = ()
 
+    @property
+    def plain(self) -> bool:
+        """`applied` with no points, note or detail: the event's processed_events row keeps the
+        empty result its claim wrote."""
+        return self.status == "applied" and not (self.points or self.note or self.detail)
+
+    def recorded(self) -> dict[str, Any]:
+        """The result an event's processed_events row keeps: empty for a plain one."""
+        return {} if self.plain else self.as_json()
+
     def as_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"points": self.points}
         if self.note:

@@ -333,7 +333,7 @@ async def close(
     """Close the account after an event, with the event's outcome in its processed_events row
     (when there is more to say than `applied`), and start the account's next event."""
     record = None
-    if result.status != "applied" or result.note or result.detail or result.points:
+    if not result.plain:
         record = {
             "status": result.status,
             "result": result.as_json(),

@@ -321,10 +321,11 @@ async def write_decision(
         elif isinstance(step, MarkApplied):
             lot_id = lots.get((step.source, step.event_id))
             applied = Result("applied", member_id, step.points, step.note, {"lot_id": lot_id} if lot_id else {})
+            # What the event's own row would read had it arrived after its purchase.
             if staged is not None:
-                staged.mark_applied(step.source, step.event_id, applied.as_json())
+                staged.mark_applied(step.source, step.event_id, applied.recorded())
             else:
-                params = {"source": step.source, "event_id": step.event_id, "result": applied.as_json()}
+                params = {"source": step.source, "event_id": step.event_id, "result": applied.recorded()}
                 await conn.execute(_DEFERRED_APPLIED, params)
         else:  # pragma: no cover - the Step union is closed
             raise TypeError(f"unknown decision step {step!r}")
