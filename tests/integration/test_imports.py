@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import text
 
-from tests.factories import purchase, referral, signup
+from tests.factories import check_in, purchase, referral, signup
 from tests.integration.test_scheduler_jobs import process, run_job
 from worker.domain.program import DEFAULT_PROGRAM
 from worker.services import imports, intake
@@ -581,4 +581,58 @@ async def test_a_referral_of_an_imported_member_in_a_batch_does_not_pay(db, tmp_
         ("applied", 50, None),
         ("applied", DEFAULT_PROGRAM.referral.referrer_points, None),
     ]
+    assert (await audit_all(db)).clean
+
+
+async def test_a_member_who_absorbs_an_imported_one_keeps_what_it_brought_in(db, tmp_path):
+    """A member's card turns out to be an imported member's: the merge keeps the member whose
+    first event is earliest (the imported one has none here), and that member now holds the
+    imported tier and qualifying points, is an existing customer to the rules, and keeps both
+    through the re-evaluation of a late event."""
+    await members_file(
+        db,
+        write(
+            tmp_path, "members.csv", "member_id,card,tier,lifetime_points,qualifying_points\nA1,C-9,Gold,9000,5200\n"
+        ),
+        now=datetime(2026, 11, 1, tzinfo=UTC),
+    )
+    await process(db, check_in("S1", "2026-11-02T10:00:00+08:00", event_id="c-1"))
+    linked = await process(
+        db,
+        {
+            "event_id": "l-1",
+            "type": "identity_link",
+            "source": "operator",
+            "member_id": "S1",
+            "occurred_at": "2026-11-03T10:00:00+08:00",
+            "payload": {"kind": "card", "value": "C-9"},
+        },
+    )
+    first = await process(
+        db, purchase("S1", "100.00", event_id="p-1", order_id="o-1", occurred_at="2026-11-04T10:00:00+08:00")
+    )
+    late = await process(db, check_in("S1", "2026-11-01T10:00:00+08:00", event_id="c-0"))
+
+    assert (linked.member_id, linked.detail["survivor"], linked.detail["absorbed"]) == ("S1", "S1", "A1")
+    # Gold earns x1.5 and an existing customer's first purchase here earns no bonus.
+    assert (first.points, await earned_rules(db, "S1")) == (
+        150,
+        [("c-0", 10, ["check_in"]), ("c-1", 10, ["check_in"]), ("p-1", 150, ["purchase"])],
+    )
+    # The late check-in earns its own 10 through the re-evaluation, which changes nothing else.
+    assert late.detail["re_evaluated"] == {"events": 3, "corrected_events": 1, "points": 10}
+    async with db.connect() as conn:
+        row = (
+            await conn.execute(
+                text("SELECT tier, qualifying_points, lifetime_points FROM members WHERE member_id = 'S1'")
+            )
+        ).one()
+        changes = (
+            await conn.execute(
+                text("SELECT from_tier, to_tier, reason, event_id FROM tier_changes WHERE member_id = 'S1'")
+            )
+        ).all()
+    assert tuple(row) == ("Gold", 5200 + 10 + 150 + 10, 9000 + 10 + 150 + 10)
+    # Gold with the merge, and not a step down after it.
+    assert [tuple(c) for c in changes] == [("Regular", "Gold", "upgrade", "l-1")]
     assert (await audit_all(db)).clean

@@ -46,6 +46,24 @@ class Opening:
     birthday: date | None
     locale: str | None
     labels: frozenset[str] = frozenset()
+    absorbed: bool = False  # the opening of a member merged into this one
+
+
+def opening_of(openings: list[Opening], program: Program) -> Opening | None:
+    """What a member's history is folded from: their own opening (first in `openings`), with
+    the tiers and qualifying points of imported members merged into them, whose points the
+    merge moved to them. The profile (birthday, locale, labels) is the member's own."""
+    if not openings:
+        return None
+    own = openings[0] if not openings[0].absorbed else None
+    ranks = {tier.name: rank for rank, tier in enumerate(program.tiers)}
+    return Opening(
+        tier=max((o.tier for o in openings), key=lambda name: ranks.get(name, -1)),
+        qualifying=sum(o.qualifying for o in openings),
+        birthday=own.birthday if own is not None else None,
+        locale=own.locale if own is not None else None,
+        labels=own.labels if own is not None else frozenset(),
+    )
 
 
 @dataclass

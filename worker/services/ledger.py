@@ -45,10 +45,10 @@ _REFERRAL_OF = text("SELECT referrer_member_id, source, event_id FROM referrals 
 # occurred before it, by event time, of the types that show enrolment. A referee imported from
 # a previous program purchased there, whenever the referral occurred.
 _REFEREE_BEFORE = text(
-    """
+    f"""
     SELECT min(occurred_at) AS first_event_at,
            coalesce(bool_or(event_type = 'purchase'), false)
-           OR EXISTS (SELECT 1 FROM import_members WHERE member_id = :referee) AS purchased_before
+           OR {accounts.imported(":referee")} AS purchased_before
     FROM processed_events
     WHERE member_id = :referee AND occurred_at < :referred_at AND event_type = ANY(:types)
     """
@@ -446,10 +446,10 @@ _GROUP_REFERRALS_OF = """
     SELECT referee_member_id, source, event_id FROM referrals WHERE referee_member_id = ANY($1::text[])
 """
 # As _REFEREE_BEFORE, for each of a group's referrals (an imported referee purchased before).
-_GROUP_REFEREES_BEFORE = """
+_GROUP_REFEREES_BEFORE = f"""
     SELECT k.i, min(p.occurred_at) AS first_event_at,
         coalesce(bool_or(p.event_type = 'purchase'), false)
-        OR EXISTS (SELECT 1 FROM import_members im WHERE im.member_id = k.referee) AS purchased_before
+        OR {accounts.imported("k.referee")} AS purchased_before
     FROM unnest($1::text[], $2::timestamptz[]) WITH ORDINALITY AS k(referee, referred_at, i)
     LEFT JOIN processed_events p
         ON p.member_id = k.referee AND p.occurred_at < k.referred_at AND p.event_type = ANY($3::text[])

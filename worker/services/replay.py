@@ -33,7 +33,7 @@ from worker.domain import reevaluation, referrals
 from worker.domain.engine import Award, rules_of
 from worker.domain.program import Program
 from worker.domain.program_timeline import ProgramTimeline, timeline_of
-from worker.services.fold import History, Opening, RefereeFacts, replay
+from worker.services.fold import History, Opening, RefereeFacts, opening_of, replay
 from worker.store import accounts
 from worker.store import decisions as store_decisions
 from worker.store.accounts import Account, Origin
@@ -58,15 +58,21 @@ _ENTRIES = text(
     """
 ).bindparams(bindparam("member_ids"))
 # What imported members started with (worker/services/imports.py); none for the others.
+# The openings of imported members: each member's own, then those of the members merged into it.
 _OPENINGS = text(
-    "SELECT member_id, tier, qualifying_points, birthday, locale, labels FROM import_members"
-    " WHERE member_id = ANY(:member_ids)"
+    """
+    SELECT coalesce(a.merged_into, i.member_id) AS member_id, a.merged_into IS NOT NULL AS absorbed, i.tier,
+        i.qualifying_points, i.birthday, i.locale, i.labels
+    FROM import_members i JOIN members a ON a.member_id = i.member_id
+    WHERE i.member_id = ANY(:member_ids) OR a.merged_into = ANY(:member_ids)
+    ORDER BY 1, 2, i.member_id
+    """
 ).bindparams(bindparam("member_ids"))
 # With each referral, what decides whether it pays (ledger.referee_is_new): the referee's own
 # events before it, as they are stored now, so both halves of a referral replay alike; an
 # imported referee purchased before (in the previous program).
 _REFERRALS_WON = text(
-    """
+    f"""
     SELECT m.id AS member_id, r.source, r.event_id, f.first_event_at, f.purchased_before
     FROM unnest(CAST(:member_ids AS text[])) AS m(id)
     JOIN referrals r ON r.referrer_member_id = m.id OR r.referee_member_id = m.id
@@ -74,7 +80,7 @@ _REFERRALS_WON = text(
     CROSS JOIN LATERAL (
         SELECT min(e.occurred_at) AS first_event_at,
                coalesce(bool_or(e.event_type = 'purchase'), false)
-               OR EXISTS (SELECT 1 FROM import_members i WHERE i.member_id = r.referee_member_id) AS purchased_before
+               OR {accounts.imported("r.referee_member_id")} AS purchased_before
         FROM processed_events e
         WHERE e.member_id = r.referee_member_id AND e.occurred_at < p.occurred_at
           AND e.event_type = ANY(CAST(:enrolment_types AS text[]))
@@ -106,8 +112,9 @@ class Stored:
     referrals_won: set[tuple[str, str]] = field(default_factory=set)
     # referral -> the referee's first event before it and whether one of them was a purchase
     referees: dict[tuple[str, str], RefereeFacts] = field(default_factory=dict)
-    # An imported member's opening state, which the replay starts from.
-    opening: Opening | None = None
+    # An imported member's opening state, then those of imported members merged into it: the
+    # replay starts from them (fold.opening_of).
+    openings: list[Opening] = field(default_factory=list)
 
 
 async def load(
@@ -128,8 +135,8 @@ async def load(
             row.first_event_at, row.purchased_before
         )
     for row in await conn.execute(_OPENINGS, ids):
-        found[row.member_id].opening = Opening(
-            row.tier, row.qualifying_points, row.birthday, row.locale, frozenset(row.labels)
+        found[row.member_id].openings.append(
+            Opening(row.tier, row.qualifying_points, row.birthday, row.locale, frozenset(row.labels), row.absorbed)
         )
     return found
 
@@ -169,7 +176,7 @@ async def reevaluate(
         programs=deciding,
         referrals_won=won,
         referees=stored.referees,
-        opening=stored.opening,
+        opening=opening_of(stored.openings, program),
     )
 
     booked_entries = stored.entries

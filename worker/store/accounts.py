@@ -26,9 +26,20 @@ from worker.domain.lots import Lot, take_earliest_expiring
 from worker.domain.program import Program
 from worker.store.staged import Staged
 
+
+def imported(member: str) -> str:
+    """SQL: whether the member `member` (an SQL expression) came from another program: imported
+    (worker/services/imports.py), or the member kept by a merge with one that was."""
+    return (
+        f"(EXISTS (SELECT 1 FROM import_members i WHERE i.member_id = {member})"
+        f" OR EXISTS (SELECT 1 FROM members a JOIN import_members i ON i.member_id = a.member_id"
+        f" WHERE a.merged_into = {member}))"
+    )
+
+
 # With a locked members row: whether the member was imported from a previous program
 # (`loyalty import members`), an existing customer to the rules (worker/domain/earning.py).
-IMPORTED = "EXISTS (SELECT 1 FROM import_members i WHERE i.member_id = m.member_id) AS imported"
+IMPORTED = f"{imported('m.member_id')} AS imported"
 
 _LOCK_MEMBER = text(
     f"""
