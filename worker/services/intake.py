@@ -305,6 +305,22 @@ async def _referral_checks(engine: AsyncEngine, result: Result) -> list:
         return await referral_checks(conn, result.member_id)
 
 
+def _member_groups(events: list[tuple[int, Any]]) -> list[list[tuple[str, list[tuple[int, Any]]]]]:
+    """A batch's (index, event) pairs as the groups it applies: members in id order,
+    BATCH_MEMBERS_PER_TRANSACTION to a group, each member's events in occurrence order (so a
+    batch by itself never makes a late event)."""
+    by_member: dict[str, list[tuple[int, Any]]] = {}
+    for index, event in events:
+        by_member.setdefault(event.member_id, []).append((index, event))
+    for items in by_member.values():
+        items.sort(key=lambda item: (item[1].occurred_at, item[1].source, item[1].event_id))
+    member_ids = sorted(by_member)
+    return [
+        [(m, by_member[m]) for m in member_ids[start : start + BATCH_MEMBERS_PER_TRANSACTION]]
+        for start in range(0, len(member_ids), BATCH_MEMBERS_PER_TRANSACTION)
+    ]
+
+
 async def _apply_batch_follow_ups(
     engine: AsyncEngine, programs: ProgramTimeline, effects: list[tuple[Any, list]], strict: bool
 ) -> None:
@@ -317,15 +333,8 @@ async def _apply_batch_follow_ups(
     if bonuses:
         async with engine.begin() as conn:
             resolved = await identities.resolve_many(conn, programs, [bonus for _, bonus in bonuses])
-        by_member: dict[str, list[tuple[int, Any]]] = {}
-        for index, bonus in enumerate(resolved):
-            by_member.setdefault(bonus.member_id, []).append((index, bonus))
-        for items in by_member.values():  # each member's in occurrence order, as a batch's own
-            items.sort(key=lambda item: (item[1].occurred_at, item[1].source, item[1].event_id))
-        member_ids = sorted(by_member)
         async with engine.connect() as conn:
-            for start in range(0, len(member_ids), BATCH_MEMBERS_PER_TRANSACTION):
-                group = [(m, by_member[m]) for m in member_ids[start : start + BATCH_MEMBERS_PER_TRANSACTION]]
+            for group in _member_groups(list(enumerate(resolved))):
                 for applied in await apply_group(conn, programs, group, strict):
                     if applied.result is None:
                         raw = bonuses[applied.index][0]
@@ -397,8 +406,8 @@ async def process_batch(
     if len(raws) > BATCH_EVENTS_MAX:
         raise InvalidEvent(f"batch: {len(raws)} events is over the limit of {BATCH_EVENTS_MAX}")
     outcomes: list[Outcome | None] = [None] * len(raws)
-    by_member: dict[str, list[tuple[int, Any]]] = {}
     valid: list[tuple[int, Any]] = []
+    resolved_events: list[tuple[int, Any]] = []
     for index, raw in enumerate(raws):
         try:
             valid.append((index, validate(raw, timeline, now)))
@@ -409,19 +418,13 @@ async def process_batch(
     if valid:
         async with engine.begin() as conn:
             resolved = await identities.resolve_many(conn, timeline, [event for _, event in valid])
-        for (index, _), event in zip(valid, resolved, strict=True):
-            by_member.setdefault(event.member_id, []).append((index, event))
+        resolved_events = [(index, event) for (index, _), event in zip(valid, resolved, strict=True)]
     effects = []
     settled: list[tuple[Any, Result]] = []  # for the referrer checks, once the batch's connection is back
     refused: list[tuple[int, Any, str]] = []
     # One connection for the whole batch (no checkout per member), one transaction per group.
-    member_ids = sorted(by_member)
-    # Each member's share in occurrence order, so a batch by itself never makes a late event.
-    for items in by_member.values():
-        items.sort(key=lambda item: (item[1].occurred_at, item[1].source, item[1].event_id))
     async with engine.connect() as conn:
-        for start in range(0, len(member_ids), BATCH_MEMBERS_PER_TRANSACTION):
-            group = [(m, by_member[m]) for m in member_ids[start : start + BATCH_MEMBERS_PER_TRANSACTION]]
+        for group in _member_groups(resolved_events):
             for applied in await apply_group(conn, timeline, group, strict):
                 result, event = applied.result, applied.event
                 if result is None:
