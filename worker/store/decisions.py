@@ -18,7 +18,6 @@ from worker.domain.decisions import (
     Earn,
     MarkApplied,
     MemberState,
-    OrderState,
     Origin,
     PutOrder,
     PutRefund,
@@ -32,6 +31,7 @@ from worker.domain.program import Program
 from worker.domain.result import Result
 from worker.store import accounts
 from worker.store.accounts import Account
+from worker.store.staged import order_state
 
 _UPSERT_ORDER = text(
     """
@@ -184,24 +184,12 @@ async def load_order(conn, account: Account, state: MemberState, order_id: str, 
                 state.reviews[(order_id, review.sku)] = review
         return
     key = {"member_id": account.member_id, "order_id": order_id}
-    row = (await conn.execute(_ORDER_STATE, {**key, "count": purchase})).one()
-    state.purchases = row.purchases or 0
-    if not row.found:
+    row = (await conn.execute(_ORDER_STATE, {**key, "count": purchase})).mappings().one()
+    state.purchases = row["purchases"] or 0
+    if not row["found"]:
         return
-    state.orders[order_id] = OrderState(
-        amount=row.amount,
-        currency=row.currency,
-        purchased_at=row.purchased_at,
-        points_earned=row.points_earned,
-        points_reversed=row.points_reversed,
-        refunded_amount=row.refunded_amount,
-        bonus_points=row.bonus_points,
-        bonus_reversed=row.bonus_reversed,
-        lot_id=row.lot_id,
-        refund_ids=set(row.refund_ids),
-        review_skus=set(row.review_skus),
-    )
-    if purchase and row.amount is None:
+    state.orders[order_id] = order_state(row)
+    if purchase and row["amount"] is None:
         for r in (await conn.execute(_WAITING_ROWS, key)).mappings():
             state.refunds[(order_id, r["refund_id"])] = RefundRow(order_id=order_id, **r)
         for r in (await conn.execute(_WAITING_REVIEW_ROWS, key)).mappings():

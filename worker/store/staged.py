@@ -21,9 +21,9 @@ refuses lot moves on a staged account.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
@@ -231,19 +231,7 @@ class Staged:
             members, order_ids = [m for m, _ in named], [o for _, o in named]
             waiting = []
             for r in await self.fetch(_ORDERS, members, order_ids):
-                self.orders[(r["member_id"], r["order_id"])] = OrderState(
-                    amount=r["amount"],
-                    currency=r["currency"],
-                    purchased_at=r["purchased_at"],
-                    points_earned=r["points_earned"],
-                    points_reversed=r["points_reversed"],
-                    refunded_amount=r["refunded_amount"],
-                    bonus_points=r["bonus_points"],
-                    bonus_reversed=r["bonus_reversed"],
-                    lot_id=r["lot_id"],
-                    refund_ids=set(r["refund_ids"]),
-                    review_skus=set(r["review_skus"]),
-                )
+                self.orders[(r["member_id"], r["order_id"])] = order_state(r)
                 if r["amount"] is None and (r["refund_ids"] or r["review_skus"]):
                     waiting.append((r["member_id"], r["order_id"]))
             if waiting:
@@ -387,42 +375,12 @@ class Staged:
         self.orders[(member_id, order_id)] = order
 
     def put_refund(self, member_id: str, row: RefundRow) -> None:
-        key = (member_id, row.order_id)
-        waiting = self.waiting_refunds.setdefault(key, {})
-        if row.status == "waiting":
-            waiting[row.refund_id] = row
-        else:
-            waiting.pop(row.refund_id, None)
-        self._refunds[(member_id, row.order_id, row.refund_id)] = (
-            member_id,
-            row.order_id,
-            row.refund_id,
-            row.amount,
-            row.source,
-            row.event_id,
-            row.occurred_at,
-            row.status,
-            row.points_reversed,
-        )
+        _still_waiting(self.waiting_refunds.setdefault((member_id, row.order_id), {}), row.refund_id, row)
+        self._refunds[(member_id, row.order_id, row.refund_id)] = (member_id, *_values(row))
 
     def put_review(self, member_id: str, row: ReviewRow) -> None:
-        key = (member_id, row.order_id)
-        waiting = self.waiting_reviews.setdefault(key, {})
-        if row.status == "waiting":
-            waiting[row.sku] = row
-        else:
-            waiting.pop(row.sku, None)
-        self._reviews[(member_id, row.order_id, row.sku)] = (
-            member_id,
-            row.order_id,
-            row.sku,
-            row.review_id,
-            row.source,
-            row.event_id,
-            row.status,
-            row.has_media,
-            row.occurred_at,
-        )
+        _still_waiting(self.waiting_reviews.setdefault((member_id, row.order_id), {}), row.sku, row)
+        self._reviews[(member_id, row.order_id, row.sku)] = (member_id, *_values(row))
 
     def drop_review(self, member_id: str, order_id: str, sku: str) -> None:
         self.waiting_reviews.get((member_id, order_id), {}).pop(sku, None)
@@ -519,6 +477,36 @@ class Staged:
             await driver.execute(_FLUSH, *columns)
         for table in tables:
             table.clear()
+
+
+def _still_waiting(waiting: dict[str, Any], key: str, row: RefundRow | ReviewRow) -> None:
+    """Keep `row` among its order's waiting rows while it waits, and drop it once applied."""
+    if row.status == "waiting":
+        waiting[key] = row
+    else:
+        waiting.pop(key, None)
+
+
+def _values(row: RefundRow | ReviewRow) -> tuple:
+    """A refund's or review's columns after member_id, in the table's (and the row's) order."""
+    return tuple(getattr(row, f.name) for f in fields(row))
+
+
+def order_state(row: Mapping[str, Any]) -> OrderState:
+    """An orders row (with the refund ids and reviewed skus it has seen) as a decider reads it."""
+    return OrderState(
+        amount=row["amount"],
+        currency=row["currency"],
+        purchased_at=row["purchased_at"],
+        points_earned=row["points_earned"],
+        points_reversed=row["points_reversed"],
+        refunded_amount=row["refunded_amount"],
+        bonus_points=row["bonus_points"],
+        bonus_reversed=row["bonus_reversed"],
+        lot_id=row["lot_id"],
+        refund_ids=set(row["refund_ids"]),
+        review_skus=set(row["review_skus"]),
+    )
 
 
 def _order_row(key: tuple[str, str], order: OrderState) -> tuple:
