@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import bindparam, text
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from worker.domain import currencies, deciders, engine, referrals
@@ -41,18 +41,6 @@ INTERNAL_SOURCE_SEPARATOR = ":"
 _CLAIMED_HASH = text("SELECT payload_hash FROM processed_events WHERE source = :source AND event_id = :event_id")
 
 _REFERRAL_OF = text("SELECT referrer_member_id, source, event_id FROM referrals WHERE referee_member_id = :referee")
-# What decides whether a referral pays (worker/domain/referrals.py): the referee's events that
-# occurred before it, by event time, of the types that show enrolment. A referee imported from
-# a previous program purchased there, whenever the referral occurred.
-_REFEREE_BEFORE = text(
-    f"""
-    SELECT min(occurred_at) AS first_event_at,
-           coalesce(bool_or(event_type = 'purchase'), false)
-           OR {accounts.imported(":referee")} AS purchased_before
-    FROM processed_events
-    WHERE member_id = :referee AND occurred_at < :referred_at AND event_type = ANY(:types)
-    """
-).bindparams(bindparam("types"))
 # The referral a member is the referee of, with its time.
 _REFERRAL_AS_REFEREE = text(
     """
@@ -191,24 +179,13 @@ async def check_due(conn: AsyncConnection, program: Program, check: ReferrerChec
     referral that is not the referee's (a second referral of them, `referee_already_referred`)
     is never due: it would take nothing back, and a row written for it on one delivery and not
     on another would make the ledger depend on arrival order."""
-    if not await _is_the_referral(conn, check):
-        return False
-    return not await referee_is_new(conn, program, check.referee_member_id, check.occurred_at)
-
-
-async def _is_the_referral(conn: AsyncConnection, check: ReferrerCheck) -> bool:
-    """Whether the check's referral is the one recorded for its referee."""
-    referral = (await conn.execute(_REFERRAL_OF, {"referee": check.referee_member_id})).first()
-    return referral is not None and (referral.source, referral.event_id) == (check.referral_source, check.event_id)
+    return (await checks_due(conn, timeline_of(program), [check]))[0]
 
 
 async def referee_is_new(conn: AsyncConnection, program: Program, referee: str, referred_at: datetime) -> bool:
     """Whether a referral of `referee` at `referred_at` pays, from the referee's stored events."""
-    params = {"referee": referee, "referred_at": referred_at, "types": list(referrals.ENROLMENT_TYPES)}
-    facts = (await conn.execute(_REFEREE_BEFORE, params)).one()
-    return referrals.referee_is_new(
-        referred_at, facts.first_event_at, facts.purchased_before, program.referral.referee_new_days
-    )
+    fetch = (await conn.get_raw_connection()).driver_connection.fetch
+    return (await _referees_new(fetch, timeline_of(program), [(referee, referred_at)]))[0]
 
 
 @dataclass(frozen=True)
@@ -445,7 +422,10 @@ _GROUP_CHAINS = """
 _GROUP_REFERRALS_OF = """
     SELECT referee_member_id, source, event_id FROM referrals WHERE referee_member_id = ANY($1::text[])
 """
-# As _REFEREE_BEFORE, for each of a group's referrals (an imported referee purchased before).
+# What decides whether a referral pays (worker/domain/referrals.py), for each (referee,
+# referred_at): the referee's events that occurred before it, by event time, of the types that
+# show enrolment. A referee imported from a previous program purchased there, whenever the
+# referral occurred.
 _GROUP_REFEREES_BEFORE = f"""
     SELECT k.i, min(p.occurred_at) AS first_event_at,
         coalesce(bool_or(p.event_type = 'purchase'), false)
@@ -610,9 +590,7 @@ async def _referee_bonus(conn, program: Program, account: Account, origin: Origi
 async def _referrer_check(conn, program: Program, account: Account, origin: Origin, check: ReferrerCheck) -> Result:
     """Nothing when the referral still pays (or is not this referrer's); otherwise the note that
     has the caller evaluate the referrer's history again (`re_evaluates`)."""
-    if not await _is_the_referral(conn, check) or await referee_is_new(
-        conn, program, check.referee_member_id, check.occurred_at
-    ):
+    if not await check_due(conn, program, check):
         return Result("applied", account.member_id)
     return Result("applied", account.member_id, note=referrals.NOT_NEW)
 
